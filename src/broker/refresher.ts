@@ -1,0 +1,201 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../clock.js";
+import { BrokerError, needsReauthorizationError } from "../errors.js";
+import type { TokenStore } from "../store/token-store.js";
+import type { TokenRecord } from "../token-set.js";
+import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
+import { sleep } from "./abortable.js";
+import type { RefreshCause, RefreshListener, RefreshOutcome } from "./refresh-events.js";
+import { SingleFlight } from "./single-flight.js";
+import type { WatchHub } from "./watch-hub.js";
+
+/** Tuning of {@link Refresher}. */
+export interface RefresherOptions {
+  /** How long a refresh lease lasts before another process may take over, ms (default 30 000). Keep it above the upstream timeout. */
+  leaseTtlMs?: number;
+  /** Upstream attempts within one refresh on transient errors (default 3). */
+  attempts?: number;
+  /** First retry delay, ms (default 250); doubles each attempt, with jitter. */
+  retryBaseMs?: number;
+  /** After a refresh failed transiently, no new attempt for this long, ms (default 1000, doubling per failure up to 60 000). */
+  cooldownMs?: number;
+  /** How often to look at another process's lease while waiting for it, ms (default 50). */
+  leasePollMs?: number;
+  /** Identifies this process in leases; default host:pid:random. */
+  holderId?: string;
+}
+
+/**
+ * Performs refreshes: at most one per token set at a time in this process
+ * (single-flight), and one across processes (a lease row in the store). The
+ * new token set is committed before anyone sees it. A refresh is tied to the
+ * version the caller saw: if the stored version has moved on, the stored token
+ * is returned and nothing is sent upstream, so there is one refresh per expiry.
+ */
+export class Refresher {
+  private readonly flights = new SingleFlight<string, TokenRecord>();
+  private readonly failures = new Map<string, { count: number; until: number }>();
+  private readonly leaseTtlMs: number;
+  private readonly attempts: number;
+  private readonly retryBaseMs: number;
+  private readonly cooldownMs: number;
+  private readonly leasePollMs: number;
+  /** This process's name in leases. */
+  readonly holderId: string;
+  /** Set when the identity server rejected the client itself (invalid_client). */
+  misconfiguration: string | undefined;
+
+  constructor(
+    private readonly store: TokenStore,
+    private readonly identity: IdentityServer,
+    private readonly hub: WatchHub,
+    private readonly clock: Clock,
+    private readonly listener: RefreshListener = () => {},
+    options: RefresherOptions = {},
+  ) {
+    this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
+    this.attempts = Math.max(1, options.attempts ?? 3);
+    this.retryBaseMs = options.retryBaseMs ?? 250;
+    this.cooldownMs = options.cooldownMs ?? 1000;
+    this.leasePollMs = options.leasePollMs ?? 50;
+    this.holderId = options.holderId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  }
+
+  /**
+   * Refreshes the connection's token set unless its stored version is already
+   * newer than `seenVersion`. Concurrent calls for one connection share one
+   * refresh. Throws {@link BrokerError} (needs_reauthorization, unavailable,
+   * misconfigured, not_found).
+   */
+  refresh(connectionId: string, cause: RefreshCause, seenVersion: number): Promise<TokenRecord> {
+    return this.flights.run(connectionId, () => this.refreshOnce(connectionId, cause, seenVersion));
+  }
+
+  /** True while a refresh of this connection runs in this process. */
+  isRefreshing(connectionId: string): boolean {
+    return this.flights.has(connectionId);
+  }
+
+  /** Resolves when every refresh running now has been committed or has failed. */
+  drain(): Promise<void> {
+    return this.flights.drain();
+  }
+
+  private async refreshOnce(connectionId: string, cause: RefreshCause, seenVersion: number): Promise<TokenRecord> {
+    const started = this.clock.now();
+    const startedReal = performance.now();
+    let attempts = 0;
+    const report = (outcome: RefreshOutcome, version: number, error?: string) =>
+      this.listener({
+        connectionId,
+        cause,
+        outcome,
+        attempts,
+        durationMs: Math.round(performance.now() - startedReal),
+        version,
+        ...(error === undefined ? {} : { error }),
+      });
+
+    for (;;) {
+      const current = await this.load(connectionId);
+      if (current.version > seenVersion) {
+        report("already_fresh", current.version);
+        return current;
+      }
+      if (current.state === "needs_reauthorization") throw needsReauthorizationError(connectionId);
+      this.checkCooldown(connectionId);
+
+      const lease = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+      if (!lease.acquired) {
+        // Another process is refreshing: wait for its commit or for its lease to lapse.
+        await sleep(this.leasePollMs);
+        if (this.clock.now() - started > 4 * this.leaseTtlMs) {
+          throw new BrokerError("unavailable", `another broker process has held the refresh of ${connectionId} for too long`);
+        }
+        continue;
+      }
+      // Re-read under the lease: another process may have committed just before we took it.
+      const leased = await this.load(connectionId);
+      if (leased.version > seenVersion || leased.state !== "active") {
+        await this.store.releaseLease(connectionId, this.holderId);
+        continue;
+      }
+
+      for (;;) {
+        attempts++;
+        try {
+          const obtained = await this.identity.refresh(leased.refreshToken);
+          const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
+          const record = await this.store.commitRefresh(connectionId, this.holderId, leased.version, tokenSet);
+          this.failures.delete(connectionId);
+          this.misconfiguration = undefined;
+          this.hub.publish(record);
+          report("ok", record.version);
+          return record;
+        } catch (e) {
+          if (!(e instanceof UpstreamError)) {
+            await this.store.releaseLease(connectionId, this.holderId);
+            report("transient_error", leased.version, e instanceof Error ? e.name : "error");
+            throw e;
+          }
+          if (e.kind === "invalid_grant") {
+            await this.store.markNeedsReauthorization(connectionId, e.message);
+            const marked = await this.load(connectionId);
+            this.hub.publish(marked);
+            report("invalid_grant", marked.version, e.message);
+            throw needsReauthorizationError(connectionId);
+          }
+          if (e.kind === "invalid_client") {
+            this.misconfiguration = e.message;
+            await this.store.recordError(connectionId, e.message);
+            await this.store.releaseLease(connectionId, this.holderId);
+            this.noteFailure(connectionId, undefined);
+            report("invalid_client", leased.version, e.message);
+            throw new BrokerError(
+              "misconfigured",
+              "the identity server rejected tokenbroker's client id or secret (invalid_client): check TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET",
+            );
+          }
+          if (attempts >= this.attempts) {
+            await this.store.recordError(connectionId, e.message);
+            await this.store.releaseLease(connectionId, this.holderId);
+            this.noteFailure(connectionId, e.retryAfterMs);
+            report("transient_error", leased.version, e.message);
+            throw new BrokerError("unavailable", `refreshing ${connectionId} failed: ${e.message}; will retry`, { cause: e });
+          }
+          const delay = Math.max(e.retryAfterMs ?? 0, jitter(this.retryBaseMs * 2 ** (attempts - 1)));
+          await sleep(delay);
+          // Keep the lease while we wait, so no other process starts a second refresh.
+          await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+        }
+      }
+    }
+  }
+
+  private async load(connectionId: string): Promise<TokenRecord> {
+    const record = await this.store.getToken(connectionId);
+    if (!record) throw new BrokerError("not_found", `connection ${connectionId} not found`);
+    return record;
+  }
+
+  private checkCooldown(connectionId: string): void {
+    const failure = this.failures.get(connectionId);
+    if (failure && this.clock.now() < failure.until) {
+      const seconds = Math.ceil((failure.until - this.clock.now()) / 1000);
+      throw new BrokerError("unavailable", `the identity server failed recently; next refresh attempt of ${connectionId} in ${seconds}s`);
+    }
+  }
+
+  private noteFailure(connectionId: string, retryAfterMs: number | undefined): void {
+    const count = (this.failures.get(connectionId)?.count ?? 0) + 1;
+    const backoff = Math.min(60_000, this.cooldownMs * 2 ** (count - 1));
+    const wait = Math.max(retryAfterMs ?? 0, jitter(backoff));
+    this.failures.set(connectionId, { count, until: this.clock.now() + wait });
+  }
+}
+
+/** Between half and all of `ms`: spreads retries of many brokers apart. */
+function jitter(ms: number): number {
+  return ms / 2 + Math.random() * (ms / 2);
+}

@@ -1,0 +1,114 @@
+import type { Clock } from "../clock.js";
+import type { TokenStore, TokenState } from "../store/token-store.js";
+import type { RefreshCause } from "./refresh-events.js";
+import type { TokenBroker } from "./token-broker.js";
+
+/** Options for {@link Scheduler}. */
+export interface SchedulerOptions {
+  /** Refresh a token set in use this long before it expires, ms (default 5 minutes; never more than half the token's lifetime). */
+  leadTimeMs?: number;
+  /** A token set asked for within this window counts as in use, ms (default 1 hour). */
+  inUseWindowMs?: number;
+  /** Refresh an idle token set when its refresh token is this old, ms (default 30 days; Xero's die after 60). */
+  keepAliveAfterMs?: number;
+  /** How often {@link Scheduler.start} runs a tick, ms (default 1000). */
+  intervalMs?: number;
+  /** Called with errors of background refreshes (already reported as refresh events). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * The "producer": refreshes token sets in use shortly before they expire, so
+ * callers rarely wait; keeps idle token sets alive before their refresh token
+ * dies; finishes refreshes interrupted by a crash; and pushes refreshes made by
+ * other processes to this process's watchers. Every refresh it starts is tied
+ * to the version it saw, so it never adds a second refresh for one expiry.
+ */
+export class Scheduler {
+  private readonly leadTimeMs: number;
+  private readonly inUseWindowMs: number;
+  private readonly keepAliveAfterMs: number;
+  private readonly intervalMs: number;
+  private readonly onError: (error: unknown) => void;
+  private readonly seen = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+
+  constructor(
+    private readonly broker: TokenBroker,
+    private readonly store: TokenStore,
+    private readonly clock: Clock,
+    options: SchedulerOptions = {},
+  ) {
+    this.leadTimeMs = options.leadTimeMs ?? 5 * 60_000;
+    this.inUseWindowMs = options.inUseWindowMs ?? 60 * 60_000;
+    this.keepAliveAfterMs = options.keepAliveAfterMs ?? 30 * 24 * 60 * 60_000;
+    this.intervalMs = options.intervalMs ?? 1000;
+    this.onError = options.onError ?? (() => {});
+  }
+
+  /** Runs {@link tick} every interval until {@link stop}. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for a running tick. Refreshes it started are drained by the broker. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+  }
+
+  /** One pass over every token set. Overlapping calls share the running pass. */
+  tick(): Promise<void> {
+    this.ticking ??= this.pass().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  /** When a token set in use is refreshed ahead of expiry (ms since the epoch). */
+  refreshDueAt(t: Pick<TokenState, "expiresAt" | "obtainedAt">): number {
+    const lifetime = t.expiresAt - t.obtainedAt;
+    return t.expiresAt - Math.min(this.leadTimeMs, lifetime / 2);
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      const now = this.clock.now();
+      const inUse = this.broker.inUse(now - this.inUseWindowMs);
+      const states = await this.store.listTokenStates();
+      for (const t of states) {
+        this.propagate(t);
+        if (t.state !== "active" || this.broker.refresher.isRefreshing(t.connectionId)) continue;
+        if (inUse.has(t.connectionId) && now >= this.refreshDueAt(t)) {
+          this.start_(t, "proactive");
+        } else if (now - t.refreshTokenIssuedAt >= this.keepAliveAfterMs) {
+          this.start_(t, "keepalive");
+        }
+      }
+      for (const connectionId of await this.store.listLapsedLeases(now)) {
+        const t = states.find((s) => s.connectionId === connectionId);
+        if (t && !this.broker.refresher.isRefreshing(connectionId)) this.start_(t, "recovery");
+      }
+    } catch (e) {
+      this.onError(e);
+    }
+  }
+
+  private start_(t: TokenState, cause: RefreshCause): void {
+    this.broker.refresher.refresh(t.connectionId, cause, t.version).catch(this.onError);
+  }
+
+  /** A token set changed by another process reaches this process's watchers. */
+  private propagate(t: TokenState): void {
+    const key = `${t.version}:${t.state}`;
+    const previous = this.seen.get(t.connectionId);
+    this.seen.set(t.connectionId, key);
+    if (previous === undefined || previous === key || this.broker.hub.count(t.connectionId) === 0) return;
+    this.store
+      .getToken(t.connectionId)
+      .then((record) => record && this.broker.hub.publish(record))
+      .catch(this.onError);
+  }
+}

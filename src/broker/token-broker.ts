@@ -1,0 +1,178 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { systemClock, type Clock } from "../clock.js";
+import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors.js";
+import type { TokenStore } from "../store/token-store.js";
+import type { TokenRecord } from "../token-set.js";
+import type { IdentityServer } from "../upstream/identity-server.js";
+import { abortable } from "./abortable.js";
+import type { RefreshListener } from "./refresh-events.js";
+import { Refresher, type RefresherOptions } from "./refresher.js";
+import { WatchHub } from "./watch-hub.js";
+
+/** Names a token set: exactly one of a tenant id or a connection id. */
+export type Selector = { tenantId: string } | { connectionId: string };
+
+/** Options for {@link TokenBroker}. */
+export interface TokenBrokerOptions {
+  store: TokenStore;
+  identity: IdentityServer;
+  clock?: Clock;
+  /** Default for {@link TokenBroker.getToken}'s minimum validity, ms (default 60 000: the clock-skew margin). */
+  defaultMinValidForMs?: number;
+  /** Receives an event for every refresh (logs, metrics). */
+  onRefresh?: RefreshListener;
+  /** Tuning of retries and leases. */
+  refresher?: RefresherOptions;
+}
+
+/**
+ * The token logic: hands out access tokens, refreshing each token set exactly
+ * once per expiry however many callers ask at once, and streams new tokens to
+ * watchers. Knows nothing of HTTP or gRPC; fails with {@link BrokerError}.
+ */
+export class TokenBroker {
+  /** Subscribers of each connection's token set. */
+  readonly hub = new WatchHub();
+  /** Performs the refreshes. */
+  readonly refresher: Refresher;
+  private readonly store: TokenStore;
+  private readonly clock: Clock;
+  private readonly defaultMinValidForMs: number;
+  private readonly lastUsed = new Map<string, number>();
+
+  constructor(options: TokenBrokerOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.defaultMinValidForMs = options.defaultMinValidForMs ?? 60_000;
+    this.refresher = new Refresher(
+      options.store,
+      options.identity,
+      this.hub,
+      this.clock,
+      options.onRefresh,
+      options.refresher,
+    );
+  }
+
+  /** The connection id a selector names; `not_found` if the broker holds none. */
+  async resolve(selector: Selector): Promise<string> {
+    if ("tenantId" in selector) {
+      const id = await this.store.findConnectionByTenant(selector.tenantId);
+      if (id === undefined) throw new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
+      return id;
+    }
+    const record = await this.store.getToken(selector.connectionId);
+    if (!record) throw new BrokerError("not_found", `connection ${selector.connectionId} not found`);
+    return selector.connectionId;
+  }
+
+  /**
+   * A token valid for at least `minValidForMs` (capped at half the token's
+   * lifetime, so that a fresh token always qualifies). Refreshes when needed;
+   * if the refresh fails transiently while the stored token is still valid,
+   * that token is returned.
+   */
+  async getToken(
+    selector: Selector,
+    options: { minValidForMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<TokenRecord> {
+    const connectionId = await this.resolve(selector);
+    return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options.signal);
+  }
+
+  /**
+   * A channel's API call with `accessToken` got 401. If that is the current
+   * token, it is refreshed (once, however many report it); otherwise the
+   * current token is returned untouched.
+   */
+  async reportExpired(
+    selector: Selector,
+    accessToken: string,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ token: TokenRecord; refreshed: boolean }> {
+    const connectionId = await this.resolve(selector);
+    this.touch(connectionId);
+    const current = await this.current(connectionId);
+    if (current.state !== "active") throw needsReauthorizationError(connectionId);
+    if (!sameToken(current.accessToken, accessToken)) {
+      const token = await this.validToken(connectionId, this.defaultMinValidForMs, options.signal);
+      return { token, refreshed: false };
+    }
+    const token = await abortable(this.refresher.refresh(connectionId, "report", current.version), options.signal);
+    return { token, refreshed: true };
+  }
+
+  /**
+   * Streams the token set: first a valid token at once (or the state, if the
+   * connection needs re-authorisation), then every new token and change of
+   * state, in order of version. Ends when `signal` aborts or the broker closes.
+   */
+  async *watch(selector: Selector, signal?: AbortSignal): AsyncGenerator<TokenRecord> {
+    const connectionId = await this.resolve(selector);
+    const subscription = this.hub.subscribe(connectionId);
+    try {
+      const current = await this.current(connectionId);
+      const first =
+        current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, signal) : current;
+      subscription.delivered(first);
+      yield first;
+      for (;;) {
+        const next = await subscription.next(signal);
+        if (!next) return;
+        yield next;
+      }
+    } finally {
+      subscription.close();
+    }
+  }
+
+  /** Connection ids asked for since `since` (ms), or watched now: the ones worth refreshing ahead of expiry. */
+  inUse(since: number): Set<string> {
+    const ids = new Set(this.hub.watched());
+    for (const [id, at] of this.lastUsed) {
+      if (at >= since) ids.add(id);
+      else this.lastUsed.delete(id);
+    }
+    return ids;
+  }
+
+  /** Ends every watch stream and waits for running refreshes to be committed. */
+  async close(): Promise<void> {
+    this.hub.closeAll();
+    await this.refresher.drain();
+  }
+
+  private async validToken(connectionId: string, minValidForMs: number, signal: AbortSignal | undefined): Promise<TokenRecord> {
+    this.touch(connectionId);
+    const current = await this.current(connectionId);
+    if (current.state !== "active") throw needsReauthorizationError(connectionId);
+    const lifetime = current.expiresAt - current.obtainedAt;
+    const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
+    const now = this.clock.now();
+    if (current.expiresAt - now >= needed) return current;
+    try {
+      return await abortable(this.refresher.refresh(connectionId, "caller", current.version), signal);
+    } catch (e) {
+      // Upstream trouble: a token that is still valid is better than none.
+      if (isBrokerError(e, "unavailable") && current.expiresAt > this.clock.now()) return current;
+      throw e;
+    }
+  }
+
+  private async current(connectionId: string): Promise<TokenRecord> {
+    const record = await this.store.getToken(connectionId);
+    if (!record) throw new BrokerError("not_found", `connection ${connectionId} not found`);
+    return record;
+  }
+
+  private touch(connectionId: string): void {
+    this.lastUsed.set(connectionId, this.clock.now());
+  }
+}
+
+/** Compares two tokens in constant time. */
+function sameToken(a: string, b: string): boolean {
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
+}

@@ -1,0 +1,91 @@
+import { parseArgs } from "node:util";
+import { ConfigError, DEFAULT_DB, upstreamFromEnv } from "../config.js";
+import { importRefreshToken } from "../importer.js";
+import { UpstreamError } from "../upstream/identity-server.js";
+import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
+import type { Command, CommandIo } from "./command.js";
+import { dbPath, openStoreOrExplain } from "./store-options.js";
+
+/** `tokenbroker import`: take over a token set from another system. */
+export const importCommand: Command = {
+  name: "import",
+  summary: "take over an existing refresh token (read from standard input)",
+  help: `Usage: tokenbroker import [options] < refresh-token.txt
+
+Moves a Xero token set from an existing system into tokenbroker. Reads the
+refresh token from standard input (never from the command line, where other
+users could see it), refreshes it once right away so that tokenbroker alone
+holds the live refresh token, reads the grant's tenants from Xero's
+connections endpoint, stores both, and prints the connection id and tenants.
+Stop the old system from refreshing first: after the import its refresh token
+is spent.
+
+Importing a token of a Xero user tokenbroker already holds replaces that
+user's token set (this is how a connection that needs re-authorisation is
+brought back).
+
+Options:
+  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
+  --json       print the result as JSON
+  -h, --help   show this help
+
+Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (and the other
+upstream variables, see tokenbroker serve --help).
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: { db: { type: "string" }, json: { type: "boolean" } },
+      allowPositionals: false,
+    });
+    const upstream = upstreamFromEnv(io.env);
+    const refreshToken = await readRefreshToken(io);
+    const store = openStoreOrExplain(dbPath(values.db, io.env));
+    try {
+      const identity = createOidcIdentityServer({
+        issuer: upstream.issuer,
+        connectionsUrl: upstream.connectionsUrl,
+        clientId: upstream.clientId,
+        clientSecret: upstream.clientSecret,
+        allowInsecure: upstream.allowInsecureIssuer,
+        timeoutMs: upstream.timeoutMs,
+      });
+      let result;
+      try {
+        result = await importRefreshToken(store, identity, refreshToken);
+      } catch (e) {
+        if (e instanceof UpstreamError) throw new ConfigError(`import failed, nothing stored: ${e.message}`);
+        throw e;
+      }
+      if (values.json) {
+        io.out.write(`${JSON.stringify(result, null, 2)}\n`);
+      } else {
+        io.out.write(`connection ${result.connectionId} (${result.created ? "new" : "replaced"})\n`);
+        for (const t of result.tenants) io.out.write(`  tenant ${t.tenantId}  ${t.tenantName ?? ""}\n`);
+      }
+      if (result.tenantsError) {
+        io.err.write(
+          `tokenbroker: the token set is stored, but its tenants could not be read (${result.tenantsError}); ` +
+            `GetToken by connection_id works meanwhile\n`,
+        );
+        return 1;
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+async function readRefreshToken(io: CommandIo): Promise<string> {
+  if (io.in.isTTY) io.err.write("Paste the refresh token, then press Enter and Ctrl-D:\n");
+  let text = "";
+  for await (const chunk of io.in) {
+    text += typeof chunk === "string" ? chunk : (chunk as Buffer).toString("utf8");
+    if (text.length > 16_384) throw new ConfigError("standard input is too long for a refresh token");
+  }
+  const token = text.trim();
+  if (token === "") throw new ConfigError("no refresh token on standard input: pipe it in, e.g. tokenbroker import < token.txt");
+  if (/\s/.test(token)) throw new ConfigError("standard input holds more than one word; give the refresh token alone");
+  return token;
+}

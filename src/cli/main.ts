@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+import { ConfigError } from "../config.js";
+import type { Command, CommandIo } from "./command.js";
+import { demoCommand } from "./demo.js";
+import { importCommand } from "./import.js";
+import { serveCommand } from "./serve.js";
+
+const commands: Command[] = [serveCommand, importCommand, demoCommand];
+
+const usage = `Usage: tokenbroker <command> [options]
+
+Keeps Xero OAuth2 access tokens fresh for many channels at once: one refresh
+per expiry, served over gRPC, gRPC-Web and Connect on one port.
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`).join("\n")}
+
+Run \`tokenbroker <command> --help\` for a command's options.
+`;
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+export async function main(argv: string[], io: CommandIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "-h" || name === "--help") {
+    io.out.write(usage);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    io.err.write(`tokenbroker: unknown command ${JSON.stringify(name)}\n\n${usage}`);
+    return 2;
+  }
+  if (rest.includes("-h") || rest.includes("--help")) {
+    io.out.write(command.help);
+    return 0;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      io.err.write(`tokenbroker ${command.name}: ${e.message}\n`);
+      return 2;
+    }
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
+      io.err.write(`tokenbroker ${command.name}: ${(e as Error).message}; see tokenbroker ${command.name} --help\n`);
+      return 2;
+    }
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    io.err.write(`tokenbroker ${command.name}: unexpected error: ${what}\n`);
+    if (io.env["TOKENBROKER_DEBUG"] && e instanceof Error) io.err.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+const io: CommandIo = { out: process.stdout, err: process.stderr, in: process.stdin, env: process.env };
+main(process.argv.slice(2), io).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`tokenbroker: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,17 @@
+import { ConfigError, DEFAULT_DB } from "../config.js";
+import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
+
+/** The database path from `--db`, `TOKENBROKER_DB` or the default. */
+export function dbPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return flag ?? env["TOKENBROKER_DB"] ?? DEFAULT_DB;
+}
+
+/** Opens the store, turning a file-system failure into a one-line ConfigError. */
+export function openStoreOrExplain(path: string): SqliteStore {
+  try {
+    return openSqliteStore({ path });
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new ConfigError(`cannot open database ${path}: ${why}`);
+  }
+}

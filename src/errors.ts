@@ -1,0 +1,47 @@
+/**
+ * Why a broker operation failed, in the broker's own terms. The transport
+ * maps each kind to a gRPC status code; nothing here knows about HTTP.
+ */
+export type BrokerErrorKind =
+  /** The request is malformed (no token set named, or both). */
+  | "invalid_argument"
+  /** No such tenant or connection. */
+  | "not_found"
+  /** The connection's refresh token was rejected: a person must re-authorise. */
+  | "needs_reauthorization"
+  /** The identity server could not be reached or failed; try again later. */
+  | "unavailable"
+  /** The broker's own configuration is wrong (e.g. invalid_client). */
+  | "misconfigured"
+  /** The caller gave up (deadline or cancellation) before the work finished. */
+  | "cancelled";
+
+/**
+ * The one error type the token logic throws. `message` is safe to show to a
+ * caller: it never contains a token, a secret or an upstream response body.
+ */
+export class BrokerError extends Error {
+  override readonly name = "BrokerError";
+
+  constructor(
+    readonly kind: BrokerErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** True when `e` is a BrokerError of the given kind. */
+export function isBrokerError(e: unknown, kind?: BrokerErrorKind): e is BrokerError {
+  return e instanceof BrokerError && (kind === undefined || e.kind === kind);
+}
+
+/** The error for a connection whose refresh token Xero rejected, saying how to recover. */
+export function needsReauthorizationError(connectionId: string): BrokerError {
+  return new BrokerError(
+    "needs_reauthorization",
+    `connection ${connectionId} needs re-authorisation: Xero rejected its refresh token (invalid_grant). ` +
+      `Re-authorise it: pipe a new refresh token of the same Xero user into \`tokenbroker import\``,
+  );
+}

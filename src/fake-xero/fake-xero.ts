@@ -1,0 +1,235 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAccessTokenIssuer, type TokenResponseBody } from "./access-tokens.js";
+import type { FakeXeroContext, TokenEndpointFailure } from "./context.js";
+import { PATHS } from "./discovery.js";
+import { FakeXeroError } from "./errors.js";
+import { createGrantBook, type GrantView, type TenantInit } from "./grants.js";
+import { createJwtSigner } from "./jwt.js";
+import { createFakeXeroHandler } from "./routes.js";
+
+/** Options for {@link startFakeXero}. */
+export interface FakeXeroOptions {
+  /** Interface to listen on; default "127.0.0.1". */
+  host?: string;
+  /** Port; default 0 (an ephemeral port). */
+  port?: number;
+  /** The one client the fake knows; default "fake-client-id". */
+  clientId?: string;
+  /** That client's secret; default "fake-client-secret". */
+  clientSecret?: string;
+  /** Access token lifetime (`expires_in`); default 1800, as Xero. */
+  accessTokenLifetimeSeconds?: number;
+  /** How long a used refresh token may be retried after its first use; default 1800, as Xero. */
+  graceSeconds?: number;
+  /**
+   * What a retry inside the grace period gets (Xero does not document it):
+   * "same" (default) returns the pair the first use returned; "new" issues
+   * another new pair, which supersedes the earlier one (its refresh token,
+   * if unused, then gets invalid_grant).
+   */
+  graceRetry?: "same" | "new";
+  /** How long an unused refresh token stays valid; default 60 days, as Xero. */
+  refreshTokenLifetimeSeconds?: number;
+  /** Delay before answering the token endpoint, in ms; default 0. */
+  latencyMs?: number;
+  /** Scopes granted to every token; default a typical Xero accounting app's. */
+  scopes?: string[];
+  /** Clock in ms; default Date.now. Token timestamps and grace periods follow it. */
+  now?: () => number;
+}
+
+/** A tenant connected to a grant. */
+export interface FakeTenant {
+  tenantId: string;
+  tenantName: string;
+  tenantType: "ORGANISATION" | "PRACTICE";
+  /** The connection id (`id` in `/connections`). */
+  connectionId: string;
+  /** The consent that connected it. */
+  authEventId: string;
+}
+
+/** One user's grant (token set). */
+export interface FakeGrant {
+  grantId: string;
+  userId: string;
+  /** From `addGrant`: the first refresh token; from `getGrant`: the current one. */
+  refreshToken: string;
+  tenants: FakeTenant[];
+  /** The latest consent (the `authentication_event_id` of new access tokens). */
+  authEventId: string;
+  revoked: boolean;
+}
+
+/** A running fake Xero identity server (and the bit of Xero's API that lists connections). */
+export interface FakeXero {
+  /** e.g. "http://127.0.0.1:PORT" (no trailing slash). */
+  readonly issuer: string;
+  /** issuer + "/connections". */
+  readonly connectionsUrl: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** Token-endpoint calls so far (every POST to /connect/token, whatever the outcome). */
+  readonly tokenEndpointCalls: number;
+  /** Successful refresh_token grants so far (grace retries included). */
+  readonly refreshes: number;
+  /** Refresh tokens presented after their grace period had ended (each a lost connection in real life). */
+  readonly graceViolations: number;
+  /** Every invalid_grant answer so far (unknown, revoked, superseded, expired or past grace). */
+  readonly invalidGrants: number;
+  /** Simulate a user consenting: creates a grant with a user id and tenants, returns its first refresh token. */
+  addGrant(init?: { userId?: string; tenants?: TenantInit[] }): FakeGrant;
+  /** Simulate the same user consenting again to more tenants: they get a new authEventId, as do later access tokens. */
+  addTenants(grantId: string, tenants: TenantInit[]): FakeTenant[];
+  /** The grant as it is now, with its current refresh token; undefined if unknown. */
+  getGrant(grantId: string): FakeGrant | undefined;
+  /** Revoke a grant: its refresh tokens get invalid_grant from now on and its connections are removed. */
+  revokeGrant(grantId: string): void;
+  setLatency(ms: number): void;
+  setAccessTokenLifetime(seconds: number): void;
+  /** The next n token-endpoint calls fail with this HTTP status and OAuth error body (e.g. 503, or 429 with retryAfterSeconds, or 400 "invalid_grant", or 401 "invalid_client"). */
+  failNext(n: number, failure: TokenEndpointFailure): void;
+  /** Resolves after the server stopped (also destroys open sockets). */
+  close(): Promise<void>;
+}
+
+/** Scopes of a typical Xero accounting integration. */
+export const DEFAULT_SCOPES: readonly string[] = [
+  "openid",
+  "profile",
+  "email",
+  "offline_access",
+  "accounting.transactions",
+  "accounting.settings",
+  "accounting.contacts",
+];
+
+/** Starts a fake Xero on `host:port`; resolves once it is listening. */
+export async function startFakeXero(options: FakeXeroOptions = {}): Promise<FakeXero> {
+  const host = options.host ?? "127.0.0.1";
+  const now = options.now ?? Date.now;
+  const graceRetry = options.graceRetry ?? "same";
+  if (graceRetry !== "same" && graceRetry !== "new") throw invalid("graceRetry", graceRetry);
+  const graceSeconds = nonNegative("graceSeconds", options.graceSeconds ?? 1800);
+  const refreshTokenLifetimeSeconds = nonNegative("refreshTokenLifetimeSeconds", options.refreshTokenLifetimeSeconds ?? 60 * 86400);
+  const latencyMs = nonNegative("latencyMs", options.latencyMs ?? 0);
+  let lifetime = nonNegative("accessTokenLifetimeSeconds", options.accessTokenLifetimeSeconds ?? 1800);
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid("port", port);
+
+  const signer = await createJwtSigner();
+  const closing = new AbortController();
+  const server = createServer();
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (e) => reject(new FakeXeroError("listen_failed", `cannot listen on ${host}:${port}`, { cause: e })));
+    server.listen(port, host, resolve);
+  });
+  const address = server.address() as AddressInfo;
+  const issuer = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  const clientId = options.clientId ?? "fake-client-id";
+  const clientSecret = options.clientSecret ?? "fake-client-secret";
+  const scopes = [...(options.scopes ?? DEFAULT_SCOPES)];
+
+  const ctx: FakeXeroContext = {
+    issuer,
+    clientId,
+    clientSecret,
+    scopes,
+    signer,
+    grants: createGrantBook<TokenResponseBody>({
+      now,
+      graceRetry,
+      graceSeconds,
+      refreshTokenLifetimeSeconds,
+    }),
+    tokens: createAccessTokenIssuer({ signer, issuer, clientId, now, scopes, accessTokenLifetimeSeconds: () => lifetime }),
+    counters: { tokenEndpointCalls: 0, refreshes: 0, graceViolations: 0, invalidGrants: 0 },
+    failures: [],
+    closing: closing.signal,
+    latencyMs,
+  };
+  server.on("request", createFakeXeroHandler(ctx));
+  let closed: Promise<void> | undefined;
+
+  return {
+    issuer,
+    connectionsUrl: issuer + PATHS.connections,
+    clientId,
+    clientSecret,
+    get tokenEndpointCalls() {
+      return ctx.counters.tokenEndpointCalls;
+    },
+    get refreshes() {
+      return ctx.counters.refreshes;
+    },
+    get graceViolations() {
+      return ctx.counters.graceViolations;
+    },
+    get invalidGrants() {
+      return ctx.counters.invalidGrants;
+    },
+    addGrant(init) {
+      const g = ctx.grants.addGrant(init);
+      return toFakeGrant(g);
+    },
+    addTenants(grantId, tenants) {
+      return ctx.grants.addTenants(grantId, tenants).map(toFakeTenant);
+    },
+    getGrant(grantId) {
+      const g = ctx.grants.getGrant(grantId);
+      return g && toFakeGrant(g);
+    },
+    revokeGrant(grantId) {
+      ctx.grants.revoke(grantId);
+    },
+    setLatency(ms) {
+      ctx.latencyMs = nonNegative("latencyMs", ms);
+    },
+    setAccessTokenLifetime(s) {
+      lifetime = nonNegative("accessTokenLifetimeSeconds", s);
+    },
+    failNext(n, failure) {
+      if (!Number.isInteger(n) || n < 0) throw invalid("n", n);
+      if (!Number.isInteger(failure.status) || failure.status < 100 || failure.status > 599) {
+        throw invalid("status", failure.status);
+      }
+      for (let i = 0; i < n; i++) ctx.failures.push({ ...failure });
+    },
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        closing.abort();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}
+
+function toFakeTenant(t: FakeTenant): FakeTenant {
+  const { tenantId, tenantName, tenantType, connectionId, authEventId } = t;
+  return { tenantId, tenantName, tenantType, connectionId, authEventId };
+}
+
+function toFakeGrant(g: GrantView): FakeGrant {
+  return {
+    grantId: g.grantId,
+    userId: g.userId,
+    refreshToken: g.currentRefreshToken,
+    tenants: g.tenants.map(toFakeTenant),
+    authEventId: g.authEventId,
+    revoked: g.revoked,
+  };
+}
+
+/** Validates a non-negative finite number option (validated before listening, so a bad option leaks nothing). */
+function nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) throw invalid(name, value);
+  return value;
+}
+
+function invalid(name: string, value: unknown): FakeXeroError {
+  return new FakeXeroError("invalid_argument", `invalid ${name}: ${String(value)}`);
+}

@@ -1,0 +1,19 @@
+/**
+ * A fake Xero identity server for tests and the demo: discovery, JWKS,
+ * refresh-token rotation with a grace period, revocation and `/connections`,
+ * behaving as Xero's documentation describes (single-use refresh tokens, 30-minute
+ * grace period for retries, invalid_grant / invalid_client errors).
+ */
+export {
+  DEFAULT_SCOPES,
+  startFakeXero,
+  type FakeGrant,
+  type FakeTenant,
+  type FakeXero,
+  type FakeXeroOptions,
+} from "./fake-xero.js";
+export type { TokenEndpointFailure } from "./context.js";
+export type { TokenResponseBody } from "./access-tokens.js";
+export type { TenantInit } from "./grants.js";
+export { FakeXeroError, type FakeXeroErrorCode } from "./errors.js";
+export { decodeJwtClaims, type JwtClaims } from "./jwt.js";

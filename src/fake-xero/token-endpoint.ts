@@ -1,0 +1,63 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { FakeXeroContext, TokenEndpointFailure } from "./context.js";
+import { authenticateClient, readBody, sendJson, sendText, sleep } from "./http-util.js";
+
+/** Token responses must never be cached (RFC 6749 §5.1). */
+const NO_STORE = { "Cache-Control": "no-store", Pragma: "no-cache" };
+
+/**
+ * `POST /connect/token`. Every call is counted; a scripted failure is taken
+ * when the request arrives and answered without touching any state; the
+ * latency passes before anything is decided, so a refresh token is spent only
+ * when the answer is produced (even if the client has given up by then).
+ */
+export async function handleToken(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  ctx.counters.tokenEndpointCalls++;
+  const failure = ctx.failures.shift();
+  const latency = ctx.latencyMs;
+  const body = await readBody(req);
+  if (!(await sleep(latency, ctx.closing))) return;
+  if (failure) return sendFailure(res, failure);
+  if (body === undefined) return sendJson(res, 413, { error: "invalid_request" }, NO_STORE);
+  const form = new URLSearchParams(body);
+  if (!authenticateClient(req, form, ctx)) return sendJson(res, 401, { error: "invalid_client" }, NO_STORE);
+
+  const grantType = form.get("grant_type");
+  if (grantType === null) return sendJson(res, 400, { error: "invalid_request" }, NO_STORE);
+  if (grantType !== "refresh_token") return sendJson(res, 400, { error: "unsupported_grant_type" }, NO_STORE);
+  const refreshToken = form.get("refresh_token");
+  if (!refreshToken) return sendJson(res, 400, { error: "invalid_request" }, NO_STORE);
+
+  const outcome = ctx.grants.refresh(refreshToken, (grant, rt) => ctx.tokens.mint(grant, rt));
+  if (!outcome.ok) {
+    ctx.counters.invalidGrants++;
+    if (outcome.reason === "grace_expired") ctx.counters.graceViolations++;
+    return sendJson(res, 400, { error: "invalid_grant" }, NO_STORE);
+  }
+  ctx.counters.refreshes++;
+  sendJson(res, 200, outcome.issued, NO_STORE);
+}
+
+/**
+ * `POST /connect/revocation` with `token=<refresh token>`: revokes the whole
+ * grant (and so all its connections). An unknown token is still a 200 (RFC 7009).
+ */
+export async function handleRevocation(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req);
+  if (body === undefined) return sendJson(res, 413, { error: "invalid_request" });
+  const form = new URLSearchParams(body);
+  if (!authenticateClient(req, form, ctx)) return sendJson(res, 401, { error: "invalid_client" });
+  const token = form.get("token");
+  if (!token) return sendJson(res, 400, { error: "invalid_request" });
+  const grantId = ctx.grants.grantIdOf(token);
+  if (grantId !== undefined) ctx.grants.revoke(grantId);
+  sendText(res, 200);
+}
+
+function sendFailure(res: ServerResponse, failure: TokenEndpointFailure): void {
+  const retryAfter = failure.retryAfterSeconds ?? (failure.status === 429 ? 1 : undefined);
+  const headers: Record<string, string> = { ...NO_STORE };
+  if (retryAfter !== undefined) headers["Retry-After"] = String(retryAfter);
+  if (failure.error !== undefined) return sendJson(res, failure.status, { error: failure.error }, headers);
+  sendText(res, failure.status, `fake failure ${failure.status}`, headers);
+}

@@ -1,0 +1,45 @@
+import type { TokenStore } from "./store/token-store.js";
+import type { Tenant } from "./token-set.js";
+import type { IdentityServer } from "./upstream/identity-server.js";
+
+/** What {@link importRefreshToken} stored. */
+export interface ImportResult {
+  connectionId: string;
+  /** False when the same Xero user's existing connection was replaced. */
+  created: boolean;
+  xeroUserId: string | undefined;
+  tenants: Tenant[];
+  /** Set when the token set was stored but the tenants could not be read. */
+  tenantsError?: string;
+}
+
+/**
+ * Takes over a token set from another system: spends its refresh token at once
+ * (so the broker alone holds the live one), stores the new token set, then
+ * reads the grant's tenants from the connections endpoint and stores them.
+ * The token set is stored before the tenants are read, so a failure there
+ * loses nothing.
+ */
+export async function importRefreshToken(
+  store: TokenStore,
+  identity: IdentityServer,
+  refreshToken: string,
+): Promise<ImportResult> {
+  const obtained = await identity.refresh(refreshToken);
+  const { xeroUserId, authEventId: _event, ...tokenSet } = obtained;
+  const { connectionId, created } = await store.saveConnection({ xeroUserId, tokenSet, tenants: [] });
+  try {
+    const connections = await identity.listConnections(tokenSet.accessToken);
+    const tenants: Tenant[] = connections.map((c) => ({
+      tenantId: c.tenantId,
+      xeroConnectionId: c.id,
+      tenantName: c.tenantName,
+      tenantType: c.tenantType,
+      authEventId: c.authEventId,
+    }));
+    await store.saveTenants(connectionId, tenants);
+    return { connectionId, created, xeroUserId, tenants };
+  } catch (e) {
+    return { connectionId, created, xeroUserId, tenants: [], tenantsError: e instanceof Error ? e.message : "unknown error" };
+  }
+}

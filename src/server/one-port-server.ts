@@ -1,0 +1,138 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+
+/** The first bytes of every HTTP/2 connection (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
+export type DualHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/** Options for {@link listenOnePort}. */
+export interface OnePortOptions {
+  host: string;
+  port: number;
+  handler: DualHandler;
+}
+
+/** A listening server; see {@link listenOnePort}. */
+export interface OnePortServer {
+  /** The bound address (the real port when 0 was asked for). */
+  readonly host: string;
+  readonly port: number;
+  /** Stops accepting connections. */
+  stopAccepting(): void;
+  /** Asks every connection to finish its requests and close (HTTP/2 GOAWAY, HTTP/1.1 close when idle). */
+  closeGracefully(): void;
+  /** Destroys every connection still open. */
+  destroyAll(): void;
+  /** Resolves when no connection is open. */
+  idle(): Promise<void>;
+}
+
+/**
+ * Serves HTTP/2 cleartext (gRPC, Connect, gRPC-Web) and HTTP/1.1 (Connect,
+ * gRPC-Web, plain GET) on one port. Node's HTTP/2 server falls back to
+ * HTTP/1.1 only through TLS ALPN, so each cleartext connection is routed by
+ * its first bytes: the HTTP/2 preface goes to the HTTP/2 server, anything
+ * else to the HTTP/1.1 server.
+ */
+export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
+  const h1 = http.createServer(options.handler);
+  // No timeout ends an idle WatchToken stream: they stay open for hours.
+  h1.requestTimeout = 0;
+  h1.timeout = 0;
+  const h2 = http2.createServer({}, options.handler);
+  h2.setTimeout(0);
+  const sockets = new Set<net.Socket>();
+  // HTTP/1.1 connections handed over by hand are not tracked by http.Server
+  // (closeIdleConnections sees none), so count their requests in flight here.
+  const h1Sockets = new Set<net.Socket>();
+  const h1InFlight = new Map<net.Socket, number>();
+  let draining = false;
+  h1.on("connection", (socket: net.Socket) => {
+    h1Sockets.add(socket);
+    socket.on("close", () => {
+      h1Sockets.delete(socket);
+      h1InFlight.delete(socket);
+    });
+  });
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
+    if (draining) res.setHeader("connection", "close");
+    res.on("close", () => {
+      const left = (h1InFlight.get(socket) ?? 1) - 1;
+      h1InFlight.set(socket, left);
+      if (draining && left === 0) socket.destroySoon();
+    });
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+  const waiters: Array<() => void> = [];
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) for (const w of waiters.splice(0)) w();
+    });
+    socket.on("error", () => socket.destroy());
+    route(socket, h1, h2);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen(options.port, options.host, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  const address = tcp.address() as net.AddressInfo;
+
+  return {
+    host: address.address,
+    port: address.port,
+    stopAccepting: () => tcp.close(),
+    closeGracefully() {
+      draining = true;
+      for (const session of sessions) session.close();
+      // Idle HTTP/1.1 connections close now; busy ones after their response.
+      for (const socket of h1Sockets) if (!h1InFlight.get(socket)) socket.destroySoon();
+    },
+    destroyAll() {
+      for (const socket of sockets) socket.destroy();
+    },
+    idle() {
+      if (sockets.size === 0) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+  };
+}
+
+/** Reads just enough of a new connection to tell HTTP/2 from HTTP/1.1, then hands it over. */
+function route(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, H2_PREFACE.length);
+    const isH2Prefix = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (isH2Prefix && head.length < H2_PREFACE.length) return; // need more bytes to decide
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(head);
+    if (isH2Prefix) {
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+  };
+  socket.on("data", onData);
+}

@@ -1,0 +1,23 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BrokerError, type BrokerErrorKind } from "../errors.js";
+
+const codes: Record<BrokerErrorKind, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  needs_reauthorization: Code.FailedPrecondition,
+  unavailable: Code.Unavailable,
+  misconfigured: Code.Unavailable,
+  cancelled: Code.Canceled,
+};
+
+/**
+ * Maps whatever the token logic threw to the error a caller sees. Broker
+ * errors keep their (secret-free) message; anything unexpected becomes
+ * INTERNAL with a generic message, and is handed to `onInternal` for the log.
+ */
+export function toConnectError(e: unknown, onInternal: (e: unknown) => void): ConnectError {
+  if (e instanceof ConnectError) return e;
+  if (e instanceof BrokerError) return new ConnectError(e.message, codes[e.kind]);
+  onInternal(e);
+  return new ConnectError("internal error in tokenbroker; see its log", Code.Internal);
+}

@@ -1,0 +1,72 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ConnectionState,
+  GetTokenResponseSchema,
+  ReportExpiredResponseSchema,
+  WatchTokenResponseSchema,
+  type GetTokenRequest,
+  type GetTokenResponse,
+  type ReportExpiredRequest,
+  type ReportExpiredResponse,
+  type TokenService,
+  type WatchTokenRequest,
+  type WatchTokenResponse,
+} from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import type { TokenBroker } from "../broker/token-broker.js";
+import { parseMinValidFor, parseSelector } from "./parse-request.js";
+import { toConnectError } from "./to-connect-error.js";
+import { toProtoState, toProtoToken } from "./to-proto.js";
+
+/**
+ * `tokenbroker.v1.TokenService` on top of a {@link TokenBroker}: validates
+ * requests, converts to and from the wire types, and maps broker errors to
+ * gRPC status codes. Holds no state of its own.
+ */
+export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
+  constructor(
+    private readonly broker: TokenBroker,
+    private readonly onInternalError: (e: unknown) => void = () => {},
+  ) {}
+
+  async getToken(req: GetTokenRequest, ctx: HandlerContext): Promise<GetTokenResponse> {
+    try {
+      const selector = parseSelector(req.selector);
+      const minValidForMs = parseMinValidFor(req.minValidFor);
+      const token = await this.broker.getToken(selector, { minValidForMs, signal: ctx.signal });
+      return create(GetTokenResponseSchema, { token: toProtoToken(token) });
+    } catch (e) {
+      throw toConnectError(e, this.onInternalError);
+    }
+  }
+
+  async reportExpired(req: ReportExpiredRequest, ctx: HandlerContext): Promise<ReportExpiredResponse> {
+    try {
+      const selector = parseSelector(req.selector);
+      if (req.accessToken === "") throw new ConnectError("access_token is empty", Code.InvalidArgument);
+      const { token, refreshed } = await this.broker.reportExpired(selector, req.accessToken, { signal: ctx.signal });
+      return create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed });
+    } catch (e) {
+      throw toConnectError(e, this.onInternalError);
+    }
+  }
+
+  async *watchToken(req: WatchTokenRequest, ctx: HandlerContext): AsyncGenerator<WatchTokenResponse> {
+    try {
+      const selector = parseSelector(req.selector);
+      for await (const record of this.broker.watch(selector, ctx.signal)) {
+        const state = toProtoState(record.state);
+        yield create(WatchTokenResponseSchema, {
+          state,
+          ...(state === ConnectionState.ACTIVE ? { token: toProtoToken(record) } : {}),
+        });
+      }
+    } catch (e) {
+      throw toConnectError(e, this.onInternalError);
+    }
+    if (!ctx.signal.aborted) {
+      // The broker ended the stream: it is shutting down. Clients reconnect.
+      throw new ConnectError("tokenbroker is shutting down; reconnect", Code.Unavailable);
+    }
+  }
+}

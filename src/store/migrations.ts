@@ -1,0 +1,51 @@
+/**
+ * Schema migrations, applied in order. The database's `user_version` records
+ * how many have run; a migration is never edited once released, only added.
+ */
+export const migrations: readonly string[] = [
+  // 1: connections, their tenants, token sets and refresh leases.
+  `
+  CREATE TABLE connections (
+    id              TEXT PRIMARY KEY,
+    xero_user_id    TEXT UNIQUE,
+    state           TEXT NOT NULL DEFAULT 'active'
+                    CHECK (state IN ('active', 'needs_reauthorization')),
+    created_at      INTEGER NOT NULL,
+    authorised_at   INTEGER NOT NULL,
+    last_refresh_at INTEGER,
+    last_error      TEXT
+  ) STRICT;
+
+  CREATE TABLE token_sets (
+    connection_id           TEXT PRIMARY KEY REFERENCES connections(id) ON DELETE CASCADE,
+    access_token            TEXT NOT NULL,
+    refresh_token           TEXT NOT NULL,
+    id_token                TEXT,
+    token_type              TEXT NOT NULL,
+    scope                   TEXT NOT NULL,
+    expires_at              INTEGER NOT NULL,
+    obtained_at             INTEGER NOT NULL,
+    refresh_token_issued_at INTEGER NOT NULL,
+    version                 INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE tenants (
+    connection_id      TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+    tenant_id          TEXT NOT NULL,
+    xero_connection_id TEXT,
+    tenant_name        TEXT,
+    tenant_type        TEXT,
+    auth_event_id      TEXT,
+    created_at         INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, tenant_id)
+  ) STRICT;
+  CREATE INDEX tenants_by_tenant_id ON tenants(tenant_id);
+
+  CREATE TABLE refresh_leases (
+    connection_id TEXT PRIMARY KEY REFERENCES connections(id) ON DELETE CASCADE,
+    holder        TEXT NOT NULL,
+    acquired_at   INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+  ) STRICT;
+  `,
+];

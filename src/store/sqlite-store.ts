@@ -1,0 +1,341 @@
+import { randomUUID } from "node:crypto";
+import Database from "better-sqlite3";
+import { systemClock, type Clock } from "../clock.js";
+import type { ConnectionState, NewTokenSet, Tenant, TokenRecord } from "../token-set.js";
+import { migrations } from "./migrations.js";
+import type {
+  ConnectionSummary,
+  LeaseResult,
+  SaveConnectionInput,
+  TokenState,
+  TokenStore,
+} from "./token-store.js";
+
+/** Options for {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Path of the database file; created if missing. */
+  path: string;
+  /** Time source for timestamps and lease expiry. */
+  clock?: Clock;
+  /** How long to wait for another process's write lock, ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+interface TokenRow {
+  connection_id: string;
+  access_token: string;
+  refresh_token: string;
+  id_token: string | null;
+  token_type: string;
+  scope: string;
+  expires_at: number;
+  obtained_at: number;
+  refresh_token_issued_at: number;
+  version: number;
+  state: ConnectionState;
+  tenant_ids: string | null;
+}
+
+interface TenantRow {
+  connection_id: string;
+  tenant_id: string;
+  xero_connection_id: string | null;
+  tenant_name: string | null;
+  tenant_type: string | null;
+  auth_event_id: string | null;
+}
+
+/**
+ * Opens (creating and migrating if needed) a SQLite token store.
+ *
+ * WAL mode with `synchronous=FULL`: a committed token set survives a crash or a
+ * power cut. Several processes may share the file; refresh leases in the
+ * database keep them from refreshing one token set twice.
+ */
+export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  return new SqliteStore(options);
+}
+
+/** {@link TokenStore} on better-sqlite3. Use {@link openSqliteStore}. */
+export class SqliteStore implements TokenStore {
+  private readonly db: Database.Database;
+  private readonly clock: Clock;
+  private readonly stmt;
+
+  constructor(options: SqliteStoreOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.db = new Database(options.path);
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("foreign_keys = ON");
+    migrate(this.db);
+    this.stmt = prepare(this.db);
+  }
+
+  /** The underlying database, for backups and diagnostics. */
+  get database(): Database.Database {
+    return this.db;
+  }
+
+  async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
+    const row = this.stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
+    return row?.id;
+  }
+
+  async getToken(connectionId: string): Promise<TokenRecord | undefined> {
+    const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
+    return row && toRecord(row);
+  }
+
+  async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
+    const now = this.clock.now();
+    return this.db.transaction(() => {
+      const existing =
+        input.xeroUserId === undefined
+          ? undefined
+          : (this.stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
+      const connectionId = existing?.id ?? randomUUID();
+      if (existing) {
+        this.stmt.reauthorise.run({ id: connectionId, now });
+        const current = this.stmt.token.get(connectionId) as TokenRow | undefined;
+        this.stmt.replaceToken.run(tokenParams(connectionId, input.tokenSet, (current?.version ?? 0) + 1));
+        this.stmt.deleteLease.run(connectionId);
+      } else {
+        this.stmt.insertConnection.run({ id: connectionId, user: input.xeroUserId ?? null, now });
+        this.stmt.replaceToken.run(tokenParams(connectionId, input.tokenSet, 1));
+      }
+      this.upsertTenants(connectionId, input.tenants, now);
+      return { connectionId, created: !existing };
+    })();
+  }
+
+  async saveTenants(connectionId: string, tenants: Tenant[]): Promise<void> {
+    const now = this.clock.now();
+    this.db.transaction(() => this.upsertTenants(connectionId, tenants, now))();
+  }
+
+  private upsertTenants(connectionId: string, tenants: Tenant[], now: number): void {
+    for (const t of tenants) {
+      this.stmt.upsertTenant.run({
+        connection_id: connectionId,
+        tenant_id: t.tenantId,
+        xero_connection_id: t.xeroConnectionId ?? null,
+        tenant_name: t.tenantName ?? null,
+        tenant_type: t.tenantType ?? null,
+        auth_event_id: t.authEventId ?? null,
+        now,
+      });
+    }
+  }
+
+  async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
+    const now = this.clock.now();
+    const result = this.stmt.acquireLease.run({ id: connectionId, holder, now, expires: now + ttlMs });
+    if (result.changes === 1) return { acquired: true };
+    const row = this.stmt.lease.get(connectionId) as { holder: string; expires_at: number } | undefined;
+    // The lease vanished between the two statements: the holder finished.
+    if (!row) return this.tryAcquireLease(connectionId, holder, ttlMs);
+    return { acquired: false, holder: row.holder, expiresAt: row.expires_at };
+  }
+
+  async releaseLease(connectionId: string, holder: string): Promise<void> {
+    this.stmt.releaseLease.run(connectionId, holder);
+  }
+
+  async commitRefresh(
+    connectionId: string,
+    holder: string,
+    fromVersion: number,
+    tokenSet: NewTokenSet,
+  ): Promise<TokenRecord> {
+    return this.db.transaction(() => {
+      const updated = this.stmt.updateToken.run({
+        ...tokenParams(connectionId, tokenSet, fromVersion + 1),
+        from_version: fromVersion,
+      });
+      if (updated.changes !== 1) {
+        throw new Error(`token set ${connectionId} changed while it was being refreshed (expected version ${fromVersion})`);
+      }
+      this.stmt.refreshed.run({ id: connectionId, now: this.clock.now() });
+      this.stmt.releaseLease.run(connectionId, holder);
+      return toRecord(this.stmt.token.get(connectionId) as TokenRow);
+    })();
+  }
+
+  async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {
+    this.db.transaction(() => {
+      this.stmt.setState.run({ id: connectionId, state: "needs_reauthorization", error: reason });
+      this.stmt.deleteLease.run(connectionId);
+    })();
+  }
+
+  async recordError(connectionId: string, reason: string): Promise<void> {
+    this.stmt.setError.run({ id: connectionId, error: reason });
+  }
+
+  async listLapsedLeases(now: number): Promise<string[]> {
+    return (this.stmt.lapsed.all(now) as { id: string }[]).map((r) => r.id);
+  }
+
+  async listTokenStates(): Promise<TokenState[]> {
+    return this.stmt.states.all() as TokenState[];
+  }
+
+  async listConnections(): Promise<ConnectionSummary[]> {
+    const rows = this.stmt.summaries.all() as Array<{
+      id: string;
+      xero_user_id: string | null;
+      state: ConnectionState;
+      version: number;
+      expires_at: number;
+      refresh_token_issued_at: number;
+      last_refresh_at: number | null;
+      last_error: string | null;
+    }>;
+    const tenants = this.stmt.allTenants.all() as TenantRow[];
+    return rows.map((r) => ({
+      connectionId: r.id,
+      xeroUserId: r.xero_user_id ?? undefined,
+      state: r.state,
+      version: r.version,
+      expiresAt: r.expires_at,
+      refreshTokenIssuedAt: r.refresh_token_issued_at,
+      lastRefreshAt: r.last_refresh_at ?? undefined,
+      lastError: r.last_error ?? undefined,
+      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenant),
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > migrations.length) {
+    throw new Error(
+      `database schema version ${current} is newer than this tokenbroker supports (${migrations.length}); upgrade tokenbroker`,
+    );
+  }
+  for (let v = current; v < migrations.length; v++) {
+    db.transaction(() => {
+      db.exec(migrations[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+function prepare(db: Database.Database) {
+  return {
+    connectionByTenant: db.prepare(
+      `SELECT c.id FROM tenants t JOIN connections c ON c.id = t.connection_id
+       WHERE t.tenant_id = ?
+       ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
+    ),
+    connectionByUser: db.prepare(`SELECT id FROM connections WHERE xero_user_id = ?`),
+    token: db.prepare(
+      `SELECT s.*, c.state,
+         (SELECT group_concat(tenant_id, char(31)) FROM
+           (SELECT tenant_id FROM tenants WHERE connection_id = s.connection_id ORDER BY created_at, tenant_id)) AS tenant_ids
+       FROM token_sets s JOIN connections c ON c.id = s.connection_id
+       WHERE s.connection_id = ?`,
+    ),
+    insertConnection: db.prepare(
+      `INSERT INTO connections (id, xero_user_id, created_at, authorised_at) VALUES (@id, @user, @now, @now)`,
+    ),
+    reauthorise: db.prepare(
+      `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL WHERE id = @id`,
+    ),
+    replaceToken: db.prepare(
+      `INSERT OR REPLACE INTO token_sets
+         (connection_id, access_token, refresh_token, id_token, token_type, scope,
+          expires_at, obtained_at, refresh_token_issued_at, version)
+       VALUES (@connection_id, @access_token, @refresh_token, @id_token, @token_type, @scope,
+          @expires_at, @obtained_at, @refresh_token_issued_at, @version)`,
+    ),
+    updateToken: db.prepare(
+      `UPDATE token_sets SET access_token = @access_token, refresh_token = @refresh_token,
+         id_token = @id_token, token_type = @token_type, scope = @scope, expires_at = @expires_at,
+         obtained_at = @obtained_at, refresh_token_issued_at = @refresh_token_issued_at, version = @version
+       WHERE connection_id = @connection_id AND version = @from_version`,
+    ),
+    refreshed: db.prepare(`UPDATE connections SET last_refresh_at = @now, last_error = NULL WHERE id = @id`),
+    upsertTenant: db.prepare(
+      `INSERT INTO tenants (connection_id, tenant_id, xero_connection_id, tenant_name, tenant_type, auth_event_id, created_at)
+       VALUES (@connection_id, @tenant_id, @xero_connection_id, @tenant_name, @tenant_type, @auth_event_id, @now)
+       ON CONFLICT (connection_id, tenant_id) DO UPDATE SET
+         xero_connection_id = excluded.xero_connection_id, tenant_name = excluded.tenant_name,
+         tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id`,
+    ),
+    acquireLease: db.prepare(
+      `INSERT INTO refresh_leases (connection_id, holder, acquired_at, expires_at) VALUES (@id, @holder, @now, @expires)
+       ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
+         expires_at = excluded.expires_at
+       WHERE refresh_leases.expires_at <= @now OR refresh_leases.holder = @holder`,
+    ),
+    lease: db.prepare(`SELECT holder, expires_at FROM refresh_leases WHERE connection_id = ?`),
+    releaseLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ? AND holder = ?`),
+    deleteLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ?`),
+    setState: db.prepare(`UPDATE connections SET state = @state, last_error = @error WHERE id = @id`),
+    setError: db.prepare(`UPDATE connections SET last_error = @error WHERE id = @id`),
+    lapsed: db.prepare(
+      `SELECT l.connection_id AS id FROM refresh_leases l JOIN connections c ON c.id = l.connection_id
+       WHERE c.state = 'active' AND l.expires_at <= ?`,
+    ),
+    states: db.prepare(
+      `SELECT c.id AS connectionId, s.version, c.state, s.expires_at AS expiresAt, s.obtained_at AS obtainedAt,
+         s.refresh_token_issued_at AS refreshTokenIssuedAt
+       FROM connections c JOIN token_sets s ON s.connection_id = c.id`,
+    ),
+    summaries: db.prepare(
+      `SELECT c.id, c.xero_user_id, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
+         c.last_refresh_at, c.last_error
+       FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
+    ),
+    allTenants: db.prepare(`SELECT * FROM tenants ORDER BY created_at, tenant_id`),
+  };
+}
+
+function tokenParams(connectionId: string, t: NewTokenSet, version: number) {
+  return {
+    connection_id: connectionId,
+    access_token: t.accessToken,
+    refresh_token: t.refreshToken,
+    id_token: t.idToken ?? null,
+    token_type: t.tokenType,
+    scope: t.scopes.join(" "),
+    expires_at: t.expiresAt,
+    obtained_at: t.obtainedAt,
+    refresh_token_issued_at: t.refreshTokenIssuedAt,
+    version,
+  };
+}
+
+function toRecord(row: TokenRow): TokenRecord {
+  return {
+    connectionId: row.connection_id,
+    accessToken: row.access_token,
+    refreshToken: row.refresh_token,
+    idToken: row.id_token ?? undefined,
+    tokenType: row.token_type,
+    scopes: row.scope === "" ? [] : row.scope.split(" "),
+    expiresAt: row.expires_at,
+    obtainedAt: row.obtained_at,
+    refreshTokenIssuedAt: row.refresh_token_issued_at,
+    version: row.version,
+    state: row.state,
+    tenantIds: row.tenant_ids ? row.tenant_ids.split("\u001f") : [],
+  };
+}
+
+function toTenant(row: TenantRow): Tenant {
+  return {
+    tenantId: row.tenant_id,
+    xeroConnectionId: row.xero_connection_id ?? undefined,
+    tenantName: row.tenant_name ?? undefined,
+    tenantType: row.tenant_type ?? undefined,
+    authEventId: row.auth_event_id ?? undefined,
+  };
+}

@@ -1,0 +1,84 @@
+import type { ConnectionState, NewTokenSet, Tenant, TokenRecord } from "../token-set.js";
+
+/** What an import or a consent hands to the store. */
+export interface SaveConnectionInput {
+  /** The Xero user whose grant this is; the same user replaces their token set. */
+  xeroUserId: string | undefined;
+  /** The token set just obtained. */
+  tokenSet: NewTokenSet;
+  /** The tenants the grant reaches. */
+  tenants: Tenant[];
+}
+
+/** Result of {@link TokenStore.tryAcquireLease}. */
+export type LeaseResult =
+  | { acquired: true }
+  | { acquired: false; holder: string; expiresAt: number };
+
+/** When a token set expires and which version is stored: no secrets. */
+export interface TokenState {
+  connectionId: string;
+  version: number;
+  state: ConnectionState;
+  expiresAt: number;
+  obtainedAt: number;
+  refreshTokenIssuedAt: number;
+}
+
+/** A connection as listed for operators: no secrets. */
+export interface ConnectionSummary {
+  connectionId: string;
+  xeroUserId: string | undefined;
+  state: ConnectionState;
+  version: number;
+  expiresAt: number;
+  refreshTokenIssuedAt: number;
+  lastRefreshAt: number | undefined;
+  lastError: string | undefined;
+  tenants: Tenant[];
+}
+
+/**
+ * Durable storage of connections, their tenants and token sets.
+ *
+ * Every method is async so that a networked store (PostgreSQL) can implement
+ * the same interface. Writes are atomic: a new token set, its version and the
+ * release of the refresh lease are committed together or not at all.
+ */
+export interface TokenStore {
+  /** The connection that serves this tenant, or undefined. When several grants reach the tenant, the most recently authorised active one wins. */
+  findConnectionByTenant(tenantId: string): Promise<string | undefined>;
+  /** The current token set of a connection, or undefined if there is none. */
+  getToken(connectionId: string): Promise<TokenRecord | undefined>;
+  /** Stores a newly authorised or imported grant; the same Xero user replaces their earlier token set (and becomes active again). */
+  saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }>;
+  /** Adds or updates tenants of a connection. */
+  saveTenants(connectionId: string, tenants: Tenant[]): Promise<void>;
+  /**
+   * Claims the right to refresh a connection for `ttlMs`. Only one holder at a
+   * time across every process sharing the store; a lapsed lease can be taken
+   * over. The lease also records that a refresh is under way, so that one
+   * interrupted by a crash is found and finished after a restart.
+   */
+  tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult>;
+  /** Gives up a lease without a new token (the refresh failed). */
+  releaseLease(connectionId: string, holder: string): Promise<void>;
+  /**
+   * Commits a refreshed token set in one transaction: stores it, bumps the
+   * version from `fromVersion`, clears the last error and releases the lease.
+   * Throws if the stored version is no longer `fromVersion`.
+   */
+  commitRefresh(connectionId: string, holder: string, fromVersion: number, tokenSet: NewTokenSet): Promise<TokenRecord>;
+  /** Marks the connection as needing re-authorisation and releases any lease. */
+  markNeedsReauthorization(connectionId: string, reason: string): Promise<void>;
+  /** Records the last refresh error shown to operators (no secrets). */
+  recordError(connectionId: string, reason: string): Promise<void>;
+  /** Connections with a lease that has lapsed: a refresh that was interrupted. */
+  listLapsedLeases(now: number): Promise<string[]>;
+  /** The timing and version of every token set, without secrets: what the scheduler decides on, and how it notices refreshes made by other processes. */
+  listTokenStates(): Promise<TokenState[]>;
+  /** Every connection with its tenants, for operators. */
+  listConnections(): Promise<ConnectionSummary[]>;
+  /** Closes the store; pending writes are finished first. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,56 @@
+/**
+ * The domain model: a connection is one Xero user's grant; it owns one token
+ * set, shared by all the tenants (organisations) that user authorised.
+ */
+
+/** Health of a connection's token set. */
+export type ConnectionState = "active" | "needs_reauthorization";
+
+/** The secrets and timing of a token set, as stored. */
+export interface TokenSet {
+  /** Bearer token for Xero's API. */
+  accessToken: string;
+  /** Single-use refresh token: every refresh returns a new one. */
+  refreshToken: string;
+  /** The OpenID Connect id token of the last token response, if any. */
+  idToken: string | undefined;
+  /** "Bearer". */
+  tokenType: string;
+  /** Granted scopes. */
+  scopes: string[];
+  /** When the access token expires, ms since the epoch. */
+  expiresAt: number;
+  /** When this access token was obtained, ms since the epoch. */
+  obtainedAt: number;
+  /** When the current refresh token was issued (it dies 60 days after). */
+  refreshTokenIssuedAt: number;
+}
+
+/** One tenant (Xero organisation) reachable through a connection. */
+export interface Tenant {
+  /** Xero's tenant id, as sent in the `xero-tenant-id` header. */
+  tenantId: string;
+  /** Xero's id of this tenant connection (for `DELETE /connections/{id}`). */
+  xeroConnectionId: string | undefined;
+  /** The organisation's name. */
+  tenantName: string | undefined;
+  /** "ORGANISATION" or "PRACTICE". */
+  tenantType: string | undefined;
+  /** The authentication event that connected this tenant. */
+  authEventId: string | undefined;
+}
+
+/** A connection's current token set with its identity and state. */
+export interface TokenRecord extends TokenSet {
+  /** The broker's id for this connection (one Xero user's grant). */
+  connectionId: string;
+  /** Grows by one with each refresh. */
+  version: number;
+  /** Whether the token set can still be refreshed. */
+  state: ConnectionState;
+  /** Tenant ids that share this token set. */
+  tenantIds: string[];
+}
+
+/** A freshly obtained token set, from a refresh or an import. */
+export type NewTokenSet = TokenSet;
