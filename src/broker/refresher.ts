@@ -35,7 +35,7 @@ export interface RefresherOptions {
  */
 export class Refresher {
   private readonly flights = new SingleFlight<string, TokenRecord>();
-  private readonly failures = new Map<string, { count: number; until: number }>();
+  private readonly failures = new Map<string, { count: number; until: number; error: BrokerError }>();
   private readonly leaseTtlMs: number;
   private readonly attempts: number;
   private readonly retryBaseMs: number;
@@ -150,24 +150,33 @@ export class Refresher {
             this.misconfiguration = e.message;
             await this.store.recordError(connectionId, e.message);
             await this.store.releaseLease(connectionId, this.holderId);
-            this.noteFailure(connectionId, undefined);
-            report("invalid_client", leased.version, e.message);
-            throw new BrokerError(
+            const error = new BrokerError(
               "misconfigured",
               "the identity server rejected tokenbroker's client id or secret (invalid_client): check TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET",
             );
-          }
-          if (attempts >= this.attempts) {
-            await this.store.recordError(connectionId, e.message);
-            await this.store.releaseLease(connectionId, this.holderId);
-            this.noteFailure(connectionId, e.retryAfterMs);
-            report("transient_error", leased.version, e.message);
-            throw new BrokerError("unavailable", `refreshing ${connectionId} failed: ${e.message}; will retry`, { cause: e });
+            this.noteFailure(connectionId, undefined, error);
+            report("invalid_client", leased.version, e.message);
+            throw error;
           }
           const delay = Math.max(e.retryAfterMs ?? 0, jitter(this.retryBaseMs * 2 ** (attempts - 1)));
+          // Give up for now when out of attempts, or when the wait would outlast the lease.
+          if (attempts >= this.attempts || delay > this.leaseTtlMs / 2) {
+            const error = new BrokerError("unavailable", `refreshing ${connectionId} failed: ${e.message}; will retry`, {
+              cause: e,
+            });
+            await this.store.recordError(connectionId, e.message);
+            await this.store.releaseLease(connectionId, this.holderId);
+            this.noteFailure(connectionId, e.retryAfterMs, error);
+            report("transient_error", leased.version, e.message);
+            throw error;
+          }
           await sleep(delay);
-          // Keep the lease while we wait, so no other process starts a second refresh.
-          await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+          // Renew the lease before trying again, so no other process starts a second refresh.
+          const renewed = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+          if (!renewed.acquired) {
+            report("transient_error", leased.version, "lease lost to another process");
+            throw new BrokerError("unavailable", `another broker process took over the refresh of ${connectionId}`);
+          }
         }
       }
     }
@@ -182,16 +191,17 @@ export class Refresher {
   private checkCooldown(connectionId: string): void {
     const failure = this.failures.get(connectionId);
     if (failure && this.clock.now() < failure.until) {
+      // Callers during the cool-down learn what the last attempt learnt.
       const seconds = Math.ceil((failure.until - this.clock.now()) / 1000);
-      throw new BrokerError("unavailable", `the identity server failed recently; next refresh attempt of ${connectionId} in ${seconds}s`);
+      throw new BrokerError(failure.error.kind, `${failure.error.message} (next attempt in ${seconds}s)`);
     }
   }
 
-  private noteFailure(connectionId: string, retryAfterMs: number | undefined): void {
+  private noteFailure(connectionId: string, retryAfterMs: number | undefined, error: BrokerError): void {
     const count = (this.failures.get(connectionId)?.count ?? 0) + 1;
     const backoff = Math.min(60_000, this.cooldownMs * 2 ** (count - 1));
     const wait = Math.max(retryAfterMs ?? 0, jitter(backoff));
-    this.failures.set(connectionId, { count, until: this.clock.now() + wait });
+    this.failures.set(connectionId, { count, until: this.clock.now() + wait, error });
   }
 }
 

@@ -82,21 +82,21 @@ export class Scheduler {
         this.propagate(t);
         if (t.state !== "active" || this.broker.refresher.isRefreshing(t.connectionId)) continue;
         if (inUse.has(t.connectionId) && now >= this.refreshDueAt(t)) {
-          this.start_(t, "proactive");
+          this.launch(t, "proactive");
         } else if (now - t.refreshTokenIssuedAt >= this.keepAliveAfterMs) {
-          this.start_(t, "keepalive");
+          this.launch(t, "keepalive");
         }
       }
       for (const connectionId of await this.store.listLapsedLeases(now)) {
         const t = states.find((s) => s.connectionId === connectionId);
-        if (t && !this.broker.refresher.isRefreshing(connectionId)) this.start_(t, "recovery");
+        if (t && !this.broker.refresher.isRefreshing(connectionId)) this.launch(t, "recovery");
       }
     } catch (e) {
       this.onError(e);
     }
   }
 
-  private start_(t: TokenState, cause: RefreshCause): void {
+  private launch(t: TokenState, cause: RefreshCause): void {
     this.broker.refresher.refresh(t.connectionId, cause, t.version).catch(this.onError);
   }
 
@@ -105,7 +105,8 @@ export class Scheduler {
     const key = `${t.version}:${t.state}`;
     const previous = this.seen.get(t.connectionId);
     this.seen.set(t.connectionId, key);
-    if (previous === undefined || previous === key || this.broker.hub.count(t.connectionId) === 0) return;
+    // Subscriptions skip versions they have delivered, so pushing on the first pass is harmless.
+    if (previous === key || this.broker.hub.count(t.connectionId) === 0) return;
     this.store
       .getToken(t.connectionId)
       .then((record) => record && this.broker.hub.publish(record))

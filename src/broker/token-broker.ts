@@ -153,8 +153,9 @@ export class TokenBroker {
     try {
       return await abortable(this.refresher.refresh(connectionId, "caller", current.version), signal);
     } catch (e) {
-      // Upstream trouble: a token that is still valid is better than none.
-      if (isBrokerError(e, "unavailable") && current.expiresAt > this.clock.now()) return current;
+      // Upstream trouble (or a misconfigured client): a token that is still valid is better than none.
+      const upstreamTrouble = isBrokerError(e, "unavailable") || isBrokerError(e, "misconfigured");
+      if (upstreamTrouble && current.expiresAt > this.clock.now()) return current;
       throw e;
     }
   }

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setMaxListeners } from "node:events";
 import { parseArgs } from "node:util";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -84,6 +85,7 @@ Options:
 
     const stats = { getToken: 0, apiOk: 0, api401: 0, errors: 0, pushes: 0 };
     const stop = new AbortController();
+    setMaxListeners(channels + 10, stop.signal); // every channel waits on it
     const grpc = createClient(TokenService, createGrpcTransport({ baseUrl: server.url }));
     const json = createClient(TokenService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
     const runs = Array.from({ length: channels }, (_, i) =>
@@ -122,10 +124,13 @@ Options:
     const refreshes = fake.refreshes - refreshesAtStart;
     const elapsed = (Date.now() - started) / 1000;
     say(
-      `\n${channels} channels were handed ${stats.getToken.toLocaleString("en")} tokens in ${Math.round(elapsed)}s; ` +
-        `Xero's token endpoint was called ${refreshes} times, about one per ${lifetimeS / 2}s (the broker refreshes ` +
-        `tokens in use halfway through a ${lifetimeS}s lifetime, or 5 minutes before expiry for Xero's 30-minute tokens). ` +
-        `${fake.invalidGrants} refresh tokens were rejected. One refresh per expiry, however many channels ask.`,
+      [
+        "",
+        `${channels} channels were handed ${stats.getToken.toLocaleString("en")} tokens in ${Math.round(elapsed)}s.`,
+        `Xero's token endpoint was called ${refreshes} time${refreshes === 1 ? "" : "s"}: once per token lifetime, however many channels ask`,
+        `(tokens in use are refreshed ahead of expiry: 5 minutes before for Xero's 30-minute tokens, halfway for these ${lifetimeS}s ones).`,
+        `Refresh tokens rejected: ${fake.invalidGrants}. Channel errors: ${stats.errors}.`,
+      ].join("\n"),
     );
     await server.close();
     await store.close();

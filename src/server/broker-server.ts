@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { systemClock, type Clock } from "../clock.js";
@@ -9,6 +10,7 @@ import { errorFields, silentLogger, type Logger } from "../logger.js";
 import { TokenServiceImpl } from "../service/token-service.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
+import { drainUnreadBodies } from "./drain-request.js";
 import { listenOnePort, type OnePortServer } from "./one-port-server.js";
 import { createRoutes } from "./routes.js";
 
@@ -75,7 +77,9 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   });
   const service = new TokenServiceImpl(broker, (e) => logger.error(errorFields(e), "internal error"));
   const shutdown = new AbortController();
-  const handler = connectNodeAdapter({
+  // Every request's context listens to the shutdown signal while it runs.
+  setMaxListeners(0, shutdown.signal);
+  const rpcHandler = connectNodeAdapter({
     routes: createRoutes(service),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
     shutdownSignal: shutdown.signal,
@@ -84,7 +88,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler,
+    handler: drainUnreadBodies(rpcHandler),
   });
   scheduler.start();
   const host = server.host.includes(":") ? `[${server.host}]` : server.host;

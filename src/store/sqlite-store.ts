@@ -65,12 +65,18 @@ export class SqliteStore implements TokenStore {
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
     this.db = new Database(options.path);
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("foreign_keys = ON");
-    migrate(this.db);
-    this.stmt = prepare(this.db);
+    try {
+      this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      checkSchemaVersion(this.db);
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+      this.db.pragma("foreign_keys = ON");
+      migrate(this.db);
+      this.stmt = prepare(this.db);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
   }
 
   /** The underlying database, for backups and diagnostics. */
@@ -212,13 +218,18 @@ export class SqliteStore implements TokenStore {
   }
 }
 
-function migrate(db: Database.Database): void {
+/** Refuses a database written by a newer tokenbroker, before touching it. */
+function checkSchemaVersion(db: Database.Database): void {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > migrations.length) {
     throw new Error(
       `database schema version ${current} is newer than this tokenbroker supports (${migrations.length}); upgrade tokenbroker`,
     );
   }
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {
       db.exec(migrations[v]!);

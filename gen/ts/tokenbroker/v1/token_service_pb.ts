@@ -261,8 +261,7 @@ export const WatchTokenRequestSchema: GenMessage<WatchTokenRequest> = /*@__PURE_
  */
 export type WatchTokenResponse = Message<"tokenbroker.v1.WatchTokenResponse"> & {
   /**
-   * The current token. Unset when the state is NEEDS_REAUTHORIZATION and no
-   * valid token remains.
+   * The current token. Unset when the state is NEEDS_REAUTHORIZATION.
    *
    * @generated from field: tokenbroker.v1.Token token = 1;
    */
