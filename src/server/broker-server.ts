@@ -10,6 +10,7 @@ import { errorFields, silentLogger, type Logger } from "../logger.js";
 import { TokenServiceImpl } from "../service/token-service.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
+import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
 import { listenOnePort, type OnePortServer } from "./one-port-server.js";
 import { createRoutes } from "./routes.js";
@@ -32,6 +33,8 @@ export interface BrokerServerOptions {
   scheduler?: SchedulerOptions;
   /** Largest request message accepted, bytes (default 64 KiB). */
   readMaxBytes?: number;
+  /** Plain-HTTP routes served on the same port beside the RPCs (health, metrics, pages). */
+  httpRoutes?: HttpRoute[];
   /** How long shutdown waits for requests in flight before closing connections, ms (default 10 000). */
   shutdownGraceMs?: number;
 }
@@ -83,6 +86,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     routes: createRoutes(service),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
     shutdownSignal: shutdown.signal,
+    // Anything that is not an RPC: health, metrics, pages.
+    fallback: routeHttp([...(options.httpRoutes ?? [])]),
   });
 
   const server: OnePortServer = await listenOnePort({

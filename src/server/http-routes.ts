@@ -1,0 +1,48 @@
+import type * as http from "node:http";
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+
+/** A handler for plain HTTP requests of either version (connect-node's fallback type). */
+export type HttpHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+/** The request type both HTTP versions share. */
+export type HttpRequest = Parameters<HttpHandler>[0];
+/** The response type both HTTP versions share. */
+export type HttpResponse = Parameters<HttpHandler>[1];
+
+/** A plain-HTTP route served beside the RPCs on the same port (health, metrics, pages). */
+export interface HttpRoute {
+  method: "GET" | "POST" | "HEAD";
+  /** Exact path, or a prefix ending in `/*`. */
+  path: string;
+  handle: HttpHandler;
+}
+
+/**
+ * A handler for requests that are not RPCs: dispatches to the first matching
+ * route, answers 405 for a known path with another method and 404 otherwise.
+ */
+export function routeHttp(routes: HttpRoute[]): HttpHandler {
+  return (req, res) => {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const matching = routes.filter((r) =>
+      r.path.endsWith("/*") ? path.startsWith(r.path.slice(0, -1)) : r.path === path,
+    );
+    const route = matching.find((r) => r.method === req.method || (req.method === "HEAD" && r.method === "GET"));
+    if (route) return route.handle(req, res);
+    if (matching.length > 0) {
+      res.setHeader("allow", [...new Set(matching.map((r) => r.method))].join(", "));
+      return sendJson(res, 405, { code: "method_not_allowed", message: `${req.method} is not allowed on ${path}` });
+    }
+    sendJson(res, 404, { code: "not_found", message: `no such path: ${path.slice(0, 200)}` });
+  };
+}
+
+/** Sends a small JSON response. */
+export function sendJson(res: HttpResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  (res as http.ServerResponse).writeHead(status, {
+    "content-type": "application/json",
+    "cache-control": "no-store",
+    "content-length": Buffer.byteLength(text),
+  });
+  res.end(text);
+}
