@@ -69,7 +69,8 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
       }
       const access = readJwtClaims(response.access_token);
       const idClaims = response.claims() ?? {};
-      const expiresIn = response.expiresIn() ?? 1800;
+      // The raw expires_in: openid-client's expiresIn() counts down in real time and may lose a second.
+      const expiresIn = typeof response.expires_in === "number" && response.expires_in > 0 ? response.expires_in : 1800;
       return {
         accessToken: response.access_token,
         // A server that does not rotate keeps the old refresh token alive.
