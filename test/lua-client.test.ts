@@ -1,0 +1,210 @@
+/**
+ * The Iguana example (examples/iguana/tokenbroker.lua) under Debian's lua5.1,
+ * with LuaSocket standing in for Iguana's net.http, against the real broker
+ * over Connect JSON / HTTP/1.1. The "Xero API" is the fake Xero's /connections,
+ * reached through a loopback stand-in that can reject a token with 401.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+
+const LUA = "lua5.1";
+const noLua = (() => {
+  try {
+    execFileSync(LUA, ["-e", "require 'socket.http'; require 'ltn12'"], { stdio: "ignore" });
+    return undefined;
+  } catch {
+    return `${LUA} with LuaSocket is not installed (apt install lua5.1 lua-socket)`;
+  }
+})();
+/** The repository root: the commands below are the README's, run from there. */
+const root = fileURLToPath(new URL("..", import.meta.url));
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+interface RunResult {
+  code: number;
+  lines: Array<Record<string, unknown>>;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs lua5.1 with `args`; resolves with the exit code and the JSON lines printed. */
+async function runLua(args: string[]): Promise<RunResult> {
+  const done = await promisify(execFile)(LUA, args, { cwd: root, timeout: 20_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
+  );
+  const lines = done.stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { ...done, lines };
+}
+
+/** One request the API stand-in received. */
+interface ApiRequest {
+  httpVersion: string;
+  tokenSha256: string;
+  scheme: string;
+  tenantHeader: string | undefined;
+  status: number;
+}
+
+/**
+ * A loopback "Xero API": forwards GETs to the fake Xero's /connections with the
+ * caller's Authorization header, except that from request number `revokeAt` on,
+ * the token seen on that request is answered 401 as Xero does for an expired
+ * token (`revokeAt: 1` with `rejectAll` answers every request 401).
+ */
+async function startApiStandIn(upstream: string, policy: { revokeAt: number; rejectAll?: boolean }) {
+  const requests: ApiRequest[] = [];
+  const revoked = new Set<string>();
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const authorization = req.headers.authorization ?? "";
+      const [scheme = "", token = ""] = authorization.split(" ");
+      if (requests.length + 1 === policy.revokeAt) revoked.add(token);
+      let status: number;
+      let body: string;
+      if (policy.rejectAll || revoked.has(token)) {
+        status = 401;
+        body = JSON.stringify({ Title: "Unauthorized", Status: 401, Detail: "TokenExpired: token expired" });
+        res.setHeader("www-authenticate", 'Bearer error="invalid_token"');
+      } else {
+        const answer = await fetch(upstream, { headers: { authorization } });
+        status = answer.status;
+        body = await answer.text();
+      }
+      const tenant = req.headers["xero-tenant-id"];
+      requests.push({
+        httpVersion: req.httpVersion,
+        tokenSha256: sha256(token),
+        scheme,
+        tenantHeader: Array.isArray(tenant) ? tenant[0] : tenant,
+        status,
+      });
+      res.writeHead(status, { "content-type": "application/json" }).end(body);
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/connections`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${noLua}` : ""}`, () => {
+  let f: BrokerFixture;
+  let api: Awaited<ReturnType<typeof startApiStandIn>> | undefined;
+
+  beforeEach(async () => {
+    f = await startBroker();
+  });
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+    await f.close();
+  });
+
+  it("calls the API with the cached token; on a 401 reports it, the broker refreshes once, the retry succeeds", async () => {
+    const before = (await f.store.getToken(f.connectionId))!;
+    const refreshesBefore = f.fake.refreshes;
+    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
+
+    const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "3"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const after = (await f.store.getToken(f.connectionId))!;
+
+    expect(run.lines).toEqual([
+      { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
+      { step: "call", n: 2, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+      { step: "call", n: 3, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+    ]);
+    expect(f.fake.refreshes - refreshesBefore).toBe(1);
+    expect(after.version).toBe(before.version + 1);
+
+    // What the API saw: the cached token twice (the second time rejected), then the new one.
+    const old = sha256(before.accessToken);
+    const fresh = sha256(after.accessToken);
+    expect(api.requests.map((r) => [r.tokenSha256, r.status])).toEqual([
+      [old, 200],
+      [old, 401],
+      [fresh, 200],
+      [fresh, 200],
+    ]);
+    for (const r of api.requests) {
+      expect(r).toMatchObject({ httpVersion: "1.1", scheme: "Bearer", tenantHeader: f.tenantId });
+    }
+    expect(run.stdout.includes(before.accessToken) || run.stdout.includes(after.accessToken)).toBe(false);
+  });
+
+  it("retries only once: a second 401 is returned to the caller after one report and one refresh", async () => {
+    const refreshesBefore = f.fake.refreshes;
+    const before = (await f.store.getToken(f.connectionId))!;
+    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 1, rejectAll: true });
+
+    const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "1"]);
+    expect(run.code).toBe(0);
+    expect(run.lines).toEqual([
+      { step: "call", n: 1, status: 401, version: before.version + 1, getToken: 1, reportExpired: 1 },
+    ]);
+    expect(api.requests.map((r) => r.status)).toEqual([401, 401]);
+    expect(new Set(api.requests.map((r) => r.tokenSha256)).size).toBe(2);
+    expect(f.fake.refreshes - refreshesBefore).toBe(1);
+  });
+
+  it("the README command against the fake Xero's /connections: one GetToken for two calls, no refresh", async () => {
+    const refreshesBefore = f.fake.refreshes;
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, f.fake.connectionsUrl, "2"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));
+    expect(f.fake.refreshes).toBe(refreshesBefore);
+
+    const unknown = await runLua(["examples/iguana/run_example.lua", f.server.url, "no-such-tenant", f.fake.connectionsUrl]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.lines).toEqual([]);
+    expect(unknown.stderr).toMatch(/^tokenbroker GetToken: not_found: .*no-such-tenant/);
+  });
+
+  it("caches the token until `margin` seconds before expiresAt; broker errors become Lua errors", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const run = await runLua(["test/lua/check_module.lua", f.server.url, f.tenantId]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const step = (name: string) => run.lines.find((l) => l["step"] === name);
+
+    expect(step("first")).toEqual({
+      step: "first",
+      getToken: 1,
+      version: stored.version,
+      expiresAtTime: Math.floor(stored.expiresAt / 1000),
+      tenantIds: expect.arrayContaining(f.imported.tenants.map((t) => t.tenantId)) as unknown,
+      tokenType: "Bearer",
+      connectionId: f.connectionId,
+      accessTokenLength: stored.accessToken.length,
+    });
+    expect(step("cached")).toMatchObject({ getToken: 1, same: true });
+    expect(step("before_margin")).toMatchObject({ getToken: 1 });
+    expect(step("within_margin")).toMatchObject({ getToken: 2 });
+    expect(step("not_found")).toEqual({
+      step: "not_found",
+      ok: false,
+      error: expect.stringMatching(/^tokenbroker GetToken: not_found: .*no-such-tenant/) as unknown,
+    });
+    expect(step("unreachable")).toMatchObject({ ok: false, error: expect.stringMatching(/^net\.http\.post: http:\/\/127\.0\.0\.1:1\//) as unknown });
+
+    const times = step("parse_time")!["times"] as Array<{ text: string; seconds: number }>;
+    expect(times).toHaveLength(4);
+    for (const t of times) expect(t.seconds).toBe(Math.floor(Date.parse(t.text) / 1000));
+  });
+});
