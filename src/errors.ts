@@ -42,6 +42,7 @@ export function needsReauthorizationError(connectionId: string): BrokerError {
   return new BrokerError(
     "needs_reauthorization",
     `connection ${connectionId} needs re-authorisation: Xero rejected its refresh token (invalid_grant). ` +
-      `Re-authorise it: pipe a new refresh token of the same Xero user into \`tokenbroker import\``,
+      `Re-authorise it: click "Re-authorise" on the status page (or run \`tokenbroker connect\`) and sign in to Xero as the same user, ` +
+      `or pipe a new refresh token of that user into \`tokenbroker import\``,
   );
 }

@@ -1,3 +1,4 @@
+import { storeGrant } from "./consent/store-grant.js";
 import type { TokenStore } from "./store/token-store.js";
 import type { Tenant } from "./token-set.js";
 import type { IdentityServer } from "./upstream/identity-server.js";
@@ -16,7 +17,8 @@ export interface ImportResult {
 /**
  * Takes over a token set from another system: spends its refresh token at once
  * (so the broker alone holds the live one), stores the new token set, then
- * reads the grant's tenants from the connections endpoint and stores them.
+ * reads the grant's tenants from the connections endpoint and stores them
+ * (tenants the connection had that Xero no longer lists are marked gone).
  * The token set is stored before the tenants are read, so a failure there
  * loses nothing.
  */
@@ -26,20 +28,6 @@ export async function importRefreshToken(
   refreshToken: string,
 ): Promise<ImportResult> {
   const obtained = await identity.refresh(refreshToken);
-  const { xeroUserId, authEventId: _event, ...tokenSet } = obtained;
-  const { connectionId, created } = await store.saveConnection({ xeroUserId, tokenSet, tenants: [] });
-  try {
-    const connections = await identity.listConnections(tokenSet.accessToken);
-    const tenants: Tenant[] = connections.map((c) => ({
-      tenantId: c.tenantId,
-      xeroConnectionId: c.id,
-      tenantName: c.tenantName,
-      tenantType: c.tenantType,
-      authEventId: c.authEventId,
-    }));
-    await store.saveTenants(connectionId, tenants);
-    return { connectionId, created, xeroUserId, tenants };
-  } catch (e) {
-    return { connectionId, created, xeroUserId, tenants: [], tenantsError: e instanceof Error ? e.message : "unknown error" };
-  }
+  const { connectionId, created, xeroUserId, tenants, tenantsError } = await storeGrant(store, identity, obtained);
+  return { connectionId, created, xeroUserId, tenants, ...(tenantsError === undefined ? {} : { tenantsError }) };
 }

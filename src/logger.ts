@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { createPrettyStream } from "./pretty-log-stream.js";
 
 export type { Logger } from "pino";
 
@@ -8,7 +9,12 @@ export interface LoggerOptions {
   level?: string;
   /** Where log lines go (default standard error, so standard output stays for command results). */
   destination?: NodeJS.WritableStream;
+  /** `json` (default): one JSON object a line; `pretty`: `HH:MM:SS.mmm LEVEL msg key=value…` for people. */
+  format?: LogFormat;
 }
+
+/** How log lines are written. */
+export type LogFormat = "json" | "pretty";
 
 /**
  * A structured (JSON) logger. Fields that could hold a secret are redacted as
@@ -39,7 +45,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         censor: "[redacted]",
       },
     },
-    (options.destination ?? process.stderr) as pino.DestinationStream,
+    options.format === "pretty"
+      ? createPrettyStream(options.destination ?? process.stderr)
+      : ((options.destination ?? process.stderr) as pino.DestinationStream),
   );
 }
 
@@ -48,6 +56,7 @@ export const silentLogger: Logger = pino({ level: "silent" });
 
 /** A safe summary of an unexpected error for the log: name, message and stack, never a response body. */
 export function errorFields(e: unknown): Record<string, unknown> {
-  if (e instanceof Error) return { err: { type: e.name, message: e.message, stack: e.stack } };
-  return { err: { type: typeof e } };
+  // Under "error", not "err": pino's err serializer would replace the type with "Object".
+  if (e instanceof Error) return { error: { type: e.name, message: e.message, stack: e.stack } };
+  return { error: { type: typeof e } };
 }

@@ -40,6 +40,9 @@ export interface Tenant {
   authEventId: string | undefined;
 }
 
+/** Whether a tenant is still in its grant's connections list at Xero ("gone" once it vanished). */
+export type TenantState = "active" | "gone";
+
 /** A connection's current token set with its identity and state. */
 export interface TokenRecord extends TokenSet {
   /** The broker's id for this connection (one Xero user's grant). */
@@ -54,3 +57,6 @@ export interface TokenRecord extends TokenSet {
 
 /** A freshly obtained token set, from a refresh or an import. */
 export type NewTokenSet = TokenSet;
+
+/** Xero's refresh tokens die this long after they were issued if unused: 60 days, ms. */
+export const REFRESH_TOKEN_LIFETIME_MS = 60 * 24 * 60 * 60_000;

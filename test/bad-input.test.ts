@@ -283,13 +283,14 @@ describe("bad input", () => {
       for (const path of [
         "/tokenbroker.v1.TokenService/StealToken",
         "/tokenbroker.v2.TokenService/GetToken",
-        "/",
         "/../../etc/passwd",
         "/tokenbroker.v1.TokenService/GetToken/extra",
       ]) {
         const res = await post(f.server.url, path, "{}", "application/json");
         expect(res.status, path).toBe(404);
       }
+      // `/` is the status page: it takes GET only.
+      expect((await post(f.server.url, "/", "{}", "application/json")).status).toBe(405);
       await expectUnharmed();
     });
 

@@ -9,6 +9,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startFakeXero, type FakeGrant, type FakeXero } from "../src/fake-xero/index.js";
+import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 
@@ -23,6 +24,11 @@ interface Result {
 }
 
 const children = new Set<ChildProcess>();
+
+/** The encryption key of these tests' databases (`tokenbroker keygen` makes real ones; test/security-cli.test.ts tests that). */
+const ENCRYPTION_KEY = Buffer.alloc(32, 7).toString("base64");
+/** Opens a database the CLI wrote, with its encryption key. */
+const openStore = (path: string) => openSqliteStore({ path, encryption: createTokenCipher([Buffer.from(ENCRYPTION_KEY, "base64")]) });
 
 /** A clean environment: nothing of the developer's TOKENBROKER_* settings leaks in. */
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -100,7 +106,12 @@ describe("tokenbroker CLI: usage and configuration errors", () => {
   afterEach(() => dir.cleanup());
 
   const validEnv = () =>
-    env({ TOKENBROKER_CLIENT_ID: "id", TOKENBROKER_CLIENT_SECRET: "secret", TOKENBROKER_DB: join(dir.path, "t.db") });
+    env({
+      TOKENBROKER_CLIENT_ID: "id",
+      TOKENBROKER_CLIENT_SECRET: "secret",
+      TOKENBROKER_DB: join(dir.path, "t.db"),
+      TOKENBROKER_ENCRYPTION_KEY: ENCRYPTION_KEY,
+    });
 
   it("--help prints the usage with every command and exits 0", async () => {
     const r = await run(["--help"], { env: env() });
@@ -220,6 +231,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
       TOKENBROKER_CLIENT_ID: fake.clientId,
       TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
       TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
+      TOKENBROKER_ENCRYPTION_KEY: ENCRYPTION_KEY,
     });
 
   /** Every secret the fake has handed out for the grant that we know of. */
@@ -242,7 +254,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
       expect(result.stdout).toMatch(new RegExp(`tenant ${t.tenantId}\\s+${t.tenantName}`));
     }
 
-    const store = openSqliteStore({ path: db });
+    const store = openStore(db);
     let record;
     try {
       record = await store.getToken(connectionId);
@@ -267,7 +279,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     expect(expectOneLine(r.stderr)).toMatch(/import failed, nothing stored.*invalid_grant/);
     expect(r.stdout).toBe("");
     expect(secretsIn(r.stderr, [grant.refreshToken])).toEqual([]);
-    const store = openSqliteStore({ path: db });
+    const store = openStore(db);
     try {
       expect(await store.listConnections()).toEqual([]);
     } finally {
@@ -280,7 +292,8 @@ describe("tokenbroker CLI against a fake Xero", () => {
     const callsAfterImport = fake.tokenEndpointCalls;
     const tenantId = grant.tenants[1]!.tenantId;
     const port = await freePort();
-    const serveArgs = ["serve", "--listen", `127.0.0.1:${port}`, "--db", db];
+    // No API keys here (test/security-cli.test.ts has them): allowed on loopback only.
+    const serveArgs = ["serve", "--listen", `127.0.0.1:${port}`, "--db", db, "--insecure-no-auth"];
     const client = createClient(TokenService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
 
     const first = start(serveArgs, { env: upstreamEnv() });

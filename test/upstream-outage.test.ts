@@ -253,6 +253,10 @@ describe("token endpoint outage", () => {
     const lazy: IdentityServer = {
       refresh: (refreshToken) => wrong!.refresh(refreshToken),
       listConnections: (accessToken) => wrong!.listConnections(accessToken),
+      authorizationUrl: (request) => wrong!.authorizationUrl(request),
+      exchangeCode: (exchange) => wrong!.exchangeCode(exchange),
+      revoke: (refreshToken) => wrong!.revoke(refreshToken),
+      deleteConnection: (accessToken, id) => wrong!.deleteConnection(accessToken, id),
     };
     const f = await start({ server: { identity: lazy } });
     wrong = createOidcIdentityServer({

@@ -30,9 +30,33 @@ export interface RefreshEvent {
   durationMs: number;
   /** The version now stored. */
   version: number;
+  /** The stored version this refresh replaced, or tried to (the expiry it is for). */
+  fromVersion: number;
+  /** Token responses the identity server returned in this refresh: each spent the refresh token once (normally 1 for `ok`, 0 otherwise). */
+  upstreamRefreshes: number;
+  /**
+   * Set when this refresh spent the refresh token and another holder refreshed
+   * the same version too (it took over the lease, or committed first): the
+   * refresh token was spent twice for one expiry.
+   */
+  spentElsewhere?: true;
   /** Safe description of the last error, if any. */
   error?: string;
 }
 
 /** Receives refresh events; must not throw. */
 export type RefreshListener = (event: RefreshEvent) => void;
+
+/** A caller that had to wait for a refresh before it got its token. */
+export interface RefreshWaitEvent {
+  connectionId: string;
+  /** `caller` (GetToken, WatchToken's first token) or `report` (ReportExpired). */
+  cause: Extract<RefreshCause, "caller" | "report">;
+  /** How long the caller waited, ms (real time). */
+  waitedMs: number;
+  /** `ok` when the caller got a refreshed token; `error` when the refresh failed or the caller gave up. */
+  outcome: "ok" | "error";
+}
+
+/** Receives a wait event each time a caller waited for a refresh; must not throw. */
+export type RefreshWaitListener = (event: RefreshWaitEvent) => void;

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { BrokerError, needsReauthorizationError } from "../errors.js";
-import type { TokenStore } from "../store/token-store.js";
+import { LeaseLostError, type TokenStore } from "../store/token-store.js";
 import type { TokenRecord } from "../token-set.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
 import { sleep } from "./abortable.js";
@@ -24,6 +24,21 @@ export interface RefresherOptions {
   leasePollMs?: number;
   /** Identifies this process in leases; default host:pid:random. */
   holderId?: string;
+  /**
+   * TEST-ONLY fault injection, never set in production: awaited after the
+   * lease is committed and before the first request leaves, and after the
+   * identity server answered and before the commit, so that a test can kill
+   * the process at exactly those points (see `test/crash-safety.test.ts`).
+   */
+  testHooks?: RefreshTestHooks;
+}
+
+/** TEST-ONLY points of a refresh where a test may pause it (see {@link RefresherOptions.testHooks}). */
+export interface RefreshTestHooks {
+  /** The lease row is committed; nothing has been sent upstream yet. */
+  afterLease?: (connectionId: string) => Promise<void>;
+  /** The identity server answered (the old refresh token is spent); nothing is committed yet. */
+  beforeCommit?: (connectionId: string) => Promise<void>;
 }
 
 /**
@@ -35,12 +50,13 @@ export interface RefresherOptions {
  */
 export class Refresher {
   private readonly flights = new SingleFlight<string, TokenRecord>();
-  private readonly failures = new Map<string, { count: number; until: number; error: BrokerError }>();
+  private readonly failures = new Map<string, { count: number; at: number; waitMs: number; error: BrokerError }>();
   private readonly leaseTtlMs: number;
   private readonly attempts: number;
   private readonly retryBaseMs: number;
   private readonly cooldownMs: number;
   private readonly leasePollMs: number;
+  private readonly testHooks: RefreshTestHooks;
   /** This process's name in leases. */
   readonly holderId: string;
   /** Set when the identity server rejected the client itself (invalid_client). */
@@ -60,6 +76,7 @@ export class Refresher {
     this.cooldownMs = options.cooldownMs ?? 1000;
     this.leasePollMs = options.leasePollMs ?? 50;
     this.holderId = options.holderId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+    this.testHooks = options.testHooks ?? {};
   }
 
   /**
@@ -83,10 +100,11 @@ export class Refresher {
   }
 
   private async refreshOnce(connectionId: string, cause: RefreshCause, seenVersion: number): Promise<TokenRecord> {
-    const started = this.clock.now();
     const startedReal = performance.now();
     let attempts = 0;
-    const report = (outcome: RefreshOutcome, version: number, error?: string) =>
+    let fromVersion = seenVersion;
+    let upstreamRefreshes = 0;
+    const report = (outcome: RefreshOutcome, version: number, error?: string, spentElsewhere = false) =>
       this.listener({
         connectionId,
         cause,
@@ -94,6 +112,9 @@ export class Refresher {
         attempts,
         durationMs: Math.round(performance.now() - startedReal),
         version,
+        fromVersion,
+        upstreamRefreshes,
+        ...(spentElsewhere ? { spentElsewhere: true as const } : {}),
         ...(error === undefined ? {} : { error }),
       });
 
@@ -110,7 +131,8 @@ export class Refresher {
       if (!lease.acquired) {
         // Another process is refreshing: wait for its commit or for its lease to lapse.
         await sleep(this.leasePollMs);
-        if (this.clock.now() - started > 4 * this.leaseTtlMs) {
+        // Real time: a wall clock that jumps must neither cut this wait short nor stretch it.
+        if (performance.now() - startedReal > 4 * this.leaseTtlMs) {
           throw new BrokerError("unavailable", `another broker process has held the refresh of ${connectionId} for too long`);
         }
         continue;
@@ -121,11 +143,15 @@ export class Refresher {
         await this.store.releaseLease(connectionId, this.holderId);
         continue;
       }
+      fromVersion = leased.version;
+      await this.testHooks.afterLease?.(connectionId);
 
       for (;;) {
         attempts++;
         try {
           const obtained = await this.identity.refresh(leased.refreshToken);
+          upstreamRefreshes++;
+          await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
           const record = await this.store.commitRefresh(connectionId, this.holderId, leased.version, tokenSet);
           this.failures.delete(connectionId);
@@ -134,9 +160,17 @@ export class Refresher {
           report("ok", record.version);
           return record;
         } catch (e) {
+          if (e instanceof LeaseLostError) {
+            // We stalled past the lease and another process took over: its answer, not ours, is the one to keep.
+            // Both spent the refresh token of this version if ours was answered: a double refresh.
+            report("transient_error", leased.version, "lease lost to another process", upstreamRefreshes > 0);
+            throw new BrokerError("unavailable", `another broker process took over the refresh of ${connectionId}`);
+          }
           if (!(e instanceof UpstreamError)) {
             await this.store.releaseLease(connectionId, this.holderId);
-            report("transient_error", leased.version, e instanceof Error ? e.name : "error");
+            // A commit lost to another holder's commit of the same version: the refresh token was spent twice.
+            const raced = upstreamRefreshes > 0 && (await this.storedVersion(connectionId)) > leased.version;
+            report("transient_error", leased.version, e instanceof Error ? e.name : "error", raced);
             throw e;
           }
           if (e.kind === "invalid_grant") {
@@ -188,11 +222,19 @@ export class Refresher {
     return record;
   }
 
+  /** The stored version, or -1 if it cannot be read (only used to explain a failed commit). */
+  private async storedVersion(connectionId: string): Promise<number> {
+    const record = await this.store.getToken(connectionId).catch(() => undefined);
+    return record?.version ?? -1;
+  }
+
   private checkCooldown(connectionId: string): void {
     const failure = this.failures.get(connectionId);
-    if (failure && this.clock.now() < failure.until) {
+    const elapsed = failure ? this.clock.now() - failure.at : 0;
+    // A clock that went back (elapsed < 0) ends the cool-down rather than stretching it.
+    if (failure && elapsed >= 0 && elapsed < failure.waitMs) {
       // Callers during the cool-down learn what the last attempt learnt.
-      const seconds = Math.ceil((failure.until - this.clock.now()) / 1000);
+      const seconds = Math.ceil((failure.waitMs - elapsed) / 1000);
       throw new BrokerError(failure.error.kind, `${failure.error.message} (next attempt in ${seconds}s)`);
     }
   }
@@ -201,7 +243,7 @@ export class Refresher {
     const count = (this.failures.get(connectionId)?.count ?? 0) + 1;
     const backoff = Math.min(60_000, this.cooldownMs * 2 ** (count - 1));
     const wait = Math.max(retryAfterMs ?? 0, jitter(backoff));
-    this.failures.set(connectionId, { count, until: this.clock.now() + wait, error });
+    this.failures.set(connectionId, { count, at: this.clock.now(), waitMs: wait, error });
   }
 }
 

@@ -13,8 +13,12 @@ export interface SchedulerOptions {
   keepAliveAfterMs?: number;
   /** How often {@link Scheduler.start} runs a tick, ms (default 1000). */
   intervalMs?: number;
+  /** Between ticks, how often the token sets are checked for refreshes by other processes while this process has watchers, ms (default 250). */
+  watchPollMs?: number;
   /** Called with errors of background refreshes (already reported as refresh events). */
   onError?: (error: unknown) => void;
+  /** Called at each pass with every token set's state and the time: how notifications notice transitions. Must not throw. */
+  onPass?: (states: readonly TokenState[], now: number) => void;
 }
 
 /**
@@ -29,9 +33,13 @@ export class Scheduler {
   private readonly inUseWindowMs: number;
   private readonly keepAliveAfterMs: number;
   private readonly intervalMs: number;
+  private readonly watchPollMs: number;
   private readonly onError: (error: unknown) => void;
+  private readonly onPass: (states: readonly TokenState[], now: number) => void;
   private readonly seen = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private pushing: Promise<void> | undefined;
   private ticking: Promise<void> | undefined;
 
   constructor(
@@ -44,7 +52,9 @@ export class Scheduler {
     this.inUseWindowMs = options.inUseWindowMs ?? 60 * 60_000;
     this.keepAliveAfterMs = options.keepAliveAfterMs ?? 30 * 24 * 60 * 60_000;
     this.intervalMs = options.intervalMs ?? 1000;
+    this.watchPollMs = options.watchPollMs ?? 250;
     this.onError = options.onError ?? (() => {});
+    this.onPass = options.onPass ?? (() => {});
   }
 
   /** Runs {@link tick} every interval until {@link stop}. */
@@ -52,13 +62,17 @@ export class Scheduler {
     if (this.timer) return;
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
     this.timer.unref();
+    this.watchTimer = setInterval(() => void this.pushToWatchers(), this.watchPollMs);
+    this.watchTimer.unref();
   }
 
   /** Stops the timer and waits for a running tick. Refreshes it started are drained by the broker. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.watchTimer);
     this.timer = undefined;
-    await this.ticking;
+    this.watchTimer = undefined;
+    await Promise.all([this.ticking, this.pushing]);
   }
 
   /** One pass over every token set. Overlapping calls share the running pass. */
@@ -78,6 +92,7 @@ export class Scheduler {
       const now = this.clock.now();
       const inUse = this.broker.inUse(now - this.inUseWindowMs);
       const states = await this.store.listTokenStates();
+      this.onPass(states, now);
       for (const t of states) {
         this.propagate(t);
         if (t.state !== "active" || this.broker.refresher.isRefreshing(t.connectionId)) continue;
@@ -94,6 +109,17 @@ export class Scheduler {
     } catch (e) {
       this.onError(e);
     }
+  }
+
+  /** Between ticks: a refresh committed by another process reaches this process's watchers within {@link SchedulerOptions.watchPollMs}. */
+  private pushToWatchers(): Promise<void> {
+    if (this.broker.hub.size === 0) return Promise.resolve();
+    this.pushing ??= this.store
+      .listTokenStates()
+      .then((states) => states.forEach((t) => this.propagate(t)))
+      .catch(this.onError)
+      .finally(() => (this.pushing = undefined));
+    return this.pushing;
   }
 
   private launch(t: TokenState, cause: RefreshCause): void {

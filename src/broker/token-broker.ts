@@ -4,8 +4,8 @@ import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors
 import type { TokenStore } from "../store/token-store.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
-import { abortable } from "./abortable.js";
-import type { RefreshListener } from "./refresh-events.js";
+import { abortable, within } from "./abortable.js";
+import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
 import { WatchHub } from "./watch-hub.js";
 
@@ -19,8 +19,16 @@ export interface TokenBrokerOptions {
   clock?: Clock;
   /** Default for {@link TokenBroker.getToken}'s minimum validity, ms (default 60 000: the clock-skew margin). */
   defaultMinValidForMs?: number;
+  /**
+   * A caller whose stored token is still valid, but valid for less than it
+   * asked, waits at most this long for the refresh before it gets the stored
+   * token, ms (default 2000): a slow upstream never holds up such a caller.
+   */
+  validTokenWaitMs?: number;
   /** Receives an event for every refresh (logs, metrics). */
   onRefresh?: RefreshListener;
+  /** Receives an event each time a caller waited for a refresh (metrics). */
+  onWait?: RefreshWaitListener;
   /** Tuning of retries and leases. */
   refresher?: RefresherOptions;
 }
@@ -38,12 +46,16 @@ export class TokenBroker {
   private readonly store: TokenStore;
   private readonly clock: Clock;
   private readonly defaultMinValidForMs: number;
+  private readonly validTokenWaitMs: number;
   private readonly lastUsed = new Map<string, number>();
+  private readonly onWait: RefreshWaitListener;
 
   constructor(options: TokenBrokerOptions) {
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.defaultMinValidForMs = options.defaultMinValidForMs ?? 60_000;
+    this.validTokenWaitMs = options.validTokenWaitMs ?? 2000;
+    this.onWait = options.onWait ?? (() => {});
     this.refresher = new Refresher(
       options.store,
       options.identity,
@@ -98,7 +110,7 @@ export class TokenBroker {
       const token = await this.validToken(connectionId, this.defaultMinValidForMs, options.signal);
       return { token, refreshed: false };
     }
-    const token = await abortable(this.refresher.refresh(connectionId, "report", current.version), options.signal);
+    const token = await this.awaitRefresh(connectionId, "report", current.version, options.signal);
     return { token, refreshed: true };
   }
 
@@ -150,12 +162,42 @@ export class TokenBroker {
     const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
     const now = this.clock.now();
     if (current.expiresAt - now >= needed) return current;
+    const refreshing = this.awaitRefresh(connectionId, "caller", current.version, signal);
+    refreshing.catch(() => {}); // awaited below, unless the caller is served the stored token first
     try {
-      return await abortable(this.refresher.refresh(connectionId, "caller", current.version), signal);
+      // While the stored token is still valid, a slow or hanging upstream delays the caller by
+      // at most validTokenWaitMs: then it gets the stored token, and the refresh goes on.
+      const validForMs = current.expiresAt - now;
+      if (validForMs > 0) {
+        const refreshed = await within(refreshing, Math.min(this.validTokenWaitMs, validForMs));
+        if (refreshed) return refreshed;
+        if (current.expiresAt > this.clock.now()) return current;
+      }
+      return await refreshing;
     } catch (e) {
       // Upstream trouble (or a misconfigured client): a token that is still valid is better than none.
       const upstreamTrouble = isBrokerError(e, "unavailable") || isBrokerError(e, "misconfigured");
       if (upstreamTrouble && current.expiresAt > this.clock.now()) return current;
+      throw e;
+    }
+  }
+
+  /** A caller waits for a refresh (shared with every other caller of the moment); the wait is reported. */
+  private async awaitRefresh(
+    connectionId: string,
+    cause: Extract<RefreshCause, "caller" | "report">,
+    seenVersion: number,
+    signal: AbortSignal | undefined,
+  ): Promise<TokenRecord> {
+    const started = performance.now();
+    const waited = (outcome: "ok" | "error") =>
+      this.onWait({ connectionId, cause, waitedMs: performance.now() - started, outcome });
+    try {
+      const record = await abortable(this.refresher.refresh(connectionId, cause, seenVersion), signal);
+      waited("ok");
+      return record;
+    } catch (e) {
+      waited("error");
       throw e;
     }
   }

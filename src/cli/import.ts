@@ -4,6 +4,7 @@ import { importRefreshToken } from "../importer.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
 import type { Command, CommandIo } from "./command.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 
 /** `tokenbroker import`: take over a token set from another system. */
@@ -27,6 +28,7 @@ brought back).
 Options:
   --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --json       print the result as JSON
+${ENCRYPTION_HELP}
   -h, --help   show this help
 
 Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (and the other
@@ -35,13 +37,15 @@ upstream variables, see tokenbroker serve --help).
   async run(args, io) {
     const { values } = parseArgs({
       args,
-      options: { db: { type: "string" }, json: { type: "boolean" } },
+      options: { db: { type: "string" }, json: { type: "boolean" }, ...ENCRYPTION_FLAGS },
       allowPositionals: false,
     });
     const upstream = upstreamFromEnv(io.env);
+    const encryption = encryptionFromFlags(values, io.env);
     const refreshToken = await readRefreshToken(io);
-    const store = openStoreOrExplain(dbPath(values.db, io.env));
+    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     try {
+      checkEncryptionKeys(store, encryption.cipher);
       const identity = createOidcIdentityServer({
         issuer: upstream.issuer,
         connectionsUrl: upstream.connectionsUrl,
@@ -57,6 +61,7 @@ upstream variables, see tokenbroker serve --help).
         if (e instanceof UpstreamError) throw new ConfigError(`import failed, nothing stored: ${e.message}`);
         throw e;
       }
+      recordCliAction(store, { action: "import", connectionId: result.connectionId, detail: result.created ? "new" : "replaced" });
       if (values.json) {
         io.out.write(`${JSON.stringify(result, null, 2)}\n`);
       } else {

@@ -1,11 +1,35 @@
 #!/usr/bin/env node
 import { ConfigError } from "../config.js";
+import { backupCommand } from "./backup.js";
 import type { Command, CommandIo } from "./command.js";
 import { demoCommand } from "./demo.js";
 import { importCommand } from "./import.js";
 import { serveCommand } from "./serve.js";
+import { connectCommand } from "./connect.js";
+import { connectionsCommand } from "./connections.js";
+import { tenantsCommand } from "./tenants.js";
+import { disconnectCommand } from "./disconnect.js";
+import { revokeCommand } from "./revoke.js";
+import { auditCommand } from "./audit.js";
+import { keygenCommand } from "./keygen.js";
+import { keysCommand } from "./keys.js";
+import { rotateKeyCommand } from "./rotate-key.js";
 
-const commands: Command[] = [serveCommand, importCommand, demoCommand];
+const commands: Command[] = [
+  serveCommand,
+  importCommand,
+  connectCommand,
+  connectionsCommand,
+  tenantsCommand,
+  disconnectCommand,
+  revokeCommand,
+  backupCommand,
+  keysCommand,
+  keygenCommand,
+  rotateKeyCommand,
+  auditCommand,
+  demoCommand,
+];
 
 const usage = `Usage: tokenbroker <command> [options]
 
@@ -13,7 +37,7 @@ Keeps Xero OAuth2 access tokens fresh for many channels at once: one refresh
 per expiry, served over gRPC, gRPC-Web and Connect on one port.
 
 Commands:
-${commands.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`).join("\n")}
+${commands.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`).join("\n")}
 
 Run \`tokenbroker <command> --help\` for a command's options.
 `;

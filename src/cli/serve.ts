@@ -1,10 +1,14 @@
 import { parseArgs } from "node:util";
 import { ConfigError, DEFAULT_DB, DEFAULT_LISTEN, parseListen, positiveNumber, upstreamFromEnv } from "../config.js";
+import { consentFromEnv } from "../consent/consent-config.js";
 import { createLogger } from "../logger.js";
+import { notificationsFromEnv } from "../notify/notify-config.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
 import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
 import type { Command } from "./command.js";
+import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { testHooksFromEnv } from "./test-fault-hooks.js";
 
 /** `tokenbroker serve`: run the token service. */
 export const serveCommand: Command = {
@@ -22,8 +26,18 @@ Options (environment variable in brackets):
                          [TOKENBROKER_LEAD_TIME_SECONDS] (default 300; at most half a token's lifetime)
   --keepalive-days DAYS  refresh idle token sets when their refresh token is this old
                          [TOKENBROKER_KEEPALIVE_DAYS] (default 30; Xero's die at 60)
+  --lease-ttl SECONDS    how long a refresh lease lasts; a crashed process's refresh is
+                         finished by another (or the restarted) process this long after
+                         it began, plus at most 1 s [TOKENBROKER_LEASE_TTL_SECONDS]
+                         (default 30; must exceed TOKENBROKER_UPSTREAM_TIMEOUT_MS)
   --log-level LEVEL      debug, info, warn or error [TOKENBROKER_LOG_LEVEL] (default info)
+  --log-format FORMAT    json (one JSON object a line) or pretty (for people)
+                         [TOKENBROKER_LOG_FORMAT] (default json)
+${SERVE_SECURITY_HELP}
   -h, --help             show this help
+
+Callers need an API key (\`tokenbroker keys create\`), sent as
+\`authorization: Bearer <key>\`; SIGHUP re-reads the encryption key file.
 
 Upstream (environment only, so that secrets stay out of the process list):
   TOKENBROKER_CLIENT_ID            your Xero app's client id (required)
@@ -32,6 +46,21 @@ Upstream (environment only, so that secrets stay out of the process list):
   TOKENBROKER_CONNECTIONS_URL      default https://api.xero.com/connections
   TOKENBROKER_UPSTREAM_TIMEOUT_MS  default 10000
   TOKENBROKER_ALLOW_INSECURE_ISSUER=1  allow http:// URLs (local tests only)
+
+Notifications (a warning in the log, and a signed POST if a URL is set):
+  TOKENBROKER_WEBHOOK_URL              where connection events are POSTed
+  TOKENBROKER_WEBHOOK_SECRET           HMAC-SHA256 key of the tokenbroker-signature header
+  TOKENBROKER_REFRESH_TOKEN_WARN_DAYS  warn this many days before an unrefreshed
+                                       refresh token dies (default 7)
+
+Metrics: GET /metrics on the same port (Prometheus text format).
+
+Status page: GET / on the same port; "Connect an organisation" (GET /connect)
+starts Xero's consent flow, which comes back to the redirect URI:
+  TOKENBROKER_REDIRECT_URI  default http://localhost:50051/oauth/callback
+                            (register it with your Xero app)
+  TOKENBROKER_SCOPES        default "openid profile email accounting.transactions
+                            accounting.settings offline_access" (offline_access always added)
 `,
   async run(args, io) {
     const { values } = parseArgs({
@@ -41,23 +70,47 @@ Upstream (environment only, so that secrets stay out of the process list):
         db: { type: "string" },
         "lead-time": { type: "string" },
         "keepalive-days": { type: "string" },
+        "lease-ttl": { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        ...SERVE_SECURITY_FLAGS,
       },
       allowPositionals: false,
     });
     const env = io.env;
     const listen = parseListen(values.listen ?? env["TOKENBROKER_LISTEN"] ?? DEFAULT_LISTEN);
     const upstream = upstreamFromEnv(env);
+    const consent = consentFromEnv(env);
     const leadTimeMs =
       1000 * positiveNumber("--lead-time", values["lead-time"] ?? env["TOKENBROKER_LEAD_TIME_SECONDS"], 300);
     const keepAliveAfterMs =
       86_400_000 * positiveNumber("--keepalive-days", values["keepalive-days"] ?? env["TOKENBROKER_KEEPALIVE_DAYS"], 30);
+    const leaseTtlMs = 1000 * positiveNumber("--lease-ttl", values["lease-ttl"] ?? env["TOKENBROKER_LEASE_TTL_SECONDS"], 30);
+    if (leaseTtlMs <= upstream.timeoutMs) {
+      // A lease that lapses while its request may still be answered would let a second process spend the same refresh token.
+      throw new ConfigError(
+        `--lease-ttl (${leaseTtlMs / 1000} s) must be longer than TOKENBROKER_UPSTREAM_TIMEOUT_MS (${upstream.timeoutMs} ms)`,
+      );
+    }
     const logLevel = values["log-level"] ?? env["TOKENBROKER_LOG_LEVEL"] ?? "info";
     if (!["debug", "info", "warn", "error", "silent", "trace", "fatal"].includes(logLevel)) {
       throw new ConfigError(`--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`);
     }
-    const logger = createLogger({ level: logLevel, destination: io.err });
-    const store = openStoreOrExplain(dbPath(values.db, env));
+    const logFormat = values["log-format"] ?? env["TOKENBROKER_LOG_FORMAT"] ?? "json";
+    if (logFormat !== "json" && logFormat !== "pretty") {
+      throw new ConfigError(`--log-format must be json or pretty, not ${JSON.stringify(logFormat)}`);
+    }
+    const notifications = notificationsFromEnv(env);
+    const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
+    const securityConfig = serveSecurityFromFlags(values, env, listen.host);
+    const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher);
+    try {
+      checkEncryptionKeys(store, securityConfig.cipher);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    const security = startServeSecurity(securityConfig, store, logger, env);
     const identity = createOidcIdentityServer({
       issuer: upstream.issuer,
       connectionsUrl: upstream.connectionsUrl,
@@ -75,8 +128,15 @@ Upstream (environment only, so that secrets stay out of the process list):
         identity,
         logger,
         scheduler: { leadTimeMs, keepAliveAfterMs },
+        consent,
+        refresher: { leaseTtlMs, ...testHooksFromEnv(env, logger) },
+        notifications,
+        ...(security.auth ? { auth: security.auth } : {}),
+        audit: security.audit,
+        ...(securityConfig.tls ? { tls: securityConfig.tls } : {}),
       });
     } catch (e) {
+      await security.close();
       await store.close();
       const code = (e as { code?: string }).code;
       if (code === "EADDRINUSE") throw new ConfigError(`cannot listen on ${listen.host}:${listen.port}: address in use`);
@@ -85,6 +145,7 @@ Upstream (environment only, so that secrets stay out of the process list):
       }
       throw e;
     }
+    security.announce();
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
@@ -94,6 +155,7 @@ Upstream (environment only, so that secrets stay out of the process list):
       process.once("SIGINT", stop);
     });
     await server.close();
+    await security.close();
     await store.close();
     return 0;
   },

@@ -1,4 +1,5 @@
 import { ConfigError, DEFAULT_DB } from "../config.js";
+import type { TokenCipher } from "../crypto/token-cipher.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
 
 /** The database path from `--db`, `TOKENBROKER_DB` or the default. */
@@ -6,10 +7,10 @@ export function dbPath(flag: string | undefined, env: NodeJS.ProcessEnv): string
   return flag ?? env["TOKENBROKER_DB"] ?? DEFAULT_DB;
 }
 
-/** Opens the store, turning a file-system failure into a one-line ConfigError. */
-export function openStoreOrExplain(path: string): SqliteStore {
+/** Opens the store (sealing tokens with `encryption` if given), turning a file-system failure into a one-line ConfigError. */
+export function openStoreOrExplain(path: string, encryption?: TokenCipher): SqliteStore {
   try {
-    return openSqliteStore({ path });
+    return openSqliteStore({ path, ...(encryption ? { encryption } : {}) });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     throw new ConfigError(`cannot open database ${path}: ${why}`);

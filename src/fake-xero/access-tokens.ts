@@ -81,8 +81,8 @@ export function createAccessTokenIssuer(options: AccessTokenIssuerOptions): Acce
         auth_time: authTime,
         xero_userid: grant.userId,
         global_session_id: grant.grantId,
-        preferred_username: `${grant.userId}@example.com`,
-        email: `${grant.userId}@example.com`,
+        preferred_username: emailOf(grant.userId),
+        email: emailOf(grant.userId),
         given_name: "Fake",
         family_name: "User",
       });
@@ -106,6 +106,11 @@ export function createAccessTokenIssuer(options: AccessTokenIssuerOptions): Acce
       return { ok: true, grantId };
     },
   };
+}
+
+/** The user's email: the user id itself when it looks like one (users of the consent page sign in with one). */
+function emailOf(userId: string): string {
+  return userId.includes("@") ? userId : `${userId}@example.com`;
 }
 
 /** OIDC `at_hash`: the left half of SHA-256 of the access token, base64url. */

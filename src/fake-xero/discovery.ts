@@ -10,8 +10,9 @@ export const PATHS = {
 } as const;
 
 /**
- * The OpenID Provider metadata document, shaped like Xero's. Only the
- * refresh_token grant is implemented; the others are listed because Xero lists them.
+ * The OpenID Provider metadata document, shaped like Xero's. The
+ * authorization_code and refresh_token grants are implemented; client_credentials
+ * is listed because Xero lists it.
  */
 export function openidConfiguration(issuer: string, scopes: readonly string[]): Record<string, unknown> {
   return {

@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAccessTokenIssuer, type TokenResponseBody } from "./access-tokens.js";
-import type { FakeXeroContext, TokenEndpointFailure } from "./context.js";
+import { createCodeBook } from "./authorization-codes.js";
+import type { FakeXeroContext, OrganisationRecord, TokenEndpointFailure } from "./context.js";
 import { PATHS } from "./discovery.js";
 import { FakeXeroError } from "./errors.js";
 import { createGrantBook, type GrantView, type TenantInit } from "./grants.js";
@@ -37,7 +39,14 @@ export interface FakeXeroOptions {
   scopes?: string[];
   /** Clock in ms; default Date.now. Token timestamps and grace periods follow it. */
   now?: () => number;
+  /** The organisations the consent page offers (any user may pick any); default three demo companies. */
+  organisations?: TenantInit[];
+  /** How long an authorization code may wait to be redeemed; default 300, as Xero. */
+  authorizationCodeLifetimeSeconds?: number;
 }
+
+/** An organisation users can choose on the consent page. */
+export type FakeOrganisation = OrganisationRecord;
 
 /** A tenant connected to a grant. */
 export interface FakeTenant {
@@ -76,8 +85,14 @@ export interface FakeXero {
   readonly refreshes: number;
   /** Refresh tokens presented after their grace period had ended (each a lost connection in real life). */
   readonly graceViolations: number;
-  /** Every invalid_grant answer so far (unknown, revoked, superseded, expired or past grace). */
+  /** Every invalid_grant answer so far (unknown, revoked, superseded, expired or past grace; bad authorization codes). */
   readonly invalidGrants: number;
+  /** Authorization codes redeemed for a token set so far. */
+  readonly codeExchanges: number;
+  /** The organisations the consent page offers. */
+  readonly organisations: readonly FakeOrganisation[];
+  /** Offers one more organisation on the consent page. */
+  addOrganisation(init?: TenantInit): FakeOrganisation;
   /** Simulate a user consenting: creates a grant with a user id and tenants, returns its first refresh token. */
   addGrant(init?: { userId?: string; tenants?: TenantInit[] }): FakeGrant;
   /** Simulate the same user consenting again to more tenants: they get a new authEventId, as do later access tokens. */
@@ -88,7 +103,7 @@ export interface FakeXero {
   revokeGrant(grantId: string): void;
   setLatency(ms: number): void;
   setAccessTokenLifetime(seconds: number): void;
-  /** The next n token-endpoint calls fail with this HTTP status and OAuth error body (e.g. 503, or 429 with retryAfterSeconds, or 400 "invalid_grant", or 401 "invalid_client"). */
+  /** The next n token-endpoint calls fail with this HTTP status and OAuth error body (e.g. 503, or 429 with retryAfterSeconds, or 400 "invalid_grant", or 401 "invalid_client"), or with `{ reset: true }` are cut off without an answer (a connection reset). */
   failNext(n: number, failure: TokenEndpointFailure): void;
   /** Resolves after the server stopped (also destroys open sockets). */
   close(): Promise<void>;
@@ -114,6 +129,7 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
   const graceSeconds = nonNegative("graceSeconds", options.graceSeconds ?? 1800);
   const refreshTokenLifetimeSeconds = nonNegative("refreshTokenLifetimeSeconds", options.refreshTokenLifetimeSeconds ?? 60 * 86400);
   const latencyMs = nonNegative("latencyMs", options.latencyMs ?? 0);
+  const codeLifetimeSeconds = nonNegative("authorizationCodeLifetimeSeconds", options.authorizationCodeLifetimeSeconds ?? 300);
   let lifetime = nonNegative("accessTokenLifetimeSeconds", options.accessTokenLifetimeSeconds ?? 1800);
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid("port", port);
@@ -145,7 +161,10 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
       refreshTokenLifetimeSeconds,
     }),
     tokens: createAccessTokenIssuer({ signer, issuer, clientId, now, scopes, accessTokenLifetimeSeconds: () => lifetime }),
-    counters: { tokenEndpointCalls: 0, refreshes: 0, graceViolations: 0, invalidGrants: 0 },
+    counters: { tokenEndpointCalls: 0, refreshes: 0, graceViolations: 0, invalidGrants: 0, codeExchanges: 0 },
+    codes: createCodeBook({ now, lifetimeSeconds: codeLifetimeSeconds }),
+    organisations: (options.organisations ?? DEMO_ORGANISATIONS).map(organisation),
+    lastUser: "demo@example.com",
     failures: [],
     closing: closing.signal,
     latencyMs,
@@ -170,6 +189,17 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     get invalidGrants() {
       return ctx.counters.invalidGrants;
     },
+    get codeExchanges() {
+      return ctx.counters.codeExchanges;
+    },
+    get organisations() {
+      return ctx.organisations.map((o) => ({ ...o }));
+    },
+    addOrganisation(init = {}) {
+      const added = organisation(init);
+      ctx.organisations.push(added);
+      return { ...added };
+    },
     addGrant(init) {
       const g = ctx.grants.addGrant(init);
       return toFakeGrant(g);
@@ -192,7 +222,9 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     },
     failNext(n, failure) {
       if (!Number.isInteger(n) || n < 0) throw invalid("n", n);
-      if (!Number.isInteger(failure.status) || failure.status < 100 || failure.status > 599) {
+      if ("reset" in failure) {
+        if (failure.reset !== true) throw invalid("reset", failure.reset);
+      } else if (!Number.isInteger(failure.status) || failure.status < 100 || failure.status > 599) {
         throw invalid("status", failure.status);
       }
       for (let i = 0; i < n; i++) ctx.failures.push({ ...failure });
@@ -205,6 +237,21 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
       });
       return closed;
     },
+  };
+}
+
+/** The consent page's organisations unless told otherwise. */
+const DEMO_ORGANISATIONS: TenantInit[] = [
+  { tenantName: "Demo Company (AU)" },
+  { tenantName: "Demo Company (NZ)" },
+  { tenantName: "Demo Company (UK)" },
+];
+
+function organisation(init: TenantInit): OrganisationRecord {
+  return {
+    tenantId: init.tenantId ?? randomUUID(),
+    tenantName: init.tenantName ?? "Demo Company",
+    tenantType: init.tenantType ?? "ORGANISATION",
   };
 }
 

@@ -72,8 +72,18 @@ export interface GrantBookOptions {
  */
 export interface GrantBook<T> {
   addGrant(init?: { userId?: string; tenants?: TenantInit[] }): GrantView;
-  /** A new consent on an existing grant: connects more tenants under a new authEventId. */
+  /**
+   * A new consent on an existing grant: connects tenants under a new authEventId.
+   * A tenant already connected keeps its connection id and gets the new authEventId.
+   */
   addTenants(grantId: string, tenants: TenantInit[]): TenantRecord[];
+  /** The user's newest grant that is not revoked, if any. */
+  grantOfUser(userId: string): GrantView | undefined;
+  /**
+   * Issues a new pair for a grant without a refresh token (an authorization
+   * code was redeemed): the new refresh token supersedes the current one.
+   */
+  issue(grantId: string, mint: (grant: GrantView, newRefreshToken: string) => T): T;
   getGrant(grantId: string): GrantView | undefined;
   /** The grant a refresh token (used or not) belongs to. */
   grantIdOf(refreshToken: string): string | undefined;
@@ -166,9 +176,25 @@ export function createGrantBook<T>(options: GrantBookOptions): GrantBook<T> {
       if (g.revoked) throw new FakeXeroError("invalid_argument", `grant ${grantId} is revoked`);
       g.authEventId = randomUUID();
       g.authTime = now();
-      const added = connect(g.authEventId, inits);
+      const added = connect(g.authEventId, inits).map((t) => {
+        const i = g.tenants.findIndex((old) => old.tenantId === t.tenantId);
+        if (i < 0) return t;
+        const again = { ...g.tenants[i]!, authEventId: t.authEventId };
+        g.tenants.splice(i, 1);
+        return again;
+      });
       g.tenants.push(...added);
       return added;
+    },
+
+    grantOfUser(userId) {
+      const mine = [...grants.values()].filter((g) => g.userId === userId && !g.revoked);
+      const newest = mine.at(-1);
+      return newest && view(newest);
+    },
+
+    issue(grantId, mint) {
+      return issue(mustGet(grantId), mint);
     },
 
     getGrant(grantId) {

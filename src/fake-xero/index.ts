@@ -1,5 +1,6 @@
 /**
- * A fake Xero identity server for tests and the demo: discovery, JWKS,
+ * A fake Xero identity server for tests and the demo: discovery, JWKS, a
+ * sign-in and consent page with the authorization_code grant (PKCE S256),
  * refresh-token rotation with a grace period, revocation and `/connections`,
  * behaving as Xero's documentation describes (single-use refresh tokens, 30-minute
  * grace period for retries, invalid_grant / invalid_client errors).
@@ -8,6 +9,7 @@ export {
   DEFAULT_SCOPES,
   startFakeXero,
   type FakeGrant,
+  type FakeOrganisation,
   type FakeTenant,
   type FakeXero,
   type FakeXeroOptions,

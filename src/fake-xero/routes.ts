@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FakeXeroContext } from "./context.js";
+import { handleAuthorizeGet, handleAuthorizePost } from "./authorize-endpoint.js";
 import { openidConfiguration, PATHS } from "./discovery.js";
 import { sendJson, sendText } from "./http-util.js";
 import { handleDeleteConnection, handleListConnections, handleUserinfo } from "./resource-endpoints.js";
@@ -16,6 +17,7 @@ export function createFakeXeroHandler(ctx: FakeXeroContext): (req: IncomingMessa
   const routes = new Map<string, Partial<Record<string, Handler>>>([
     [PATHS.discovery, { GET: (_q, res) => sendJson(res, 200, openidConfiguration(ctx.issuer, ctx.scopes)) }],
     [PATHS.jwks, { GET: (_q, res) => sendJson(res, 200, ctx.signer.jwks()) }],
+    [PATHS.authorize, { GET: (req, res, url) => handleAuthorizeGet(ctx, req, res, url), POST: (req, res) => handleAuthorizePost(ctx, req, res) }],
     [PATHS.token, { POST: (req, res) => handleToken(ctx, req, res) }],
     [PATHS.revocation, { POST: (req, res) => handleRevocation(ctx, req, res) }],
     [PATHS.userinfo, { GET: (req, res) => handleUserinfo(ctx, req, res) }],

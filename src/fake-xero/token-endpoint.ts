@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { FakeXeroContext, TokenEndpointFailure } from "./context.js";
+import type { FakeXeroContext, TokenEndpointHttpFailure } from "./context.js";
+import { handleAuthorizationCodeGrant } from "./authorize-endpoint.js";
 import { authenticateClient, readBody, sendJson, sendText, sleep } from "./http-util.js";
 
 /** Token responses must never be cached (RFC 6749 §5.1). */
@@ -17,6 +18,7 @@ export async function handleToken(ctx: FakeXeroContext, req: IncomingMessage, re
   const latency = ctx.latencyMs;
   const body = await readBody(req);
   if (!(await sleep(latency, ctx.closing))) return;
+  if (failure && "reset" in failure) return void req.socket.destroy();
   if (failure) return sendFailure(res, failure);
   if (body === undefined) return sendJson(res, 413, { error: "invalid_request" }, NO_STORE);
   const form = new URLSearchParams(body);
@@ -24,6 +26,7 @@ export async function handleToken(ctx: FakeXeroContext, req: IncomingMessage, re
 
   const grantType = form.get("grant_type");
   if (grantType === null) return sendJson(res, 400, { error: "invalid_request" }, NO_STORE);
+  if (grantType === "authorization_code") return handleAuthorizationCodeGrant(ctx, form, res);
   if (grantType !== "refresh_token") return sendJson(res, 400, { error: "unsupported_grant_type" }, NO_STORE);
   const refreshToken = form.get("refresh_token");
   if (!refreshToken) return sendJson(res, 400, { error: "invalid_request" }, NO_STORE);
@@ -54,7 +57,7 @@ export async function handleRevocation(ctx: FakeXeroContext, req: IncomingMessag
   sendText(res, 200);
 }
 
-function sendFailure(res: ServerResponse, failure: TokenEndpointFailure): void {
+function sendFailure(res: ServerResponse, failure: TokenEndpointHttpFailure): void {
   const retryAfter = failure.retryAfterSeconds ?? (failure.status === 429 ? 1 : undefined);
   const headers: Record<string, string> = { ...NO_STORE };
   if (retryAfter !== undefined) headers["Retry-After"] = String(retryAfter);

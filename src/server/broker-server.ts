@@ -12,8 +12,17 @@ import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
-import { listenOnePort, type OnePortServer } from "./one-port-server.js";
+import { listenOnePort, type OnePortServer, type OnePortTls } from "./one-port-server.js";
+import { createServerSecurity, type BrokerAuthOptions } from "./server-security.js";
+import type { AuditLog } from "../audit/audit-log.js";
 import { createRoutes } from "./routes.js";
+import type { ConsentFlow } from "../consent/consent-flow.js";
+import { createWebRoutes, type ConsentSettings } from "../web/web-routes.js";
+import { createHealthMonitor, type HealthMonitor } from "../health/health-monitor.js";
+import { healthHttpRoutes } from "../health/health-http-routes.js";
+import { createHealthService } from "../health/health-service.js";
+import { createBrokerMetrics } from "../metrics/broker-metrics.js";
+import { createNotifier, type Notifier, type NotifierOptions } from "../notify/notifier.js";
 
 /** Options for {@link startBrokerServer}. */
 export interface BrokerServerOptions {
@@ -37,6 +46,18 @@ export interface BrokerServerOptions {
   httpRoutes?: HttpRoute[];
   /** How long shutdown waits for requests in flight before closing connections, ms (default 10 000). */
   shutdownGraceMs?: number;
+  /** The consent flow (`/connect`, the redirect URI) and status page (`/`): redirect URI and scopes. */
+  consent?: ConsentSettings;
+  /** Failure notifications: webhook URL and secret, warning days (default: log warnings only). */
+  notifications?: NotifierOptions;
+  /** Include the default process metrics at `/metrics` (default true). */
+  processMetrics?: boolean;
+  /** Require API keys for tokens and admin keys for the pages. Without it the port serves without authentication. */
+  auth?: BrokerAuthOptions;
+  /** Record tokens handed out, refreshes and admin sign-ins (`tokenbroker audit` shows them). */
+  audit?: AuditLog;
+  /** Serve HTTP/2 and HTTP/1.1 over TLS (ALPN) instead of cleartext; with `clientCa`, mutual TLS. */
+  tls?: OnePortTls;
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -46,6 +67,12 @@ export interface BrokerServer {
   readonly port: number;
   readonly broker: TokenBroker;
   readonly scheduler: Scheduler;
+  /** The authorization-code flow behind `/connect` and the redirect URI. */
+  readonly consent: ConsentFlow;
+  /** Serving or not, and why: read by `grpc.health.v1.Health` and `/readyz`. */
+  readonly health: HealthMonitor;
+  /** Failure notifications (log warnings and webhooks); `idle()` waits for deliveries. */
+  readonly notifier: Notifier;
   /**
    * Graceful shutdown: stops accepting connections, ends watch streams with
    * UNAVAILABLE (clients reconnect elsewhere), commits any refresh in flight,
@@ -61,44 +88,78 @@ export interface BrokerServer {
 export async function startBrokerServer(options: BrokerServerOptions): Promise<BrokerServer> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
+  // Served at GET /metrics; fed by the broker's events, so the token logic knows nothing of Prometheus.
+  const metrics = createBrokerMetrics({
+    store: options.store,
+    clock,
+    openWatchStreams: () => broker.hub.size,
+    ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
+  });
+  const notifier = createNotifier({ ...options.notifications, store: options.store, logger });
   const broker = new TokenBroker({
     store: options.store,
-    identity: options.identity,
+    identity: metrics.timeIdentity(options.identity),
     clock,
     ...(options.defaultMinValidForMs === undefined ? {} : { defaultMinValidForMs: options.defaultMinValidForMs }),
     ...(options.refresher ? { refresher: options.refresher } : {}),
     onRefresh: (event) => {
       const level = event.outcome === "ok" || event.outcome === "already_fresh" ? "info" : "warn";
       logger[level]({ event: "refresh", ...event }, `refresh ${event.outcome}`);
+      metrics.onRefresh(event);
+      security.onRefresh(event);
     },
+    onWait: metrics.onWait,
   });
   const scheduler = new Scheduler(broker, options.store, clock, {
     ...options.scheduler,
     onError: (e) => {
       if (!(e instanceof Error && e.name === "BrokerError")) logger.error(errorFields(e), "background refresh failed");
     },
+    onPass: (states, now) => {
+      notifier.onPass(states, now);
+      options.scheduler?.onPass?.(states, now);
+    },
   });
   const service = new TokenServiceImpl(broker, (e) => logger.error(errorFields(e), "internal error"));
+  const health = createHealthMonitor({
+    store: options.store,
+    misconfiguration: () => broker.refresher.misconfiguration,
+  });
+  const security = createServerSecurity({ auth: options.auth, audit: options.audit, store: options.store, tls: !!options.tls, logger });
+  // The status page, /connect and the redirect URI's callback.
+  const web = createWebRoutes({
+    store: options.store,
+    identity: options.identity,
+    clock,
+    logger,
+    ...(options.consent ? { consent: options.consent } : {}),
+  });
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.
   setMaxListeners(0, shutdown.signal);
   const rpcHandler = connectNodeAdapter({
-    routes: createRoutes(service),
+    routes: createRoutes(service, createHealthService(health)),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
+    // Token messages (1–3 KB, mostly a base64 JWT) shrink by a quarter under gzip, but a fresh zlib
+    // stream per message cost more CPU than the rest of a cached GetToken, on both ends (npm run bench).
+    compressMinBytes: 16 * 1024,
     shutdownSignal: shutdown.signal,
+    interceptors: [...security.interceptors, metrics.interceptor],
     // Anything that is not an RPC: health, metrics, pages.
-    fallback: routeHttp([...(options.httpRoutes ?? [])]),
+    fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes])),
   });
 
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
     handler: drainUnreadBodies(rpcHandler),
+    ...(options.tls ? { tls: options.tls } : {}),
   });
   scheduler.start();
   const host = server.host.includes(":") ? `[${server.host}]` : server.host;
-  const url = `http://${host}:${server.port}`;
+  const url = `${options.tls ? "https" : "http"}://${host}:${server.port}`;
   logger.info({ event: "listening", url }, `tokenbroker listening on ${url}`);
+  const consent = web.listening(url);
 
   let closing: Promise<void> | undefined;
   return {
@@ -106,10 +167,15 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     port: server.port,
     broker,
     scheduler,
+    consent,
+    health,
+    notifier,
     close() {
       closing ??= (async () => {
+        health.shutdown(); // first: load balancers stop sending before anything else stops
         server.stopAccepting();
         await scheduler.stop();
+        await notifier.close();
         await broker.close();
         server.closeGracefully();
         const idle = new AbortController();

@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type * as tls from "node:tls";
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -11,11 +12,23 @@ export type DualHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/** Certificates for {@link OnePortOptions.tls} (PEM). */
+export interface OnePortTls {
+  /** The server's certificate chain. */
+  cert: string | Buffer;
+  /** The server's private key. */
+  key: string | Buffer;
+  /** When set, clients must present a certificate signed by one of these CAs (mutual TLS). */
+  clientCa?: string | Buffer;
+}
+
 /** Options for {@link listenOnePort}. */
 export interface OnePortOptions {
   host: string;
   port: number;
   handler: DualHandler;
+  /** Serve HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) instead of cleartext. */
+  tls?: OnePortTls;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -38,7 +51,8 @@ export interface OnePortServer {
  * gRPC-Web, plain GET) on one port. Node's HTTP/2 server falls back to
  * HTTP/1.1 only through TLS ALPN, so each cleartext connection is routed by
  * its first bytes: the HTTP/2 preface goes to the HTTP/2 server, anything
- * else to the HTTP/1.1 server.
+ * else to the HTTP/1.1 server. With `tls`, one HTTP/2 secure server with
+ * `allowHTTP1` serves both, chosen by ALPN during the TLS handshake.
  */
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
   const h1 = http.createServer(options.handler);
@@ -60,7 +74,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       h1InFlight.delete(socket);
     });
   });
-  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+  const onH1Request = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket;
     h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
     if (draining) res.setHeader("connection", "close");
@@ -69,12 +83,32 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       h1InFlight.set(socket, left);
       if (draining && left === 0) socket.destroySoon();
     });
-  });
+  };
+  h1.on("request", onH1Request);
   const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (session) => {
+  const onSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
-  });
+  };
+  h2.on("session", onSession);
+  const secure = options.tls && createSecure(options.tls, options.handler);
+  if (secure) {
+    secure.on("session", onSession);
+    // HTTP/1.1 over TLS (no "h2" in ALPN): tracked like the cleartext ones.
+    secure.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === "h2") return;
+      h1Sockets.add(socket);
+      socket.on("close", () => {
+        h1Sockets.delete(socket);
+        h1InFlight.delete(socket);
+      });
+    });
+    secure.on("request", (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+      if (req.httpVersionMajor === 1) onH1Request(req as http.IncomingMessage, res as http.ServerResponse);
+    });
+    // A failed handshake (no or untrusted client certificate, not TLS at all) only ends that connection.
+    secure.on("tlsClientError", (_e, socket) => socket.destroy());
+  }
   const waiters: Array<() => void> = [];
 
   const tcp = net.createServer((socket) => {
@@ -84,7 +118,8 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       if (sockets.size === 0) for (const w of waiters.splice(0)) w();
     });
     socket.on("error", () => socket.destroy());
-    route(socket, h1, h2);
+    if (secure) secure.emit("connection", socket);
+    else route(socket, h1, h2);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -135,4 +170,22 @@ function route(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void
     }
   };
   socket.on("data", onData);
+}
+
+/** The HTTP/2 server over TLS that also speaks HTTP/1.1 (ALPN), for {@link listenOnePort}. */
+function createSecure(options: OnePortTls, handler: DualHandler): http2.Http2SecureServer {
+  const secure = http2.createSecureServer(
+    {
+      cert: options.cert,
+      key: options.key,
+      allowHTTP1: true,
+      minVersion: "TLSv1.2",
+      ...(options.clientCa === undefined ? {} : { ca: options.clientCa, requestCert: true, rejectUnauthorized: true }),
+    },
+    handler,
+  );
+  // As for cleartext: no timeout ends an idle WatchToken stream.
+  secure.setTimeout(0);
+  Object.assign(secure, { requestTimeout: 0, headersTimeout: 60_000 });
+  return secure;
 }

@@ -1,3 +1,5 @@
+import { migration3Security } from "./migration-3-security.js";
+
 /**
  * Schema migrations, applied in order. The database's `user_version` records
  * how many have run; a migration is never edited once released, only added.
@@ -48,4 +50,24 @@ export const migrations: readonly string[] = [
     expires_at    INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: the consent flow: tenants that vanished from Xero's list, the user's
+  // name for the status page, and pending authorisations (state + PKCE verifier).
+  `
+  ALTER TABLE tenants ADD COLUMN state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'gone'));
+  ALTER TABLE tenants ADD COLUMN gone_at INTEGER;
+  ALTER TABLE connections ADD COLUMN user_name TEXT;
+
+  CREATE TABLE oauth_states (
+    state          TEXT PRIMARY KEY,
+    code_verifier  TEXT NOT NULL,
+    browser_hash   TEXT,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    used_at        INTEGER,
+    connection_id  TEXT,
+    error          TEXT
+  ) STRICT;
+  `,
+  // 3: client API keys, the audit log, and each token set's encryption key id.
+  migration3Security,
 ];

@@ -1,15 +1,21 @@
 import { randomUUID } from "node:crypto";
+import { renameSync, rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
-import type { ConnectionState, NewTokenSet, Tenant, TokenRecord } from "../token-set.js";
+import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
+import type { TokenCipher } from "../crypto/token-cipher.js";
 import { migrations } from "./migrations.js";
+import { openTokenColumns, sealTokenColumns } from "./sealed-token-columns.js";
+import type { AuthorisationStatus, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
 import type {
   ConnectionSummary,
   LeaseResult,
   SaveConnectionInput,
+  TenantSummary,
   TokenState,
   TokenStore,
 } from "./token-store.js";
+import { LeaseLostError } from "./token-store.js";
 
 /** Options for {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -19,6 +25,8 @@ export interface SqliteStoreOptions {
   clock?: Clock;
   /** How long to wait for another process's write lock, ms (default 5000). */
   busyTimeoutMs?: number;
+  /** Seals access, refresh and id tokens at rest (AES-256-GCM); without it they are stored in plain text. */
+  encryption?: TokenCipher;
 }
 
 interface TokenRow {
@@ -43,7 +51,12 @@ interface TenantRow {
   tenant_name: string | null;
   tenant_type: string | null;
   auth_event_id: string | null;
+  state: TenantState;
+  gone_at: number | null;
 }
+
+/** Pending authorisations are forgotten this long after they expired. */
+const FORGET_AUTHORISATIONS_AFTER_MS = 24 * 60 * 60_000;
 
 /**
  * Opens (creating and migrating if needed) a SQLite token store.
@@ -60,10 +73,12 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
 export class SqliteStore implements TokenStore {
   private readonly db: Database.Database;
   private readonly clock: Clock;
+  private readonly cipher: TokenCipher | undefined;
   private readonly stmt;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
+    this.cipher = options.encryption;
     this.db = new Database(options.path);
     try {
       this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
@@ -84,6 +99,23 @@ export class SqliteStore implements TokenStore {
     return this.db;
   }
 
+  /**
+   * Writes a consistent copy of the database to `path` with SQLite's online
+   * backup: safe while this or other processes read and write it (a write
+   * during the copy makes SQLite start the copy over). The copy is written
+   * under a temporary name and renamed into place when complete, so `path`
+   * never holds half a database; an existing file at `path` is replaced.
+   */
+  async backup(path: string): Promise<void> {
+    const partial = `${path}.partial-${process.pid}`;
+    try {
+      await this.db.backup(partial);
+      renameSync(partial, path);
+    } finally {
+      rmSync(partial, { force: true });
+    }
+  }
+
   async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
     const row = this.stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
     return row?.id;
@@ -91,7 +123,7 @@ export class SqliteStore implements TokenStore {
 
   async getToken(connectionId: string): Promise<TokenRecord | undefined> {
     const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
-    return row && toRecord(row);
+    return row && toRecord(openTokenColumns(row, this.cipher));
   }
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
@@ -103,13 +135,18 @@ export class SqliteStore implements TokenStore {
           : (this.stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
       const connectionId = existing?.id ?? randomUUID();
       if (existing) {
-        this.stmt.reauthorise.run({ id: connectionId, now });
+        this.stmt.reauthorise.run({ id: connectionId, now, user_name: input.userName ?? null });
         const current = this.stmt.token.get(connectionId) as TokenRow | undefined;
-        this.stmt.replaceToken.run(tokenParams(connectionId, input.tokenSet, (current?.version ?? 0) + 1));
+        this.stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, (current?.version ?? 0) + 1), this.cipher));
         this.stmt.deleteLease.run(connectionId);
       } else {
-        this.stmt.insertConnection.run({ id: connectionId, user: input.xeroUserId ?? null, now });
-        this.stmt.replaceToken.run(tokenParams(connectionId, input.tokenSet, 1));
+        this.stmt.insertConnection.run({
+          id: connectionId,
+          user: input.xeroUserId ?? null,
+          user_name: input.userName ?? null,
+          now,
+        });
+        this.stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, 1), this.cipher));
       }
       this.upsertTenants(connectionId, input.tenants, now);
       return { connectionId, created: !existing };
@@ -156,8 +193,14 @@ export class SqliteStore implements TokenStore {
     tokenSet: NewTokenSet,
   ): Promise<TokenRecord> {
     return this.db.transaction(() => {
+      // Only the lease holder commits: once another process took the lease over, it sent (or will send)
+      // the refresh token again, and with rotation only the latest answer is sure to stay valid.
+      const lease = this.stmt.lease.get(connectionId) as { holder: string } | undefined;
+      if (lease?.holder !== holder) {
+        throw new LeaseLostError(`the refresh lease of ${connectionId} is no longer held by this process`);
+      }
       const updated = this.stmt.updateToken.run({
-        ...tokenParams(connectionId, tokenSet, fromVersion + 1),
+        ...sealTokenColumns(tokenParams(connectionId, tokenSet, fromVersion + 1), this.cipher),
         from_version: fromVersion,
       });
       if (updated.changes !== 1) {
@@ -165,7 +208,7 @@ export class SqliteStore implements TokenStore {
       }
       this.stmt.refreshed.run({ id: connectionId, now: this.clock.now() });
       this.stmt.releaseLease.run(connectionId, holder);
-      return toRecord(this.stmt.token.get(connectionId) as TokenRow);
+      return toRecord(openTokenColumns(this.stmt.token.get(connectionId) as TokenRow, this.cipher));
     })();
   }
 
@@ -181,7 +224,7 @@ export class SqliteStore implements TokenStore {
   }
 
   async listLapsedLeases(now: number): Promise<string[]> {
-    return (this.stmt.lapsed.all(now) as { id: string }[]).map((r) => r.id);
+    return (this.stmt.lapsed.all({ now }) as { id: string }[]).map((r) => r.id);
   }
 
   async listTokenStates(): Promise<TokenState[]> {
@@ -192,6 +235,8 @@ export class SqliteStore implements TokenStore {
     const rows = this.stmt.summaries.all() as Array<{
       id: string;
       xero_user_id: string | null;
+      user_name: string | null;
+      authorised_at: number;
       state: ConnectionState;
       version: number;
       expires_at: number;
@@ -203,14 +248,80 @@ export class SqliteStore implements TokenStore {
     return rows.map((r) => ({
       connectionId: r.id,
       xeroUserId: r.xero_user_id ?? undefined,
+      userName: r.user_name ?? undefined,
+      authorisedAt: r.authorised_at,
       state: r.state,
       version: r.version,
       expiresAt: r.expires_at,
       refreshTokenIssuedAt: r.refresh_token_issued_at,
       lastRefreshAt: r.last_refresh_at ?? undefined,
       lastError: r.last_error ?? undefined,
-      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenant),
+      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
     }));
+  }
+
+  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
+    const now = this.clock.now();
+    return this.db.transaction(() => {
+      this.upsertTenants(connectionId, tenants, now);
+      const listed = new Set(tenants.map((t) => t.tenantId));
+      const vanished = (this.stmt.activeTenants.all(connectionId) as TenantRow[]).filter((t) => !listed.has(t.tenant_id));
+      for (const t of vanished) this.stmt.markTenantGone.run({ connection_id: connectionId, tenant_id: t.tenant_id, now });
+      return { gone: vanished.map(toTenant) };
+    })();
+  }
+
+  async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
+    return this.stmt.deleteTenant.run(connectionId, tenantId).changes === 1;
+  }
+
+  async removeConnection(connectionId: string): Promise<boolean> {
+    return this.stmt.deleteConnection.run(connectionId).changes === 1;
+  }
+
+  async createAuthorisation(pending: NewPendingAuthorisation): Promise<void> {
+    this.db.transaction(() => {
+      this.stmt.forgetAuthorisations.run(pending.createdAt - FORGET_AUTHORISATIONS_AFTER_MS);
+      this.stmt.insertAuthorisation.run({
+        state: pending.state,
+        code_verifier: pending.codeVerifier,
+        browser_hash: pending.browserHash ?? null,
+        created_at: pending.createdAt,
+        expires_at: pending.expiresAt,
+      });
+    })();
+  }
+
+  async takeAuthorisation(state: string, now: number): Promise<TakenAuthorisation> {
+    return this.db.transaction((): TakenAuthorisation => {
+      const row = this.stmt.authorisation.get(state) as AuthorisationRow | undefined;
+      if (!row) return { ok: false, reason: "unknown" };
+      if (row.used_at !== null) return { ok: false, reason: "used" };
+      this.stmt.useAuthorisation.run({ state, now });
+      if (now >= row.expires_at) return { ok: false, reason: "expired" };
+      return { ok: true, codeVerifier: row.code_verifier, browserHash: row.browser_hash ?? undefined };
+    })();
+  }
+
+  async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
+    this.stmt.finishAuthorisation.run({
+      state,
+      connection_id: "connectionId" in outcome ? outcome.connectionId : null,
+      error: "error" in outcome ? outcome.error : null,
+    });
+  }
+
+  async getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined> {
+    const row = this.stmt.authorisation.get(state) as AuthorisationRow | undefined;
+    if (!row) return undefined;
+    const status: AuthorisationStatus["status"] =
+      row.connection_id !== null ? "done" : row.error !== null ? "failed" : now >= row.expires_at ? "expired" : "pending";
+    return { status, connectionId: row.connection_id ?? undefined, error: row.error ?? undefined, expiresAt: row.expires_at };
+  }
+
+  async ping(): Promise<void> {
+    // Reads the schema and a page of a real table, not just `SELECT 1`; throws once the database is closed.
+    this.stmt.ping.get();
   }
 
   async close(): Promise<void> {
@@ -242,22 +353,25 @@ function prepare(db: Database.Database) {
   return {
     connectionByTenant: db.prepare(
       `SELECT c.id FROM tenants t JOIN connections c ON c.id = t.connection_id
-       WHERE t.tenant_id = ?
+       WHERE t.tenant_id = ? AND t.state = 'active'
        ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
     ),
     connectionByUser: db.prepare(`SELECT id FROM connections WHERE xero_user_id = ?`),
     token: db.prepare(
       `SELECT s.*, c.state,
          (SELECT group_concat(tenant_id, char(31)) FROM
-           (SELECT tenant_id FROM tenants WHERE connection_id = s.connection_id ORDER BY created_at, tenant_id)) AS tenant_ids
+           (SELECT tenant_id FROM tenants WHERE connection_id = s.connection_id AND state = 'active'
+            ORDER BY created_at, tenant_id)) AS tenant_ids
        FROM token_sets s JOIN connections c ON c.id = s.connection_id
        WHERE s.connection_id = ?`,
     ),
     insertConnection: db.prepare(
-      `INSERT INTO connections (id, xero_user_id, created_at, authorised_at) VALUES (@id, @user, @now, @now)`,
+      `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at)
+       VALUES (@id, @user, @user_name, @now, @now)`,
     ),
     reauthorise: db.prepare(
-      `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL WHERE id = @id`,
+      `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL,
+         user_name = COALESCE(@user_name, user_name) WHERE id = @id`,
     ),
     replaceToken: db.prepare(
       `INSERT OR REPLACE INTO token_sets
@@ -278,13 +392,16 @@ function prepare(db: Database.Database) {
        VALUES (@connection_id, @tenant_id, @xero_connection_id, @tenant_name, @tenant_type, @auth_event_id, @now)
        ON CONFLICT (connection_id, tenant_id) DO UPDATE SET
          xero_connection_id = excluded.xero_connection_id, tenant_name = excluded.tenant_name,
-         tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id`,
+         tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id,
+         state = 'active', gone_at = NULL`,
     ),
     acquireLease: db.prepare(
       `INSERT INTO refresh_leases (connection_id, holder, acquired_at, expires_at) VALUES (@id, @holder, @now, @expires)
        ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
          expires_at = excluded.expires_at
-       WHERE refresh_leases.expires_at <= @now OR refresh_leases.holder = @holder`,
+       WHERE refresh_leases.expires_at <= @now OR refresh_leases.holder = @holder
+         -- taken "in the future": the clock went back, so the expiry cannot be trusted either
+         OR refresh_leases.acquired_at > @now`,
     ),
     lease: db.prepare(`SELECT holder, expires_at FROM refresh_leases WHERE connection_id = ?`),
     releaseLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ? AND holder = ?`),
@@ -293,7 +410,7 @@ function prepare(db: Database.Database) {
     setError: db.prepare(`UPDATE connections SET last_error = @error WHERE id = @id`),
     lapsed: db.prepare(
       `SELECT l.connection_id AS id FROM refresh_leases l JOIN connections c ON c.id = l.connection_id
-       WHERE c.state = 'active' AND l.expires_at <= ?`,
+       WHERE c.state = 'active' AND (l.expires_at <= @now OR l.acquired_at > @now)`,
     ),
     states: db.prepare(
       `SELECT c.id AS connectionId, s.version, c.state, s.expires_at AS expiresAt, s.obtained_at AS obtainedAt,
@@ -301,11 +418,28 @@ function prepare(db: Database.Database) {
        FROM connections c JOIN token_sets s ON s.connection_id = c.id`,
     ),
     summaries: db.prepare(
-      `SELECT c.id, c.xero_user_id, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
+      `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
          c.last_refresh_at, c.last_error
        FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
     ),
     allTenants: db.prepare(`SELECT * FROM tenants ORDER BY created_at, tenant_id`),
+    activeTenants: db.prepare(`SELECT * FROM tenants WHERE connection_id = ? AND state = 'active'`),
+    markTenantGone: db.prepare(
+      `UPDATE tenants SET state = 'gone', gone_at = @now WHERE connection_id = @connection_id AND tenant_id = @tenant_id`,
+    ),
+    deleteTenant: db.prepare(`DELETE FROM tenants WHERE connection_id = ? AND tenant_id = ?`),
+    deleteConnection: db.prepare(`DELETE FROM connections WHERE id = ?`),
+    insertAuthorisation: db.prepare(
+      `INSERT INTO oauth_states (state, code_verifier, browser_hash, created_at, expires_at)
+       VALUES (@state, @code_verifier, @browser_hash, @created_at, @expires_at)`,
+    ),
+    forgetAuthorisations: db.prepare(`DELETE FROM oauth_states WHERE expires_at < ?`),
+    authorisation: db.prepare(`SELECT * FROM oauth_states WHERE state = ?`),
+    useAuthorisation: db.prepare(`UPDATE oauth_states SET used_at = @now WHERE state = @state AND used_at IS NULL`),
+    finishAuthorisation: db.prepare(
+      `UPDATE oauth_states SET connection_id = @connection_id, error = @error WHERE state = @state`,
+    ),
+    ping: db.prepare(`SELECT 1 FROM connections LIMIT 1`),
   };
 }
 
@@ -339,6 +473,21 @@ function toRecord(row: TokenRow): TokenRecord {
     state: row.state,
     tenantIds: row.tenant_ids ? row.tenant_ids.split("\u001f") : [],
   };
+}
+
+interface AuthorisationRow {
+  state: string;
+  code_verifier: string;
+  browser_hash: string | null;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  connection_id: string | null;
+  error: string | null;
+}
+
+function toTenantSummary(row: TenantRow): TenantSummary {
+  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined };
 }
 
 function toTenant(row: TenantRow): Tenant {

@@ -1,13 +1,24 @@
-import type { ConnectionState, NewTokenSet, Tenant, TokenRecord } from "../token-set.js";
+import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
+import type { AuthorisationStatus, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
 
 /** What an import or a consent hands to the store. */
 export interface SaveConnectionInput {
   /** The Xero user whose grant this is; the same user replaces their token set. */
   xeroUserId: string | undefined;
+  /** The user's name or email from the id token, for the status page (not a secret). */
+  userName?: string | undefined;
   /** The token set just obtained. */
   tokenSet: NewTokenSet;
   /** The tenants the grant reaches. */
   tenants: Tenant[];
+}
+
+/**
+ * {@link TokenStore.commitRefresh} refused because the committer no longer
+ * holds the refresh lease: another process took it over after it lapsed.
+ */
+export class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
 }
 
 /** Result of {@link TokenStore.tryAcquireLease}. */
@@ -25,17 +36,28 @@ export interface TokenState {
   refreshTokenIssuedAt: number;
 }
 
+/** A tenant as listed for operators: whether Xero still lists it for the grant. */
+export interface TenantSummary extends Tenant {
+  state: TenantState;
+  /** When it vanished from the grant's connections list, ms since the epoch. */
+  goneAt: number | undefined;
+}
+
 /** A connection as listed for operators: no secrets. */
 export interface ConnectionSummary {
   connectionId: string;
   xeroUserId: string | undefined;
+  /** The user's name or email, when a consent told it. */
+  userName: string | undefined;
+  /** When the user last consented (or the token set was imported), ms since the epoch. */
+  authorisedAt: number;
   state: ConnectionState;
   version: number;
   expiresAt: number;
   refreshTokenIssuedAt: number;
   lastRefreshAt: number | undefined;
   lastError: string | undefined;
-  tenants: Tenant[];
+  tenants: TenantSummary[];
 }
 
 /**
@@ -66,19 +88,41 @@ export interface TokenStore {
   /**
    * Commits a refreshed token set in one transaction: stores it, bumps the
    * version from `fromVersion`, clears the last error and releases the lease.
-   * Throws if the stored version is no longer `fromVersion`.
+   * Throws if the stored version is no longer `fromVersion`, and
+   * {@link LeaseLostError} if `holder` no longer holds the lease (a lapsed
+   * lease nobody took over still counts as held).
    */
   commitRefresh(connectionId: string, holder: string, fromVersion: number, tokenSet: NewTokenSet): Promise<TokenRecord>;
   /** Marks the connection as needing re-authorisation and releases any lease. */
   markNeedsReauthorization(connectionId: string, reason: string): Promise<void>;
   /** Records the last refresh error shown to operators (no secrets). */
   recordError(connectionId: string, reason: string): Promise<void>;
-  /** Connections with a lease that has lapsed: a refresh that was interrupted. */
+  /** Connections with a lease that has lapsed (or was taken at a time later than `now`: the clock went back): a refresh that was interrupted. */
   listLapsedLeases(now: number): Promise<string[]>;
   /** The timing and version of every token set, without secrets: what the scheduler decides on, and how it notices refreshes made by other processes. */
   listTokenStates(): Promise<TokenState[]>;
   /** Every connection with its tenants, for operators. */
   listConnections(): Promise<ConnectionSummary[]>;
+  /** A cheap query that fails when the database cannot be used (closed, unreachable): what readiness checks run. */
+  ping(): Promise<void>;
+  /**
+   * Stores a grant's full tenant list as Xero returned it: listed tenants are
+   * added or updated (and active again), tenants of the connection missing
+   * from the list are marked gone. Returns the ones newly marked gone.
+   */
+  syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }>;
+  /** Removes one tenant from a connection; false if it had no such tenant. */
+  removeTenant(connectionId: string, tenantId: string): Promise<boolean>;
+  /** Removes a connection with its token set and tenants; false if there was none. */
+  removeConnection(connectionId: string): Promise<boolean>;
+  /** Records a consent just started (its state and PKCE verifier); also forgets long-expired ones. */
+  createAuthorisation(pending: NewPendingAuthorisation): Promise<void>;
+  /** Marks a state used, atomically, and returns its verifier, unless it is unknown, already used or expired (at `now`). */
+  takeAuthorisation(state: string, now: number): Promise<TakenAuthorisation>;
+  /** Records how a taken authorisation ended: the connection it stored, or why it failed. */
+  finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void>;
+  /** How a pending authorisation stands (no verifier), or undefined if unknown. */
+  getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined>;
   /** Closes the store; pending writes are finished first. */
   close(): Promise<void>;
 }

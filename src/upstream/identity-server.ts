@@ -20,6 +20,32 @@ export interface ObtainedTokenSet extends NewTokenSet {
   xeroUserId: string | undefined;
   /** The `authentication_event_id` claim of the access token, when present. */
   authEventId: string | undefined;
+  /** The user's email or name from the id token, when present (for operators; not a secret). */
+  userName: string | undefined;
+}
+
+/** What {@link IdentityServer.authorizationUrl} puts in the authorization request. */
+export interface AuthorizationRequest {
+  /** Where the issuer sends the browser back; must be registered with the app. */
+  redirectUri: string;
+  /** Scopes to ask for. */
+  scopes: readonly string[];
+  /** The random `state` the callback must carry back. */
+  state: string;
+  /** The PKCE S256 challenge of the verifier the caller keeps. */
+  codeChallenge: string;
+}
+
+/** What {@link IdentityServer.exchangeCode} needs to turn a callback into a token set. */
+export interface CodeExchange {
+  /** The redirect URI the authorization request named (sent again with the code). */
+  redirectUri: string;
+  /** The query parameters the issuer sent to the redirect URI (`code`, `state`, …). */
+  callbackParams: URLSearchParams;
+  /** The `state` this consent was started with. */
+  expectedState: string;
+  /** The PKCE verifier kept since the authorization request. */
+  codeVerifier: string;
 }
 
 /**
@@ -29,8 +55,19 @@ export interface ObtainedTokenSet extends NewTokenSet {
 export interface IdentityServer {
   /** Spends `refreshToken` for a new token set. */
   refresh(refreshToken: string): Promise<ObtainedTokenSet>;
-  /** The tenants the access token's grant reaches (Xero's connections endpoint). */
-  listConnections(accessToken: string): Promise<XeroConnection[]>;
+  /**
+   * The tenants the access token's grant reaches (Xero's connections endpoint);
+   * with `authEventId`, only those that consent connected.
+   */
+  listConnections(accessToken: string, options?: { authEventId?: string | undefined }): Promise<XeroConnection[]>;
+  /** The issuer's authorization URL for a consent (response_type=code, PKCE S256). */
+  authorizationUrl(request: AuthorizationRequest): Promise<URL>;
+  /** Checks the callback against the state and spends its code (with the PKCE verifier) for a token set. */
+  exchangeCode(exchange: CodeExchange): Promise<ObtainedTokenSet>;
+  /** Revokes the grant of `refreshToken` at the revocation endpoint: every tenant of it is disconnected. */
+  revoke(refreshToken: string): Promise<void>;
+  /** Disconnects one tenant (`DELETE /connections/{id}`); false when Xero did not know that connection (404). */
+  deleteConnection(accessToken: string, xeroConnectionId: string): Promise<boolean>;
 }
 
 /**

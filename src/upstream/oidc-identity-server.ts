@@ -1,6 +1,12 @@
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
-import type { IdentityServer, ObtainedTokenSet, XeroConnection } from "./identity-server.js";
+import type {
+  AuthorizationRequest,
+  CodeExchange,
+  IdentityServer,
+  ObtainedTokenSet,
+  XeroConnection,
+} from "./identity-server.js";
 import { UpstreamError } from "./identity-server.js";
 import { readJwtClaims, stringClaim } from "./jwt-claims.js";
 import { parseConnections } from "./parse-connections.js";
@@ -42,12 +48,13 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
         undefined,
         oidc.ClientSecretBasic(options.clientSecret),
         {
-          timeout: Math.ceil(timeoutMs / 1000),
+          // openid-client counts in seconds and takes fractions (AbortSignal.timeout(timeout * 1000)).
+          timeout: timeoutMs / 1000,
           ...(options.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
         },
       )
       .then((config) => {
-        config.timeout = Math.ceil(timeoutMs / 1000);
+        config.timeout = timeoutMs / 1000; // every later request: refresh, code exchange, revocation
         return config;
       })
       .catch((e: unknown) => {
@@ -67,35 +74,16 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
       } catch (e) {
         throw classify(e, "refresh");
       }
-      const access = readJwtClaims(response.access_token);
-      const idClaims = response.claims() ?? {};
-      // The raw expires_in: openid-client's expiresIn() counts down in real time and may lose a second.
-      const expiresIn = typeof response.expires_in === "number" && response.expires_in > 0 ? response.expires_in : 1800;
-      return {
-        accessToken: response.access_token,
-        // A server that does not rotate keeps the old refresh token alive.
-        refreshToken: response.refresh_token ?? refreshToken,
-        idToken: response.id_token,
-        // openid-client lower-cases token_type; channels send it back as Xero spells it.
-        tokenType: response.token_type === undefined || response.token_type.toLowerCase() === "bearer" ? "Bearer" : response.token_type,
-        scopes: (response.scope ?? "").split(" ").filter((s) => s !== ""),
-        obtainedAt: sentAt,
-        // Measured from when the request was sent, so network time only shortens it.
-        expiresAt: sentAt + expiresIn * 1000,
-        refreshTokenIssuedAt: sentAt,
-        xeroUserId:
-          stringClaim(access, "xero_userid") ??
-          stringClaim(idClaims, "xero_userid") ??
-          stringClaim(idClaims, "sub") ??
-          stringClaim(access, "sub"),
-        authEventId: stringClaim(access, "authentication_event_id"),
-      };
+      // A server that does not rotate keeps the old refresh token alive.
+      return toObtained(response, sentAt, refreshToken);
     },
 
-    async listConnections(accessToken: string): Promise<XeroConnection[]> {
+    async listConnections(accessToken: string, filter: { authEventId?: string | undefined } = {}): Promise<XeroConnection[]> {
+      const url = new URL(options.connectionsUrl);
+      if (filter.authEventId !== undefined) url.searchParams.set("authEventId", filter.authEventId);
       let res: Response;
       try {
-        res = await fetch(options.connectionsUrl, {
+        res = await fetch(url, {
           headers: { authorization: `Bearer ${accessToken}`, accept: "application/json" },
           signal: AbortSignal.timeout(timeoutMs),
         });
@@ -112,6 +100,105 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
       }
       return parseConnections(await res.json());
     },
+
+    async authorizationUrl(request: AuthorizationRequest): Promise<URL> {
+      const config = await discover();
+      return oidc.buildAuthorizationUrl(config, {
+        response_type: "code",
+        redirect_uri: request.redirectUri,
+        scope: request.scopes.join(" "),
+        state: request.state,
+        code_challenge: request.codeChallenge,
+        code_challenge_method: "S256",
+      });
+    },
+
+    async exchangeCode(exchange: CodeExchange): Promise<ObtainedTokenSet> {
+      const config = await discover();
+      // openid-client takes the redirect_uri from this URL (without its query), so build
+      // it from the configured redirect URI, whatever Host header the browser sent.
+      const callback = new URL(exchange.redirectUri);
+      for (const [name, value] of exchange.callbackParams) callback.searchParams.append(name, value);
+      const sentAt = clock.now();
+      let response: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+      try {
+        response = await oidc.authorizationCodeGrant(config, callback, {
+          expectedState: exchange.expectedState,
+          pkceCodeVerifier: exchange.codeVerifier,
+        });
+      } catch (e) {
+        throw classify(e, "code exchange");
+      }
+      if (response.refresh_token === undefined) {
+        throw new UpstreamError("invalid_grant", "code exchange: no refresh token was issued (is offline_access among the scopes?)");
+      }
+      return toObtained(response, sentAt, response.refresh_token);
+    },
+
+    async revoke(refreshToken: string): Promise<void> {
+      const config = await discover();
+      try {
+        await oidc.tokenRevocation(config, refreshToken, { token_type_hint: "refresh_token" });
+      } catch (e) {
+        throw classify(e, "revocation");
+      }
+    },
+
+    async deleteConnection(accessToken: string, xeroConnectionId: string): Promise<boolean> {
+      const url = new URL(`${options.connectionsUrl.href.replace(/\/+$/, "")}/${encodeURIComponent(xeroConnectionId)}`);
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: "DELETE",
+          headers: { authorization: `Bearer ${accessToken}` },
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (e) {
+        throw new UpstreamError("transient", `connections endpoint unreachable: ${describe(e)}`, undefined, { cause: e });
+      }
+      await res.body?.cancel();
+      if (res.status === 404) return false;
+      if (!res.ok) {
+        throw new UpstreamError(
+          res.status === 429 || res.status >= 500 ? "transient" : "invalid_grant",
+          `disconnecting the tenant: connections endpoint answered HTTP ${res.status}`,
+          retryAfter(res),
+        );
+      }
+      return true;
+    },
+  };
+}
+
+/** A token endpoint response as the broker keeps it, with the user it belongs to. */
+function toObtained(
+  response: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers,
+  sentAt: number,
+  previousRefreshToken: string,
+): ObtainedTokenSet {
+  const access = readJwtClaims(response.access_token);
+  const idClaims = response.claims() ?? {};
+  // The raw expires_in: openid-client's expiresIn() counts down in real time and may lose a second.
+  const expiresIn = typeof response.expires_in === "number" && response.expires_in > 0 ? response.expires_in : 1800;
+  return {
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token ?? previousRefreshToken,
+    idToken: response.id_token,
+    // openid-client lower-cases token_type; channels send it back as Xero spells it.
+    tokenType: response.token_type === undefined || response.token_type.toLowerCase() === "bearer" ? "Bearer" : response.token_type,
+    scopes: (response.scope ?? "").split(" ").filter((s) => s !== ""),
+    obtainedAt: sentAt,
+    // Measured from when the request was sent, so network time only shortens it.
+    expiresAt: sentAt + expiresIn * 1000,
+    refreshTokenIssuedAt: sentAt,
+    xeroUserId:
+      stringClaim(access, "xero_userid") ??
+      stringClaim(idClaims, "xero_userid") ??
+      stringClaim(idClaims, "sub") ??
+      stringClaim(access, "sub"),
+    authEventId: stringClaim(access, "authentication_event_id"),
+    userName:
+      stringClaim(idClaims, "email") ?? stringClaim(idClaims, "preferred_username") ?? stringClaim(idClaims, "name"),
   };
 }
 
@@ -145,7 +232,7 @@ function classify(e: unknown, what: string): UpstreamError {
 function describe(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code ?? (e.cause as { code?: unknown } | undefined)?.code;
-    if (e.name === "TimeoutError" || e.name === "AbortError") return "timed out";
+    if (e.name === "TimeoutError" || e.name === "AbortError" || code === "OAUTH_TIMEOUT") return "timed out";
     return typeof code === "string" ? `${e.name} ${code}` : e.name;
   }
   return "unknown error";

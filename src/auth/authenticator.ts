@@ -1,0 +1,87 @@
+import type { ApiKeyRecord, ApiKeyStore } from "./api-key-store.js";
+import { bearerKey, hashApiKey, isWellFormedKey, type Principal } from "./api-key.js";
+
+/** Options for {@link createAuthenticator}. */
+export interface AuthenticatorOptions {
+  /** Where keys are looked up. */
+  keys: ApiKeyStore;
+  /**
+   * How long a key found in the store is trusted without asking again, ms
+   * (default 500). Keys are revoked by `tokenbroker keys revoke` in another
+   * process, so this bounds how long a revoked key keeps working.
+   */
+  cacheTtlMs?: number;
+  /** A key's `last_used_at` is written at most this often, ms (default 60 000): one write a minute, not one a request. */
+  lastUsedEveryMs?: number;
+  /** Wall-clock time, ms (default Date.now). */
+  now?: () => number;
+}
+
+/** Turns an `authorization` header into the caller behind it. */
+export interface Authenticator {
+  /** The principal of a `Bearer` key, or undefined for no, malformed, unknown or revoked key. */
+  authenticate(authorization: string | null | undefined): Promise<Principal | undefined>;
+  /** The principal of a key by its hash (sessions), or undefined once it is revoked. */
+  byHash(keyHash: string): Promise<Principal | undefined>;
+  /** Drops cached keys (all, or one), e.g. right after a revocation in this process. */
+  forget(keyHash?: string): void;
+}
+
+const MAX_CACHED = 10_000;
+
+/**
+ * Key lookup for the hot path: a key is hashed, then found in a small cache
+ * (valid for `cacheTtlMs`) or in the store. Malformed keys are refused
+ * before any lookup; unknown keys are not cached, so guessing fills nothing.
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const ttl = options.cacheTtlMs ?? 500;
+  const usedEvery = options.lastUsedEveryMs ?? 60_000;
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, { principal: Principal; until: number }>();
+  const lastMarked = new Map<string, number>();
+
+  async function byHash(keyHash: string): Promise<Principal | undefined> {
+    const t = now();
+    const hit = cache.get(keyHash);
+    let principal: Principal | undefined;
+    if (hit && hit.until > t) {
+      principal = hit.principal;
+    } else {
+      cache.delete(keyHash);
+      const record = await options.keys.findActive(keyHash);
+      if (!record) return undefined;
+      principal = toPrincipal(record);
+      if (cache.size >= MAX_CACHED) cache.clear();
+      cache.set(keyHash, { principal, until: t + ttl });
+    }
+    if (t - (lastMarked.get(keyHash) ?? -Infinity) >= usedEvery) {
+      lastMarked.set(keyHash, t);
+      if (lastMarked.size > MAX_CACHED) lastMarked.clear();
+      options.keys.markUsed(keyHash, t).catch(() => {}); // bookkeeping only
+    }
+    return principal;
+  }
+
+  return {
+    async authenticate(authorization) {
+      const key = bearerKey(authorization);
+      if (key === undefined || !isWellFormedKey(key)) return undefined;
+      return byHash(hashApiKey(key));
+    },
+    byHash,
+    forget(keyHash) {
+      if (keyHash === undefined) cache.clear();
+      else cache.delete(keyHash);
+    },
+  };
+}
+
+function toPrincipal(record: ApiKeyRecord): Principal {
+  return {
+    name: record.name,
+    keyHash: record.keyHash,
+    tenants: record.tenants === "*" ? "*" : new Set(record.tenants),
+    admin: record.role === "admin",
+  };
+}

@@ -1,0 +1,63 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { ConfigError, DEFAULT_DB } from "../config.js";
+import type { Command } from "./command.js";
+import { dbPath, openStoreOrExplain } from "./store-options.js";
+
+/** `tokenbroker backup <file>`: a consistent copy of the live database. */
+export const backupCommand: Command = {
+  name: "backup",
+  summary: "copy the database consistently, also while serve runs",
+  help: `Usage: tokenbroker backup [options] <file>
+
+Writes a consistent copy of the database to <file> with SQLite's online
+backup. Safe while \`tokenbroker serve\` runs on the database in other
+processes: a refresh committed during the copy makes it start over, so the
+copy holds every token set as it was at one moment. Prints the file and the
+number of connections in it. To restore, stop the brokers and start
+\`tokenbroker serve --db <file>\` (or copy <file> to the usual path).
+
+A backup holds refresh tokens that the running broker will spend: Xero
+accepts a spent refresh token only within 30 minutes of its use, so restore
+the newest backup, and only after the broker that wrote the database stopped.
+
+Options:
+  --db PATH    the database to copy [TOKENBROKER_DB] (default ./${DEFAULT_DB})
+  --force      replace <file> if it exists
+  -h, --help   show this help
+`,
+  async run(args, io) {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { db: { type: "string" }, force: { type: "boolean" } },
+      allowPositionals: true,
+    });
+    if (positionals.length !== 1) throw new ConfigError("name one backup file: tokenbroker backup <file>");
+    const target = resolve(positionals[0]!);
+    const source = dbPath(values.db, io.env);
+    if (!existsSync(source)) {
+      throw new ConfigError(`no database at ${source}: name the one serve uses with --db or TOKENBROKER_DB`);
+    }
+    if (resolve(source) === target) throw new ConfigError("the backup file must not be the database itself");
+    if (existsSync(target) && !values.force) throw new ConfigError(`${target} exists; add --force to replace it`);
+
+    const store = openStoreOrExplain(source);
+    try {
+      await store.backup(target);
+    } catch (e) {
+      throw new ConfigError(`cannot write the backup to ${target}: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      await store.close();
+    }
+    // Count what the copy holds, opening it as serve would: this also proves it is usable.
+    const copy = openStoreOrExplain(target);
+    try {
+      const connections = (await copy.listConnections()).length;
+      io.out.write(`${target}: ${connections} connection${connections === 1 ? "" : "s"}\n`);
+    } finally {
+      await copy.close();
+    }
+    return 0;
+  },
+};

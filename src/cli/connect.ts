@@ -1,0 +1,134 @@
+import { createServer, type Server } from "node:http";
+import { connect as tcpConnect } from "node:net";
+import { parseArgs } from "node:util";
+import { setTimeout as delay } from "node:timers/promises";
+import { ConfigError, DEFAULT_DB, positiveNumber } from "../config.js";
+import { consentFromEnv, DEFAULT_REDIRECT_URI } from "../consent/consent-config.js";
+import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
+import { routeHttp, type HttpRoute } from "../server/http-routes.js";
+import { consentRoutes } from "../web/consent-routes.js";
+import { renderDonePage } from "../web/done-page.js";
+import { newNonce, renderPage, sendPage } from "../web/page.js";
+import type { Command } from "./command.js";
+import { describeTenant } from "./describe-connection.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { identityFromEnv } from "./upstream-identity.js";
+
+const DONE_PATH = "/tokenbroker-connected";
+
+/** `tokenbroker connect`: consent in a browser, from the terminal. */
+export const connectCommand: Command = {
+  name: "connect",
+  summary: "connect Xero organisations: prints the URL to open, waits for the consent",
+  help: `Usage: tokenbroker connect [options]
+
+Connects Xero organisations: prints the URL to open in a browser, waits
+while you sign in to Xero and choose the organisations, then prints the
+connection and its tenants.
+
+Xero sends the browser back to TOKENBROKER_REDIRECT_URI (default
+${DEFAULT_REDIRECT_URI}), which must be registered with your Xero app.
+When tokenbroker serve is listening there (with the same database), it
+completes the consent and this command waits for it; otherwise this command
+listens on that address itself until the consent comes back.
+
+Options:
+  --db PATH          SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
+  --timeout SECONDS  give up after this long (default 600, a consent's lifetime)
+${ENCRYPTION_HELP}
+  -h, --help         show this help
+
+Environment: TOKENBROKER_REDIRECT_URI, TOKENBROKER_SCOPES (default
+"openid profile email accounting.transactions accounting.settings offline_access";
+offline_access is always added), and the upstream variables of tokenbroker
+serve --help.
+`,
+  async run(args, io) {
+    const { values } = parseArgs({ args, options: { db: { type: "string" }, timeout: { type: "string" }, ...ENCRYPTION_FLAGS }, allowPositionals: false });
+    const timeoutMs = 1000 * positiveNumber("--timeout", values.timeout, 600);
+    const identity = identityFromEnv(io.env);
+    const { redirectUri, scopes } = consentFromEnv(io.env);
+    const redirect = new URL(redirectUri);
+    const port = Number(redirect.port || (redirect.protocol === "https:" ? 443 : 80));
+    const host = redirect.hostname.replace(/^\[(.*)\]$/, "$1");
+    const encryption = encryptionFromFlags(values, io.env);
+    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    let listener: Server | undefined;
+    try {
+      checkEncryptionKeys(store, encryption.cipher);
+      const flow = createConsentFlow({ store, identity, redirectUri, scopes });
+      const served = await somethingListens(host, port);
+      if (!served) {
+        if (redirect.protocol === "https:") {
+          throw new ConfigError(`nothing listens on ${redirect.host} for the https redirect URI; start tokenbroker serve behind its TLS proxy first`);
+        }
+        listener = await listenForCallback(flow, host, port, redirect.pathname);
+      }
+      const started = await flow.begin();
+      io.out.write(`Open this URL in a browser, sign in to Xero and choose the organisations:\n\n  ${started.url.href}\n\n`);
+      io.err.write(
+        `Waiting for Xero to send the browser back to ${redirectUri}${served ? " (served by the running tokenbroker, which must use this database)" : ""}…\n`,
+      );
+      const deadline = Date.now() + Math.min(timeoutMs, flow.stateTtlMs + 5000);
+      for (;;) {
+        const status = await flow.status(started.state);
+        if (status?.status === "done" && status.connectionId !== undefined) {
+          const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
+          recordCliAction(store, { action: "connect", connectionId: status.connectionId });
+          io.out.write(`connection ${status.connectionId}  ${connection?.userName ?? connection?.xeroUserId ?? ""}\n`);
+          for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
+          if (connection?.lastError) io.err.write(`tokenbroker connect: ${connection.lastError}\n`);
+          return connection?.lastError ? 1 : 0;
+        }
+        if (status?.status === "failed") {
+          io.err.write(`tokenbroker connect: the consent failed, nothing stored: ${status.error}\n`);
+          return 1;
+        }
+        if (status === undefined || status.status === "expired" || Date.now() > deadline) {
+          io.err.write("tokenbroker connect: no answer from Xero in time, nothing stored; run tokenbroker connect again\n");
+          return 1;
+        }
+        await delay(200);
+      }
+    } finally {
+      if (listener) await new Promise<void>((resolve) => listener!.close(() => resolve()).closeAllConnections());
+      await store.close();
+    }
+  },
+};
+
+/** True when something accepts TCP connections on host:port (the running broker, presumably). */
+function somethingListens(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port, timeout: 2000 });
+    const done = (listening: boolean) => {
+      socket.destroy();
+      resolve(listening);
+    };
+    socket.once("connect", () => done(true));
+    socket.once("timeout", () => done(false));
+    socket.once("error", () => done(false));
+  });
+}
+
+/** A temporary server for the redirect URI: completes the consent, then tells the browser to go back to the terminal. */
+async function listenForCallback(flow: ConsentFlow, host: string, port: number, callbackPath: string): Promise<Server> {
+  const done: HttpRoute = {
+    method: "GET",
+    path: DONE_PATH,
+    handle(_req, res) {
+      const nonce = newNonce();
+      sendPage(res, 200, renderPage(renderDonePage(), nonce), nonce);
+    },
+  };
+  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath);
+  const server = createServer(routeHttp([...callback, done]));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      reject(new ConfigError(`cannot listen on ${host}:${port} for the redirect URI: ${e.code ?? e.message}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,60 @@
+import type { ConnectionSummary, TenantSummary } from "../store/token-store.js";
+import { ageText, countdownText } from "../web/durations.js";
+
+/** A connection as `tokenbroker connections` prints it: no secret. */
+export function describeConnection(c: ConnectionSummary, now: number): string {
+  const lines = [
+    `connection ${c.connectionId}  ${stateLabel(c.state)}  ${c.userName ?? c.xeroUserId ?? "(unknown user)"}`,
+    `  xero user      ${c.xeroUserId ?? "unknown"}`,
+    `  access token   ${c.state === "active" ? `${iso(c.expiresAt)} (${countdownText(c.expiresAt - now)})` : "none until re-authorised"}, version ${c.version}`,
+    `  refresh token  issued ${iso(c.refreshTokenIssuedAt)} (${ageText(now - c.refreshTokenIssuedAt)} old)`,
+    `  authorised     ${iso(c.authorisedAt)} (${ageText(now - c.authorisedAt)} ago)`,
+    `  last refresh   ${c.lastRefreshAt === undefined ? "never" : `${iso(c.lastRefreshAt)} (${ageText(now - c.lastRefreshAt)} ago)`}`,
+    `  last error     ${c.lastError ?? "none"}`,
+    ...c.tenants.map((t) => `  ${describeTenant(t)}`),
+  ];
+  return lines.join("\n");
+}
+
+/** `tenant <id>  <name>` with `(gone)` for a tenant Xero no longer lists. */
+export function describeTenant(t: TenantSummary): string {
+  return `tenant ${t.tenantId}  ${t.tenantName ?? ""}${t.state === "gone" ? "  (gone)" : ""}`;
+}
+
+/** A connection for `--json`: times as ISO strings, no secret. */
+export function connectionJson(c: ConnectionSummary): Record<string, unknown> {
+  return {
+    connectionId: c.connectionId,
+    xeroUserId: c.xeroUserId ?? null,
+    userName: c.userName ?? null,
+    state: c.state,
+    version: c.version,
+    accessTokenExpiresAt: iso(c.expiresAt),
+    refreshTokenIssuedAt: iso(c.refreshTokenIssuedAt),
+    authorisedAt: iso(c.authorisedAt),
+    lastRefreshAt: c.lastRefreshAt === undefined ? null : iso(c.lastRefreshAt),
+    lastError: c.lastError ?? null,
+    tenants: c.tenants.map(tenantJson),
+  };
+}
+
+/** A tenant for `--json`. */
+export function tenantJson(t: TenantSummary): Record<string, unknown> {
+  return {
+    tenantId: t.tenantId,
+    tenantName: t.tenantName ?? null,
+    tenantType: t.tenantType ?? null,
+    state: t.state,
+    goneAt: t.goneAt === undefined ? null : iso(t.goneAt),
+    xeroConnectionId: t.xeroConnectionId ?? null,
+  };
+}
+
+/** "active" or "needs-re-authorisation": one word, for columns and grep. */
+export function stateLabel(state: ConnectionSummary["state"]): string {
+  return state === "active" ? "active" : "needs-re-authorisation";
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,80 @@
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { setTimeout as delay } from "node:timers/promises";
+import { ConfigError, DEFAULT_DB } from "../config.js";
+import { UpstreamError } from "../upstream/identity-server.js";
+import type { Command } from "./command.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { identityFromEnv } from "./upstream-identity.js";
+
+/** How long `revoke` waits for a refresh in flight elsewhere (its lease) before giving up, ms. */
+const LEASE_WAIT_MS = 40_000;
+
+/** `tokenbroker revoke <connection>`: revokes the grant at Xero and removes it. */
+export const revokeCommand: Command = {
+  name: "revoke",
+  summary: "revoke a connection's grant at Xero and remove it with its tenants",
+  help: `Usage: tokenbroker revoke [options] <connection id>
+
+Revokes a connection's grant at Xero's revocation endpoint (which
+disconnects all its tenants there) and removes the connection, its token
+set and its tenants from the database. It first takes the connection's
+refresh lease, so that no broker process refreshes it meanwhile. A
+connection that needs re-authorisation is revoked and removed the same way.
+
+Options:
+  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
+${ENCRYPTION_HELP}
+  -h, --help   show this help
+
+Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve --help).
+`,
+  async run(args, io) {
+    const { values, positionals } = parseArgs({ args, options: { db: { type: "string" }, ...ENCRYPTION_FLAGS }, allowPositionals: true });
+    if (positionals.length !== 1) throw new ConfigError("name exactly one connection id, e.g. tokenbroker revoke 5b0d…");
+    const connectionId = positionals[0]!;
+    const identity = identityFromEnv(io.env);
+    const encryption = encryptionFromFlags(values, io.env);
+    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    try {
+      checkEncryptionKeys(store, encryption.cipher);
+      const summary = (await store.listConnections()).find((c) => c.connectionId === connectionId);
+      if (!summary) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
+      // Hold the refresh lease: the refresh token read next stays the live one until it is revoked.
+      const holder = `${hostname()}:${process.pid}:revoke`;
+      const deadline = Date.now() + LEASE_WAIT_MS;
+      for (;;) {
+        const lease = await store.tryAcquireLease(connectionId, holder, LEASE_WAIT_MS);
+        if (lease.acquired) break;
+        if (Date.now() > deadline) {
+          io.err.write(`tokenbroker revoke: connection ${connectionId} is being refreshed by ${lease.holder}; try again\n`);
+          return 1;
+        }
+        await delay(100);
+      }
+      const record = await store.getToken(connectionId);
+      if (!record) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
+      try {
+        await identity.revoke(record.refreshToken);
+      } catch (e) {
+        await store.releaseLease(connectionId, holder);
+        if (e instanceof UpstreamError) {
+          io.err.write(`tokenbroker revoke: Xero could not be asked, nothing removed: ${e.message}\n`);
+          return 1;
+        }
+        throw e;
+      }
+      await store.removeConnection(connectionId);
+      recordCliAction(store, { action: "revoke", connectionId });
+      const tenants = summary.tenants.filter((t) => t.state === "active");
+      io.out.write(
+        `connection ${connectionId}  ${summary.userName ?? summary.xeroUserId ?? ""}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`,
+      );
+      for (const t of tenants) io.out.write(`  tenant ${t.tenantId}  ${t.tenantName ?? ""}\n`);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};

@@ -1,0 +1,219 @@
+import { readFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { createAuditLog, type AuditLog } from "../audit/audit-log.js";
+import { createAuthenticator } from "../auth/authenticator.js";
+import { ConfigError } from "../config.js";
+import { loadEncryptionKeys, NO_KEY_MESSAGE } from "../crypto/encryption-keys.js";
+import { createTokenCipher, type TokenCipher } from "../crypto/token-cipher.js";
+import { errorFields, type Logger } from "../logger.js";
+import type { BrokerAuthOptions } from "../server/server-security.js";
+import type { OnePortTls } from "../server/one-port-server.js";
+import { createSqliteApiKeys } from "../store/sqlite-api-keys.js";
+import { createSqliteAuditSink } from "../store/sqlite-audit-log.js";
+import type { SqliteStore } from "../store/sqlite-store.js";
+import { tokenKeyIds } from "../store/reencrypt-token-sets.js";
+
+/** The `parseArgs` options of encryption at rest (serve, import, rotate-key). */
+export const ENCRYPTION_FLAGS = {
+  "encryption-key-file": { type: "string" },
+  "insecure-no-encryption": { type: "boolean" },
+} as const;
+
+/** The `parseArgs` options of serve's security: encryption, authentication, TLS. */
+export const SERVE_SECURITY_FLAGS = {
+  ...ENCRYPTION_FLAGS,
+  "insecure-no-auth": { type: "boolean" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
+} as const;
+
+/** `--help` lines of {@link ENCRYPTION_FLAGS}. */
+export const ENCRYPTION_HELP = `  --encryption-key-file PATH  key(s) that encrypt tokens at rest, base64, one a line, the
+                         current key first [TOKENBROKER_ENCRYPTION_KEY_FILE]; or set
+                         TOKENBROKER_ENCRYPTION_KEY (and TOKENBROKER_OLD_ENCRYPTION_KEYS
+                         during a rotation). Create one with \`tokenbroker keygen\`
+  --insecure-no-encryption  store tokens in clear text (tests only)`;
+
+/** `--help` lines of serve's other security flags. */
+export const SERVE_SECURITY_HELP = `${ENCRYPTION_HELP}
+  --insecure-no-auth     serve tokens without API keys; only on a loopback address
+  --tls-cert PATH        serve HTTP/2 and HTTP/1.1 over TLS with this certificate (PEM)
+                         [TOKENBROKER_TLS_CERT]
+  --tls-key PATH         its private key (PEM) [TOKENBROKER_TLS_KEY]
+  --tls-client-ca PATH   require client certificates signed by this CA (mutual TLS)
+                         [TOKENBROKER_TLS_CLIENT_CA]`;
+
+type EncryptionValues = { "encryption-key-file"?: string | undefined; "insecure-no-encryption"?: boolean | undefined };
+type ServeSecurityValues = EncryptionValues & {
+  "insecure-no-auth"?: boolean | undefined;
+  "tls-cert"?: string | undefined;
+  "tls-key"?: string | undefined;
+  "tls-client-ca"?: string | undefined;
+};
+
+/** The configured encryption of tokens at rest. */
+export interface EncryptionConfig {
+  /** Undefined only with `--insecure-no-encryption`. */
+  cipher: TokenCipher | undefined;
+  /** The key file, re-read on SIGHUP by serve. */
+  keyFile: string | undefined;
+}
+
+/**
+ * The cipher from `--encryption-key-file` or the environment. No key and no
+ * `--insecure-no-encryption` is a one-line ConfigError saying how to make one.
+ */
+export function encryptionFromFlags(values: EncryptionValues, env: NodeJS.ProcessEnv): EncryptionConfig {
+  const keyFile = values["encryption-key-file"] ?? env["TOKENBROKER_ENCRYPTION_KEY_FILE"];
+  const keys = loadEncryptionKeys({ keyFile, env });
+  if (!keys) {
+    if (values["insecure-no-encryption"]) return { cipher: undefined, keyFile: undefined };
+    throw new ConfigError(NO_KEY_MESSAGE);
+  }
+  return { cipher: createTokenCipher(keys), keyFile };
+}
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost" || host === "::ffff:127.0.0.1";
+}
+
+/** Serve's security settings, checked before anything is opened. */
+export interface ServeSecurityConfig extends EncryptionConfig {
+  auth: boolean;
+  tls: OnePortTls | undefined;
+}
+
+/** Reads and checks serve's security flags; `--insecure-no-auth` off loopback is a ConfigError. */
+export function serveSecurityFromFlags(values: ServeSecurityValues, env: NodeJS.ProcessEnv, host: string): ServeSecurityConfig {
+  if (values["insecure-no-auth"] && !isLoopback(host)) {
+    throw new ConfigError(
+      `--insecure-no-auth is refused on ${host}: it is allowed only on a loopback address (127.0.0.1 or [::1]); ` +
+        "create API keys with `tokenbroker keys create` instead",
+    );
+  }
+  const certFile = values["tls-cert"] ?? env["TOKENBROKER_TLS_CERT"];
+  const keyFile = values["tls-key"] ?? env["TOKENBROKER_TLS_KEY"];
+  const caFile = values["tls-client-ca"] ?? env["TOKENBROKER_TLS_CLIENT_CA"];
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError("give both --tls-cert and --tls-key, or neither");
+  if (caFile !== undefined && certFile === undefined) throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key");
+  const tls =
+    certFile === undefined || keyFile === undefined
+      ? undefined
+      : {
+          cert: readPem("--tls-cert", certFile),
+          key: readPem("--tls-key", keyFile),
+          ...(caFile === undefined ? {} : { clientCa: readPem("--tls-client-ca", caFile) }),
+        };
+  return { ...encryptionFromFlags(values, env), auth: !values["insecure-no-auth"], tls };
+}
+
+function readPem(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(`${flag} ${path}: cannot read it (${(e as { code?: string }).code ?? "error"})`);
+  }
+}
+
+/** What serve hands to `startBrokerServer`, and what it stops afterwards. */
+export interface ServeSecurity {
+  auth: BrokerAuthOptions | undefined;
+  audit: AuditLog;
+  /** Logs what is insecure or missing (no auth, no encryption, no keys yet): once the server listens. */
+  announce(): void;
+  /** Writes the last audit entries and stops re-reading the key file. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds serve's authentication and audit on the opened store, warns about
+ * what is insecure, and re-reads the encryption key file on SIGHUP (the way a
+ * running broker learns a new key without a restart; see `rotate-key`).
+ */
+export function startServeSecurity(
+  config: ServeSecurityConfig,
+  store: SqliteStore,
+  logger: Logger,
+  env: NodeJS.ProcessEnv,
+): ServeSecurity {
+  const db = store.database;
+  const audit = createAuditLog({
+    sink: createSqliteAuditSink(db),
+    onError: (e) => logger.error(errorFields(e), "cannot write the audit log"),
+  });
+  const keys = createSqliteApiKeys(db);
+  const reload = () => {
+    if (!config.cipher || config.keyFile === undefined) return;
+    try {
+      const next = loadEncryptionKeys({ keyFile: config.keyFile, env });
+      if (next) config.cipher.setKeys(next);
+      logger.info({ event: "encryption_keys_reloaded", keyIds: config.cipher.keyIds }, "encryption keys re-read");
+    } catch (e) {
+      logger.error({ event: "encryption_keys_reload_failed", reason: e instanceof Error ? e.message : "error" }, "cannot re-read the encryption key file; keeping the keys in use");
+    }
+  };
+  process.on("SIGHUP", reload);
+  return {
+    auth: config.auth ? { authenticator: createAuthenticator({ keys }) } : undefined,
+    audit,
+    announce() {
+      if (!config.auth) {
+        logger.warn(
+          { event: "insecure", auth: false },
+          "authentication is OFF (--insecure-no-auth): every local process can get every token",
+        );
+      } else if (!keys.list().some((k) => k.revokedAt === undefined)) {
+        logger.warn({ event: "no_api_keys" }, "no API keys yet: create one with `tokenbroker keys create --name <name> --tenants '*'`");
+      }
+      if (!config.cipher) logger.warn({ event: "insecure", encryption: false }, "tokens are stored in clear text (--insecure-no-encryption)");
+    },
+    async close() {
+      process.off("SIGHUP", reload);
+      await audit.close();
+    },
+  };
+}
+
+/** The actor of local admin commands in the audit log: `cli:<user>`. */
+export function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return "cli";
+  }
+}
+
+/**
+ * Refuses, with one line, a database whose tokens the configured keys cannot
+ * open: encrypted tokens without a key, or a key id missing from the keyring.
+ */
+export function checkEncryptionKeys(store: SqliteStore, cipher: TokenCipher | undefined): void {
+  const inUse = tokenKeyIds(store.database).filter((id): id is string => id !== null);
+  if (inUse.length === 0) return;
+  if (!cipher) {
+    throw new ConfigError(
+      `the database holds tokens encrypted under key ${inUse.join(", ")}: give that key with --encryption-key-file or TOKENBROKER_ENCRYPTION_KEY`,
+    );
+  }
+  const missing = inUse.filter((id) => !cipher.keyIds.includes(id));
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `the database holds tokens encrypted under key ${missing.join(", ")}, which is not configured ` +
+        `(configured: ${cipher.keyIds.join(", ")}); add it as an old key (a further line of the key file, or TOKENBROKER_OLD_ENCRYPTION_KEYS)`,
+    );
+  }
+}
+
+/** Records an admin command (connect, disconnect, revoke, import, keys) in the audit log, as `cli:<user>`. Never fails the command. */
+export function recordCliAction(
+  store: SqliteStore,
+  entry: { action: string; tenantId?: string | undefined; connectionId?: string | undefined; outcome?: string; detail?: string | undefined },
+): void {
+  try {
+    void createSqliteAuditSink(store.database).write([{ at: Date.now(), actor: cliActor(), outcome: "ok", ...entry }]);
+  } catch {
+    // The action is done; a database that cannot take the entry has already said so elsewhere.
+  }
+}

@@ -1,0 +1,168 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import * as oidc from "openid-client";
+import { systemClock, type Clock } from "../clock.js";
+import type { AuthorisationStatus } from "../store/pending-authorisation.js";
+import type { TokenStore } from "../store/token-store.js";
+import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
+import { ConsentError } from "./consent-error.js";
+import { storeGrant, type StoredGrant } from "./store-grant.js";
+
+/** Options for {@link createConsentFlow}. */
+export interface ConsentFlowOptions {
+  /** Where pending authorisations, token sets and tenants are kept. */
+  store: TokenStore;
+  /** Builds the authorization URL, exchanges the code, lists the tenants. */
+  identity: IdentityServer;
+  /** Where the issuer sends the browser back (registered with the app); no query. */
+  redirectUri: string;
+  /** Scopes to ask for; should include `offline_access`. */
+  scopes: readonly string[];
+  /** Time source for state expiry and token timestamps. */
+  clock?: Clock;
+  /** How long a started consent may take, ms (default 10 minutes). */
+  stateTtlMs?: number;
+}
+
+/** A consent just started: send the person's browser to `url`. */
+export interface StartedConsent {
+  url: URL;
+  state: string;
+  /** After this (ms since the epoch) the callback is refused. */
+  expiresAt: number;
+}
+
+/** The authorization-code flow with PKCE and `state`, without HTTP. */
+export interface ConsentFlow {
+  readonly redirectUri: string;
+  readonly scopes: readonly string[];
+  /** How long a started consent may take, ms. */
+  readonly stateTtlMs: number;
+  /**
+   * Starts a consent: a random `state` and PKCE verifier are stored, and the
+   * issuer's authorization URL is returned. `browserSecret` (a cookie value)
+   * binds the consent to the browser that started it.
+   */
+  begin(options?: { browserSecret?: string | undefined }): Promise<StartedConsent>;
+  /**
+   * Finishes a consent from the callback's query parameters: checks the state
+   * (known, unused, not expired, same browser), spends the code with the PKCE
+   * verifier, and stores the token set and tenants. Throws {@link ConsentError};
+   * nothing is stored then.
+   */
+  complete(params: URLSearchParams, options?: { browserSecret?: string | undefined }): Promise<StoredGrant>;
+  /** How a started consent stands (what `tokenbroker connect` waits on). */
+  status(state: string): Promise<AuthorisationStatus | undefined>;
+}
+
+/** Creates the consent flow. */
+export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
+  const { store, identity, redirectUri, scopes } = options;
+  const clock = options.clock ?? systemClock;
+  const ttlMs = options.stateTtlMs ?? 10 * 60_000;
+  const minutes = Math.round(ttlMs / 60_000);
+
+  async function takeState(params: URLSearchParams, browserSecret: string | undefined) {
+    const state = params.get("state");
+    if (!state) {
+      throw new ConsentError("missing_state", "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.");
+    }
+    const taken = await store.takeAuthorisation(state, clock.now());
+    if (!taken.ok) {
+      switch (taken.reason) {
+        case "unknown":
+          throw new ConsentError("unknown_state", "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.");
+        case "used":
+          throw new ConsentError("reused_state", "This consent was already completed (its state was used before); an answer is accepted only once.");
+        case "expired":
+          throw new ConsentError("expired_state", `This consent was started more than ${minutes} minutes ago and has expired. Start again.`);
+      }
+    }
+    if (taken.browserHash !== undefined && (browserSecret === undefined || !sameHash(hash(browserSecret), taken.browserHash))) {
+      await store.finishAuthorisation(state, { error: "wrong_browser" });
+      throw new ConsentError("wrong_browser", "This consent was started in another browser (or its cookie was lost). Start again in this one.");
+    }
+    return { state, codeVerifier: taken.codeVerifier };
+  }
+
+  return {
+    redirectUri,
+    scopes,
+    stateTtlMs: ttlMs,
+
+    async begin({ browserSecret } = {}) {
+      const state = oidc.randomState();
+      const codeVerifier = oidc.randomPKCECodeVerifier();
+      const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
+      const url = await identity.authorizationUrl({ redirectUri, scopes, state, codeChallenge });
+      const now = clock.now();
+      const expiresAt = now + ttlMs;
+      await store.createAuthorisation({
+        state,
+        codeVerifier,
+        browserHash: browserSecret === undefined ? undefined : hash(browserSecret),
+        createdAt: now,
+        expiresAt,
+      });
+      return { url, state, expiresAt };
+    },
+
+    async complete(params, { browserSecret } = {}) {
+      const issuerError = params.get("error");
+      if (issuerError !== null) {
+        const description = params.get("error_description");
+        const said = `${printable(issuerError, 64)}${description ? `: ${printable(description, 200)}` : ""}`;
+        const state = params.get("state");
+        // A known state is used up, so that `tokenbroker connect` stops waiting.
+        if (state && (await store.takeAuthorisation(state, clock.now())).ok) await store.finishAuthorisation(state, { error: said });
+        throw new ConsentError("denied", `Xero did not grant access (${said}).`);
+      }
+      const { state, codeVerifier } = await takeState(params, browserSecret);
+      if (!params.get("code")) {
+        await store.finishAuthorisation(state, { error: "missing_code" });
+        throw new ConsentError("missing_code", "The answer from Xero carries no authorisation code.");
+      }
+      let obtained;
+      try {
+        obtained = await identity.exchangeCode({ redirectUri, callbackParams: params, expectedState: state, codeVerifier });
+      } catch (e) {
+        const upstream = e instanceof UpstreamError ? e : undefined;
+        const message = upstream?.message ?? "the code exchange failed";
+        await store.finishAuthorisation(state, { error: message });
+        if (upstream?.kind === "invalid_grant") {
+          throw new ConsentError("code_rejected", `Xero refused the authorisation code (${message}). Start again.`, { cause: e });
+        }
+        throw new ConsentError("unavailable", `Xero could not be asked for the token set (${message}). Try again later.`, { cause: e });
+      }
+      let stored: StoredGrant;
+      try {
+        stored = await storeGrant(store, identity, obtained, { addedBy: obtained.authEventId });
+      } catch (e) {
+        await store.finishAuthorisation(state, { error: "the token set could not be stored" }).catch(() => {});
+        throw e;
+      }
+      if (stored.tenantsError !== undefined) {
+        await store.recordError(stored.connectionId, `connected, but its tenants could not be read: ${stored.tenantsError}`);
+      }
+      await store.finishAuthorisation(state, { connectionId: stored.connectionId });
+      return stored;
+    },
+
+    status(state) {
+      return store.getAuthorisation(state, clock.now());
+    },
+  };
+}
+
+function hash(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}
+
+function sameHash(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+/** Printable ASCII only, cut to `max` characters: the issuer's words go on a page and into the database. */
+function printable(text: string, max: number): string {
+  const clean = text.replace(/[^\x20-\x7E]/g, "?");
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}

@@ -1,0 +1,69 @@
+import type { Interceptor } from "@connectrpc/connect";
+import { Registry } from "prom-client";
+import type { RefreshListener, RefreshWaitListener } from "../broker/refresh-events.js";
+import type { Clock } from "../clock.js";
+import type { HttpRoute } from "../server/http-routes.js";
+import type { TokenStore } from "../store/token-store.js";
+import type { IdentityServer } from "../upstream/identity-server.js";
+import { createMetricsRoute } from "./metrics-route.js";
+import { processMetricsRegistry } from "./process-metrics.js";
+import { createRefreshMetrics } from "./refresh-metrics.js";
+import { createServedInterceptor } from "./served-metrics.js";
+import { createStateMetrics } from "./state-metrics.js";
+import { createUpstreamMetrics } from "./upstream-metrics.js";
+
+/** Options for {@link createBrokerMetrics}. */
+export interface BrokerMetricsOptions {
+  store: TokenStore;
+  clock: Clock;
+  /** Open WatchToken streams now (read at each scrape). */
+  openWatchStreams: () => number;
+  /** Include the default process metrics (default true). */
+  processMetrics?: boolean;
+}
+
+/** One server's metrics and the hooks that feed them. */
+export interface BrokerMetrics {
+  /** This server's own registry (the process metrics are added at scrape time). */
+  readonly registry: Registry;
+  /** Feed the broker's refresh events here. */
+  readonly onRefresh: RefreshListener;
+  /** Feed the broker's wait events here. */
+  readonly onWait: RefreshWaitListener;
+  /** Counts tokens served; add it to the RPC handler's interceptors. */
+  readonly interceptor: Interceptor;
+  /** `identity`, with each upstream call timed. */
+  timeIdentity<T extends IdentityServer>(identity: T): T;
+  /** `GET /metrics` on the broker's port. */
+  readonly route: HttpRoute;
+  /** The Prometheus text exposition, as served at `/metrics`. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+}
+
+/**
+ * The broker's Prometheus metrics, in a registry of its own so that several
+ * servers in one process do not clash. The token logic knows nothing of
+ * them: it emits events, and the functions here turn them into metrics. No
+ * label ever holds a token: only connection ids, RPC names, causes, outcomes.
+ */
+export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetrics {
+  const registry = new Registry();
+  const refresh = createRefreshMetrics(registry);
+  const interceptor = createServedInterceptor(registry);
+  const timeIdentity = createUpstreamMetrics(registry);
+  const updateState = createStateMetrics(registry, options);
+  const exposed = options.processMetrics === false ? registry : Registry.merge([registry, processMetricsRegistry()]);
+  const scrape = async () => {
+    await updateState();
+    return { contentType: exposed.contentType, body: await exposed.metrics() };
+  };
+  return {
+    registry,
+    onRefresh: refresh.onRefresh,
+    onWait: refresh.onWait,
+    interceptor,
+    timeIdentity,
+    route: createMetricsRoute(scrape),
+    scrape,
+  };
+}

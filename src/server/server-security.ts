@@ -1,0 +1,152 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createAuditInterceptor } from "../audit/audit-interceptor.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { createAuthInterceptor, principalKey } from "../auth/auth-interceptor.js";
+import { firstMessage, selectorOf } from "../auth/first-message.js";
+import type { Authenticator } from "../auth/authenticator.js";
+import { adminOf, createAdminGate } from "../auth/require-admin.js";
+import type { RefreshEvent } from "../broker/refresh-events.js";
+import type { Logger } from "../logger.js";
+import type { TokenStore } from "../store/token-store.js";
+import type { HttpRoute } from "./http-routes.js";
+
+/** Authentication of the broker's port (see `startBrokerServer`'s `auth`). */
+export interface BrokerAuthOptions {
+  /** Resolves `authorization: Bearer` keys. */
+  authenticator: Authenticator;
+  /**
+   * Plain-HTTP paths served without an admin key. Default: the probes and
+   * metrics (`/healthz`, `/readyz`, `/livez`, `/metrics`), `/login`, `/logout`
+   * and OAuth redirects (paths ending in `/callback`, which their one-time
+   * `state` protects: a `SameSite=Strict` cookie is not sent on the redirect
+   * back from Xero). Every other route needs an admin key or session.
+   */
+  publicPaths?: readonly string[];
+}
+
+const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout"];
+
+/** What `startBrokerServer` adds to its port for authentication, scopes and audit. */
+export interface ServerSecurity {
+  /** Connect interceptors, outermost first: audit, then authentication and scope. */
+  interceptors: Interceptor[];
+  /** The plain-HTTP routes with admin-only ones wrapped in `requireAdmin`, plus `/login` and `/logout`. */
+  guardRoutes(routes: HttpRoute[]): HttpRoute[];
+  /** Records a refresh in the audit log. */
+  onRefresh(event: RefreshEvent): void;
+}
+
+/** Options for {@link createServerSecurity}. */
+export interface ServerSecurityOptions {
+  auth: BrokerAuthOptions | undefined;
+  audit: AuditLog | undefined;
+  store: TokenStore;
+  /** Served over TLS (cookies get `Secure`). */
+  tls: boolean;
+  /** Gets one debug line per call: method, key name, tenant or connection, status, duration. */
+  logger?: Logger;
+}
+
+/** Wires API keys, tenant scopes, admin pages and the audit log into the broker's port. */
+export function createServerSecurity(options: ServerSecurityOptions): ServerSecurity {
+  const { auth, audit } = options;
+  const interceptors: Interceptor[] = [];
+  if (options.logger) interceptors.push(debugLog(options.logger));
+  if (audit) interceptors.push(createAuditInterceptor({ audit }));
+  if (auth) {
+    interceptors.push(
+      createAuthInterceptor({
+        authenticator: auth.authenticator,
+        tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
+      }),
+    );
+  }
+  const gate =
+    auth &&
+    createAdminGate({
+      authenticator: auth.authenticator,
+      secureCookies: options.tls,
+      onSession: ({ action, principal }) => audit?.record({ actor: principal.name, action, outcome: "ok" }),
+    });
+  const publicPaths = new Set(auth?.publicPaths ?? DEFAULT_PUBLIC);
+  const isPublic = (path: string) => publicPaths.has(path) || (auth?.publicPaths === undefined && path.endsWith("/callback"));
+  /** An admin page's handler that records who used it (viewing the status page is not an action). */
+  const audited = (route: HttpRoute): HttpRoute["handle"] => (req, res) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (audit && !(path === "/" && (req.method === "GET" || req.method === "HEAD"))) {
+      audit.record({
+        actor: adminOf(req)?.name,
+        action: path === "/connect" ? "connect" : `${(req.method ?? "GET").toLowerCase()} ${path.slice(0, 200)}`,
+        outcome: "ok",
+      });
+    }
+    return route.handle(req, res);
+  };
+  return {
+    interceptors,
+    guardRoutes(routes) {
+      if (!gate) return routes;
+      return [
+        ...routes.map((r) => (isPublic(r.path) ? r : { ...r, handle: gate.requireAdmin(audited(r)) })),
+        ...gate.routes,
+      ];
+    },
+    onRefresh(event) {
+      if (event.outcome === "already_fresh") return; // nothing was refreshed
+      audit?.record({
+        actor: "broker",
+        action: "refresh",
+        connectionId: event.connectionId,
+        outcome: event.outcome,
+        detail: event.cause,
+      });
+    },
+  };
+}
+
+/** One debug line per TokenService call, after it ended (streams: when they end): never a header or a token. */
+function debugLog(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    if (!logger.isLevelEnabled("debug") || req.service.typeName !== "tokenbroker.v1.TokenService") return next(req);
+    const started = performance.now();
+    const { message, request } = await firstMessage(req);
+    const selector = selectorOf(message);
+    const line = (code: string) =>
+      logger.debug(
+        {
+          event: "rpc",
+          method: req.method.name,
+          key: request.contextValues.get(principalKey)?.name,
+          [selector.case ?? "selector"]: selector.case === undefined ? "none" : selector.value.slice(0, 128),
+          code,
+          ms: Math.round(performance.now() - started),
+        },
+        `${req.method.name} ${code}`,
+      );
+    try {
+      const res = await next(request);
+      if (!res.stream) {
+        line("ok");
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let code = "ok";
+          try {
+            yield* messages;
+          } catch (e) {
+            code = Code[ConnectError.from(e).code] ?? "unknown";
+            throw e;
+          } finally {
+            line(code);
+          }
+        })(),
+      };
+    } catch (e) {
+      line(Code[ConnectError.from(e).code] ?? "unknown");
+      throw e;
+    }
+  };
+}

@@ -1,0 +1,97 @@
+import type Database from "better-sqlite3";
+import { sealedKeyId, type TokenCipher } from "../crypto/token-cipher.js";
+import { openTokenColumns, sealTokenColumns, type TokenColumns } from "./sealed-token-columns.js";
+
+/** Options for {@link reencryptTokenSets}. */
+export interface ReencryptOptions {
+  /** Opens the values as they are now: every old key (and the new one). Undefined when the database is plain text. */
+  from: TokenCipher | undefined;
+  /** Seals under its current key. */
+  to: TokenCipher;
+  /** Rows per transaction (default 100): short transactions keep running brokers' writes waiting only briefly. */
+  batchSize?: number;
+  /** Passes over the table before giving up on rows that keep being rewritten under another key (default 5). */
+  maxPasses?: number;
+}
+
+/** What {@link reencryptTokenSets} did. */
+export interface ReencryptResult {
+  /** Token sets re-sealed under the new key. */
+  reencrypted: number;
+  /** Token sets that were already under the new key. */
+  unchanged: number;
+}
+
+/** Rows still under another key after every pass: some broker writes with an old key. */
+export class RotationIncompleteError extends Error {
+  override readonly name = "RotationIncompleteError";
+}
+
+/**
+ * Re-seals every token set under `to`'s current key, in small transactions,
+ * while brokers keep serving. A row is rewritten only if it still holds the
+ * values that were read (a refresh committed meanwhile is re-read and done in
+ * the next pass), so no refresh is ever lost. Plain-text rows are encrypted.
+ */
+export function reencryptTokenSets(db: Database.Database, options: ReencryptOptions): ReencryptResult {
+  const batchSize = options.batchSize ?? 100;
+  const target = options.to.keyId;
+  const select = db.prepare(
+    `SELECT rowid, connection_id, access_token, refresh_token, id_token FROM token_sets WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+  );
+  const update = db.prepare(
+    `UPDATE token_sets SET access_token = @new_access, refresh_token = @new_refresh, id_token = @new_id
+     WHERE connection_id = @connection_id AND access_token = @access_token AND refresh_token = @refresh_token
+       AND id_token IS @id_token`,
+  );
+  const current = (row: TokenColumns) =>
+    [row.access_token, row.refresh_token, row.id_token].every((v) => v === null || sealedKeyId(v) === target);
+
+  const done = new Set<string>();
+  let reencrypted = 0;
+  let unchanged = 0;
+  for (let pass = 0; pass < (options.maxPasses ?? 5); pass++) {
+    let pending = 0;
+    let after = 0;
+    for (;;) {
+      const rows = select.all(after, batchSize) as Array<TokenColumns & { rowid: number }>;
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1]!.rowid;
+      db.transaction(() => {
+        for (const row of rows) {
+          if (current(row)) {
+            if (!done.has(row.connection_id)) unchanged++;
+            done.add(row.connection_id);
+            continue;
+          }
+          const sealed = sealTokenColumns(openTokenColumns(row, options.from), options.to);
+          const result = update.run({
+            ...row,
+            new_access: sealed.access_token,
+            new_refresh: sealed.refresh_token,
+            new_id: sealed.id_token,
+          });
+          if (result.changes === 1) {
+            reencrypted++;
+            done.add(row.connection_id);
+          } else {
+            pending++; // rewritten by a refresh meanwhile: read again in the next pass
+          }
+        }
+      })();
+    }
+    const stale = db
+      .prepare(`SELECT count(*) AS n FROM token_sets WHERE key_id IS NOT ?`)
+      .get(target) as { n: number };
+    if (pending === 0 && stale.n === 0) return { reencrypted, unchanged };
+  }
+  throw new RotationIncompleteError(
+    `token sets keep being written under another key than ${target}: give every running broker the new key first ` +
+      `(as its current key, the old one as an old key), then run rotate-key again`,
+  );
+}
+
+/** The distinct key ids token sets are sealed under (`null` for plain-text rows). */
+export function tokenKeyIds(db: Database.Database): Array<string | null> {
+  return (db.prepare(`SELECT DISTINCT key_id FROM token_sets`).all() as Array<{ key_id: string | null }>).map((r) => r.key_id);
+}

@@ -1,0 +1,46 @@
+import { systemClock, type Clock } from "../clock.js";
+import { errorFields, silentLogger, type Logger } from "../logger.js";
+import type { TokenStore } from "../store/token-store.js";
+import type { HttpRoute } from "../server/http-routes.js";
+import { CONNECT_PATH } from "./consent-routes.js";
+import { renderErrorPage } from "./error-page.js";
+import { newNonce, renderPage, sendPage } from "./page.js";
+import { renderStatusPage } from "./status-page.js";
+
+/** Options for {@link statusRoutes}. */
+export interface StatusRoutesOptions {
+  /** Where the connections are read from. */
+  store: TokenStore;
+  /** The broker's clock (countdowns and ages are computed with it). */
+  clock?: Clock;
+  /** Where a failure to read the store is logged. */
+  logger?: Logger;
+}
+
+/** The status page, `GET /`. */
+export const STATUS_PATH = "/";
+
+/** `GET /`: the status page, rendered from the store on every request. */
+export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
+  const clock = options.clock ?? systemClock;
+  return [
+    {
+      method: "GET",
+      path: STATUS_PATH,
+      async handle(req, res) {
+        const connected = new URL(req.url ?? "/", "http://x").searchParams.get("connected") ?? undefined;
+        const nonce = newNonce();
+        let page;
+        try {
+          const connections = await options.store.listConnections();
+          page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected });
+        } catch (e) {
+          (options.logger ?? silentLogger).error(errorFields(e), "status page failed");
+          const failed = renderErrorPage({ title: "The status cannot be read", message: "The database could not be read.", statusPath: STATUS_PATH, nothingStored: false });
+          return sendPage(res, 500, renderPage(failed, nonce), nonce);
+        }
+        sendPage(res, 200, renderPage(page, nonce), nonce);
+      },
+    },
+  ];
+}
