@@ -2,7 +2,8 @@
  * The Iguana example (examples/iguana/tokenbroker.lua) under Debian's lua5.1,
  * with LuaSocket standing in for Iguana's net.http, against the real broker
  * over Connect JSON / HTTP/1.1. The "Xero API" is the fake Xero's /connections,
- * reached through a loopback stand-in that can reject a token with 401.
+ * reached through a loopback stand-in that can reject a token with 401. Then
+ * against a broker that requires API keys, the key from TOKENBROKER_KEY.
  */
 import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 const LUA = "lua5.1";
 const noLua = (() => {
@@ -25,6 +27,8 @@ const noLua = (() => {
 /** The repository root: the commands below are the README's, run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+/** No API key unless a test gives one. */
+const { TOKENBROKER_KEY: _ignored, ...inherited } = process.env;
 
 interface RunResult {
   code: number;
@@ -33,9 +37,10 @@ interface RunResult {
   stderr: string;
 }
 
-/** Runs lua5.1 with `args`; resolves with the exit code and the JSON lines printed. */
-async function runLua(args: string[]): Promise<RunResult> {
-  const done = await promisify(execFile)(LUA, args, { cwd: root, timeout: 20_000 }).then(
+/** Runs lua5.1 with `args` (and `extraEnv`); resolves with the exit code and the JSON lines printed. */
+async function runLua(args: string[], extraEnv: Record<string, string> = {}): Promise<RunResult> {
+  const env = { ...inherited, ...extraEnv };
+  const done = await promisify(execFile)(LUA, args, { cwd: root, timeout: 20_000, env }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
   );
@@ -206,5 +211,145 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
     const times = step("parse_time")!["times"] as Array<{ text: string; seconds: number }>;
     expect(times).toHaveLength(4);
     for (const t of times) expect(t.seconds).toBe(Math.floor(Date.parse(t.text) / 1000));
+  });
+});
+
+/** One request that reached the broker through {@link startBrokerTap}. */
+interface BrokerRequest {
+  method: string;
+  status: number;
+  /** SHA-256 of the bearer credential sent, or undefined when none was. */
+  keySha256: string | undefined;
+}
+
+/** A loopback pass-through in front of the broker that records each RPC's HTTP status and the key it carried. */
+async function startBrokerTap(broker: string) {
+  const requests: BrokerRequest[] = [];
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
+      const answer = await fetch(new URL(req.url ?? "/", broker), { method: req.method ?? "GET", headers, body: Buffer.concat(chunks) });
+      const body = Buffer.from(await answer.arrayBuffer());
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+      requests.push({ method: (req.url ?? "").split("/").pop() ?? "", status: answer.status, keySha256: bearer === undefined ? undefined : sha256(bearer) });
+      res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" }).end(body);
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that requires API keys${noLua ? ` skipped: ${noLua}` : ""}`, () => {
+  let f: SecureBrokerFixture;
+  let key: string;
+  let otherKey: string;
+  let tap: Awaited<ReturnType<typeof startBrokerTap>>;
+  let api: Awaited<ReturnType<typeof startApiStandIn>> | undefined;
+
+  beforeEach(async () => {
+    f = await startSecureBroker();
+    key = f.createKey("iguana-channel", [f.tenantId]);
+    // Another channel's key: the grant's other organisation only.
+    otherKey = f.createKey("other-channel", [f.imported.tenants[1]!.tenantId]);
+    tap = await startBrokerTap(f.server.url);
+  });
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+    await tap.close();
+    await f.close();
+  });
+
+  it("sends TOKENBROKER_KEY on GetToken and ReportExpired: a 401 from the API is reported, refreshed once, retried", async () => {
+    const before = (await f.store.getToken(f.connectionId))!;
+    const refreshesBefore = f.fake.refreshes;
+    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
+
+    const run = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url, "3"], { TOKENBROKER_KEY: key });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.lines).toEqual([
+      { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
+      { step: "call", n: 2, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+      { step: "call", n: 3, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+    ]);
+    expect(f.fake.refreshes - refreshesBefore).toBe(1);
+    expect(tap.requests).toEqual([
+      { method: "GetToken", status: 200, keySha256: sha256(key) },
+      { method: "ReportExpired", status: 200, keySha256: sha256(key) },
+    ]);
+    // The broker's key goes to the broker only: the API saw Xero tokens.
+    expect(api.requests.map((r) => r.status)).toEqual([200, 401, 200, 200]);
+    for (const r of api.requests) expect(r.tokenSha256).not.toBe(sha256(key));
+    expect(run.stdout.includes(key) || run.stdout.includes(before.accessToken)).toBe(false);
+  });
+
+  it("the README command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const readme = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, f.fake.connectionsUrl, "2"], { TOKENBROKER_KEY: key });
+    expect(readme.stderr).toBe("");
+    expect(readme.code).toBe(0);
+    expect(readme.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));
+    expect(tap.requests.splice(0)).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
+
+    // Without a key, or with another tenant's, the API is never called.
+    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 0 });
+    const none = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url]);
+    expect(none.code).toBe(1);
+    expect(none.lines).toEqual([]);
+    expect(none.stderr).toBe(
+      "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (no key was sent: tokenbroker.new{key=})\n",
+    );
+
+    const other = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url], { TOKENBROKER_KEY: otherKey });
+    expect(other.code).toBe(1);
+    expect(other.lines).toEqual([]);
+    expect(other.stderr).toBe("tokenbroker GetToken: permission_denied: this API key may not use that tenant or connection\n");
+
+    expect(tap.requests).toEqual([
+      { method: "GetToken", status: 401, keySha256: undefined },
+      { method: "GetToken", status: 403, keySha256: sha256(otherKey) },
+    ]);
+    expect(api.requests).toEqual([]);
+    for (const run of [none, other]) expect(run.stdout.includes(otherKey) || run.stderr.includes(otherKey)).toBe(false);
+  });
+
+  it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const run = await runLua(["test/lua/check_auth.lua", tap.url, f.tenantId], { TOKENBROKER_KEY: key, OTHER_KEY: otherKey });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const step = (name: string) => run.lines.find((l) => l["step"] === name);
+    expect(step("token")).toEqual({ step: "token", getToken: 1, version: stored.version, keyInClient: false });
+    expect(step("report_expired")).toEqual({ step: "report_expired", reportExpired: 1, version: stored.version + 1 });
+    expect(step("unknown_key")).toEqual({
+      step: "unknown_key",
+      ok: false,
+      error: "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (the key sent is unknown or revoked)",
+    });
+    expect(step("other_tenant_report")).toEqual({
+      step: "other_tenant_report",
+      ok: false,
+      calls: 1,
+      error: "tokenbroker ReportExpired: permission_denied: this API key may not use that tenant or connection",
+    });
+    expect(step("bad_key")).toEqual({ step: "bad_key", ok: false, error: "tokenbroker.new: key is not an API key (visible ASCII characters only)" });
+    expect(tap.requests.map((r) => [r.method, r.status])).toEqual([
+      ["GetToken", 200],
+      ["ReportExpired", 200],
+      ["GetToken", 401],
+      ["ReportExpired", 403],
+    ]);
+    // The right key was sent trimmed; nothing printed holds a key.
+    expect(tap.requests[0]!.keySha256).toBe(sha256(key));
+    for (const secret of [key, otherKey]) expect(run.stdout.includes(secret)).toBe(false);
   });
 });

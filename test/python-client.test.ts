@@ -2,7 +2,9 @@
  * The Python example client (examples/python/tokenbroker_client.py, grpcio and
  * the stubs in gen/python) against the real broker server: GetToken by tenant,
  * a WatchToken stream that receives a refresh made by another client, and the
- * mapping of gRPC status codes to the example's exceptions.
+ * mapping of gRPC status codes to the example's exceptions; then against a
+ * broker that requires API keys: the key from TOKENBROKER_KEY on every call,
+ * and UNAUTHENTICATED / PERMISSION_DENIED as the example's exceptions.
  */
 import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,6 +14,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { spawnLines, type LineProcess } from "./helpers/line-process.js";
+import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 const PYTHON = "/usr/bin/python3";
 /** Debian's grpcio and protobuf live in the system Python only (python3-grpcio, python3-protobuf). */
@@ -23,8 +26,9 @@ const noGrpc = (() => {
     return `${PYTHON} cannot import grpc and google.protobuf (apt install python3-grpcio python3-protobuf)`;
   }
 })();
-/** No __pycache__ in gen/ or examples/. */
-const env = { ...process.env, PYTHONDONTWRITEBYTECODE: "1" };
+/** No __pycache__ in gen/ or examples/; no API key unless a test gives one. */
+const { TOKENBROKER_KEY: _ignored, ...inherited } = process.env;
+const env = { ...inherited, PYTHONDONTWRITEBYTECODE: "1" };
 /** The repository root: the commands below are the README's, run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -121,5 +125,119 @@ describe.skipIf(noGrpc !== undefined)(`Python client (grpcio)${noGrpc ? ` skippe
     );
     expect(unknown?.code).toBe(1);
     expect(unknown?.stderr).toMatch(/^tokenbroker: NOT_FOUND: .*no-such-tenant/);
+  });
+});
+
+/** Runs the README's command; resolves with the exit code and output (never rejects). */
+async function runScript(args: string[], extraEnv: Record<string, string> = {}) {
+  return promisify(execFile)(PYTHON, ["examples/python/tokenbroker_client.py", ...args], { env: { ...env, ...extraEnv }, cwd: root, timeout: 15_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
+  );
+}
+
+describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requires API keys${noGrpc ? ` skipped: ${noGrpc}` : ""}`, () => {
+  let f: SecureBrokerFixture;
+  let key: string;
+  let otherKey: string;
+  let target: string;
+
+  beforeEach(async () => {
+    f = await startSecureBroker();
+    target = new URL(f.server.url).host;
+    key = f.createKey("python-channel", [f.tenantId]);
+    // Another channel's key: the grant's other organisation only.
+    otherKey = f.createKey("other-channel", [f.imported.tenants[1]!.tenantId]);
+  });
+  afterEach(async () => {
+    await f.close();
+  });
+
+  it("sends TOKENBROKER_KEY on GetToken, ReportExpired and WatchToken; no, unknown or other-tenant keys raise NotAuthorized", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const refreshesBefore = f.fake.refreshes;
+    const child = spawnLines(PYTHON, ["test/python/check_auth.py", target, f.tenantId], {
+      env: { ...env, TOKENBROKER_KEY: key, OTHER_KEY: otherKey },
+      cwd: root,
+    });
+    try {
+      expect(await child.waitFor("get_token")).toEqual({ step: "get_token", sha256: sha256(stored.accessToken), version: stored.version });
+      const report = await child.waitFor("report_expired");
+      const current = (await f.store.getToken(f.connectionId))!;
+      expect(report).toEqual({ step: "report_expired", refreshed: true, sha256: sha256(current.accessToken), version: stored.version + 1 });
+      expect(f.fake.refreshes - refreshesBefore).toBe(1);
+      expect(await child.waitFor("watch")).toEqual({
+        step: "watch",
+        state: "CONNECTION_STATE_ACTIVE",
+        sha256: sha256(current.accessToken),
+        version: stored.version + 1,
+      });
+
+      const unauthenticated = {
+        error: "Unauthenticated",
+        notAuthorized: true,
+        code: "UNAUTHENTICATED",
+        message: expect.stringMatching(/^a valid API key is required: send `authorization: Bearer <key>`/) as unknown,
+      };
+      const noKey = await child.waitFor("no_key");
+      expect(noKey).toMatchObject(unauthenticated);
+      expect(noKey["message"]).toContain("no API key was sent: pass api_key= or set TOKENBROKER_KEY");
+      expect(await child.waitFor("no_key_watch")).toMatchObject(unauthenticated);
+      const unknown = await child.waitFor("unknown_key");
+      expect(unknown).toMatchObject(unauthenticated);
+      expect(unknown["message"]).toContain("the API key sent is unknown or revoked");
+
+      const denied = { error: "PermissionDenied", notAuthorized: true, code: "PERMISSION_DENIED", message: "this API key may not use that tenant or connection" };
+      expect(await child.waitFor("other_tenant_key")).toEqual({ step: "other_tenant_key", ...denied });
+      expect(await child.waitFor("other_tenant_key_report")).toEqual({ step: "other_tenant_key_report", ...denied });
+      expect(await child.waitFor("bad_key")).toEqual({
+        step: "bad_key",
+        error: "ValueError",
+        message: "api_key is not an API key: it must be visible ASCII characters, without spaces",
+      });
+      expect(await child.exit()).toBe(0);
+      expect(child.stderr).toBe("");
+      // Refused calls refreshed nothing; no key and no token in anything printed.
+      expect(f.fake.refreshes - refreshesBefore).toBe(1);
+      const printed = JSON.stringify(child.lines);
+      for (const secret of [key, otherKey, stored.accessToken, current.accessToken]) expect(printed.includes(secret)).toBe(false);
+    } finally {
+      child.kill();
+    }
+
+    // The broker saw whose key each call carried: its audit log names the key, never the key itself.
+    const entries = await f.auditEntries();
+    const byKey = (name: string) => entries.filter((e) => e.actor === name).map((e) => `${e.action} ${e.outcome}`);
+    expect(new Set(byKey("python-channel"))).toEqual(new Set(["get_token ok", "report_expired ok", "watch_token ok"]));
+    expect(new Set(byKey("other-channel"))).toEqual(new Set(["get_token permission_denied", "report_expired permission_denied"]));
+  });
+
+  it("the README command with TOKENBROKER_KEY prints the token set; without it or with another tenant's key it says why", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const ok = await runScript([target, f.tenantId], { TOKENBROKER_KEY: key });
+    expect(ok.stderr).toBe("");
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`connection ${f.connectionId}  version ${stored.version}  expires `);
+    for (const t of f.imported.tenants) expect(ok.stdout).toContain(t.tenantId);
+
+    const none = await runScript([target, f.tenantId]);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toBe(
+      "tokenbroker: UNAUTHENTICATED: a valid API key is required: send `authorization: Bearer <key>` (no API key was sent: pass api_key= or set TOKENBROKER_KEY)\n",
+    );
+
+    const other = await runScript([target, f.tenantId], { TOKENBROKER_KEY: otherKey });
+    expect(other.code).toBe(1);
+    expect(other.stdout).toBe("");
+    expect(other.stderr).toBe("tokenbroker: PERMISSION_DENIED: this API key may not use that tenant or connection\n");
+
+    const malformed = await runScript([target, f.tenantId], { TOKENBROKER_KEY: `${key} trailing` });
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toBe("tokenbroker: TOKENBROKER_KEY is not an API key: it must be visible ASCII characters, without spaces\n");
+
+    for (const run of [ok, none, other, malformed]) {
+      for (const secret of [key, otherKey, stored.accessToken]) expect(run.stdout.includes(secret) || run.stderr.includes(secret)).toBe(false);
+    }
   });
 });

@@ -6,7 +6,8 @@
 --
 --   local tokenbroker = require 'tokenbroker'
 --   -- At the top level, outside main(), so the cached token outlives a message:
---   local Xero = tokenbroker.new{broker='http://tokenbroker.local:50051', tenant='<tenant id>'}
+--   local Xero = tokenbroker.new{broker='http://tokenbroker.local:50051', tenant='<tenant id>',
+--                                key=os.getenv('TOKENBROKER_KEY')}
 --
 --   function main(Data)
 --      local Body, Code = Xero:call{url='https://api.xero.com/api.xro/2.0/Invoices'}
@@ -14,6 +15,9 @@
 --      local Invoices = json.parse{data=Body}
 --   end
 --
+-- `key` is the channel's API key (`tokenbroker keys create`), sent to the broker
+-- as `Authorization: Bearer <key>`; it is kept out of the client table (so
+-- trace() and json.serialize never show it) and out of every error message.
 -- Xero:call adds `Authorization: Bearer <token>` and `xero-tenant-id`. The token
 -- is cached until `margin` seconds before it expires; when Xero answers 401, the
 -- token used is reported to the broker (ReportExpired), which refreshes it once
@@ -27,6 +31,9 @@ local Client = {}
 Client.__index = Client
 
 local SERVICE = '/tokenbroker.v1.TokenService/'
+
+-- Each client's API key, out of sight of anything that prints the client.
+local Keys = setmetatable({}, { __mode = 'k' })
 
 -- Seconds since the epoch of an RFC 3339 UTC time, as the broker sends
 -- `expiresAt` ("2026-11-26T10:30:00Z", "2026-11-26T10:30:00.123Z").
@@ -48,12 +55,21 @@ tokenbroker.parseTime = parseTime
 --- Creates a client for one tenant.
 -- Config.broker  the broker's base URL, e.g. 'http://127.0.0.1:50051'
 -- Config.tenant  the Xero tenant id (sent as xero-tenant-id)
+-- Config.key     the API key sent to the broker (nil or '' sends none)
 -- Config.margin  seconds before expiry at which a cached token is replaced (default 60)
 -- Config.timeout seconds to wait for the broker (default 15)
 -- Config.now     the clock, seconds since the epoch (default os.time)
 function tokenbroker.new(Config)
    assert(type(Config) == 'table' and Config.broker and Config.tenant, 'tokenbroker.new{broker=, tenant=} is required')
-   return setmetatable({
+   local Key = Config.key
+   if Key ~= nil then
+      -- Never echo the key: it is a secret. Visible ASCII only (no header injection).
+      if type(Key) ~= 'string' then error('tokenbroker.new: key must be a string', 2) end
+      Key = Key:match('^%s*(.-)%s*$')
+      if Key:find('[^\33-\126]') then error('tokenbroker.new: key is not an API key (visible ASCII characters only)', 2) end
+      if Key == '' then Key = nil end
+   end
+   local Self = setmetatable({
       broker = Config.broker:gsub('/+$', ''),
       tenant = Config.tenant,
       margin = Config.margin or 60,
@@ -63,14 +79,19 @@ function tokenbroker.new(Config)
       -- How many times each RPC was called (for logs and tests).
       calls = { GetToken = 0, ReportExpired = 0 },
    }, Client)
+   Keys[Self] = Key
+   return Self
 end
 
 -- POSTs one Connect JSON request; returns the decoded reply or raises the broker's error.
 function Client:rpc(Method, Request)
    self.calls[Method] = self.calls[Method] + 1
+   local Headers = { ['Content-Type'] = 'application/json', ['Connect-Protocol-Version'] = '1' }
+   local Key = Keys[self]
+   if Key then Headers['Authorization'] = 'Bearer '..Key end
    local Body, Code = net.http.post{
       url = self.broker..SERVICE..Method,
-      headers = { ['Content-Type'] = 'application/json', ['Connect-Protocol-Version'] = '1' },
+      headers = Headers,
       body = json.serialize{data=Request},
       timeout = self.timeout,
       live = true,
@@ -79,7 +100,11 @@ function Client:rpc(Method, Request)
    if Code ~= 200 then
       -- Connect errors are {"code":"not_found","message":"tenant … is not connected"}.
       if Parsed and type(Reply) == 'table' and Reply.message then
-         error(('tokenbroker %s: %s: %s'):format(Method, tostring(Reply.code), Reply.message), 0)
+         local Hint = ''
+         if Code == 401 then
+            Hint = Key and ' (the key sent is unknown or revoked)' or ' (no key was sent: tokenbroker.new{key=})'
+         end
+         error(('tokenbroker %s: %s: %s%s'):format(Method, tostring(Reply.code), Reply.message, Hint), 0)
       end
       error(('tokenbroker %s: HTTP %s'):format(Method, tostring(Code)), 0)
    end
