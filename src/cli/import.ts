@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, DEFAULT_DB, upstreamFromEnv } from "../config.js";
 import { importRefreshToken } from "../importer.js";
 import { UpstreamError } from "../upstream/identity-server.js";
-import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
+import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
@@ -46,14 +46,7 @@ upstream variables, see tokenbroker serve --help).
     const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     try {
       checkEncryptionKeys(store, encryption.cipher);
-      const identity = createOidcIdentityServer({
-        issuer: upstream.issuer,
-        connectionsUrl: upstream.connectionsUrl,
-        clientId: upstream.clientId,
-        clientSecret: upstream.clientSecret,
-        allowInsecure: upstream.allowInsecureIssuer,
-        timeoutMs: upstream.timeoutMs,
-      });
+      const identity = identityFromConfig(upstream);
       let result;
       try {
         result = await importRefreshToken(store, identity, refreshToken);

@@ -4,7 +4,7 @@ import { consentFromEnv } from "../consent/consent-config.js";
 import { createLogger } from "../logger.js";
 import { notificationsFromEnv } from "../notify/notify-config.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
-import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
+import { identityFromConfig } from "./upstream-identity.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
@@ -111,14 +111,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
       throw e;
     }
     const security = startServeSecurity(securityConfig, store, logger, env);
-    const identity = createOidcIdentityServer({
-      issuer: upstream.issuer,
-      connectionsUrl: upstream.connectionsUrl,
-      clientId: upstream.clientId,
-      clientSecret: upstream.clientSecret,
-      allowInsecure: upstream.allowInsecureIssuer,
-      timeoutMs: upstream.timeoutMs,
-    });
+    const identity = identityFromConfig(upstream);
     let server: BrokerServer;
     try {
       server = await startBrokerServer({
