@@ -5,6 +5,7 @@ import { systemClock, type Clock } from "../clock.js";
 import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import { migrations } from "./migrations.js";
+import { ReadCache } from "./read-cache.js";
 import { openTokenColumns, sealTokenColumns } from "./sealed-token-columns.js";
 import type { AuthorisationStatus, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
 import type {
@@ -75,6 +76,8 @@ export class SqliteStore implements TokenStore {
   private readonly clock: Clock;
   private readonly cipher: TokenCipher | undefined;
   private readonly stmt;
+  /** The hot reads of a cached GetToken, remembered until the database changes. */
+  private readonly reads: ReadCache;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
@@ -88,6 +91,8 @@ export class SqliteStore implements TokenStore {
       this.db.pragma("foreign_keys = ON");
       migrate(this.db);
       this.stmt = prepare(this.db);
+      // Tokens read under one keyring are forgotten when the keyring changes (a re-read key file).
+      this.reads = new ReadCache(this.db, () => this.cipher?.keyIds.join(" ") ?? "");
     } catch (e) {
       this.db.close();
       throw e;
@@ -117,13 +122,19 @@ export class SqliteStore implements TokenStore {
   }
 
   async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
-    const row = this.stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
-    return row?.id;
+    return this.reads.get("tenant", tenantId, () => {
+      const row = this.stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
+      return row?.id;
+    });
   }
 
   async getToken(connectionId: string): Promise<TokenRecord | undefined> {
-    const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
-    return row && toRecord(openTokenColumns(row, this.cipher));
+    const record = this.reads.get("token", connectionId, () => {
+      const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
+      return row && toRecord(openTokenColumns(row, this.cipher));
+    });
+    // Every caller gets its own copy: the remembered record stays as read.
+    return record && { ...record, scopes: [...record.scopes], tenantIds: [...record.tenantIds] };
   }
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {

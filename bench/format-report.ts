@@ -1,0 +1,100 @@
+import type { BenchReport } from "./report.js";
+import { formatTable } from "./table.js";
+
+/** The report as the tables the command prints. */
+export function formatReport(r: BenchReport): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push(
+    `tokenbroker bench${r.quick ? " --quick (smoke run: figures not meaningful)" : ""}: ${m.cores} cores (${m.cpu}), Node ${m.node}, ${m.platform}`,
+    `server and load generator in separate processes; ${r.durationS} s; load average ${r.loadAverage.start} at start, ${r.loadAverage.end} at end`,
+    "",
+    "1. Cached GetToken: broker vs bare server on the same stack (req/s; latency ms; server CPU: % of one core, µs per request)",
+    formatTable(
+      ["protocol", "callers", "broker req/s", "p50", "p99", "cpu%", "µs/req", "bare req/s", "p50", "p99", "cpu%", "µs/req", "ratio"],
+      r.cachedGetToken.map((x) => [
+        x.label,
+        x.concurrency,
+        x.broker.rps,
+        x.broker.p50Ms,
+        x.broker.p99Ms,
+        x.broker.serverCpuPct,
+        x.broker.serverCpuUsPerRequest,
+        x.bare.rps,
+        x.bare.p50Ms,
+        x.bare.p99Ms,
+        x.bare.serverCpuPct,
+        x.bare.serverCpuUsPerRequest,
+        x.ratio,
+      ]),
+    ),
+  );
+  const errors = r.cachedGetToken.reduce((n, x) => n + x.broker.errors + x.bare.errors, 0);
+  if (errors > 0) out.push(`(${errors} failed requests)`);
+  const s = r.refreshStorm;
+  out.push(
+    "",
+    `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms`,
+    formatTable(
+      ["round", "upstream calls", "refresh ms", "first served ms", "p50 ms", "last served ms", "token versions", "errors", "bare: last served ms"],
+      s.rounds.map((x, i) => [
+        i + 1,
+        x.upstreamCalls,
+        x.refreshMs,
+        x.firstServedMs,
+        x.p50Ms,
+        x.lastServedMs,
+        x.versions,
+        x.errors,
+        x.bareLastServedMs,
+      ]),
+    ),
+  );
+  const f = r.fanOut;
+  out.push(
+    "",
+    `3. Fan-out: ${f.subscribers.toLocaleString("en")} WatchToken streams (gRPC, ${f.streamsPerConnection} per HTTP/2 connection, opened 1,000 at a time); ` +
+      "a refresh reaches every stream (ms from ReportExpired sent)",
+    formatTable(
+      ["server", "round", "refresh ms", "delivery p50", "p99", "max", "opened in ms", "memory/subscriber: RSS", "heap"],
+      (
+        [
+          ["broker", f],
+          ["bare", f.bare],
+        ] as const
+      ).flatMap(([name, x]) =>
+        x.rounds.map((y, i) => [
+          name,
+          i + 1,
+          y.refreshMs,
+          y.p50Ms,
+          y.p99Ms,
+          y.maxMs,
+          i === 0 ? String(x.openMs) : "",
+          i === 0 ? kb(x.rssPerSubscriber) : "",
+          i === 0 ? kb(x.heapPerSubscriber) : "",
+        ]),
+      ),
+    ),
+  );
+  const sc = r.scaleOfState;
+  out.push(
+    "",
+    "4. Scale of state: `tokenbroker serve` on a seeded database; GetToken over gRPC, 16 callers, every tenant in turn",
+    formatTable(
+      ["connections", "tenants", "listening ms", "first token ms", "RSS MB idle", "after load", "peak", "req/s", "p50 ms", "p99 ms"],
+      [sc.small, sc.large].map((x) => [x.connections, x.tenants, x.listeningMs, x.startupMs, x.idleRssMb, x.rssMb, x.peakRssMb, x.rps, x.p50Ms, x.p99Ms]),
+    ),
+    "",
+    "Targets",
+    formatTable(
+      ["", "target", "measured", "met"],
+      r.targets.map((t) => [t.name, t.target, t.measured, t.met ? "yes" : "NO"]),
+    ),
+  );
+  return out.join("\n");
+}
+
+function kb(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB`;
+}

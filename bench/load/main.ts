@@ -1,0 +1,61 @@
+/**
+ * The client side of the bench, in a process of its own so that the load
+ * generator and the server under test never share an event loop.
+ */
+import { serveHost } from "../ipc.js";
+import { createGetTokenCall, type GetTokenCall, type ProtocolName } from "./clients.js";
+import { runClosedLoop, type ClosedLoopOptions, type ClosedLoopResult } from "./closed-loop.js";
+import { prepareStorm, type Storm, type StormOptions, type StormResult } from "./storm.js";
+import { openWatchers, type FanOutRound, type Watchers, type WatchersOptions } from "./watchers.js";
+
+/** One client per protocol and server, kept across runs so its connections stay warm. */
+const clients = new Map<string, { call: GetTokenCall; close(): void }>();
+const storms = new Map<string, Storm>();
+let watchers: Watchers | undefined;
+
+/** What the runner can ask of the load process. */
+export const loadHostApi = {
+  /** Closed-loop GetToken load over `protocol` against `url`. */
+  async getTokenLoad(url: string, protocol: ProtocolName, options: ClosedLoopOptions): Promise<ClosedLoopResult> {
+    const key = `${protocol} ${url}`;
+    let client = clients.get(key);
+    if (!client) {
+      client = createGetTokenCall(protocol, url);
+      clients.set(key, client);
+    }
+    return runClosedLoop(client.call, options);
+  },
+  /** Connects a storm's callers (warmed with one GetToken each connection), under `name`. */
+  async prepareStorm(name: string, options: StormOptions): Promise<void> {
+    storms.set(name, await prepareStorm(options));
+  },
+  /** Sends every request of storm `name` at once; resolves when all are answered. */
+  async fireStorm(name: string): Promise<StormResult> {
+    const storm = storms.get(name);
+    if (!storm) throw new Error(`prepareStorm ${name} first`);
+    return storm.fire();
+  },
+  /** Opens WatchToken streams; resolves when each has its first message. */
+  async openWatchers(options: WatchersOptions): Promise<{ count: number; openMs: number }> {
+    watchers = await openWatchers(options);
+    return { count: watchers.count, openMs: watchers.openMs };
+  },
+  /** One refresh, timed until it reached every stream. */
+  async fanOutRound(): Promise<FanOutRound> {
+    if (!watchers) throw new Error("openWatchers first");
+    return watchers.round();
+  },
+  /** Cancels the streams. */
+  closeWatchers(): void {
+    watchers?.close();
+    watchers = undefined;
+  },
+};
+
+/** The load host's API, for typed calls from the runner. */
+export type LoadHostApi = typeof loadHostApi;
+
+serveHost(loadHostApi, async () => {
+  watchers?.close();
+  for (const c of clients.values()) c.close();
+});

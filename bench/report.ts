@@ -1,0 +1,38 @@
+import { cpus, loadavg } from "node:os";
+import type { CachedRow } from "./scenarios/cached-get-token.js";
+import type { FanOutFigures } from "./scenarios/fan-out.js";
+import type { StormFigures } from "./scenarios/refresh-storm.js";
+import type { ScaleFigures } from "./scenarios/scale-of-state.js";
+
+/** A target of issue 7 and whether this run met it. */
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+/** Everything one bench run measured (written as JSON). */
+export interface BenchReport {
+  machine: { cores: number; cpu: string; node: string; platform: string };
+  quick: boolean;
+  startedAt: string;
+  durationS: number;
+  /** The machine's 1-minute load average when the run started and ended: other work competes for the cores. */
+  loadAverage: { start: number; end: number };
+  cachedGetToken: CachedRow[];
+  refreshStorm: StormFigures;
+  fanOut: FanOutFigures;
+  scaleOfState: ScaleFigures;
+  targets: TargetCheck[];
+}
+
+/** The machine the bench ran on. */
+export function machine(): BenchReport["machine"] {
+  return { cores: cpus().length, cpu: cpus()[0]?.model ?? "unknown", node: process.version, platform: `${process.platform} ${process.arch}` };
+}
+
+/** The 1-minute load average, rounded. */
+export function loadAverage(): number {
+  return Math.round((loadavg()[0] ?? 0) * 100) / 100;
+}

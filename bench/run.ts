@@ -1,0 +1,72 @@
+/**
+ * `npm run bench`: starts everything on loopback, measures the four scenarios
+ * of issue 7 in one run, prints the tables and writes them as JSON
+ * (`bench/results/latest.json`, or `--out PATH`). `--quick` is a smoke run
+ * with tiny counts. The server under test and the load generator run in
+ * separate processes, so they never share an event loop.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startLoadHost, type BenchContext } from "./context.js";
+import { formatReport } from "./format-report.js";
+import { loadAverage, machine, type BenchReport } from "./report.js";
+import { checkTargets } from "./targets.js";
+import { benchCachedGetToken } from "./scenarios/cached-get-token.js";
+import { benchFanOut } from "./scenarios/fan-out.js";
+import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
+import { benchScaleOfState } from "./scenarios/scale-of-state.js";
+
+const USAGE = `Usage: npm run bench -- [--quick] [--out PATH]
+
+  --quick     smoke run: tiny counts and short windows (figures not meaningful)
+  --out PATH  where to write the JSON (default bench/results/latest.json)
+`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { quick: { type: "boolean", default: false }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const out = values.out ?? fileURLToPath(new URL("../../bench/results/latest.json", import.meta.url));
+  const started = performance.now();
+  const loadAtStart = loadAverage();
+  const load = await startLoadHost();
+  const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)}s`.padStart(6);
+  const ctx: BenchContext = { quick: values.quick, load, progress: (line) => process.stderr.write(`${elapsed()}  ${line}\n`) };
+  try {
+    const figures = {
+      machine: machine(),
+      quick: values.quick,
+      startedAt: new Date().toISOString(),
+      durationS: 0,
+      loadAverage: { start: loadAtStart, end: 0 },
+      cachedGetToken: await benchCachedGetToken(ctx),
+      refreshStorm: await benchRefreshStorm(ctx),
+      fanOut: await benchFanOut(ctx),
+      scaleOfState: await benchScaleOfState(ctx),
+    };
+    figures.durationS = Math.round((performance.now() - started) / 1000);
+    figures.loadAverage.end = loadAverage();
+    const report: BenchReport = { ...figures, targets: checkTargets(figures) };
+    process.stdout.write(`${formatReport(report)}\n`);
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+    process.stderr.write(`written to ${out}\n`);
+    return 0;
+  } finally {
+    await load.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,102 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { ManualClock, systemClock } from "../../src/clock.js";
+import { createTokenCipher } from "../../src/crypto/token-cipher.js";
+import { startFakeXero, type FakeXero } from "../../src/fake-xero/index.js";
+import { importRefreshToken } from "../../src/importer.js";
+import { createLogger } from "../../src/logger.js";
+import { startBrokerServer, type BrokerServer } from "../../src/server/broker-server.js";
+import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
+
+/** Options for {@link startBenchBroker}. */
+export interface BenchBrokerOptions {
+  /** "system" runs on real time with the scheduler on, as `tokenbroker serve`; "manual" lets the bench expire tokens at will (scheduler off). */
+  clock: "system" | "manual";
+}
+
+/** A broker with a fake Xero and one imported grant, in this process. */
+export interface BenchBroker {
+  readonly url: string;
+  readonly tenantId: string;
+  readonly connectionId: string;
+  readonly fake: FakeXero;
+  readonly server: BrokerServer;
+  /** How long each refresh took since the last call, as the broker logged it (ms). */
+  takeRefreshDurations(): number[];
+  /** Moves the manual clock past the stored token's expiry. */
+  expireToken(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the real broker server (`startBrokerServer`, as `tokenbroker serve`
+ * wires it, without API keys) on a loopback port, against a fake Xero, with
+ * an encrypted SQLite file in a temporary directory and one imported grant of
+ * two tenants.
+ */
+export async function startBenchBroker(options: BenchBrokerOptions): Promise<BenchBroker> {
+  const clock = options.clock === "manual" ? new ManualClock() : systemClock;
+  const fake = await startFakeXero();
+  const dir = mkdtempSync(join(tmpdir(), "tokenbroker-bench-"));
+  let store: SqliteStore | undefined;
+  try {
+    // Tokens encrypted at rest, as `tokenbroker serve` stores them.
+    store = openSqliteStore({ path: join(dir, "bench.db"), clock, encryption: createTokenCipher([randomBytes(32)]) });
+    const identity = createOidcIdentityServer({
+      issuer: new URL(fake.issuer),
+      connectionsUrl: new URL(fake.connectionsUrl),
+      clientId: fake.clientId,
+      clientSecret: fake.clientSecret,
+      allowInsecure: true,
+      clock,
+    });
+    const grant = fake.addGrant({ tenants: [{ tenantName: "Bench Org A" }, { tenantName: "Bench Org B" }] });
+    const imported = await importRefreshToken(store, identity, grant.refreshToken);
+    const tenantId = imported.tenants[0]?.tenantId;
+    if (!tenantId) throw new Error("the fake Xero listed no tenants");
+    // The broker logs one line per refresh with its duration: keep those, drop the rest.
+    const refreshDurations: number[] = [];
+    const logLines = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString("utf8").split("\n")) {
+          if (!line.includes('"event":"refresh"')) continue;
+          const entry = JSON.parse(line) as { outcome?: string; durationMs?: number };
+          if (entry.outcome === "ok" && typeof entry.durationMs === "number") refreshDurations.push(entry.durationMs);
+        }
+        done();
+      },
+    });
+    const logger = createLogger({ level: "info", destination: logLines });
+    const server = await startBrokerServer({ port: 0, store, identity, clock, logger });
+    if (options.clock === "manual") await server.scheduler.stop();
+    const opened = store;
+    return {
+      url: server.url,
+      tenantId,
+      connectionId: imported.connectionId,
+      fake,
+      server,
+      takeRefreshDurations: () => refreshDurations.splice(0),
+      async expireToken() {
+        const token = await opened.getToken(imported.connectionId);
+        if (!(clock instanceof ManualClock) || !token) throw new Error("expireToken needs the manual clock");
+        clock.set(token.expiresAt + 1000);
+      },
+      async close() {
+        await server.close();
+        await opened.close();
+        await fake.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    await store?.close();
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}

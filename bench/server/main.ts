@@ -1,0 +1,80 @@
+/**
+ * The server side of the bench, in a process of its own (forked by the
+ * runner with `--expose-gc`): a broker or a bare server, plus the figures
+ * only this process can read (CPU time, memory, upstream calls, subscribers).
+ */
+import { writeHeapSnapshot } from "node:v8";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { serveHost } from "../ipc.js";
+import { startBareServer, type BareServer } from "./bare-host.js";
+import { startBenchBroker, type BenchBroker, type BenchBrokerOptions } from "./broker-host.js";
+
+let broker: BenchBroker | undefined;
+let bare: BareServer | undefined;
+
+function theBroker(): BenchBroker {
+  if (!broker) throw new Error("no broker started in this host");
+  return broker;
+}
+
+/** What the runner can ask of the server process. */
+export const serverHostApi = {
+  /** Starts the broker; resolves with where it listens and what it holds. */
+  async startBroker(options: BenchBrokerOptions): Promise<{ url: string; tenantId: string; connectionId: string }> {
+    broker = await startBenchBroker(options);
+    return { url: broker.url, tenantId: broker.tenantId, connectionId: broker.connectionId };
+  },
+  /** Starts the bare baseline server returning `token` (proto JSON). */
+  async startBare(token: JsonValue): Promise<{ url: string }> {
+    bare = await startBareServer(token);
+    return { url: bare.url };
+  },
+  /** Moves the broker's (manual) clock past the token's expiry. */
+  async expireToken(): Promise<void> {
+    await theBroker().expireToken();
+  },
+  /** Delay of the fake Xero's token endpoint, ms. */
+  setUpstreamLatency(ms: number): void {
+    theBroker().fake.setLatency(ms);
+  },
+  /** Calls to the fake Xero's token endpoint so far. */
+  tokenEndpointCalls(): number {
+    return theBroker().fake.tokenEndpointCalls;
+  },
+  /** Durations of the refreshes since the last call, as the broker logged them, ms. */
+  refreshDurations(): number[] {
+    return theBroker().takeRefreshDurations();
+  },
+  /** Open WatchToken subscriptions (of the broker, or streams of the bare server). */
+  subscribers(): number {
+    if (bare) return bare.watchers;
+    return theBroker().server.broker.hub.size;
+  },
+  /** CPU time used so far (µs) and the wall clock (ms), to compute utilisation. */
+  cpu(): { cpuUs: number; wallMs: number } {
+    const u = process.cpuUsage();
+    return { cpuUs: u.user + u.system, wallMs: performance.now() };
+  },
+  /** `process.memoryUsage()` after two full garbage collections. */
+  async memory(): Promise<NodeJS.MemoryUsage> {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) throw new Error("start the server host with --expose-gc");
+    for (let i = 0; i < 2; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return process.memoryUsage();
+  },
+  /** Writes a V8 heap snapshot (a diagnostic: what does a subscriber hold?); returns its path. */
+  heapSnapshot(path: string): string {
+    return writeHeapSnapshot(path);
+  },
+};
+
+/** The server host's API, for typed calls from the runner. */
+export type ServerHostApi = typeof serverHostApi;
+
+serveHost(serverHostApi, async () => {
+  await broker?.close();
+  await bare?.close();
+});

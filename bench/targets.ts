@@ -1,0 +1,63 @@
+import type { BenchReport, TargetCheck } from "./report.js";
+
+/** Checks each figure against its target. */
+export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
+  const worst = r.cachedGetToken.reduce((a, b) => (b.ratio < a.ratio ? b : a));
+  const s = r.refreshStorm;
+  const f = r.fanOut;
+  const { small, large, ratio } = r.scaleOfState;
+  return [
+    {
+      name: "cached GetToken, broker ÷ bare req/s",
+      target: "≥ 0.85 on every row",
+      measured: `lowest ${worst.ratio} (${worst.label} ×${worst.concurrency})`,
+      met: worst.ratio >= 0.85,
+    },
+    {
+      name: `refresh storm, upstream calls (${s.callers} callers)`,
+      target: "1 per expiry",
+      measured: s.rounds.map((x) => x.upstreamCalls).join(", "),
+      met: s.rounds.every((x) => x.upstreamCalls === 1 && x.versions === 1 && x.errors === 0),
+    },
+    {
+      name: "refresh storm, last caller served",
+      target: `< ${s.upstreamLatencyMs + 50} ms`,
+      measured: `${s.lastServedMs} ms (worst of ${s.rounds.length}; bare server ${s.bareLastServedMs} ms)`,
+      met: s.lastServedMs < s.upstreamLatencyMs + 50,
+    },
+    {
+      name: `fan-out to ${f.subscribers.toLocaleString("en")} subscribers, p99`,
+      target: "< 1000 ms",
+      measured: `${f.p99Ms} ms (worst of ${f.rounds.length}; bare server ${f.bare.p99Ms} ms)`,
+      met: f.p99Ms < 1000,
+    },
+    {
+      name: "fan-out, server memory per subscriber",
+      target: "< 10 KB",
+      measured: `${kb(f.rssPerSubscriber)} RSS, ${kb(f.heapPerSubscriber)} heap (bare: ${kb(f.bare.rssPerSubscriber)}, ${kb(f.bare.heapPerSubscriber)})`,
+      met: f.rssPerSubscriber < 10 * 1024,
+    },
+    {
+      name: `scale (${large.connections} conn., ${large.tenants} tenants), start-up`,
+      target: "< 1000 ms",
+      measured: `${large.startupMs} ms to first token`,
+      met: large.startupMs < 1000,
+    },
+    {
+      name: "scale, memory",
+      target: "< 150 MB",
+      measured: `${large.peakRssMb} MB peak RSS`,
+      met: large.peakRssMb < 150,
+    },
+    {
+      name: "scale, cached GetToken rate",
+      target: `unchanged (≥ 0.9 × 1 connection)`,
+      measured: `${large.rps} vs ${small.rps} req/s (${ratio})`,
+      met: ratio >= 0.9,
+    },
+  ];
+}
+
+function kb(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB`;
+}

@@ -1,0 +1,109 @@
+/**
+ * `npm run bench -- --quick` end to end: the compiled bench starts its server
+ * and load processes, runs every scenario with tiny counts, prints the tables
+ * and writes the JSON. Checks that every row is there with numbers; no timing
+ * is asserted (the figures of a smoke run mean nothing).
+ */
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { tempDir } from "./helpers/broker-fixture.js";
+
+// `npm test` compiles src and bench to dist/ before vitest runs; run `npm run build` first when running this file alone.
+const BENCH = join(import.meta.dirname, "..", "dist", "bench", "run.js");
+
+let dir: ReturnType<typeof tempDir>;
+beforeEach(() => {
+  dir = tempDir();
+});
+afterEach(() => {
+  dir.cleanup();
+});
+
+function runBench(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BENCH, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const isNumber = (n: unknown) => typeof n === "number" && Number.isFinite(n);
+
+it("bench --quick prints a row for every scenario, writes them as JSON, and profiles every process", { timeout: 60_000 }, async () => {
+  const out = join(dir.path, "latest.json");
+  const profiles = join(dir.path, "profiles");
+  const { code, stdout, stderr } = await runBench(["--quick", "--out", out], { BENCH_CPU_PROF: profiles });
+  expect(code, stderr).toBe(0);
+  const report = JSON.parse(readFileSync(out, "utf8"));
+
+  expect(report.quick).toBe(true);
+  expect(report.machine.cores).toBeGreaterThan(0);
+
+  // 1. Three protocols at 1, 16 and 256 callers, broker and bare side by side.
+  const cached = report.cachedGetToken as Array<Record<string, any>>;
+  expect(cached.map((r) => `${r.protocol}×${r.concurrency}`)).toEqual(
+    ["grpc-js", "connect-binary-h2", "connect-json-h1"].flatMap((p) => [1, 16, 256].map((c) => `${p}×${c}`)),
+  );
+  for (const row of cached) {
+    for (const side of [row.broker, row.bare]) {
+      expect(side.requests).toBeGreaterThan(0);
+      expect(side.errors).toBe(0);
+      for (const k of ["rps", "p50Ms", "p99Ms", "serverCpuPct"]) expect(isNumber(side[k]), k).toBe(true);
+    }
+    expect(row.ratio).toBeGreaterThan(0);
+    expect(stdout).toContain(row.label);
+  }
+
+  // 2. The storm: one upstream call per expiry is a correctness figure, so it is checked.
+  expect(report.refreshStorm.rounds).toHaveLength(3);
+  for (const r of report.refreshStorm.rounds) {
+    expect(r).toMatchObject({ upstreamCalls: 1, versions: 1, errors: 0 });
+    expect(isNumber(r.lastServedMs)).toBe(true);
+  }
+
+  // 3. Fan-out: every subscriber got every refresh; memory figures are numbers.
+  const fan = report.fanOut;
+  expect(fan.subscribers).toBeGreaterThan(0);
+  expect(fan.rounds).toHaveLength(3);
+  for (const r of fan.rounds) for (const k of ["refreshMs", "p50Ms", "p99Ms", "maxMs"]) expect(isNumber(r[k]), k).toBe(true);
+  expect(isNumber(fan.rssPerSubscriber) && isNumber(fan.heapPerSubscriber)).toBe(true);
+
+  // 4. Scale of state: the real `tokenbroker serve` on a small and a large database.
+  const { small, large } = report.scaleOfState;
+  expect(small.connections).toBe(1);
+  expect(large.connections).toBeGreaterThan(small.connections);
+  expect(large.tenants).toBe(large.connections * 10);
+  for (const s of [small, large]) {
+    for (const k of ["listeningMs", "startupMs", "rssMb", "peakRssMb", "rps", "p50Ms", "p99Ms"]) {
+      expect(isNumber(s[k]), k).toBe(true);
+    }
+    expect(s.errors).toBe(0);
+  }
+
+  // Every target is judged, and the printed table ends with them.
+  expect(report.targets).toHaveLength(8);
+  for (const t of report.targets) {
+    expect(typeof t.met).toBe("boolean");
+    expect(stdout).toContain(t.name);
+  }
+  // BENCH_CPU_PROF: a CPU profile of the load process and of each server process (two per scenario 1–3).
+  const written = readdirSync(profiles).filter((f) => f.endsWith(".cpuprofile"));
+  expect(written.length).toBeGreaterThanOrEqual(7);
+  for (const f of written.slice(0, 2)) expect(JSON.parse(readFileSync(join(profiles, f), "utf8")).nodes.length).toBeGreaterThan(0);
+
+  // No access token (a JWT) is ever printed.
+  expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
+  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "Targets"]) {
+    expect(stdout).toContain(heading);
+  }
+});

@@ -1,0 +1,101 @@
+/**
+ * The SQLite store remembers its hot reads (tenant → connection, token set)
+ * until the database changes. These tests change the database in every way a
+ * broker sees it change — through the same store, through another connection
+ * to the file (another process), in a transaction that rolls back — and check
+ * that the next read sees exactly what is committed.
+ */
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import type { NewTokenSet } from "../src/token-set.js";
+import { tempDir } from "./helpers/broker-fixture.js";
+
+let dir: ReturnType<typeof tempDir>;
+let a: SqliteStore;
+let b: SqliteStore;
+
+beforeEach(() => {
+  dir = tempDir();
+  const path = join(dir.path, "tokenbroker.db");
+  a = openSqliteStore({ path });
+  b = openSqliteStore({ path }); // a second connection to the file, as another broker process has
+});
+afterEach(async () => {
+  await a.close();
+  await b.close();
+  dir.cleanup();
+});
+
+function tokenSet(accessToken: string): NewTokenSet {
+  const now = Date.now();
+  return {
+    accessToken,
+    refreshToken: randomUUID(),
+    idToken: undefined,
+    tokenType: "Bearer",
+    scopes: ["offline_access", "accounting.transactions"],
+    expiresAt: now + 1_800_000,
+    obtainedAt: now,
+    refreshTokenIssuedAt: now,
+  };
+}
+
+const tenant = (tenantId: string) => ({
+  tenantId,
+  xeroConnectionId: undefined,
+  tenantName: undefined,
+  tenantType: undefined,
+  authEventId: undefined,
+});
+
+it("a token set replaced by another connection is read at once, and so is a tenant moved to another grant", async () => {
+  const tenantId = randomUUID();
+  const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  expect(await a.findConnectionByTenant(tenantId)).toBe(connectionId);
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1"); // now remembered
+
+  await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
+  const after = await a.getToken(connectionId);
+  expect(after?.accessToken).toBe("access-2");
+  expect(after?.version).toBe(2);
+
+  // The same tenant authorised later through another user's grant: that grant now serves it.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const other = await b.saveConnection({ xeroUserId: "user-2", tokenSet: tokenSet("access-3"), tenants: [tenant(tenantId)] });
+  expect(await a.findConnectionByTenant(tenantId)).toBe(other.connectionId);
+});
+
+it("a change through the same store, and a state change, are read at once", async () => {
+  const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [] });
+  expect((await a.getToken(connectionId))?.state).toBe("active");
+  await a.markNeedsReauthorization(connectionId, "invalid_grant");
+  expect((await a.getToken(connectionId))?.state).toBe("needs_reauthorization");
+  await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
+  expect(await a.getToken(connectionId)).toMatchObject({ state: "active", accessToken: "access-2" });
+});
+
+it("a rolled-back transaction leaves nothing behind, and a caller's changes to a record stay its own", async () => {
+  const tenantId = randomUUID();
+  const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  const db = a.database;
+  expect(() =>
+    db.transaction(() => {
+      db.prepare("UPDATE token_sets SET access_token = 'uncommitted' WHERE connection_id = ?").run(connectionId);
+      void a.getToken(connectionId); // read inside the transaction
+      throw new Error("roll back");
+    })(),
+  ).toThrow("roll back");
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
+
+  const first = await a.getToken(connectionId);
+  first!.tenantIds.push("not-a-tenant");
+  first!.scopes.sort().reverse();
+  (first as { accessToken: string }).accessToken = "changed by a caller";
+  const second = await a.getToken(connectionId);
+  expect(second?.tenantIds).toEqual([tenantId]);
+  expect(second?.scopes).toEqual(["offline_access", "accounting.transactions"]);
+  expect(second?.accessToken).toBe("access-1");
+});
