@@ -8,7 +8,7 @@ import type { IdentityServer } from "../upstream/identity-server.js";
 import { createMetricsRoute } from "./metrics-route.js";
 import { processMetricsRegistry } from "./process-metrics.js";
 import { createRefreshMetrics } from "./refresh-metrics.js";
-import { createServedInterceptor } from "./served-metrics.js";
+import { createServedMetrics, type WireProtocol } from "./served-metrics.js";
 import { createStateMetrics } from "./state-metrics.js";
 import { createUpstreamMetrics } from "./upstream-metrics.js";
 
@@ -32,6 +32,8 @@ export interface BrokerMetrics {
   readonly onWait: RefreshWaitListener;
   /** Counts tokens served; add it to the RPC handler's interceptors. */
   readonly interceptor: Interceptor;
+  /** Counts one token handed out outside Connect (the gRPC WatchToken fast path). */
+  countServed(rpc: string, protocol: WireProtocol): void;
   /** `identity`, with each upstream call timed. */
   timeIdentity<T extends IdentityServer>(identity: T): T;
   /** `GET /metrics` on the broker's port. */
@@ -49,7 +51,7 @@ export interface BrokerMetrics {
 export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetrics {
   const registry = new Registry();
   const refresh = createRefreshMetrics(registry);
-  const interceptor = createServedInterceptor(registry);
+  const served = createServedMetrics(registry);
   const timeIdentity = createUpstreamMetrics(registry);
   const updateState = createStateMetrics(registry, options);
   const exposed = options.processMetrics === false ? registry : Registry.merge([registry, processMetricsRegistry()]);
@@ -61,7 +63,8 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
     registry,
     onRefresh: refresh.onRefresh,
     onWait: refresh.onWait,
-    interceptor,
+    interceptor: served.interceptor,
+    countServed: served.count,
     timeIdentity,
     route: createMetricsRoute(scrape),
     scrape,

@@ -19,13 +19,26 @@ export function protocolOf(contentType: string | null): WireProtocol {
  * stream delivers.
  */
 export function createServedInterceptor(registry: Registry): Interceptor {
+  return createServedMetrics(registry).interceptor;
+}
+
+/** The served-tokens counter: the Connect interceptor, and a hook for handlers outside Connect. */
+export interface ServedMetrics {
+  /** Counts token-carrying response messages of Connect calls. */
+  interceptor: Interceptor;
+  /** Counts one token handed out by `rpc` over `protocol` (for handlers that do not go through Connect). */
+  count(rpc: string, protocol: WireProtocol): void;
+}
+
+/** Registers `tokenbroker_tokens_served_total{rpc,protocol}`; see {@link createServedInterceptor}. */
+export function createServedMetrics(registry: Registry): ServedMetrics {
   const served = new Counter({
     name: "tokenbroker_tokens_served_total",
     help: "Access tokens handed out, by RPC and wire protocol (grpc, grpc-web, connect).",
     labelNames: ["rpc", "protocol"] as const,
     registers: [registry],
   });
-  return (next) => async (req) => {
+  const interceptor: Interceptor = (next) => async (req) => {
     const labels = { rpc: req.method.name, protocol: protocolOf(req.header.get("content-type")) };
     const res = await next(req);
     if (!res.stream) {
@@ -43,6 +56,7 @@ export function createServedInterceptor(registry: Registry): Interceptor {
       })(),
     };
   };
+  return { interceptor, count: (rpc, protocol) => served.inc({ rpc, protocol }) };
 }
 
 function carriesToken(message: unknown): boolean {

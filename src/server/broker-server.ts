@@ -12,6 +12,7 @@ import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
+import { createGrpcWatchFastPath } from "./grpc-watch-fast-path.js";
 import { listenOnePort, type OnePortServer, type OnePortTls } from "./one-port-server.js";
 import { createServerSecurity, type BrokerAuthOptions } from "./server-security.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -149,10 +150,21 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes])),
   });
 
+  // gRPC WatchToken streams skip Connect's per-stream generators (fan-out to thousands of subscribers);
+  // API keys, audit and debug logs need Connect's interceptors, so with any of them on every call goes to Connect.
+  const watchFastPath = createGrpcWatchFastPath({
+    broker,
+    readMaxBytes: options.readMaxBytes ?? 64 * 1024,
+    countServed: metrics.countServed,
+    onInternalError: (e) => logger.error(errorFields(e), "internal error"),
+    enabled: () => !options.auth && !options.audit && !logger.isLevelEnabled("debug"),
+  });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies(rpcHandler),
+    handler: drainUnreadBodies((req, res) => {
+      if (!watchFastPath(req, res)) rpcHandler(req, res);
+    }),
     ...(options.tls ? { tls: options.tls } : {}),
   });
   scheduler.start();
