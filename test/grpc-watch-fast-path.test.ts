@@ -4,6 +4,7 @@
  * trailers out, so nothing of connect-es stands between the test and the wire.
  */
 import * as http2 from "node:http2";
+import { Writable } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -13,7 +14,10 @@ import {
   WatchTokenResponseSchema,
   type WatchTokenResponse,
 } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
+import type { AuditEntry } from "../src/audit/audit-log.js";
+import { createLogger } from "../src/logger.js";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 import { eventually } from "./helpers/stream-reader.js";
 
 /** One raw gRPC call: headers, frames as they arrive, trailers. */
@@ -143,5 +147,112 @@ describe("gRPC WatchToken fast path", () => {
     const trailers = await kept.ended;
     expect(trailers["grpc-status"]).toBe(String(Code.Unavailable));
     expect(f.server.broker.hub.size).toBe(0);
+  });
+});
+
+describe("gRPC WatchToken fast path with API keys, audit and debug logging on", () => {
+  let f: SecureBrokerFixture;
+  let session: http2.ClientHttp2Session;
+  let logText = "";
+
+  beforeEach(async () => {
+    logText = "";
+    const destination = new Writable({
+      write(chunk: Buffer | string, _encoding, callback) {
+        logText += chunk.toString();
+        callback();
+      },
+    });
+    f = await startSecureBroker({ server: { logger: createLogger({ level: "debug", destination }) } });
+    session = http2.connect(f.server.url);
+  });
+  afterEach(async () => {
+    session.destroy();
+    await f?.close();
+  });
+
+  /** The debug lines of WatchToken calls written so far, without their durations. */
+  const rpcLines = () =>
+    logText
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l["event"] === "rpc" && l["method"] === "WatchToken")
+      .map(({ method, key, tenantId, connectionId, selector, code }) => ({ method, key, tenantId, connectionId, selector, code }));
+
+  it("serves the stream itself and answers, audits and logs exactly as the Connect path does", async () => {
+    const [tenantA, tenantB] = f.imported.tenants.map((t) => t.tenantId) as [string, string];
+    const onlyA = f.createKey("only-a", [tenantA]);
+    const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+    const tenant = (value: string) => watchRequest({ case: "tenantId", value });
+
+    /** The same calls over one path; a `grpc-timeout` header sends a gRPC call to Connect instead. */
+    const scenario = async (extra: http2.OutgoingHttpHeaders) => {
+      const status = async (body: Buffer, headers: http2.OutgoingHttpHeaders = {}) => {
+        const c = call(session, body, { ...extra, ...headers });
+        const trailers = await c.ended;
+        expect(c.frames).toEqual([]);
+        return Number(trailers["grpc-status"]);
+      };
+      const codes = {
+        noKey: await status(tenant(tenantA)),
+        badKey: await status(tenant(tenantA), bearer(`tbk_${"A".repeat(43)}`)),
+        otherTenant: await status(tenant(tenantB), bearer(onlyA)),
+        unknownTenant: await status(tenant("00000000-0000-0000-0000-000000000000"), bearer(onlyA)),
+        otherConnection: await status(watchRequest({ case: "connectionId", value: "no-such-connection" }), bearer(onlyA)),
+        noSelector: await status(watchRequest(undefined), bearer(onlyA)),
+      };
+      const ok = call(session, tenant(tenantA), { ...extra, ...bearer(onlyA) });
+      await eventually(() => ok.frames.length === 1, 3000, "the token");
+      const token = decode(ok.frames[0]!).token!;
+      ok.cancel();
+      await eventually(() => f.server.broker.hub.size === 0, 3000, "the stream closed");
+      return { codes, headers: ok.headers, token };
+    };
+
+    const fast = await scenario({});
+    await eventually(() => rpcLines().length === 7, 3000, "the fast path's debug lines");
+    const fastLines = rpcLines();
+    const fastRows = await f.auditEntries();
+    const viaConnect = await scenario({ "grpc-timeout": "60S" });
+    await eventually(() => rpcLines().length === 14, 3000, "the Connect path's debug lines");
+    const connectLines = rpcLines().slice(7);
+    const connectRows = (await f.auditEntries()).slice(fastRows.length); // oldest first
+
+    // The fast path served the keyed stream (Connect advertises gzip), Connect the other.
+    expect(fast.headers?.["grpc-accept-encoding"]).toBe("identity");
+    expect(viaConnect.headers?.["grpc-accept-encoding"]).not.toBe("identity");
+    expect(fast.token.connectionId).toBe(f.connectionId);
+
+    expect(fast.codes).toEqual({
+      noKey: Code.Unauthenticated,
+      badKey: Code.Unauthenticated,
+      otherTenant: Code.PermissionDenied,
+      unknownTenant: Code.PermissionDenied,
+      otherConnection: Code.PermissionDenied,
+      noSelector: Code.InvalidArgument,
+    });
+    expect(viaConnect.codes).toEqual(fast.codes);
+
+    const summary = (rows: AuditEntry[]) => rows.map((e) => [e.actor, e.action, e.tenantId ?? null, e.connectionId ?? null, e.outcome]);
+    expect(summary(fastRows)).toEqual([
+      ["only-a", "watch_token", tenantB, null, "permission_denied"],
+      ["only-a", "watch_token", "00000000-0000-0000-0000-000000000000", null, "permission_denied"],
+      ["only-a", "watch_token", null, "no-such-connection", "permission_denied"],
+      ["only-a", "watch_token", tenantA, f.connectionId, "ok"],
+    ]);
+    expect(summary(connectRows)).toEqual(summary(fastRows));
+
+    expect(fastLines.map((l) => [l.key ?? null, l.code])).toEqual([
+      [null, "Unauthenticated"],
+      [null, "Unauthenticated"],
+      ["only-a", "PermissionDenied"],
+      ["only-a", "PermissionDenied"],
+      ["only-a", "PermissionDenied"],
+      ["only-a", "InvalidArgument"],
+      ["only-a", "ok"],
+    ]);
+    expect(connectLines).toEqual(fastLines);
+    for (const secret of [onlyA, fast.token.accessToken, viaConnect.token.accessToken]) expect(logText).not.toContain(secret);
   });
 });

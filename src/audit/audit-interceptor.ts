@@ -1,6 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import { principalKey } from "../auth/auth-interceptor.js";
 import { firstMessage, selectorOf } from "../auth/first-message.js";
+import { auditCall } from "./audit-call.js";
 import type { AuditLog } from "./audit-log.js";
 
 /** Options for {@link createAuditInterceptor}. */
@@ -8,11 +9,6 @@ export interface AuditInterceptorOptions {
   audit: AuditLog;
   /** Services whose calls are audited (default `tokenbroker.v1.TokenService`). */
   services?: readonly string[];
-}
-
-/** `GetToken` → `get_token`. */
-function actionOf(method: string): string {
-  return method.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
 /**
@@ -28,26 +24,17 @@ export function createAuditInterceptor(options: AuditInterceptorOptions): Interc
   const { audit } = options;
   return (next) => async (req) => {
     if (!services.has(req.service.typeName)) return next(req);
-    const action = actionOf(req.method.name);
     const { message, request } = await firstMessage(req);
-    const selector = selectorOf(message);
-    const tenantId = selector.case === "tenantId" ? selector.value.slice(0, 128) : undefined;
-    const asked = selector.case === "connectionId" ? selector.value.slice(0, 128) : undefined;
-    const actor = () => request.contextValues.get(principalKey)?.name;
-    const handedOut = (token: { connectionId: string } | undefined) => {
-      if (token) audit.record({ actor: actor(), action, tenantId, connectionId: token.connectionId, outcome: "ok" });
-    };
+    const call = auditCall(audit, req.method.name, selectorOf(message), () => request.contextValues.get(principalKey)?.name);
     let res;
     try {
       res = await next(request);
     } catch (e) {
-      if (e instanceof ConnectError && e.code === Code.PermissionDenied) {
-        audit.record({ actor: actor(), action, tenantId, connectionId: asked, outcome: "permission_denied" });
-      }
+      call.failed(e);
       throw e;
     }
     if (!res.stream) {
-      handedOut((res.message as { token?: { connectionId: string } }).token);
+      call.handedOut((res.message as { token?: { connectionId: string } }).token);
       return res;
     }
     const messages = res.message;
@@ -55,7 +42,7 @@ export function createAuditInterceptor(options: AuditInterceptorOptions): Interc
       ...res,
       message: (async function* () {
         for await (const m of messages) {
-          handedOut((m as { token?: { connectionId: string } }).token);
+          call.handedOut((m as { token?: { connectionId: string } }).token);
           yield m;
         }
       })(),

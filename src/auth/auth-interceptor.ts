@@ -1,8 +1,7 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import type { Selector } from "../broker/token-broker.js";
-import { parseSelector } from "../service/parse-request.js";
-import { allowsConnection, allowsTenant, type Principal } from "./api-key.js";
+import { createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { Principal } from "./api-key.js";
 import type { Authenticator } from "./authenticator.js";
+import { createAuthorizer } from "./authorize.js";
 import { firstMessage, selectorOf } from "./first-message.js";
 
 /** The authenticated caller of an RPC, for handlers and other interceptors (`ctx.values.get(principalKey)`). */
@@ -17,9 +16,6 @@ export interface AuthInterceptorOptions {
   services?: readonly string[];
 }
 
-const UNAUTHENTICATED = "a valid API key is required: send `authorization: Bearer <key>`";
-const DENIED = "this API key may not use that tenant or connection";
-
 /**
  * A Connect interceptor that lets through only callers with a valid key,
  * asking only for token sets within the key's scope. No, unknown or revoked
@@ -30,25 +26,15 @@ const DENIED = "this API key may not use that tenant or connection";
  */
 export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
   const services = new Set(options.services ?? ["tokenbroker.v1.TokenService"]);
+  const authorizer = createAuthorizer(options);
   return (next) => async (req) => {
     if (!services.has(req.service.typeName)) return next(req);
-    const principal = await options.authenticator.authenticate(req.header.get("authorization"));
-    if (!principal) throw new ConnectError(UNAUTHENTICATED, Code.Unauthenticated);
+    const principal = await authorizer.authenticate(req.header.get("authorization"));
     req.contextValues.set(principalKey, principal);
     if (principal.tenants === "*") return next(req);
 
     const { message, request } = await firstMessage(req);
-    let selector: Selector;
-    try {
-      selector = parseSelector(selectorOf(message));
-    } catch {
-      return next(request); // malformed: the handler answers INVALID_ARGUMENT, the same for every key
-    }
-    const allowed =
-      "tenantId" in selector
-        ? allowsTenant(principal, selector.tenantId)
-        : allowsConnection(principal, await options.tenantsOfConnection(selector.connectionId));
-    if (!allowed) throw new ConnectError(DENIED, Code.PermissionDenied);
+    await authorizer.checkScope(principal, selectorOf(message));
     return next(request);
   };
 }

@@ -151,13 +151,13 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   });
 
   // gRPC WatchToken streams skip Connect's per-stream generators (fan-out to thousands of subscribers);
-  // API keys, audit and debug logs need Connect's interceptors, so with any of them on every call goes to Connect.
+  // API keys, audit and debug logs apply there through the same functions as their Connect interceptors.
   const watchFastPath = createGrpcWatchFastPath({
     broker,
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
     countServed: metrics.countServed,
     onInternalError: (e) => logger.error(errorFields(e), "internal error"),
-    enabled: () => !options.auth && !options.audit && !logger.isLevelEnabled("debug"),
+    guardCall: security.guardCall,
   });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",

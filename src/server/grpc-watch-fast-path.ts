@@ -13,6 +13,7 @@ import { toConnectError } from "../service/to-connect-error.js";
 import { toProtoState, toProtoToken } from "../service/to-proto.js";
 import type { TokenRecord } from "../token-set.js";
 import type { DualHandler } from "./one-port-server.js";
+import type { GuardedCall } from "./server-security.js";
 
 const PATH = "/tokenbroker.v1.TokenService/WatchToken";
 const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
@@ -27,11 +28,10 @@ export interface GrpcWatchFastPathOptions {
   /** Gets anything unexpected the broker threw (the caller sees INTERNAL). */
   onInternalError(e: unknown): void;
   /**
-   * Whether a request may take the fast path now. When false (API keys, audit
-   * or debug logging on: their Connect interceptors must see the call) every
-   * request goes to Connect.
+   * Checks and records a call as the Connect interceptors do (API key and
+   * scope, audit log, debug line): `ServerSecurity.guardCall`.
    */
-  enabled(): boolean;
+  guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
 }
 
 /**
@@ -70,7 +70,6 @@ export function createGrpcWatchFastPath(
     if (!CONTENT_TYPES.has(String(headers["content-type"] ?? "").toLowerCase())) return false;
     const encoding = headers["grpc-encoding"];
     if ((encoding !== undefined && encoding !== "identity") || headers["grpc-timeout"] !== undefined) return false;
-    if (!options.enabled()) return false;
     serve(req, res as http2.Http2ServerResponse, options, frameOf);
     return true;
   };
@@ -156,6 +155,16 @@ function serve(
   });
 
   const watch = async (request: ReturnType<typeof fromBinary<typeof WatchTokenRequestSchema>>) => {
+    const authorization = req.headers["authorization"];
+    const guard = options.guardCall("WatchToken", typeof authorization === "string" ? authorization : undefined, request);
+    try {
+      await guard.authorize();
+    } catch (e) {
+      stream.off("close", onClose);
+      fail(e);
+      return;
+    }
+    let error: unknown;
     try {
       const selector = parseSelector(request.selector);
       for await (const record of options.broker.watch(selector, abort.signal)) {
@@ -165,14 +174,20 @@ function serve(
           stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
         }
         const frame = frameOf(record);
-        if (record.state === "active") options.countServed("WatchToken", "grpc");
+        if (record.state === "active") {
+          options.countServed("WatchToken", "grpc");
+          guard.sent(record);
+        }
         if (!stream.write(frame)) await drained(stream, abort.signal);
       }
     } catch (e) {
-      fail(e);
+      error = toConnectError(e, options.onInternalError);
+      fail(error);
       return;
     } finally {
       stream.off("close", onClose);
+      if (error === undefined && !abort.signal.aborted) error = new ConnectError("tokenbroker is shutting down; reconnect", Code.Unavailable);
+      guard.ended(error);
     }
     if (!abort.signal.aborted) finish(Code.Unavailable, "tokenbroker is shutting down; reconnect");
   };

@@ -1,7 +1,10 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createAuditInterceptor } from "../audit/audit-interceptor.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import { auditCall } from "../audit/audit-call.js";
+import type { Principal } from "../auth/api-key.js";
 import { createAuthInterceptor, principalKey } from "../auth/auth-interceptor.js";
+import { createAuthorizer } from "../auth/authorize.js";
 import { firstMessage, selectorOf } from "../auth/first-message.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { adminOf, createAdminGate } from "../auth/require-admin.js";
@@ -9,6 +12,7 @@ import type { RefreshEvent } from "../broker/refresh-events.js";
 import type { Logger } from "../logger.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { HttpRoute } from "./http-routes.js";
+import { startRpcDebugLine } from "./rpc-debug-line.js";
 
 /** Authentication of the broker's port (see `startBrokerServer`'s `auth`). */
 export interface BrokerAuthOptions {
@@ -34,6 +38,21 @@ export interface ServerSecurity {
   guardRoutes(routes: HttpRoute[]): HttpRoute[];
   /** Records a refresh in the audit log. */
   onRefresh(event: RefreshEvent): void;
+  /**
+   * The same checks and records as {@link ServerSecurity.interceptors}, for a
+   * TokenService call served outside Connect (the gRPC WatchToken fast path).
+   */
+  guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
+}
+
+/** One TokenService call served outside Connect, checked and recorded as the interceptors do (see `guardCall`). */
+export interface GuardedCall {
+  /** Checks the API key and its scope: throws the auth interceptor's ConnectErrors, and audits and logs a refusal. */
+  authorize(): Promise<void>;
+  /** Audits a message sent (one entry if it carries a token). */
+  sent(token: { connectionId: string } | undefined): void;
+  /** Logs the call's debug line once it ended (after `authorize` succeeded), with its error if any. */
+  ended(error?: unknown): void;
 }
 
 /** Options for {@link createServerSecurity}. */
@@ -51,6 +70,12 @@ export interface ServerSecurityOptions {
 export function createServerSecurity(options: ServerSecurityOptions): ServerSecurity {
   const { auth, audit } = options;
   const interceptors: Interceptor[] = [];
+  const authorizer =
+    auth &&
+    createAuthorizer({
+      authenticator: auth.authenticator,
+      tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
+    });
   if (options.logger) interceptors.push(debugLog(options.logger));
   if (audit) interceptors.push(createAuditInterceptor({ audit }));
   if (auth) {
@@ -91,6 +116,35 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
         ...gate.routes,
       ];
     },
+    guardCall(method, authorization, message) {
+      const selector = selectorOf(message);
+      let principal: Principal | undefined;
+      const key = () => principal?.name;
+      // As the interceptors, outermost first: debug line, audit, then key and scope.
+      const logger = options.logger?.isLevelEnabled("debug") ? options.logger : undefined;
+      const line = logger && startRpcDebugLine(logger, method, selector, key);
+      const calls = audit && auditCall(audit, method, selector, key);
+      const codeOf = (e: unknown) => Code[ConnectError.from(e).code] ?? "unknown";
+      return {
+        async authorize() {
+          if (!authorizer) return;
+          try {
+            principal = await authorizer.authenticate(authorization);
+            await authorizer.checkScope(principal, selector);
+          } catch (e) {
+            calls?.failed(e);
+            line?.(codeOf(e));
+            throw e;
+          }
+        },
+        sent(token) {
+          calls?.handedOut(token);
+        },
+        ended(error) {
+          line?.(error === undefined ? "ok" : codeOf(error));
+        },
+      };
+    },
     onRefresh(event) {
       if (event.outcome === "already_fresh") return; // nothing was refreshed
       audit?.record({
@@ -110,19 +164,7 @@ function debugLog(logger: Logger): Interceptor {
     if (!logger.isLevelEnabled("debug") || req.service.typeName !== "tokenbroker.v1.TokenService") return next(req);
     const started = performance.now();
     const { message, request } = await firstMessage(req);
-    const selector = selectorOf(message);
-    const line = (code: string) =>
-      logger.debug(
-        {
-          event: "rpc",
-          method: req.method.name,
-          key: request.contextValues.get(principalKey)?.name,
-          [selector.case ?? "selector"]: selector.case === undefined ? "none" : selector.value.slice(0, 128),
-          code,
-          ms: Math.round(performance.now() - started),
-        },
-        `${req.method.name} ${code}`,
-      );
+    const line = startRpcDebugLine(logger, req.method.name, selectorOf(message), () => request.contextValues.get(principalKey)?.name, started);
     try {
       const res = await next(request);
       if (!res.stream) {

@@ -1,0 +1,54 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Selector } from "../broker/token-broker.js";
+import { parseSelector } from "../service/parse-request.js";
+import { allowsConnection, allowsTenant, type Principal } from "./api-key.js";
+import type { Authenticator } from "./authenticator.js";
+import type { RequestSelector } from "./first-message.js";
+
+/** Options for {@link createAuthorizer}. */
+export interface AuthorizerOptions {
+  authenticator: Authenticator;
+  /** The tenant ids served by a connection, or undefined if there is no such connection. */
+  tenantsOfConnection(connectionId: string): Promise<readonly string[] | undefined>;
+}
+
+/** The API-key decisions of a TokenService call, shared by the Connect interceptor and the gRPC WatchToken fast path. */
+export interface Authorizer {
+  /** The caller of an `authorization` header's value; UNAUTHENTICATED for no, unknown or revoked key. */
+  authenticate(authorization: string | null | undefined): Promise<Principal>;
+  /**
+   * Throws PERMISSION_DENIED if the request's tenant or connection is outside
+   * the principal's scope, whether or not it exists. A request naming no
+   * token set, or a malformed id, passes: the handler answers INVALID_ARGUMENT
+   * (the same for every key).
+   */
+  checkScope(principal: Principal, selector: RequestSelector): Promise<void>;
+}
+
+const UNAUTHENTICATED = "a valid API key is required: send `authorization: Bearer <key>`";
+const DENIED = "this API key may not use that tenant or connection";
+
+/** Creates the {@link Authorizer} of a broker's API keys and scopes. */
+export function createAuthorizer(options: AuthorizerOptions): Authorizer {
+  return {
+    async authenticate(authorization) {
+      const principal = await options.authenticator.authenticate(authorization);
+      if (!principal) throw new ConnectError(UNAUTHENTICATED, Code.Unauthenticated);
+      return principal;
+    },
+    async checkScope(principal, requested) {
+      if (principal.tenants === "*") return;
+      let selector: Selector;
+      try {
+        selector = parseSelector(requested);
+      } catch {
+        return; // malformed: the handler answers INVALID_ARGUMENT, the same for every key
+      }
+      const allowed =
+        "tenantId" in selector
+          ? allowsTenant(principal, selector.tenantId)
+          : allowsConnection(principal, await options.tenantsOfConnection(selector.connectionId));
+      if (!allowed) throw new ConnectError(DENIED, Code.PermissionDenied);
+    },
+  };
+}
