@@ -66,15 +66,15 @@ export class TokenBroker {
     );
   }
 
-  /** The connection id a selector names; `not_found` if the broker holds none. */
+  /** The connection id a selector names; `not_found` for an unknown tenant (an unknown connection id fails at the read that follows). */
   async resolve(selector: Selector): Promise<string> {
     if ("tenantId" in selector) {
       const id = await this.store.findConnectionByTenant(selector.tenantId);
       if (id === undefined) throw new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
       return id;
     }
-    const record = await this.store.getToken(selector.connectionId);
-    if (!record) throw new BrokerError("not_found", `connection ${selector.connectionId} not found`);
+    // Whether the connection exists is learnt from the read every caller makes next
+    // (`current`), which throws the same not_found: no second read on the hot path.
     return selector.connectionId;
   }
 
@@ -103,8 +103,8 @@ export class TokenBroker {
     options: { signal?: AbortSignal | undefined } = {},
   ): Promise<{ token: TokenRecord; refreshed: boolean }> {
     const connectionId = await this.resolve(selector);
-    this.touch(connectionId);
     const current = await this.current(connectionId);
+    this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
     if (!sameToken(current.accessToken, accessToken)) {
       const token = await this.validToken(connectionId, this.defaultMinValidForMs, options.signal);
@@ -155,8 +155,8 @@ export class TokenBroker {
   }
 
   private async validToken(connectionId: string, minValidForMs: number, signal: AbortSignal | undefined): Promise<TokenRecord> {
-    this.touch(connectionId);
     const current = await this.current(connectionId);
+    this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
     const lifetime = current.expiresAt - current.obtainedAt;
     const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
