@@ -261,7 +261,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     } finally {
       await store.close();
     }
-    expect(record?.tenantIds.sort()).toEqual(grant.tenants.map((t) => t.tenantId).sort());
+    expect([...(record?.tenantIds ?? [])].sort()).toEqual(grant.tenants.map((t) => t.tenantId).sort());
     // The broker now holds the grant's one live refresh token.
     const live = fake.getGrant(grant.grantId)?.refreshToken;
     expect(record?.refreshToken).toBe(live);

@@ -3,7 +3,8 @@
  * until the database changes. These tests change the database in every way a
  * broker sees it change — through the same store, through another connection
  * to the file (another process), in a transaction that rolls back — and check
- * that the next read sees exactly what is committed.
+ * that the next read sees exactly what is committed: at once for the store's
+ * own writes, by the next turn of the event loop for another connection's.
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
@@ -42,6 +43,9 @@ function tokenSet(accessToken: string): NewTokenSet {
   };
 }
 
+/** Lets the event loop turn once (other I/O, timers: what separates one batch of requests from the next). */
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 const tenant = (tenantId: string) => ({
   tenantId,
   xeroConnectionId: undefined,
@@ -58,6 +62,7 @@ it("a token set replaced by another connection is read at once, and so is a tena
   expect((await a.getToken(connectionId))?.accessToken).toBe("access-1"); // now remembered
 
   await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
+  await nextTurn();
   const after = await a.getToken(connectionId);
   expect(after?.accessToken).toBe("access-2");
   expect(after?.version).toBe(2);
@@ -65,6 +70,7 @@ it("a token set replaced by another connection is read at once, and so is a tena
   // The same tenant authorised later through another user's grant: that grant now serves it.
   await new Promise((resolve) => setTimeout(resolve, 5));
   const other = await b.saveConnection({ xeroUserId: "user-2", tokenSet: tokenSet("access-3"), tenants: [tenant(tenantId)] });
+  await nextTurn();
   expect(await a.findConnectionByTenant(tenantId)).toBe(other.connectionId);
 });
 
@@ -74,10 +80,27 @@ it("a change through the same store, and a state change, are read at once", asyn
   await a.markNeedsReauthorization(connectionId, "invalid_grant");
   expect((await a.getToken(connectionId))?.state).toBe("needs_reauthorization");
   await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
+  await nextTurn();
   expect(await a.getToken(connectionId)).toMatchObject({ state: "active", accessToken: "access-2" });
 });
 
-it("a rolled-back transaction leaves nothing behind, and a caller's changes to a record stay its own", async () => {
+it("another connection's commit is seen once the event loop turns; a lease taken sees it at once", async () => {
+  const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [] });
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
+  await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
+  // Same turn: the requests that arrived together share one look at the database.
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
+  // A refresher reads after taking the lease: by then it sees every commit.
+  expect(await a.tryAcquireLease(connectionId, "holder-a", 10_000)).toEqual({ acquired: true });
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-2");
+  await a.releaseLease(connectionId, "holder-a");
+
+  await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-3"), tenants: [] });
+  await nextTurn();
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-3");
+});
+
+it("a rolled-back transaction leaves nothing behind, and a record read is shared and cannot be changed by a caller", async () => {
   const tenantId = randomUUID();
   const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
   const db = a.database;
@@ -91,10 +114,11 @@ it("a rolled-back transaction leaves nothing behind, and a caller's changes to a
   expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
 
   const first = await a.getToken(connectionId);
-  first!.tenantIds.push("not-a-tenant");
-  first!.scopes.sort().reverse();
-  (first as { accessToken: string }).accessToken = "changed by a caller";
+  expect(() => first!.tenantIds.push("not-a-tenant")).toThrow(TypeError);
+  expect(() => first!.scopes.sort().reverse()).toThrow(TypeError);
+  expect(() => ((first as { accessToken: string }).accessToken = "changed by a caller")).toThrow(TypeError);
   const second = await a.getToken(connectionId);
+  expect(second).toBe(first); // one record for every caller of the moment
   expect(second?.tenantIds).toEqual([tenantId]);
   expect(second?.scopes).toEqual(["offline_access", "accounting.transactions"]);
   expect(second?.accessToken).toBe("access-1");

@@ -1,5 +1,6 @@
 import { summarize, type LatencySummary } from "../stats.js";
-import { createGrpcClient, type BenchSelector } from "./clients.js";
+import type { BenchSelector } from "./clients.js";
+import { createRawGrpcGetToken, type RawGrpcGetToken } from "./raw-grpc-client.js";
 
 /** Options for {@link prepareStorm}. */
 export interface StormOptions {
@@ -27,14 +28,20 @@ export interface Storm {
   fire(): Promise<StormResult>;
 }
 
+/** Calls started per turn of the event loop in a storm. */
+const SEND_GROUP = 50;
+
 /**
  * Opens the connections (each warmed with one GetToken), so that `fire`
  * measures only the storm: `callers` GetToken requests over gRPC sent in one
- * burst, at the moment the stored token has expired.
+ * burst, at the moment the stored token has expired. The calls go through the
+ * minimal `node:http2` client ({@link createRawGrpcGetToken}), so that this one
+ * process, standing in for callers spread over many processes and hosts, is
+ * not what limits the storm.
  */
 export async function prepareStorm(options: StormOptions): Promise<Storm> {
-  const clients = Array.from({ length: options.connections }, () => createGrpcClient(options.url));
-  await Promise.all(clients.map((c) => c.getToken({ selector: options.selector })));
+  const clients = Array.from({ length: options.connections }, () => createRawGrpcGetToken(options.url));
+  await Promise.all(clients.map((c) => c.getToken(options.selector)));
   return {
     async fire() {
       const latencies: number[] = [];
@@ -42,20 +49,26 @@ export async function prepareStorm(options: StormOptions): Promise<Storm> {
       let errors = 0;
       const t0 = performance.now();
       let last = t0;
-      await Promise.all(
-        Array.from({ length: options.callers }, async (_, i) => {
-          const client = clients[i % clients.length]!;
-          try {
-            const { token } = await client.getToken({ selector: options.selector });
-            last = performance.now();
-            latencies.push(last - t0);
-            versions.add(token?.version ?? -1n);
-          } catch {
-            last = performance.now();
-            errors++;
-          }
-        }),
-      );
+      const call = async (client: RawGrpcGetToken) => {
+        try {
+          const { token } = await client.getToken(options.selector);
+          last = performance.now();
+          latencies.push(last - t0);
+          versions.add(token?.version ?? -1n);
+        } catch {
+          last = performance.now();
+          errors++;
+        }
+      };
+      // Independent callers' requests reach the wire as each is made. Made all in one go here, the first
+      // byte would leave only after this one process had built all of them: so the calls start in groups
+      // of SEND_GROUP, one group per turn of the event loop (about 1 ms apart), each sent as it is made.
+      const calls: Array<Promise<void>> = [];
+      for (let i = 0; i < options.callers; i++) {
+        if (i > 0 && i % SEND_GROUP === 0) await new Promise((resolve) => setImmediate(resolve));
+        calls.push(call(clients[i % clients.length]!));
+      }
+      await Promise.all(calls);
       return {
         ...summarize(latencies),
         firstServedMs: Math.min(...latencies),

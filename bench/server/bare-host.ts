@@ -1,18 +1,22 @@
 import { setMaxListeners } from "node:events";
-import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   ConnectionState,
+  GetTokenRequestSchema,
   GetTokenResponseSchema,
+  ReportExpiredRequestSchema,
   ReportExpiredResponseSchema,
   TokenSchema,
   TokenService,
+  WatchTokenRequestSchema,
   WatchTokenResponseSchema,
   type Token,
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { drainUnreadBodies } from "../../src/server/drain-request.js";
+import { createGrpcFastPath, type FastMethod } from "../../src/server/grpc-fast-path.js";
 import { routeHttp } from "../../src/server/http-routes.js";
 import { listenOnePort, type OnePortServer } from "../../src/server/one-port-server.js";
 
@@ -26,7 +30,8 @@ export interface BareServer {
 
 /**
  * The baseline: the same transport stack as `startBrokerServer` (one port for
- * HTTP/2 and HTTP/1.1, `connectNodeAdapter` with the same options, the same
+ * HTTP/2 and HTTP/1.1, the gRPC fast path for plain gRPC calls,
+ * `connectNodeAdapter` with the same options for the rest, the same
  * body-draining wrapper), with no broker behind it. GetToken returns a
  * constant `Token` (`token` is its proto JSON: the same bytes the broker
  * sends); WatchToken sends it and then whatever ReportExpired "refreshes" (the
@@ -40,7 +45,15 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal);
 
-  async function* watchToken(_req: unknown, ctx: HandlerContext): AsyncGenerator<WatchTokenResponse> {
+  const reportExpired = async () => {
+    current = create(TokenSchema, { ...current, version: current.version + 1n });
+    const change = nextChange;
+    nextChange = deferred();
+    change.resolve();
+    return create(ReportExpiredResponseSchema, { token: current, refreshed: true });
+  };
+
+  async function* watchToken(_req: unknown, ctx: { signal: AbortSignal }): AsyncGenerator<WatchTokenResponse> {
     watchers++;
     const aborted = new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
     try {
@@ -58,13 +71,7 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
     router.service(TokenService, {
       getToken: async () => getTokenResponse,
       watchToken,
-      reportExpired: async () => {
-        current = create(TokenSchema, { ...current, version: current.version + 1n });
-        const change = nextChange;
-        nextChange = deferred();
-        change.resolve();
-        return create(ReportExpiredResponseSchema, { token: current, refreshed: true });
-      },
+      reportExpired,
     });
   };
   const handler = connectNodeAdapter({
@@ -74,7 +81,60 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
     shutdownSignal: shutdown.signal,
     fallback: routeHttp([]),
   });
-  const server: OnePortServer = await listenOnePort({ host: "127.0.0.1", port: 0, handler: drainUnreadBodies(handler) });
+  // The broker's gRPC fast path, answering from the same constants: the transport the broker's plain gRPC calls take.
+  const getTokenBytes = toBinary(GetTokenResponseSchema, getTokenResponse);
+  // As the broker does: each token serialized once for all its subscribers.
+  const watchFrames = new WeakMap<Token, Uint8Array>();
+  const watchBytes = () => {
+    let bytes = watchFrames.get(current);
+    if (!bytes) {
+      bytes = toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE }));
+      watchFrames.set(current, bytes);
+    }
+    return bytes;
+  };
+  const path = (name: string) => `/${TokenService.typeName}/${name}`;
+  const fastPath = createGrpcFastPath({
+    readMaxBytes: 64 * 1024,
+    onInternalError: () => {},
+    methods: new Map<string, FastMethod>([
+      [path("GetToken"), { kind: "unary", input: GetTokenRequestSchema, handle: async () => getTokenBytes }],
+      [
+        path("ReportExpired"),
+        {
+          kind: "unary",
+          input: ReportExpiredRequestSchema,
+          handle: async () => toBinary(ReportExpiredResponseSchema, await reportExpired()),
+        },
+      ],
+      [
+        path("WatchToken"),
+        {
+          kind: "server_streaming",
+          input: WatchTokenRequestSchema,
+          handle: async (_request, call, send) => {
+            watchers++;
+            const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
+            try {
+              for (;;) {
+                await send(watchBytes());
+                await Promise.race([nextChange.promise, aborted]);
+                if (call.signal.aborted) return;
+              }
+            } finally {
+              watchers--;
+            }
+          },
+        },
+      ],
+    ]),
+  });
+  const server: OnePortServer = await listenOnePort({
+    host: "127.0.0.1",
+    port: 0,
+    handler: drainUnreadBodies(handler),
+    streamHandler: fastPath,
+  });
   return {
     url: `http://${server.host}:${server.port}`,
     get watchers() {

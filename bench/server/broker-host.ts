@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { ManualClock, systemClock } from "../../src/clock.js";
 import { createTokenCipher } from "../../src/crypto/token-cipher.js";
-import { startFakeXero, type FakeXero } from "../../src/fake-xero/index.js";
+import { forkHost, type Host } from "../ipc.js";
+import type { UpstreamHostApi } from "../upstream/main.js";
 import { importRefreshToken } from "../../src/importer.js";
 import { createLogger } from "../../src/logger.js";
 import { startBrokerServer, type BrokerServer } from "../../src/server/broker-server.js";
@@ -23,7 +24,8 @@ export interface BenchBroker {
   readonly url: string;
   readonly tenantId: string;
   readonly connectionId: string;
-  readonly fake: FakeXero;
+  /** The fake Xero, in a process of its own. */
+  readonly upstream: Host<UpstreamHostApi>;
   readonly server: BrokerServer;
   /** How long each refresh took since the last call, as the broker logged it (ms). */
   takeRefreshDurations(): number[];
@@ -34,13 +36,17 @@ export interface BenchBroker {
 
 /**
  * Starts the real broker server (`startBrokerServer`, as `tokenbroker serve`
- * wires it, without API keys) on a loopback port, against a fake Xero, with
- * an encrypted SQLite file in a temporary directory and one imported grant of
- * two tenants.
+ * wires it, without API keys) on a loopback port, against a fake Xero in a
+ * process of its own, with an encrypted SQLite file in a temporary directory
+ * and one imported grant of two tenants.
  */
 export async function startBenchBroker(options: BenchBrokerOptions): Promise<BenchBroker> {
   const clock = options.clock === "manual" ? new ManualClock() : systemClock;
-  const fake = await startFakeXero();
+  const upstream = await forkHost<UpstreamHostApi>(new URL("../upstream/main.js", import.meta.url));
+  const fake = await upstream.call("start").catch(async (e: unknown) => {
+    await upstream.stop();
+    throw e;
+  });
   const dir = mkdtempSync(join(tmpdir(), "tokenbroker-bench-"));
   let store: SqliteStore | undefined;
   try {
@@ -54,8 +60,8 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       allowInsecure: true,
       clock,
     });
-    const grant = fake.addGrant({ tenants: [{ tenantName: "Bench Org A" }, { tenantName: "Bench Org B" }] });
-    const imported = await importRefreshToken(store, identity, grant.refreshToken);
+    const refreshToken = await upstream.call("addGrant", ["Bench Org A", "Bench Org B"]);
+    const imported = await importRefreshToken(store, identity, refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;
     if (!tenantId) throw new Error("the fake Xero listed no tenants");
     // The broker logs one line per refresh with its duration: keep those, drop the rest.
@@ -78,7 +84,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       url: server.url,
       tenantId,
       connectionId: imported.connectionId,
-      fake,
+      upstream,
       server,
       takeRefreshDurations: () => refreshDurations.splice(0),
       async expireToken() {
@@ -89,13 +95,13 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       async close() {
         await server.close();
         await opened.close();
-        await fake.close();
+        await upstream.stop();
         rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (e) {
     await store?.close();
-    await fake.close();
+    await upstream.stop();
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }

@@ -34,12 +34,12 @@ export const serverHostApi = {
     await theBroker().expireToken();
   },
   /** Delay of the fake Xero's token endpoint, ms. */
-  setUpstreamLatency(ms: number): void {
-    theBroker().fake.setLatency(ms);
+  async setUpstreamLatency(ms: number): Promise<void> {
+    await theBroker().upstream.call("setLatency", ms);
   },
   /** Calls to the fake Xero's token endpoint so far. */
-  tokenEndpointCalls(): number {
-    return theBroker().fake.tokenEndpointCalls;
+  tokenEndpointCalls(): Promise<number> {
+    return theBroker().upstream.call("tokenEndpointCalls");
   },
   /** Durations of the refreshes since the last call, as the broker logged them, ms. */
   refreshDurations(): number[] {

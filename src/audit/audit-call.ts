@@ -17,7 +17,7 @@ function actionOf(method: string): string {
 
 /**
  * The audit entries of one TokenService call, shared by the Connect
- * interceptor and the gRPC WatchToken fast path: the key's name (`actor`, read
+ * interceptor and the gRPC fast path: the key's name (`actor`, read
  * when an entry is written), the tenant or connection asked for and the
  * outcome, never the token.
  */

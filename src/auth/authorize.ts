@@ -12,7 +12,7 @@ export interface AuthorizerOptions {
   tenantsOfConnection(connectionId: string): Promise<readonly string[] | undefined>;
 }
 
-/** The API-key decisions of a TokenService call, shared by the Connect interceptor and the gRPC WatchToken fast path. */
+/** The API-key decisions of a TokenService call, shared by the Connect interceptor and the gRPC fast path. */
 export interface Authorizer {
   /** The caller of an `authorization` header's value; UNAUTHENTICATED for no, unknown or revoked key. */
   authenticate(authorization: string | null | undefined): Promise<Principal>;

@@ -89,7 +89,8 @@ export class TokenBroker {
     options: { minValidForMs?: number | undefined; signal?: AbortSignal | undefined } = {},
   ): Promise<TokenRecord> {
     const connectionId = await this.resolve(selector);
-    return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options.signal);
+    // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
+    return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options);
   }
 
   /**
@@ -107,7 +108,7 @@ export class TokenBroker {
     this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
     if (!sameToken(current.accessToken, accessToken)) {
-      const token = await this.validToken(connectionId, this.defaultMinValidForMs, options.signal);
+      const token = await this.validToken(connectionId, this.defaultMinValidForMs, options);
       return { token, refreshed: false };
     }
     const token = await this.awaitRefresh(connectionId, "report", current.version, options.signal);
@@ -125,7 +126,7 @@ export class TokenBroker {
     try {
       const current = await this.current(connectionId);
       const first =
-        current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, signal) : current;
+        current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, { signal }) : current;
       subscription.delivered(first);
       yield first;
       for (;;) {
@@ -154,7 +155,11 @@ export class TokenBroker {
     await this.refresher.drain();
   }
 
-  private async validToken(connectionId: string, minValidForMs: number, signal: AbortSignal | undefined): Promise<TokenRecord> {
+  private async validToken(
+    connectionId: string,
+    minValidForMs: number,
+    waiting: { readonly signal?: AbortSignal | undefined },
+  ): Promise<TokenRecord> {
     const current = await this.current(connectionId);
     this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
@@ -162,7 +167,7 @@ export class TokenBroker {
     const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
     const now = this.clock.now();
     if (current.expiresAt - now >= needed) return current;
-    const refreshing = this.awaitRefresh(connectionId, "caller", current.version, signal);
+    const refreshing = this.awaitRefresh(connectionId, "caller", current.version, waiting.signal);
     refreshing.catch(() => {}); // awaited below, unless the caller is served the stored token first
     try {
       // While the stored token is still valid, a slow or hanging upstream delays the caller by

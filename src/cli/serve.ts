@@ -112,6 +112,12 @@ starts Xero's consent flow, which comes back to the redirect URI:
     }
     const security = startServeSecurity(securityConfig, store, logger, env);
     const identity = identityFromConfig(upstream);
+    // Listening for signals before the port opens: a SIGTERM sent as soon as "listening" is logged must stop
+    // the server gracefully, not kill the process by the signal's default action.
+    const stopped = new Promise<string>((resolve) => {
+      process.once("SIGTERM", resolve);
+      process.once("SIGINT", resolve);
+    });
     let server: BrokerServer;
     try {
       server = await startBrokerServer({
@@ -139,14 +145,8 @@ starts Xero's consent flow, which comes back to the redirect URI:
       throw e;
     }
     security.announce();
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
-        resolve();
-      };
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-    });
+    const signal = await stopped;
+    logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
     await server.close();
     await security.close();
     await store.close();

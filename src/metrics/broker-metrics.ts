@@ -32,7 +32,7 @@ export interface BrokerMetrics {
   readonly onWait: RefreshWaitListener;
   /** Counts tokens served; add it to the RPC handler's interceptors. */
   readonly interceptor: Interceptor;
-  /** Counts one token handed out outside Connect (the gRPC WatchToken fast path). */
+  /** Counts one token handed out outside Connect (the gRPC fast path). */
   countServed(rpc: string, protocol: WireProtocol): void;
   /** `identity`, with each upstream call timed. */
   timeIdentity<T extends IdentityServer>(identity: T): T;

@@ -12,7 +12,8 @@ import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
-import { createGrpcWatchFastPath } from "./grpc-watch-fast-path.js";
+import { createGrpcFastPath } from "./grpc-fast-path.js";
+import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
 import { listenOnePort, type OnePortServer, type OnePortTls } from "./one-port-server.js";
 import { createServerSecurity, type BrokerAuthOptions } from "./server-security.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -150,21 +151,20 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes])),
   });
 
-  // gRPC WatchToken streams skip Connect's per-stream generators (fan-out to thousands of subscribers);
-  // API keys, audit and debug logs apply there through the same functions as their Connect interceptors.
-  const watchFastPath = createGrpcWatchFastPath({
-    broker,
+  // Plain gRPC calls of the TokenService skip Connect's per-call machinery (cached GetToken, refresh storms,
+  // fan-out to thousands of WatchToken streams); API keys, audit and debug logs apply there through the same
+  // functions as their Connect interceptors. Everything else, gRPC with a deadline included, goes to Connect.
+  const onInternalError = (e: unknown) => logger.error(errorFields(e), "internal error");
+  const fastPath = createGrpcFastPath({
+    methods: tokenServiceFastMethods({ broker, countServed: metrics.countServed, onInternalError, guardCall: security.guardCall }),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
-    countServed: metrics.countServed,
-    onInternalError: (e) => logger.error(errorFields(e), "internal error"),
-    guardCall: security.guardCall,
+    onInternalError,
   });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies((req, res) => {
-      if (!watchFastPath(req, res)) rpcHandler(req, res);
-    }),
+    handler: drainUnreadBodies(rpcHandler),
+    streamHandler: fastPath,
     ...(options.tls ? { tls: options.tls } : {}),
   });
   scheduler.start();

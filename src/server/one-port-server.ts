@@ -29,6 +29,12 @@ export interface OnePortOptions {
   handler: DualHandler;
   /** Serve HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) instead of cleartext. */
   tls?: OnePortTls;
+  /**
+   * Sees every HTTP/2 stream first, before Node's compatibility layer makes
+   * request and response objects of it: a stream it takes (returns true) is
+   * its own to answer and never reaches `handler`.
+   */
+  streamHandler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -61,6 +67,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
   h1.timeout = 0;
   const h2 = http2.createServer({}, options.handler);
   h2.setTimeout(0);
+  if (options.streamHandler) takeStreamsFirst(h2, options.streamHandler);
   const sockets = new Set<net.Socket>();
   // HTTP/1.1 connections handed over by hand are not tracked by http.Server
   // (closeIdleConnections sees none), so count their requests in flight here.
@@ -93,6 +100,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
   h2.on("session", onSession);
   const secure = options.tls && createSecure(options.tls, options.handler);
   if (secure) {
+    if (options.streamHandler) takeStreamsFirst(secure, options.streamHandler);
     secure.on("session", onSession);
     // HTTP/1.1 over TLS (no "h2" in ALPN): tracked like the cleartext ones.
     secure.on("secureConnection", (socket: tls.TLSSocket) => {
@@ -149,6 +157,24 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       return new Promise((resolve) => waiters.push(resolve));
     },
   };
+}
+
+/**
+ * Puts `take` in front of the server's own "stream" listener (Node's
+ * compatibility layer, added with the request handler): streams it takes go
+ * no further, the others reach the request handler as before.
+ */
+function takeStreamsFirst(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  take: NonNullable<OnePortOptions["streamHandler"]>,
+): void {
+  const others = server.listeners("stream") as Array<(...args: unknown[]) => void>;
+  if (others.length === 0) throw new Error("HTTP/2 server has no request handler to put the stream handler in front of");
+  server.removeAllListeners("stream");
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    if (take(stream, headers)) return;
+    for (const listener of others) listener.call(server, stream, headers, ...rest);
+  });
 }
 
 /** Reads just enough of a new connection to tell HTTP/2 from HTTP/1.1, then hands it over. */

@@ -3,7 +3,7 @@ import type { Logger } from "../logger.js";
 
 /**
  * Starts the debug line of one TokenService call, shared by the Connect
- * interceptor and the gRPC WatchToken fast path: the returned function, called
+ * interceptor and the gRPC fast path: the returned function, called
  * once the call ended (streams: when they end) with its status (`ok`,
  * `PermissionDenied`…), logs method, key name, tenant or connection, status
  * and duration (since `started`, default now); never a header or a token.

@@ -40,7 +40,7 @@ export interface ServerSecurity {
   onRefresh(event: RefreshEvent): void;
   /**
    * The same checks and records as {@link ServerSecurity.interceptors}, for a
-   * TokenService call served outside Connect (the gRPC WatchToken fast path).
+   * TokenService call served outside Connect (the gRPC fast path).
    */
   guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
 }
@@ -117,11 +117,12 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       ];
     },
     guardCall(method, authorization, message) {
+      // As the interceptors, outermost first: debug line, audit, then key and scope.
+      const logger = options.logger?.isLevelEnabled("debug") ? options.logger : undefined;
+      if (!authorizer && !audit && !logger) return UNGUARDED; // nothing to check or record: nothing held per call
       const selector = selectorOf(message);
       let principal: Principal | undefined;
       const key = () => principal?.name;
-      // As the interceptors, outermost first: debug line, audit, then key and scope.
-      const logger = options.logger?.isLevelEnabled("debug") ? options.logger : undefined;
       const line = logger && startRpcDebugLine(logger, method, selector, key);
       const calls = audit && auditCall(audit, method, selector, key);
       const codeOf = (e: unknown) => Code[ConnectError.from(e).code] ?? "unknown";
@@ -157,6 +158,13 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     },
   };
 }
+
+/** The guard of a call on a port without keys, audit or debug logging. */
+const UNGUARDED: GuardedCall = {
+  authorize: async () => {},
+  sent: () => {},
+  ended: () => {},
+};
 
 /** One debug line per TokenService call, after it ended (streams: when they end): never a header or a token. */
 function debugLog(logger: Logger): Interceptor {

@@ -3,29 +3,37 @@ import type Database from "better-sqlite3";
 /**
  * Remembers the answers of a store's hot reads (the tenant lookup and the
  * token set behind every cached GetToken) for as long as the database has not
- * changed. Each read first asks SQLite, in one cheap statement, whether
- * anything was committed since: by another connection or process
- * (`PRAGMA data_version`) or by this connection (`total_changes()`), or
- * whether `context()` changed (e.g. the encryption keyring was re-read); if
- * so, everything is forgotten. Inside a transaction it neither answers nor
- * remembers, so uncommitted data is never kept.
+ * changed. It asks SQLite, in one cheap statement (`PRAGMA data_version`),
+ * whether another connection or process committed anything since it last
+ * looked; if so, or if `context()` changed (e.g. the encryption keyring was
+ * re-read), everything is forgotten. It asks at most once per turn of the
+ * event loop (all the requests that arrived together share one check). The
+ * store calls {@link forget} after each of its own writes of what is
+ * remembered, so those are seen at once, and writes of anything else through
+ * the same connection (the audit log, API keys) do not empty the cache.
+ * Inside a transaction it neither answers nor remembers, so uncommitted data
+ * is never kept.
  *
  * `npm run bench` found the two indexed reads of a cached GetToken to be the
- * broker's largest cost per request; the check costs a fraction of them.
+ * broker's largest cost per request, and then the check before each read.
  */
 export class ReadCache {
   private readonly probe: Database.Statement;
   private dataVersion = -1;
-  private changes = -1;
   private seenContext: string | undefined;
   private readonly maps = new Map<string, Map<string, unknown>>();
+  /** Whether SQLite was asked during this turn of the event loop. */
+  private checked = false;
+  private readonly endTurn = () => {
+    this.checked = false;
+  };
 
   /** `context`: anything else the remembered answers depend on; they are forgotten when it changes. */
   constructor(
     private readonly db: Database.Database,
     private readonly context: () => string = () => "",
   ) {
-    this.probe = db.prepare("SELECT data_version, total_changes() FROM pragma_data_version").raw();
+    this.probe = db.prepare("SELECT data_version FROM pragma_data_version").pluck();
   }
 
   /**
@@ -36,12 +44,18 @@ export class ReadCache {
    */
   get<T>(space: string, key: string, read: () => T): T {
     if (this.db.inTransaction) return read();
-    const [dataVersion, changes] = this.probe.get() as [number, number];
+    if (!this.checked) {
+      this.checked = true;
+      setImmediate(this.endTurn);
+      const dataVersion = this.probe.get() as number;
+      if (dataVersion !== this.dataVersion) {
+        this.maps.clear();
+        this.dataVersion = dataVersion;
+      }
+    }
     const context = this.context();
-    if (dataVersion !== this.dataVersion || changes !== this.changes || context !== this.seenContext) {
+    if (context !== this.seenContext) {
       this.maps.clear();
-      this.dataVersion = dataVersion;
-      this.changes = changes;
       this.seenContext = context;
     }
     let map = this.maps.get(space);
@@ -51,5 +65,11 @@ export class ReadCache {
     const value = read();
     if (value !== undefined) map.set(key, value);
     return value;
+  }
+
+  /** Forgets everything and asks SQLite again at the next read: the store wrote. */
+  forget(): void {
+    this.maps.clear();
+    this.checked = false;
   }
 }

@@ -121,6 +121,15 @@ export class SqliteStore implements TokenStore {
     }
   }
 
+  /** Runs a write of connections, tenants or token sets in a transaction; the read cache forgets what it remembered. */
+  private write<T>(body: () => T): T {
+    try {
+      return this.db.transaction(body)();
+    } finally {
+      this.reads.forget();
+    }
+  }
+
   async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
     return this.reads.get("tenant", tenantId, () => {
       const row = this.stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
@@ -129,17 +138,17 @@ export class SqliteStore implements TokenStore {
   }
 
   async getToken(connectionId: string): Promise<TokenRecord | undefined> {
-    const record = this.reads.get("token", connectionId, () => {
+    // Every caller of the moment gets the same record (the gRPC fast path serializes it once for all of
+    // them), frozen so that a caller changing it fails loudly instead of changing everyone's.
+    return this.reads.get("token", connectionId, () => {
       const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
-      return row && toRecord(openTokenColumns(row, this.cipher));
+      return row && freezeRecord(toRecord(openTokenColumns(row, this.cipher)));
     });
-    // Every caller gets its own copy: the remembered record stays as read.
-    return record && { ...record, scopes: [...record.scopes], tenantIds: [...record.tenantIds] };
   }
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
     const now = this.clock.now();
-    return this.db.transaction(() => {
+    return this.write(() => {
       const existing =
         input.xeroUserId === undefined
           ? undefined
@@ -161,12 +170,12 @@ export class SqliteStore implements TokenStore {
       }
       this.upsertTenants(connectionId, input.tenants, now);
       return { connectionId, created: !existing };
-    })();
+    });
   }
 
   async saveTenants(connectionId: string, tenants: Tenant[]): Promise<void> {
     const now = this.clock.now();
-    this.db.transaction(() => this.upsertTenants(connectionId, tenants, now))();
+    this.write(() => this.upsertTenants(connectionId, tenants, now));
   }
 
   private upsertTenants(connectionId: string, tenants: Tenant[], now: number): void {
@@ -185,7 +194,8 @@ export class SqliteStore implements TokenStore {
 
   async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
     const now = this.clock.now();
-    const result = this.stmt.acquireLease.run({ id: connectionId, holder, now, expires: now + ttlMs });
+    // Through write(): the reads that follow a lease taken see whatever its last holder committed.
+    const result = this.write(() => this.stmt.acquireLease.run({ id: connectionId, holder, now, expires: now + ttlMs }));
     if (result.changes === 1) return { acquired: true };
     const row = this.stmt.lease.get(connectionId) as { holder: string; expires_at: number } | undefined;
     // The lease vanished between the two statements: the holder finished.
@@ -194,7 +204,7 @@ export class SqliteStore implements TokenStore {
   }
 
   async releaseLease(connectionId: string, holder: string): Promise<void> {
-    this.stmt.releaseLease.run(connectionId, holder);
+    this.write(() => this.stmt.releaseLease.run(connectionId, holder));
   }
 
   async commitRefresh(
@@ -203,7 +213,7 @@ export class SqliteStore implements TokenStore {
     fromVersion: number,
     tokenSet: NewTokenSet,
   ): Promise<TokenRecord> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       // Only the lease holder commits: once another process took the lease over, it sent (or will send)
       // the refresh token again, and with rotation only the latest answer is sure to stay valid.
       const lease = this.stmt.lease.get(connectionId) as { holder: string } | undefined;
@@ -220,18 +230,18 @@ export class SqliteStore implements TokenStore {
       this.stmt.refreshed.run({ id: connectionId, now: this.clock.now() });
       this.stmt.releaseLease.run(connectionId, holder);
       return toRecord(openTokenColumns(this.stmt.token.get(connectionId) as TokenRow, this.cipher));
-    })();
+    });
   }
 
   async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {
-    this.db.transaction(() => {
+    this.write(() => {
       this.stmt.setState.run({ id: connectionId, state: "needs_reauthorization", error: reason });
       this.stmt.deleteLease.run(connectionId);
-    })();
+    });
   }
 
   async recordError(connectionId: string, reason: string): Promise<void> {
-    this.stmt.setError.run({ id: connectionId, error: reason });
+    this.write(() => this.stmt.setError.run({ id: connectionId, error: reason }));
   }
 
   async listLapsedLeases(now: number): Promise<string[]> {
@@ -273,21 +283,21 @@ export class SqliteStore implements TokenStore {
 
   async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
     const now = this.clock.now();
-    return this.db.transaction(() => {
+    return this.write(() => {
       this.upsertTenants(connectionId, tenants, now);
       const listed = new Set(tenants.map((t) => t.tenantId));
       const vanished = (this.stmt.activeTenants.all(connectionId) as TenantRow[]).filter((t) => !listed.has(t.tenant_id));
       for (const t of vanished) this.stmt.markTenantGone.run({ connection_id: connectionId, tenant_id: t.tenant_id, now });
       return { gone: vanished.map(toTenant) };
-    })();
+    });
   }
 
   async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
-    return this.stmt.deleteTenant.run(connectionId, tenantId).changes === 1;
+    return this.write(() => this.stmt.deleteTenant.run(connectionId, tenantId).changes === 1);
   }
 
   async removeConnection(connectionId: string): Promise<boolean> {
-    return this.stmt.deleteConnection.run(connectionId).changes === 1;
+    return this.write(() => this.stmt.deleteConnection.run(connectionId).changes === 1);
   }
 
   async createAuthorisation(pending: NewPendingAuthorisation): Promise<void> {
@@ -509,4 +519,11 @@ function toTenant(row: TenantRow): Tenant {
     tenantType: row.tenant_type ?? undefined,
     authEventId: row.auth_event_id ?? undefined,
   };
+}
+
+/** `record` and its arrays made read-only (a TokenRecord shared by every reader of the read cache). */
+function freezeRecord(record: TokenRecord): TokenRecord {
+  Object.freeze(record.scopes);
+  Object.freeze(record.tenantIds);
+  return Object.freeze(record);
 }

@@ -1,0 +1,51 @@
+/**
+ * The fake Xero of the bench, in a process of its own (forked by the server
+ * host): the real Xero is another machine, so its work — TLS aside, parsing
+ * requests, signing tokens, holding answers for the configured latency —
+ * must not run on the broker's event loop and be counted as the broker's.
+ */
+import { serveHost } from "../ipc.js";
+import { startFakeXero, type FakeXero } from "../../src/fake-xero/index.js";
+
+let fake: FakeXero | undefined;
+
+function theFake(): FakeXero {
+  if (!fake) throw new Error("the fake Xero is not started");
+  return fake;
+}
+
+/** Where the fake Xero listens and the client it knows. */
+export interface UpstreamInfo {
+  issuer: string;
+  connectionsUrl: string;
+  clientId: string;
+  clientSecret: string;
+}
+
+/** What the server host can ask of the upstream process. */
+export const upstreamHostApi = {
+  /** Starts the fake Xero on a loopback port. */
+  async start(): Promise<UpstreamInfo> {
+    fake = await startFakeXero();
+    return { issuer: fake.issuer, connectionsUrl: fake.connectionsUrl, clientId: fake.clientId, clientSecret: fake.clientSecret };
+  },
+  /** Adds one user's grant with `tenantNames`; resolves with its refresh token. */
+  addGrant(tenantNames: string[]): string {
+    return theFake().addGrant({ tenants: tenantNames.map((tenantName) => ({ tenantName })) }).refreshToken;
+  },
+  /** Delay of the token endpoint, ms. */
+  setLatency(ms: number): void {
+    theFake().setLatency(ms);
+  },
+  /** Calls to the token endpoint so far. */
+  tokenEndpointCalls(): number {
+    return theFake().tokenEndpointCalls;
+  },
+};
+
+/** The upstream host's API, for typed calls from the server host. */
+export type UpstreamHostApi = typeof upstreamHostApi;
+
+serveHost(upstreamHostApi, async () => {
+  await fake?.close();
+});

@@ -1,0 +1,138 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  ConnectionState,
+  GetTokenRequestSchema,
+  GetTokenResponseSchema,
+  ReportExpiredRequestSchema,
+  ReportExpiredResponseSchema,
+  TokenService,
+  WatchTokenRequestSchema,
+  WatchTokenResponseSchema,
+} from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import type { TokenBroker } from "../broker/token-broker.js";
+import type { WireProtocol } from "../metrics/served-metrics.js";
+import { parseMinValidFor, parseSelector } from "../service/parse-request.js";
+import { toConnectError } from "../service/to-connect-error.js";
+import { toProtoState, toProtoToken } from "../service/to-proto.js";
+import type { TokenRecord } from "../token-set.js";
+import type { FastCall, FastMethod, FastServerStreamingMethod, FastUnaryMethod } from "./grpc-fast-path.js";
+import type { GuardedCall } from "./server-security.js";
+
+/** Options for {@link tokenServiceFastMethods}. */
+export interface TokenServiceFastMethodsOptions {
+  broker: TokenBroker;
+  /** Counts one token delivered (`tokenbroker_tokens_served_total`). */
+  countServed(rpc: string, protocol: WireProtocol): void;
+  /** Gets anything unexpected the broker threw (the caller sees INTERNAL). */
+  onInternalError(e: unknown): void;
+  /**
+   * Checks and records a call as the Connect interceptors do (API key and
+   * scope, audit log, debug line): `ServerSecurity.guardCall`.
+   */
+  guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
+}
+
+/**
+ * `tokenbroker.v1.TokenService` for the gRPC fast path (`grpc-fast-path.ts`),
+ * keyed by request path: the same validation, broker calls, error codes,
+ * key and scope checks, audit entries, debug lines and metrics as the
+ * Connect service and its interceptors, with each stored token serialized
+ * once (a cached GetToken sends the bytes it sent the previous caller).
+ */
+export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions): Map<string, FastMethod> {
+  const getTokenBytes = new WeakMap<TokenRecord, Uint8Array>();
+  const watchBytes = new WeakMap<TokenRecord, Uint8Array>();
+  const cached = (cache: WeakMap<TokenRecord, Uint8Array>, record: TokenRecord, encode: () => Uint8Array) => {
+    let bytes = cache.get(record);
+    if (!bytes) cache.set(record, (bytes = encode()));
+    return bytes;
+  };
+  const fail = (e: unknown) => toConnectError(e, options.onInternalError);
+
+  /** Runs one call between the guard's checks, as the interceptors wrap a Connect handler. */
+  async function guarded<T>(name: string, call: FastCall, request: unknown, body: (guard: GuardedCall) => Promise<T>): Promise<T> {
+    // As Connect's interceptors, which see no request message when a stream carried none or two.
+    const guard = options.guardCall(name, call.authorization, call.protocolError ? undefined : request);
+    await guard.authorize(); // a refusal is audited and logged by the guard itself
+    let error: unknown;
+    try {
+      if (call.protocolError) throw call.protocolError;
+      return await body(guard);
+    } catch (e) {
+      throw (error = fail(e));
+    } finally {
+      guard.ended(error);
+    }
+  }
+
+  const getToken: FastUnaryMethod<typeof GetTokenRequestSchema> = {
+    kind: "unary",
+    input: GetTokenRequestSchema,
+    handle: (request, call) =>
+      guarded("GetToken", call, request, async (guard) => {
+        const selector = parseSelector(request.selector);
+        const minValidForMs = parseMinValidFor(request.minValidFor);
+        // The signal is made only for a caller that waits for a refresh (a cached token needs none).
+        const record = await options.broker.getToken(selector, {
+          minValidForMs,
+          get signal() {
+            return call.signal;
+          },
+        });
+        options.countServed("GetToken", "grpc");
+        guard.sent(record);
+        return cached(getTokenBytes, record, () =>
+          toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })),
+        );
+      }),
+  };
+
+  const reportExpired: FastUnaryMethod<typeof ReportExpiredRequestSchema> = {
+    kind: "unary",
+    input: ReportExpiredRequestSchema,
+    handle: (request, call) =>
+      guarded("ReportExpired", call, request, async (guard) => {
+        const selector = parseSelector(request.selector);
+        if (request.accessToken === "") throw new ConnectError("access_token is empty", Code.InvalidArgument);
+        const { token, refreshed } = await options.broker.reportExpired(selector, request.accessToken, { signal: call.signal });
+        options.countServed("ReportExpired", "grpc");
+        guard.sent(token);
+        return toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed }));
+      }),
+  };
+
+  const watchToken: FastServerStreamingMethod<typeof WatchTokenRequestSchema> = {
+    kind: "server_streaming",
+    input: WatchTokenRequestSchema,
+    handle: (request, call, send) =>
+      guarded("WatchToken", call, request, async (guard) => {
+        const selector = parseSelector(request.selector);
+        const signal = call.signal;
+        for await (const record of options.broker.watch(selector, signal)) {
+          if (record.state === "active") {
+            options.countServed("WatchToken", "grpc");
+            guard.sent(record);
+          }
+          await send(
+            cached(watchBytes, record, () => {
+              const state = toProtoState(record.state);
+              return toBinary(
+                WatchTokenResponseSchema,
+                create(WatchTokenResponseSchema, { state, ...(state === ConnectionState.ACTIVE ? { token: toProtoToken(record) } : {}) }),
+              );
+            }),
+          );
+        }
+        // The broker ended the stream: it is shutting down. Clients reconnect.
+        if (!signal.aborted) throw new ConnectError("tokenbroker is shutting down; reconnect", Code.Unavailable);
+      }),
+  };
+
+  const path = (name: string) => `/${TokenService.typeName}/${name}`;
+  return new Map<string, FastMethod>([
+    [path("GetToken"), getToken],
+    [path("ReportExpired"), reportExpired],
+    [path("WatchToken"), watchToken],
+  ]);
+}
