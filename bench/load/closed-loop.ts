@@ -10,6 +10,8 @@ export interface ClosedLoopOptions {
   warmupMs: number;
   /** Token sets asked for, in turn. */
   selectors: BenchSelector[];
+  /** Ask for every selector once before the warm-up (a broker in service has seen all its tenants). */
+  primeAll?: boolean;
 }
 
 /** What a closed-loop run measured. */
@@ -28,12 +30,22 @@ export interface ClosedLoopResult {
  * answer; throughput is answers per second in the measured window.
  */
 export async function runClosedLoop(call: GetTokenCall, options: ClosedLoopOptions): Promise<ClosedLoopResult> {
+  if (options.primeAll) await primeAll(call, options);
   await phase(call, options, options.warmupMs, undefined);
   const latencies: number[] = [];
   const started = performance.now();
   const errors = await phase(call, options, options.durationMs, latencies);
   const durationMs = performance.now() - started;
   return { samples: Float64Array.from(latencies), errors, durationMs };
+}
+
+/** Every selector asked for once, by `concurrency` callers. */
+async function primeAll(call: GetTokenCall, options: ClosedLoopOptions): Promise<void> {
+  let next = 0;
+  const caller = async () => {
+    while (next < options.selectors.length) await call(options.selectors[next++]!).catch(() => {});
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, caller));
 }
 
 async function phase(

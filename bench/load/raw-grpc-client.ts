@@ -1,9 +1,12 @@
-import { connect, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
+import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   GetTokenRequestSchema,
   GetTokenResponseSchema,
+  WatchTokenRequestSchema,
+  WatchTokenResponseSchema,
   type GetTokenResponse,
+  type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { BenchSelector } from "./clients.js";
 
@@ -16,16 +19,22 @@ export class GrpcCallError extends Error {
   readonly code: number;
 
   constructor(code: number, message: string, options?: ErrorOptions) {
-    super(`GetToken failed with gRPC status ${code}${message ? `: ${message}` : ""}`, options);
+    super(`call failed with gRPC status ${code}${message ? `: ${message}` : ""}`, options);
     this.name = "GrpcCallError";
     this.code = code;
   }
 }
 
 /** GetToken over gRPC on one HTTP/2 connection of its own. */
-export interface RawGrpcGetToken {
+export interface RawGrpcClient {
   /** Asks for the token of `selector`; rejects with a {@link GrpcCallError} on any non-OK outcome. */
   getToken(selector: BenchSelector): Promise<GetTokenResponse>;
+  /**
+   * Opens a WatchToken stream; `onMessage` gets each message as it arrives.
+   * Resolves when the stream ends with OK or `signal` cancels it; rejects
+   * with a {@link GrpcCallError} otherwise.
+   */
+  watchToken(selector: BenchSelector, onMessage: (message: WatchTokenResponse) => void, signal: AbortSignal): Promise<void>;
   /** Closes the connection once its calls have ended. */
   close(): void;
 }
@@ -39,19 +48,20 @@ const REQUEST_HEADERS = {
 };
 
 /**
- * A minimal gRPC unary client for GetToken, on `node:http2` alone, for
- * `baseUrl` (e.g. `http://127.0.0.1:PORT`): one `http2.connect` session, one
- * stream per call, protobuf-es for the messages. It exists for the refresh
- * storm: in production its 1,000 callers are many processes on several hosts,
- * but the bench emulates them all in one Node process, where connect-node's
- * gRPC client costs about 500 µs of CPU a call (grpc-js 250–400 µs) — longer,
- * for 1,000 calls, than the 250 ms target itself. With the leanest correct
- * client the storm measures the server, not a client library.
+ * A minimal gRPC client for GetToken and WatchToken, on `node:http2` alone,
+ * for `baseUrl` (e.g. `http://127.0.0.1:PORT`): one `http2.connect` session,
+ * one stream per call, protobuf-es for the messages. It exists for the refresh
+ * storm and the fan-out: in production their 1,000 callers and 10,000
+ * subscribers are many processes on several hosts, but the bench emulates
+ * them all in one Node process, where connect-node's gRPC client costs about
+ * 500 µs of CPU a call (grpc-js 250–400 µs) — longer, for 1,000 calls, than
+ * the 250 ms target itself. With the leanest correct client those scenarios
+ * measure the server, not a client library.
  *
  * It sends no `grpc-accept-encoding`, so it rejects a compressed response;
  * the encoded request is cached per selector (the bench uses a handful).
  */
-export function createRawGrpcGetToken(baseUrl: string): RawGrpcGetToken {
+export function createRawGrpcClient(baseUrl: string): RawGrpcClient {
   const session = connect(baseUrl);
   // A failed connection fails each of its streams, and so each call; without a listener it would also crash the process.
   session.on("error", () => {});
@@ -65,6 +75,9 @@ export function createRawGrpcGetToken(baseUrl: string): RawGrpcGetToken {
         requests.set(key, body);
       }
       return unaryCall(session, body);
+    },
+    watchToken(selector, onMessage, signal) {
+      return streamCall(session, envelope(toBinary(WatchTokenRequestSchema, create(WatchTokenRequestSchema, { selector }))), onMessage, signal);
     },
     close: () => session.close(),
   };
@@ -100,6 +113,69 @@ function unaryCall(session: ClientHttp2Session, body: Buffer): Promise<GetTokenR
       } catch (e) {
         reject(e);
       }
+    });
+    stream.end(body);
+  });
+}
+
+const WATCH_HEADERS = { ...REQUEST_HEADERS, ":path": "/tokenbroker.v1.TokenService/WatchToken" };
+
+/** One server-streaming WatchToken call: each whole message to `onMessage` as its bytes arrive. */
+function streamCall(
+  session: ClientHttp2Session,
+  body: Buffer,
+  onMessage: (message: WatchTokenResponse) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(WATCH_HEADERS);
+    let pending: Buffer | undefined;
+    let httpStatus = 0;
+    let grpcStatus: string | undefined;
+    let grpcMessage = "";
+    let failure: GrpcCallError | undefined;
+    const readStatus = (headers: IncomingHttpHeaders) => {
+      const s = headers["grpc-status"];
+      if (s === undefined) return;
+      grpcStatus = String(s);
+      grpcMessage = decodeMessage(String(headers["grpc-message"] ?? ""));
+    };
+    const onAbort = () => stream.close(constants.NGHTTP2_CANCEL);
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.on("response", (headers) => {
+      httpStatus = Number(headers[":status"]);
+      readStatus(headers);
+    });
+    stream.on("trailers", readStatus);
+    stream.on("data", (chunk: Buffer) => {
+      let data = pending ? Buffer.concat([pending, chunk]) : chunk;
+      while (data.length >= 5 && data.length >= 5 + data.readUInt32BE(1)) {
+        const size = data.readUInt32BE(1);
+        if ((data[0]! & 1) !== 0) failure ??= new GrpcCallError(Status.INTERNAL, "compressed message, though none was accepted");
+        else {
+          try {
+            onMessage(fromBinary(WatchTokenResponseSchema, data.subarray(5, 5 + size)));
+          } catch (e) {
+            failure ??= new GrpcCallError(Status.INTERNAL, "unreadable response message", { cause: e });
+          }
+        }
+        data = data.subarray(5 + size);
+      }
+      pending = data.length > 0 ? data : undefined;
+    });
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) return resolve();
+      if (failure) return reject(failure);
+      if (pending) return reject(new GrpcCallError(Status.INTERNAL, "stream ended inside a message"));
+      if (grpcStatus === undefined) {
+        if (httpStatus !== 0 && httpStatus !== 200) return reject(new GrpcCallError(codeOfHttpStatus(httpStatus), `HTTP ${httpStatus}`));
+        const reset = stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : "";
+        return reject(new GrpcCallError(Status.INTERNAL, `stream closed without grpc-status${reset}`));
+      }
+      if (grpcStatus !== "0") return reject(new GrpcCallError(Number(grpcStatus), grpcMessage));
+      resolve();
     });
     stream.end(body);
   });

@@ -1,6 +1,6 @@
 import { summarize, type LatencySummary } from "../stats.js";
 import type { BenchSelector } from "./clients.js";
-import { createRawGrpcGetToken, type RawGrpcGetToken } from "./raw-grpc-client.js";
+import { createRawGrpcClient, type RawGrpcClient } from "./raw-grpc-client.js";
 
 /** Options for {@link prepareStorm}. */
 export interface StormOptions {
@@ -35,12 +35,12 @@ const SEND_GROUP = 50;
  * Opens the connections (each warmed with one GetToken), so that `fire`
  * measures only the storm: `callers` GetToken requests over gRPC sent in one
  * burst, at the moment the stored token has expired. The calls go through the
- * minimal `node:http2` client ({@link createRawGrpcGetToken}), so that this one
+ * minimal `node:http2` client ({@link createRawGrpcClient}), so that this one
  * process, standing in for callers spread over many processes and hosts, is
  * not what limits the storm.
  */
 export async function prepareStorm(options: StormOptions): Promise<Storm> {
-  const clients = Array.from({ length: options.connections }, () => createRawGrpcGetToken(options.url));
+  const clients = Array.from({ length: options.connections }, () => createRawGrpcClient(options.url));
   await Promise.all(clients.map((c) => c.getToken(options.selector)));
   return {
     async fire() {
@@ -49,7 +49,7 @@ export async function prepareStorm(options: StormOptions): Promise<Storm> {
       let errors = 0;
       const t0 = performance.now();
       let last = t0;
-      const call = async (client: RawGrpcGetToken) => {
+      const call = async (client: RawGrpcClient) => {
         try {
           const { token } = await client.getToken(options.selector);
           last = performance.now();

@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { summarize, type LatencySummary } from "../stats.js";
+import { createRawGrpcClient } from "./raw-grpc-client.js";
 import { createGrpcClient, type BenchSelector } from "./clients.js";
 
 /** Options for {@link openWatchers}. */
@@ -43,7 +44,11 @@ export interface Watchers {
 export async function openWatchers(options: WatchersOptions): Promise<Watchers> {
   const { count } = options;
   const connections = Math.ceil(count / options.perConnection);
-  const clients = Array.from({ length: connections }, () => createGrpcClient(options.url));
+  // The streams use the minimal node:http2 client: 10,000 subscribers are many channel processes in production,
+  // and one load process reading 10,000 streams through a client library would measure the library.
+  const clients = Array.from({ length: connections }, () => createRawGrpcClient(options.url));
+  // ReportExpired on a connection of its own, not queued behind a hundred streams' frames.
+  const reporter = createGrpcClient(options.url);
   const abort = new AbortController();
   setMaxListeners(0, abort.signal);
   const versions = new Float64Array(count).fill(-1);
@@ -58,16 +63,20 @@ export async function openWatchers(options: WatchersOptions): Promise<Watchers> 
   const watch = async (i: number) => {
     const client = clients[Math.floor(i / options.perConnection)]!;
     try {
-      for await (const m of client.watchToken({ selector: options.selector }, { signal: abort.signal })) {
-        const v = Number(m.token?.version ?? -1);
-        versions[i] = v;
-        receivedAt[i] = performance.now();
-        if (v > latestVersion && m.token) {
-          latestVersion = v;
-          latestToken = m.token.accessToken;
-        }
-        if (v >= target && ++reached === count) wake?.();
-      }
+      await client.watchToken(
+        options.selector,
+        (m) => {
+          const v = Number(m.token?.version ?? -1);
+          versions[i] = v;
+          receivedAt[i] = performance.now();
+          if (v > latestVersion && m.token) {
+            latestVersion = v;
+            latestToken = m.token.accessToken;
+          }
+          if (v >= target && ++reached === count) wake?.();
+        },
+        abort.signal,
+      );
       if (!abort.signal.aborted) failure ??= new Error(`WatchToken stream ${i} ended`);
     } catch (e) {
       if (!abort.signal.aborted) failure ??= e instanceof Error ? e : new Error(String(e));
@@ -115,7 +124,7 @@ export async function openWatchers(options: WatchersOptions): Promise<Watchers> 
       reached = 0;
       for (const v of versions) if (v >= target) reached++;
       const t0 = performance.now();
-      const res = await clients[0]!.reportExpired({ selector: options.selector, accessToken: latestToken });
+      const res = await reporter.reportExpired({ selector: options.selector, accessToken: latestToken });
       const refreshMs = performance.now() - t0;
       if (!res.refreshed || Number(res.token?.version) !== target) {
         throw new Error(`ReportExpired did not refresh to version ${target}`);
@@ -126,6 +135,7 @@ export async function openWatchers(options: WatchersOptions): Promise<Watchers> 
     },
     close() {
       abort.abort();
+      for (const client of clients) client.close();
     },
   };
 }

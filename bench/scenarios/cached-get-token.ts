@@ -36,8 +36,10 @@ const CONCURRENCY = [1, 16, 256];
 /**
  * Scenario 1: cached GetToken through the broker versus a bare server on the
  * same stack, per protocol and concurrency. Each row alternates broker and
- * bare runs (three rounds each, the order swapped every round) so that noise
- * from other work on the machine falls on both alike.
+ * bare runs (five rounds each, the order swapped every round) so that noise
+ * from other work on the machine falls on both alike; the ratio is the median
+ * of the five rounds' broker ÷ bare ratios, so that one window disturbed by
+ * other work does not decide it. Rates and latencies pool all rounds.
  */
 export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[]> {
   const brokerHost = await startServerHost();
@@ -50,7 +52,7 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
     if (!token) throw new Error("the broker returned no token");
     const bare = await bareHost.call("startBare", toJson(TokenSchema, token));
 
-    const rounds = ctx.quick ? 1 : 3;
+    const rounds = ctx.quick ? 1 : 5;
     const windowMs = ctx.quick ? 150 : 1500;
     const warmupMs = ctx.quick ? 50 : 300;
     const rows: CachedRow[] = [];
@@ -73,7 +75,7 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
           bare: combine(runs.bare),
           ratio: 0,
         };
-        row.ratio = round(row.broker.rps / row.bare.rps, 3);
+        row.ratio = round(median(runs.broker.map((b, i) => rate(b) / rate(runs.bare[i]!))), 3);
         ctx.progress(
           `cached GetToken ${row.label} ×${concurrency}: broker ${Math.round(row.broker.rps)}/s, bare ${Math.round(row.bare.rps)}/s, ratio ${row.ratio}`,
         );
@@ -108,6 +110,17 @@ async function measure(
   const result = await ctx.load.call("getTokenLoad", url, protocol, { ...options, warmupMs: 0 });
   const after = await host.call("cpu");
   return { ...result, cpuPct: cpuPercent(before, after), cpuUs: after.cpuUs - before.cpuUs };
+}
+
+/** Answers per second of one run. */
+function rate(run: Run): number {
+  return (run.samples.length / run.durationMs) * 1000;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Pools the samples of several runs into one set of figures. */

@@ -112,12 +112,12 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
         {
           kind: "server_streaming",
           input: WatchTokenRequestSchema,
-          handle: async (_request, call, send) => {
+          handle: async (_request, call) => {
             watchers++;
             const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
             try {
               for (;;) {
-                await send(watchBytes());
+                await call.send(watchBytes());
                 await Promise.race([nextChange.promise, aborted]);
                 if (call.signal.aborted) return;
               }

@@ -7,7 +7,7 @@ import type { IdentityServer } from "../upstream/identity-server.js";
 import { abortable, within } from "./abortable.js";
 import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
-import { WatchHub } from "./watch-hub.js";
+import { WatchHub, type Subscription } from "./watch-hub.js";
 
 /** Names a token set: exactly one of a tenant id or a connection id. */
 export type Selector = { tenantId: string } | { connectionId: string };
@@ -139,6 +139,52 @@ export class TokenBroker {
     }
   }
 
+  /**
+   * {@link watch} for servers with thousands of subscribers: the same records
+   * in the same order, handed to `onRecord` as they are published (each
+   * record is one object for all subscribers) instead of through an async
+   * iterator, and no abort signal held per subscriber. `ended` resolves when
+   * the subscription ends (`close()` or the broker closing) and rejects,
+   * before any record, as `watch` throws.
+   */
+  subscribe(selector: Selector, onRecord: (record: TokenRecord) => void): TokenSubscription {
+    let closed = false;
+    let subscription: Subscription | undefined;
+    const ended = (async () => {
+      const connectionId = await this.resolve(selector);
+      if (closed) return;
+      const sub = (subscription = this.hub.subscribe(connectionId));
+      let first: TokenRecord;
+      try {
+        const current = await this.current(connectionId);
+        first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, {}) : current;
+      } catch (e) {
+        sub.close();
+        throw e;
+      }
+      if (closed) {
+        sub.close();
+        return;
+      }
+      sub.delivered(first);
+      onRecord(first);
+      // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
+      return new Promise<void>((resolve) => {
+        sub.listen(onRecord, () => {
+          sub.close();
+          resolve();
+        });
+      });
+    })();
+    return {
+      ended,
+      close() {
+        closed = true;
+        subscription?.end();
+      },
+    };
+  }
+
   /** Connection ids asked for since `since` (ms), or watched now: the ones worth refreshing ahead of expiry. */
   inUse(since: number): Set<string> {
     const ids = new Set(this.hub.watched());
@@ -216,6 +262,14 @@ export class TokenBroker {
   private touch(connectionId: string): void {
     this.lastUsed.set(connectionId, this.clock.now());
   }
+}
+
+/** A subscription made by {@link TokenBroker.subscribe}. */
+export interface TokenSubscription {
+  /** Resolves when the subscription ended; rejects (before any record) if the token set cannot be watched. */
+  readonly ended: Promise<void>;
+  /** Ends the subscription (a first token still being fetched is not delivered). */
+  close(): void;
 }
 
 /** Compares two tokens in constant time. */

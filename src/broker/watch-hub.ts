@@ -64,10 +64,15 @@ export class WatchHub {
   }
 }
 
-/** One subscriber's queue of records. */
+/**
+ * One subscriber's records: pulled one at a time with {@link next}, or
+ * pushed to a listener with {@link listen} (no queue, no promise per record:
+ * what a server with thousands of subscribers wants).
+ */
 export class Subscription {
   private queue: TokenRecord[] = [];
   private waiter: ((r: TokenRecord | undefined) => void) | undefined;
+  private listener: { onRecord: (r: TokenRecord) => void; onEnd: () => void } | undefined;
   private ended = false;
   private lastVersion = -1;
   private lastState: TokenRecord["state"] | undefined;
@@ -84,7 +89,10 @@ export class Subscription {
   /** @internal Called by the hub. */
   push(record: TokenRecord): void {
     if (this.ended || !this.isNew(record)) return;
-    if (this.waiter) {
+    if (this.listener) {
+      this.delivered(record);
+      this.listener.onRecord(record);
+    } else if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
       this.delivered(record);
@@ -118,7 +126,23 @@ export class Subscription {
     });
   }
 
-  /** Ends the subscription: pending and later `next` calls return undefined. */
+  /**
+   * Hands every record from now on to `onRecord` as it is published (queued
+   * ones first), and calls `onEnd` once when the subscription ends. Use
+   * either this or {@link next}, not both.
+   */
+  listen(onRecord: (record: TokenRecord) => void, onEnd: () => void): void {
+    if (this.ended) {
+      onEnd();
+      return;
+    }
+    this.listener = { onRecord, onEnd };
+    const queued = this.queue;
+    this.queue = [];
+    for (const record of queued) this.push(record);
+  }
+
+  /** Ends the subscription: pending and later `next` calls return undefined, a listener hears `onEnd`. */
   end(): void {
     if (this.ended) return;
     this.ended = true;
@@ -126,6 +150,9 @@ export class Subscription {
     const w = this.waiter;
     this.waiter = undefined;
     w?.(undefined);
+    const listener = this.listener;
+    this.listener = undefined;
+    listener?.onEnd();
   }
 
   /** Ends the subscription and removes it from the hub. */

@@ -29,16 +29,29 @@ export interface FastUnaryMethod<I extends DescMessage = DescMessage> {
   handle(request: MessageShape<I>, call: FastCall): Promise<Uint8Array>;
 }
 
+/** A server-streaming call: a {@link FastCall} that sends messages. */
+export interface FastStreamingCall extends FastCall {
+  /**
+   * Sends a response message (serialized bytes); resolves when the stream can
+   * take more (a caller that does not wait for it has its messages buffered).
+   * Returning the same `Uint8Array` object again reuses its gRPC frame.
+   */
+  send(message: Uint8Array): Promise<void>;
+  /** True once the client cancelled the call or its connection closed. */
+  readonly closed: boolean;
+  /** Sets the one function called when the client cancels the call or its connection closes (cheaper than `signal`). */
+  onClose(listener: () => void): void;
+}
+
 /** A server-streaming method: one request message, any number of response messages. */
 export interface FastServerStreamingMethod<I extends DescMessage = DescMessage> {
   readonly kind: "server_streaming";
   readonly input: I;
   /**
-   * Sends response messages (serialized bytes) with `send`, which resolves
-   * when the stream can take more. The call ends OK when `handle` returns,
-   * with the status of the `ConnectError` it throws otherwise.
+   * Sends response messages with `call.send`. The call ends OK when `handle`
+   * returns, with the status of the `ConnectError` it throws otherwise.
    */
-  handle(request: MessageShape<I>, call: FastCall, send: (message: Uint8Array) => Promise<void>): Promise<void>;
+  handle(request: MessageShape<I>, call: FastStreamingCall): Promise<void>;
 }
 
 /** A method the fast path serves; see {@link createGrpcFastPath}. */
@@ -59,17 +72,18 @@ export type Http2StreamHandler = (stream: http2.ServerHttp2Stream, headers: http
 
 const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 const OK = { "grpc-status": "0" };
+const RESOLVED = Promise.resolve();
 
-/** Runs `task` once the event loop has turned (one `setImmediate` for every task of a turn). */
+/** Calls `headersIfWaiting` of `call` once the event loop has turned (one `setImmediate` for all the calls of a turn). */
 const afterThisTurn = (() => {
-  let tasks: Array<() => void> = [];
+  let calls: Array<{ headersIfWaiting(): void }> = [];
   const run = () => {
-    const due = tasks;
-    tasks = [];
-    for (const task of due) task();
+    const due = calls;
+    calls = [];
+    for (const call of due) call.headersIfWaiting();
   };
-  return (task: () => void) => {
-    if (tasks.push(task) === 1) setImmediate(run);
+  return (call: { headersIfWaiting(): void }) => {
+    if (calls.push(call) === 1) setImmediate(run);
   };
 })();
 
@@ -101,6 +115,7 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
     return frame;
   };
 
+  const shared: Shared = { options, frameOf };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const method = options.methods.get(String(headers[":path"]));
@@ -109,53 +124,190 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
     const encoding = headers["grpc-encoding"];
     if ((encoding !== undefined && encoding !== "identity") || headers["grpc-timeout"] !== undefined) return false;
     const authorization = headers["authorization"];
-    serve(stream, typeof authorization === "string" ? authorization : undefined, method, options, frameOf);
+    new ServedCall(stream, typeof authorization === "string" ? authorization : undefined, method, shared);
     return true;
   };
 }
 
-function serve(
-  stream: http2.ServerHttp2Stream,
-  authorization: string | undefined,
-  method: FastMethod,
-  options: GrpcFastPathOptions,
-  frameOf: (message: Uint8Array) => Buffer,
-): void {
-  let abort: AbortController | undefined;
-  const call: FastCall = {
-    // Made on first use: most unary calls end without anyone listening.
-    get signal() {
-      abort ??= new AbortController();
-      if (done || stream.destroyed) abort.abort();
-      return abort.signal;
-    },
-    authorization,
-    protocolError: undefined,
-  };
-  let headersSent = false;
-  let done = false;
-  // A reset by the client (or a broken connection) surfaces as "error" then "close": only "close" matters.
-  stream.on("error", () => {});
-  stream.once("close", () => {
-    if (done) return; // answered: nobody is left to cancel (and an abort's DOMException is not free)
-    done = true;
-    abort?.abort();
-  });
+/** What every call of one fast path shares. */
+interface Shared {
+  readonly options: GrpcFastPathOptions;
+  frameOf(message: Uint8Array): Buffer;
+}
 
-  const respond = () => {
-    if (headersSent) return;
-    headersSent = true;
-    stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
-  };
+const CALL = Symbol("tokenbroker.fastCall");
+type CallStream = http2.ServerHttp2Stream & { [CALL]?: ServedCall };
+
+// The stream's listeners are shared functions that find their call on the stream (`this`): a WatchToken
+// stream open for hours holds no closures of its own for them.
+function ignore(): void {}
+function onStreamClose(this: CallStream): void {
+  this[CALL]?.streamClosed();
+}
+function onStreamData(this: CallStream, chunk: Buffer): void {
+  this[CALL]?.data(chunk);
+}
+function onStreamEnd(this: CallStream): void {
+  this.off("data", onStreamData); // nothing more comes: a stream that stays open holds no reader
+  this[CALL]?.ended();
+}
+
+/** One call on the fast path, from its request's first bytes to its status. */
+class ServedCall implements FastStreamingCall {
+  private abort: AbortController | undefined;
+  private headersSent = false;
+  /** The status was sent, or the stream closed: nothing more is written. */
+  private done = false;
+  /** The request was read and handed to the method. */
+  private started = false;
+  private answered = false;
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private draining: Promise<void> | undefined;
+  private closeListener: (() => void) | undefined;
+  /** The client cancelled the call, or its connection closed, before the call ended. */
+  closed = false;
+  protocolError: ConnectError | undefined = undefined;
+
+  constructor(
+    private readonly stream: CallStream,
+    readonly authorization: string | undefined,
+    private readonly method: FastMethod,
+    private readonly shared: Shared,
+  ) {
+    stream[CALL] = this;
+    // A reset by the client (or a broken connection) surfaces as "error" then "close": only "close" matters.
+    stream.on("error", ignore);
+    stream.once("close", onStreamClose);
+    // Flowing from here: after the call has ended, the rest of an oversized body is read and dropped.
+    stream.on("data", onStreamData);
+    stream.once("end", onStreamEnd);
+  }
+
+  /** Made on first use: most unary calls end without anyone listening. */
+  get signal(): AbortSignal {
+    this.abort ??= new AbortController();
+    if (this.done || this.stream.destroyed) this.abort.abort();
+    return this.abort.signal;
+  }
+
+  send(message: Uint8Array): Promise<void> {
+    if (this.done || this.stream.destroyed) return RESOLVED;
+    this.respond();
+    if (this.stream.write(this.shared.frameOf(message))) return RESOLVED;
+    this.draining ??= drained(this.stream).then(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else this.closeListener = listener;
+  }
+
+  /** The stream closed. */
+  streamClosed(): void {
+    if (this.done) return; // answered: nobody is left to cancel (and an abort's DOMException is not free)
+    this.done = true;
+    this.closed = true;
+    this.abort?.abort();
+    const listener = this.closeListener;
+    this.closeListener = undefined;
+    listener?.();
+  }
+
+  data(chunk: Buffer): void {
+    if (this.done || this.started) return;
+    this.length += chunk.length;
+    this.chunks.push(chunk);
+    const { readMaxBytes } = this.shared.options;
+    // Two whole envelopes of at most readMaxBytes decide any body's answer (see readRequest): no need to read on.
+    if (this.length > 2 * (readMaxBytes + 5)) {
+      const head = Buffer.concat(this.chunks);
+      this.chunks = [];
+      try {
+        readRequest(head, this.method.kind, readMaxBytes, this.method.input);
+        this.finish(Code.ResourceExhausted, `message size is larger than configured readMaxBytes ${readMaxBytes}`);
+      } catch (e) {
+        this.refuse(e);
+      }
+    }
+  }
+
+  ended(): void {
+    if (this.done || this.started) return;
+    const chunks = this.chunks;
+    this.chunks = [];
+    let request: MessageShape<DescMessage>;
+    try {
+      request = readRequest(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method.kind, this.shared.options.readMaxBytes, this.method.input);
+    } catch (e) {
+      this.refuse(e);
+      return;
+    }
+    this.start(undefined, request);
+  }
+
+  /** Sends the response headers of a call that is still running when the event loop turns (see `start`). */
+  headersIfWaiting(): void {
+    if (!this.answered && !this.done && !this.stream.destroyed) this.respond();
+  }
+
+  /** A request that cannot be read: its error, or for a stream with no message or two, the method's. */
+  private refuse(e: unknown): void {
+    // Connect finds a streaming call's missing or extra message in the handler, after the key check.
+    if (this.method.kind === "server_streaming" && e instanceof ConnectError && e.code === Code.Unimplemented) this.start(e);
+    else this.fail(e);
+  }
+
+  private start(protocolError: ConnectError | undefined, request: MessageShape<DescMessage> = create(this.method.input)): void {
+    this.started = true;
+    this.protocolError = protocolError;
+    if (this.method.kind === "server_streaming") {
+      this.method.handle(request, this).then(
+        () => this.finish(0, ""),
+        (e: unknown) => this.fail(e),
+      );
+      return;
+    }
+    this.method.handle(request, this).then(
+      (message) => this.answer(message),
+      (e: unknown) => {
+        this.answered = true;
+        this.fail(e);
+      },
+    );
+    // Still running when the event loop turns: it waits (for a refresh, say). Its response headers go
+    // out then, so that when the answer comes, a storm of waiting calls costs a frame and trailers each.
+    afterThisTurn(this);
+  }
+
+  private answer(message: Uint8Array): void {
+    this.answered = true;
+    if (this.done || this.stream.destroyed) return;
+    this.done = true;
+    this.respond();
+    this.stream.once("wantTrailers", sendOkTrailers);
+    this.stream.end(this.shared.frameOf(message));
+  }
+
+  private respond(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
+  }
+
   /** Ends the call: trailers after the messages, or a trailers-only response. */
-  const finish = (code: Code | 0, message: string) => {
-    if (done) return;
-    done = true;
+  private finish(code: Code | 0, message: string): void {
+    if (this.done) return;
+    this.done = true;
+    const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     const status = { "grpc-status": String(code), ...(message ? { "grpc-message": encodeMessage(message) } : {}) };
     try {
-      if (!headersSent) {
-        headersSent = true;
+      if (!this.headersSent) {
+        this.headersSent = true;
         stream.respond({ ":status": 200, "content-type": "application/grpc", ...status }, { endStream: true });
       } else {
         stream.once("wantTrailers", () => stream.sendTrailers(status));
@@ -164,81 +316,16 @@ function serve(
     } catch {
       stream.destroy();
     }
-  };
-  const fail = (e: unknown) => {
-    const error = e instanceof ConnectError ? e : internal(e, options);
-    finish(error.code, error.rawMessage);
-  };
+  }
 
-  const chunks: Buffer[] = [];
-  let length = 0;
-  // Flowing from here: after the call has ended, the rest of an oversized body is read and dropped.
-  let started = false;
-  const onData = (chunk: Buffer) => {
-    if (done || started) return;
-    length += chunk.length;
-    chunks.push(chunk);
-    // Two whole envelopes of at most readMaxBytes decide any body's answer (see readRequest): no need to read on.
-    if (length > 2 * (options.readMaxBytes + 5)) {
-      const head = Buffer.concat(chunks);
-      chunks.length = 0;
-      try {
-        readRequest(head, method.kind, options.readMaxBytes, method.input);
-        finish(Code.ResourceExhausted, `message size is larger than configured readMaxBytes ${options.readMaxBytes}`);
-      } catch (e) {
-        if (method.kind === "server_streaming" && e instanceof ConnectError && e.code === Code.Unimplemented) start(e);
-        else fail(e);
-      }
-    }
-  };
-  stream.on("data", onData);
-  stream.once("end", () => {
-    stream.off("data", onData); // nothing more comes: a stream that stays open for hours holds no reader
-    if (done || started) return;
-    let request: MessageShape<DescMessage>;
-    try {
-      request = readRequest(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), method.kind, options.readMaxBytes, method.input);
-    } catch (e) {
-      if (method.kind === "server_streaming" && e instanceof ConnectError && e.code === Code.Unimplemented) start(e);
-      else fail(e);
-      return;
-    }
-    chunks.length = 0;
-    start(undefined, request);
-  });
-  const start = (protocolError: ConnectError | undefined, request: MessageShape<DescMessage> = create(method.input)) => {
-    started = true;
-    Object.assign(call, { protocolError });
-    if (method.kind === "unary") {
-      let answered = false;
-      method.handle(request, call).then(
-        (message) => {
-          answered = true;
-          if (done || stream.destroyed) return;
-          done = true;
-          respond();
-          stream.once("wantTrailers", () => stream.sendTrailers(OK));
-          stream.end(frameOf(message));
-        },
-        (e: unknown) => {
-          answered = true;
-          fail(e);
-        },
-      );
-      // Still running when the event loop turns: it waits (for a refresh, say). Its response headers go
-      // out now, so that when the answer comes, a storm of waiting calls costs a frame and trailers each.
-      afterThisTurn(() => {
-        if (!answered && !done && !stream.destroyed) respond();
-      });
-      return;
-    }
-    const send = async (message: Uint8Array): Promise<void> => {
-      if (done || stream.destroyed) return;
-      respond();
-      if (!stream.write(frameOf(message))) await drained(stream);
-    };
-    method.handle(request, call, send).then(() => finish(0, ""), fail);
-  };
+  private fail(e: unknown): void {
+    const error = e instanceof ConnectError ? e : internal(e, this.shared.options);
+    this.finish(error.code, error.rawMessage);
+  }
+}
+
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  this.sendTrailers(OK);
 }
 
 /**
