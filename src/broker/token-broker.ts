@@ -150,6 +150,16 @@ export class TokenBroker {
   subscribe(selector: Selector, onRecord: (record: TokenRecord) => void): TokenSubscription {
     let closed = false;
     let subscription: Subscription | undefined;
+    // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
+    // lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
+    let firstWait: AbortController | undefined;
+    const waiting = {
+      get signal(): AbortSignal {
+        firstWait ??= new AbortController();
+        if (closed) firstWait.abort();
+        return firstWait.signal;
+      },
+    };
     const ended = (async () => {
       const connectionId = await this.resolve(selector);
       if (closed) return;
@@ -157,10 +167,13 @@ export class TokenBroker {
       let first: TokenRecord;
       try {
         const current = await this.current(connectionId);
-        first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, {}) : current;
+        first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, waiting) : current;
       } catch (e) {
         sub.close();
+        if (closed) return; // closed while the first token was awaited: an end, not an error
         throw e;
+      } finally {
+        firstWait = undefined;
       }
       if (closed) {
         sub.close();
@@ -180,6 +193,7 @@ export class TokenBroker {
       ended,
       close() {
         closed = true;
+        firstWait?.abort();
         subscription?.end();
       },
     };

@@ -25,11 +25,21 @@ export class WatchHub {
     return sub;
   }
 
-  /** Delivers a stored record to every subscriber of its connection. */
+  /**
+   * Delivers a stored record to every subscriber of its connection. A
+   * subscriber whose listener throws is ended; the others, and the refresh
+   * that published the record, are not affected.
+   */
   publish(record: TokenRecord): void {
     const set = this.subscribers.get(record.connectionId);
     if (!set) return;
-    for (const sub of set) sub.push(record);
+    for (const sub of set) {
+      try {
+        sub.push(record);
+      } catch {
+        sub.close();
+      }
+    }
   }
 
   /** Number of open subscriptions for a connection. */
