@@ -4,11 +4,12 @@
  * broker sees it change — through the same store, through another connection
  * to the file (another process), in a transaction that rolls back — and check
  * that the next read sees exactly what is committed: at once for the store's
- * own writes, by the next turn of the event loop for another connection's.
+ * own writes, within CHECK_EVERY_MS for another connection's.
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
+import { CHECK_EVERY_MS } from "../src/store/read-cache.js";
 import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
 import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
@@ -43,8 +44,8 @@ function tokenSet(accessToken: string): NewTokenSet {
   };
 }
 
-/** Lets the event loop turn once (other I/O, timers: what separates one batch of requests from the next). */
-const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+/** Waits until the cache looks at the database again. */
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, CHECK_EVERY_MS + 1));
 
 const tenant = (tenantId: string) => ({
   tenantId,
@@ -84,20 +85,25 @@ it("a change through the same store, and a state change, are read at once", asyn
   expect(await a.getToken(connectionId)).toMatchObject({ state: "active", accessToken: "access-2" });
 });
 
-it("another connection's commit is seen once the event loop turns; a lease taken sees it at once", async () => {
+it(`another connection's commit is seen within ${CHECK_EVERY_MS} ms; a lease taken sees it at once`, async () => {
   const { connectionId } = await a.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [] });
   expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
   await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-2"), tenants: [] });
-  // Same turn: the requests that arrived together share one look at the database.
-  expect((await a.getToken(connectionId))?.accessToken).toBe("access-1");
-  // A refresher reads after taking the lease: by then it sees every commit.
-  expect(await a.tryAcquireLease(connectionId, "holder-a", 10_000)).toEqual({ acquired: true });
-  expect((await a.getToken(connectionId))?.accessToken).toBe("access-2");
-  await a.releaseLease(connectionId, "holder-a");
-
-  await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-3"), tenants: [] });
   await nextTurn();
-  expect((await a.getToken(connectionId))?.accessToken).toBe("access-3");
+  expect((await a.getToken(connectionId))?.accessToken).toBe("access-2");
+
+  // A store that looks at the database once a minute still sees every commit once it takes a refresh lease.
+  const slow = openSqliteStore({ path: join(dir.path, "tokenbroker.db"), readCacheCheckMs: 60_000 });
+  try {
+    expect((await slow.getToken(connectionId))?.accessToken).toBe("access-2");
+    await b.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-3"), tenants: [] });
+    expect((await slow.getToken(connectionId))?.accessToken).toBe("access-2"); // within its minute
+    expect(await slow.tryAcquireLease(connectionId, "holder-a", 10_000)).toEqual({ acquired: true });
+    expect((await slow.getToken(connectionId))?.accessToken).toBe("access-3");
+    await slow.releaseLease(connectionId, "holder-a");
+  } finally {
+    await slow.close();
+  }
 });
 
 it("a rolled-back transaction leaves nothing behind, and a record read is shared and cannot be changed by a caller", async () => {

@@ -28,6 +28,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** Seals access, refresh and id tokens at rest (AES-256-GCM); without it they are stored in plain text. */
   encryption?: TokenCipher;
+  /** How soon another process's commit is seen by the read cache, ms (default 5; see `ReadCache`). */
+  readCacheCheckMs?: number;
 }
 
 interface TokenRow {
@@ -92,7 +94,7 @@ export class SqliteStore implements TokenStore {
       migrate(this.db);
       this.stmt = prepare(this.db);
       // Tokens read under one keyring are forgotten when the keyring changes (a re-read key file).
-      this.reads = new ReadCache(this.db, () => this.cipher?.keyIds.join(" ") ?? "");
+      this.reads = new ReadCache(this.db, () => this.cipher?.keyIds.join(" ") ?? "", options.readCacheCheckMs);
     } catch (e) {
       this.db.close();
       throw e;
