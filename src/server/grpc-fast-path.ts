@@ -106,7 +106,8 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
   const frameOf = (message: Uint8Array): Buffer => {
     let frame = frames.get(message);
     if (!frame) {
-      frame = Buffer.allocUnsafe(5 + message.length);
+      // Not from Node's shared 8 KiB pool: a frame kept for a token's life would keep its whole pool slab.
+      frame = Buffer.allocUnsafeSlow(5 + message.length);
       frame[0] = 0;
       frame.writeUInt32BE(message.length, 1);
       frame.set(message, 5);
