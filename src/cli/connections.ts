@@ -1,8 +1,7 @@
-import { parseArgs } from "node:util";
 import { DEFAULT_DB } from "../config.js";
 import type { Command } from "./command.js";
 import { connectionJson, describeConnection } from "./describe-connection.js";
-import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { listStored } from "./list-stored.js";
 
 /** `tokenbroker connections`: what is stored, never a secret. */
 export const connectionsCommand: Command = {
@@ -19,22 +18,11 @@ Options:
   --json       print a JSON array
   -h, --help   show this help
 `,
-  async run(args, io) {
-    const { values } = parseArgs({ args, options: { db: { type: "string" }, json: { type: "boolean" } }, allowPositionals: false });
-    const store = openStoreOrExplain(dbPath(values.db, io.env));
-    try {
-      const connections = await store.listConnections();
-      if (values.json) {
-        io.out.write(`${JSON.stringify(connections.map(connectionJson), null, 2)}\n`);
-      } else if (connections.length === 0) {
-        io.out.write("no connections: run tokenbroker connect\n");
-      } else {
-        const now = Date.now();
-        io.out.write(`${connections.map((c) => describeConnection(c, now)).join("\n\n")}\n`);
-      }
-      return 0;
-    } finally {
-      await store.close();
-    }
-  },
+  run: (args, io) =>
+    listStored(args, io, (connections, json) => {
+      if (json) return JSON.stringify(connections.map(connectionJson), null, 2);
+      if (connections.length === 0) return "no connections: run tokenbroker connect";
+      const now = Date.now();
+      return connections.map((c) => describeConnection(c, now)).join("\n\n");
+    }),
 };

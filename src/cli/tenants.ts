@@ -1,8 +1,7 @@
-import { parseArgs } from "node:util";
 import { DEFAULT_DB } from "../config.js";
 import type { Command } from "./command.js";
 import { stateLabel, tenantJson } from "./describe-connection.js";
-import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { listStored } from "./list-stored.js";
 
 /** `tokenbroker tenants`: every stored tenant with the connection that serves it. */
 export const tenantsCommand: Command = {
@@ -21,32 +20,24 @@ Options:
   --json       print a JSON array
   -h, --help   show this help
 `,
-  async run(args, io) {
-    const { values } = parseArgs({ args, options: { db: { type: "string" }, json: { type: "boolean" } }, allowPositionals: false });
-    const store = openStoreOrExplain(dbPath(values.db, io.env));
-    try {
-      const rows = (await store.listConnections()).flatMap((c) => c.tenants.map((t) => ({ c, t })));
-      if (values.json) {
-        const json = rows.map(({ c, t }) => ({
+  run: (args, io) =>
+    listStored(args, io, (connections, json) => {
+      const rows = connections.flatMap((c) => c.tenants.map((t) => ({ c, t })));
+      if (json) {
+        const entries = rows.map(({ c, t }) => ({
           ...tenantJson(t),
           connectionId: c.connectionId,
           connectionState: c.state,
           userName: c.userName ?? c.xeroUserId ?? null,
         }));
-        io.out.write(`${JSON.stringify(json, null, 2)}\n`);
-      } else if (rows.length === 0) {
-        io.out.write("no tenants: run tokenbroker connect\n");
-      } else {
-        const table = [
-          ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER"],
-          ...rows.map(({ c, t }) => [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""]),
-        ];
-        const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-        io.out.write(`${table.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")}\n`);
+        return JSON.stringify(entries, null, 2);
       }
-      return 0;
-    } finally {
-      await store.close();
-    }
-  },
+      if (rows.length === 0) return "no tenants: run tokenbroker connect";
+      const table = [
+        ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER"],
+        ...rows.map(({ c, t }) => [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""]),
+      ];
+      const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+      return table.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+    }),
 };
