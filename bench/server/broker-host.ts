@@ -11,7 +11,7 @@ import { importRefreshToken } from "../../src/importer.js";
 import { createLogger } from "../../src/logger.js";
 import { startBrokerServer, type BrokerServer } from "../../src/server/broker-server.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
-import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
+import { identityForFakeXero } from "../../src/fake-xero/index.js";
 
 /** Options for {@link startBenchBroker}. */
 export interface BenchBrokerOptions {
@@ -52,14 +52,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
   try {
     // Tokens encrypted at rest, as `tokenbroker serve` stores them.
     store = openSqliteStore({ path: join(dir, "bench.db"), clock, encryption: createTokenCipher([randomBytes(32)]) });
-    const identity = createOidcIdentityServer({
-      issuer: new URL(fake.issuer),
-      connectionsUrl: new URL(fake.connectionsUrl),
-      clientId: fake.clientId,
-      clientSecret: fake.clientSecret,
-      allowInsecure: true,
-      clock,
-    });
+    const identity = identityForFakeXero(fake, clock);
     const refreshToken = await upstream.call("addGrant", ["Bench Org A", "Bench Org B"]);
     const imported = await importRefreshToken(store, identity, refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;

@@ -8,11 +8,10 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { sleep } from "../broker/abortable.js";
 import { ConfigError, parseListen, positiveNumber } from "../config.js";
-import { startFakeXero } from "../fake-xero/index.js";
+import { identityForFakeXero, startFakeXero } from "../fake-xero/index.js";
 import { importRefreshToken } from "../importer.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
-import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
 import type { Command } from "./command.js";
 
 /** `tokenbroker demo`: the whole system on loopback, with a fake Xero. */
@@ -57,13 +56,7 @@ Options:
     const grant = fake.addGrant({ tenants: [{ tenantName: "Demo Company (AU)" }, { tenantName: "Demo Company (NZ)" }] });
     const dir = mkdtempSync(join(tmpdir(), "tokenbroker-demo-"));
     const store = openSqliteStore({ path: join(dir, "demo.db") });
-    const identity = createOidcIdentityServer({
-      issuer: new URL(fake.issuer),
-      connectionsUrl: new URL(fake.connectionsUrl),
-      clientId: fake.clientId,
-      clientSecret: fake.clientSecret,
-      allowInsecure: true,
-    });
+    const identity = identityForFakeXero(fake);
     const imported = await importRefreshToken(store, identity, grant.refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;
     if (!tenantId) throw new Error("the fake Xero listed no tenants");
