@@ -40,7 +40,7 @@ export function createSqliteAuditSink(db: Database.Database): AuditSink {
   });
   return {
     write(entries) {
-      if (db.open) writeAll(entries);
+      if (db.open) writeAll.immediate(entries);
     },
   };
 }

@@ -123,10 +123,16 @@ export class SqliteStore implements TokenStore {
     }
   }
 
-  /** Runs a write of connections, tenants or token sets in a transaction; the read cache forgets what it remembered. */
+  /**
+   * Runs a write of connections, tenants or token sets in a transaction; the
+   * read cache forgets what it remembered. The transaction is IMMEDIATE: it
+   * waits for the write lock first (busy_timeout), so a read inside it cannot
+   * be overtaken by another process's commit and fail with SQLITE_BUSY when
+   * it turns into a write, as a deferred one can in WAL mode.
+   */
   private write<T>(body: () => T): T {
     try {
-      return this.db.transaction(body)();
+      return this.db.transaction(body).immediate();
     } finally {
       this.reads.forget();
     }
@@ -312,7 +318,7 @@ export class SqliteStore implements TokenStore {
         created_at: pending.createdAt,
         expires_at: pending.expiresAt,
       });
-    })();
+    }).immediate();
   }
 
   async takeAuthorisation(state: string, now: number): Promise<TakenAuthorisation> {
@@ -323,7 +329,7 @@ export class SqliteStore implements TokenStore {
       this.stmt.useAuthorisation.run({ state, now });
       if (now >= row.expires_at) return { ok: false, reason: "expired" };
       return { ok: true, codeVerifier: row.code_verifier, browserHash: row.browser_hash ?? undefined };
-    })();
+    }).immediate(); // read then write: take the write lock first (see write())
   }
 
   async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {

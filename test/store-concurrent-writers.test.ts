@@ -1,0 +1,71 @@
+/**
+ * Another broker process writes to the same SQLite file all the time (its
+ * audit log, its leases): a refresh's commit, which reads the lease and then
+ * writes the token set in one transaction, must never fail because such a
+ * commit landed between its read and its write (SQLITE_BUSY in WAL mode for a
+ * deferred transaction). The other process here is a real child process.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import type { NewTokenSet } from "../src/token-set.js";
+import { tempDir } from "./helpers/broker-fixture.js";
+
+function tokenSet(now: number): NewTokenSet {
+  return {
+    accessToken: `at-${randomBytes(12).toString("hex")}`,
+    refreshToken: `rt-${randomBytes(12).toString("hex")}`,
+    idToken: undefined,
+    tokenType: "Bearer",
+    scopes: ["offline_access"],
+    expiresAt: now + 1_800_000,
+    obtainedAt: now,
+    refreshTokenIssuedAt: now,
+  };
+}
+
+/** Commits small transactions to `path` as fast as it can (as another broker's audit log would), until killed. */
+const WRITER = `
+const Database = require(process.argv[2]);
+const db = new Database(process.argv[3]);
+db.pragma("busy_timeout = 5000");
+const insert = db.prepare("INSERT INTO audit_log (at, actor, action, outcome) VALUES (?, 'other-process', 'get_token', 'ok')");
+process.send("ready");
+for (;;) insert.run(Date.now());
+`;
+
+let dir: ReturnType<typeof tempDir> | undefined;
+let writer: ChildProcess | undefined;
+let store: SqliteStore | undefined;
+afterEach(async () => {
+  writer?.kill("SIGKILL");
+  await store?.close();
+  dir?.cleanup();
+});
+
+it("500 lease-and-commit refreshes succeed while another process commits writes all the time", async () => {
+  dir = tempDir();
+  const path = join(dir.path, "tokenbroker.db");
+  store = openSqliteStore({ path });
+  const now = Date.now();
+  const { connectionId } = await store.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(now), tenants: [] });
+
+  const script = join(dir.path, "writer.cjs");
+  writeFileSync(script, WRITER);
+  writer = fork(script, [createRequire(import.meta.url).resolve("better-sqlite3"), path], { stdio: "ignore" });
+  await new Promise((resolve) => writer!.once("message", resolve));
+
+  let version = (await store.getToken(connectionId))!.version;
+  for (let i = 0; i < 500; i++) {
+    expect(await store.tryAcquireLease(connectionId, "me", 30_000)).toEqual({ acquired: true });
+    const record = await store.commitRefresh(connectionId, "me", version, tokenSet(now));
+    expect(record.version).toBe(version + 1);
+    version = record.version;
+  }
+  const others = store.database.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number };
+  expect(others.n).toBeGreaterThan(500); // the other process really was writing meanwhile
+});
