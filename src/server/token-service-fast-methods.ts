@@ -1,7 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  ConnectionState,
   GetTokenRequestSchema,
   GetTokenResponseSchema,
   ReportExpiredRequestSchema,
@@ -12,9 +11,9 @@ import {
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker, TokenSubscription } from "../broker/token-broker.js";
 import type { WireProtocol } from "../metrics/served-metrics.js";
-import { parseMinValidFor, parseSelector } from "../service/parse-request.js";
+import { parseAccessToken, parseMinValidFor, parseSelector } from "../service/parse-request.js";
 import { toConnectError } from "../service/to-connect-error.js";
-import { toProtoState, toProtoToken } from "../service/to-proto.js";
+import { toProtoToken, toWatchResponse } from "../service/to-proto.js";
 import type { TokenRecord } from "../token-set.js";
 import type { FastCall, FastMethod, FastServerStreamingMethod, FastUnaryMethod } from "./grpc-fast-path.js";
 import type { GuardedCall } from "./server-security.js";
@@ -50,14 +49,12 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   };
   const fail = (e: unknown) => toConnectError(e, options.onInternalError);
 
-  /** Runs one call between the guard's checks, as the interceptors wrap a Connect handler. */
+  /** Runs one unary call between the guard's checks, as the interceptors wrap a Connect handler. */
   async function guarded<T>(name: string, call: FastCall, request: unknown, body: (guard: GuardedCall) => Promise<T>): Promise<T> {
-    // As Connect's interceptors, which see no request message when a stream carried none or two.
-    const guard = options.guardCall(name, call.authorization, call.protocolError ? undefined : request);
+    const guard = options.guardCall(name, call.authorization, request);
     await guard.authorize(); // a refusal is audited and logged by the guard itself
     let error: unknown;
     try {
-      if (call.protocolError) throw call.protocolError;
       return await body(guard);
     } catch (e) {
       throw (error = fail(e));
@@ -94,8 +91,8 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
     handle: (request, call) =>
       guarded("ReportExpired", call, request, async (guard) => {
         const selector = parseSelector(request.selector);
-        if (request.accessToken === "") throw new ConnectError("access_token is empty", Code.InvalidArgument);
-        const { token, refreshed } = await options.broker.reportExpired(selector, request.accessToken, { signal: call.signal });
+        const accessToken = parseAccessToken(request.accessToken);
+        const { token, refreshed } = await options.broker.reportExpired(selector, accessToken, { signal: call.signal });
         options.countServed("ReportExpired", "grpc");
         guard.sent(token);
         return toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed }));
@@ -104,13 +101,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
 
   /** The one frame of `record` for every WatchToken stream. */
   const watchFrame = (record: TokenRecord) =>
-    cached(watchBytes, record, () => {
-      const state = toProtoState(record.state);
-      return toBinary(
-        WatchTokenResponseSchema,
-        create(WatchTokenResponseSchema, { state, ...(state === ConnectionState.ACTIVE ? { token: toProtoToken(record) } : {}) }),
-      );
-    });
+    cached(watchBytes, record, () => toBinary(WatchTokenResponseSchema, toWatchResponse(record)));
   /** A call's error as its caller sees it, with the call's debug line written. */
   const ended = (guard: GuardedCall, e: unknown) => {
     const error = fail(e);

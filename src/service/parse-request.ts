@@ -37,3 +37,9 @@ export function parseMinValidFor(duration: Duration | undefined): number | undef
   }
   return ms;
 }
+
+/** ReportExpired's `access_token`: the token the caller's API call was refused with; it must be set. */
+export function parseAccessToken(accessToken: string): string {
+  if (accessToken === "") throw new ConnectError("access_token is empty", Code.InvalidArgument);
+  return accessToken;
+}

@@ -1,10 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
-  ConnectionState,
   GetTokenResponseSchema,
   ReportExpiredResponseSchema,
-  WatchTokenResponseSchema,
   type GetTokenRequest,
   type GetTokenResponse,
   type ReportExpiredRequest,
@@ -14,9 +12,9 @@ import {
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker } from "../broker/token-broker.js";
-import { parseMinValidFor, parseSelector } from "./parse-request.js";
+import { parseAccessToken, parseMinValidFor, parseSelector } from "./parse-request.js";
 import { toConnectError } from "./to-connect-error.js";
-import { toProtoState, toProtoToken } from "./to-proto.js";
+import { toProtoToken, toWatchResponse } from "./to-proto.js";
 
 /**
  * `tokenbroker.v1.TokenService` on top of a {@link TokenBroker}: validates
@@ -43,8 +41,8 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
   async reportExpired(req: ReportExpiredRequest, ctx: HandlerContext): Promise<ReportExpiredResponse> {
     try {
       const selector = parseSelector(req.selector);
-      if (req.accessToken === "") throw new ConnectError("access_token is empty", Code.InvalidArgument);
-      const { token, refreshed } = await this.broker.reportExpired(selector, req.accessToken, { signal: ctx.signal });
+      const accessToken = parseAccessToken(req.accessToken);
+      const { token, refreshed } = await this.broker.reportExpired(selector, accessToken, { signal: ctx.signal });
       return create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed });
     } catch (e) {
       throw toConnectError(e, this.onInternalError);
@@ -54,13 +52,7 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
   async *watchToken(req: WatchTokenRequest, ctx: HandlerContext): AsyncGenerator<WatchTokenResponse> {
     try {
       const selector = parseSelector(req.selector);
-      for await (const record of this.broker.watch(selector, ctx.signal)) {
-        const state = toProtoState(record.state);
-        yield create(WatchTokenResponseSchema, {
-          state,
-          ...(state === ConnectionState.ACTIVE ? { token: toProtoToken(record) } : {}),
-        });
-      }
+      for await (const record of this.broker.watch(selector, ctx.signal)) yield toWatchResponse(record);
     } catch (e) {
       throw toConnectError(e, this.onInternalError);
     }
