@@ -78,12 +78,19 @@ it("bench --quick prints a row for every scenario, writes them as JSON, and prof
   for (const r of fan.rounds) for (const k of ["refreshMs", "p50Ms", "p99Ms", "maxMs"]) expect(isNumber(r[k]), k).toBe(true);
   expect(isNumber(fan.rssPerSubscriber) && isNumber(fan.heapPerSubscriber)).toBe(true);
 
-  // 4. Scale of state: the real `tokenbroker serve` on a small and a large database.
-  const { small, large } = report.scaleOfState;
+  // 4. Scale of state: the real `tokenbroker serve` on a small and a large database, run as the systemd
+  // unit runs it (its NODE_OPTIONS), and the large one again with Node's defaults.
+  const { small, large, largeNodeDefaults } = report.scaleOfState;
   expect(small.connections).toBe(1);
   expect(large.connections).toBeGreaterThan(small.connections);
   expect(large.tenants).toBe(large.connections * 10);
-  for (const s of [small, large]) {
+  const unit = readFileSync(join(import.meta.dirname, "..", "deploy", "tokenbroker.service"), "utf8");
+  const deployed = /^Environment="?NODE_OPTIONS=([^"\n]+)"?$/m.exec(unit)?.[1];
+  expect(deployed).toMatch(/--max-old-space-size=\d+/);
+  expect([small.nodeOptions, large.nodeOptions, largeNodeDefaults.nodeOptions]).toEqual([deployed, deployed, ""]);
+  expect(largeNodeDefaults.connections).toBe(large.connections);
+  expect(stdout).toContain("(Node's defaults)");
+  for (const s of [small, large, largeNodeDefaults]) {
     for (const k of ["listeningMs", "startupMs", "rssMb", "peakRssMb", "rps", "p50Ms", "p99Ms"]) {
       expect(isNumber(s[k]), k).toBe(true);
     }

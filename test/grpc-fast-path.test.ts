@@ -8,6 +8,7 @@
  * API keys, audit and debug logging: `grpc-fast-path-parity.test.ts`.
  */
 import * as http2 from "node:http2";
+import { Writable } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -21,6 +22,7 @@ import {
   type ReportExpiredResponse,
   type WatchTokenResponse,
 } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { createLogger } from "../src/logger.js";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { scrapeMetrics } from "./helpers/prometheus-text.js";
 import {
@@ -447,5 +449,59 @@ describe("gRPC fast path under load and with clients that give up", () => {
     expect(f.fake.tokenEndpointCalls - before.calls).toBe(1);
     expect(await metric(f, "tokenbroker_refreshes_total", refreshes)).toBe(before.refreshes + 1);
     expect(await servedGetTokens(f)).toBe(before.served + 1); // not the cancelled call
+  });
+});
+
+describe("gRPC fast path: a storm of waiting calls, some of which give up", () => {
+  let f: BrokerFixture;
+  let session: http2.ClientHttp2Session;
+  let log = "";
+  beforeEach(async () => {
+    log = "";
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        log += chunk.toString("utf8");
+        done();
+      },
+    });
+    f = await startBroker({ server: { logger: createLogger({ level: "info", destination }) } });
+    session = http2.connect(f.server.url);
+  });
+  afterEach(async () => {
+    session.destroy();
+    await f.close();
+  });
+
+  it("answers 300 waiting calls when the refresh ends (a hundred per turn of the event loop); the 100 cancelled are let go, not logged as errors", async () => {
+    const old = (await getToken(session, tenantOf(f))).token;
+    await f.expireToken();
+    f.fake.setLatency(300);
+    const before = {
+      calls: f.fake.tokenEndpointCalls,
+      served: await servedGetTokens(f),
+      failedWaits: await metric(f, "tokenbroker_refresh_wait_seconds_count", { cause: "caller", outcome: "error" }),
+    };
+    const calls = Array.from({ length: 300 }, () => rawCall(session, "GetToken", getTokenRequest(tenantOf(f))));
+    await eventually(() => f.fake.tokenEndpointCalls === before.calls + 1, 3000, "the refresh under way");
+    const cancelled = calls.filter((_, i) => i % 3 === 0);
+    for (const call of cancelled) call.cancel();
+    const kept = calls.filter((_, i) => i % 3 !== 0);
+
+    const statuses = await Promise.all(kept.map(async (c) => statusOf(await c.ended)));
+    expect(statuses.every((s) => s.code === 0)).toBe(true);
+    expect(kept.every((c) => c.frames.length === 1 && c.frames[0]!.equals(kept[0]!.frames[0]!))).toBe(true);
+    const token = decodeGet(kept[0]!.frames[0]!).token!;
+    expect(token.version).toBe(old.version + 1n);
+    for (const call of cancelled) await expect(call.ended).rejects.toThrow(/closed without status/);
+
+    expect(f.fake.tokenEndpointCalls - before.calls).toBe(1);
+    expect(await servedGetTokens(f)).toBe(before.served + 200);
+    expect(await metric(f, "tokenbroker_refresh_wait_seconds_count", { cause: "caller", outcome: "error" })).toBe(
+      before.failedWaits + 100,
+    );
+    // A caller that went away is not the broker's fault: nothing at error level, no "internal error".
+    const lines = log.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg?: string });
+    expect(lines.filter((l) => l.level >= 50 || l.msg === "internal error")).toEqual([]);
+    expect(lines.some((l) => l.msg?.includes("refresh"))).toBe(true); // the log was captured
   });
 });

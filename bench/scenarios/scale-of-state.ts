@@ -12,6 +12,8 @@ import { round, summarize } from "../stats.js";
 export interface ServeFigures {
   connections: number;
   tenants: number;
+  /** The process's NODE_OPTIONS: those of `deploy/tokenbroker.service`, or "" for Node's defaults. */
+  nodeOptions: string;
   /** From spawn to the "listening" log line, ms. */
   listeningMs: number;
   /** From spawn to the first GetToken answered, ms (target < 1000). */
@@ -30,13 +32,30 @@ export interface ServeFigures {
 
 /** Scenario 4's figures. */
 export interface ScaleFigures {
+  /** One connection, as deployed. */
   small: ServeFigures;
+  /** 1,000 connections, as deployed. */
   large: ServeFigures;
+  /** 1,000 connections with Node's default heap settings (no NODE_OPTIONS). */
+  largeNodeDefaults: ServeFigures;
   /** large req/s ÷ small req/s: "unchanged" is about 1. */
   ratio: number;
 }
 
 const CLI = new URL("../../src/cli/main.js", import.meta.url);
+const SYSTEMD_UNIT = new URL("../../../deploy/tokenbroker.service", import.meta.url);
+
+/**
+ * The NODE_OPTIONS that `deploy/tokenbroker.service` runs `tokenbroker serve`
+ * with (also `npm start`'s): the scale scenario measures the broker as
+ * deployed, and once more with Node's defaults.
+ */
+export function deployedNodeOptions(): string {
+  const unit = readFileSync(SYSTEMD_UNIT, "utf8");
+  const options = /^Environment="?NODE_OPTIONS=([^"\n]*)"?$/m.exec(unit)?.[1];
+  if (!options) throw new Error(`no Environment=NODE_OPTIONS= line in ${SYSTEMD_UNIT.pathname}`);
+  return options.trim();
+}
 
 /**
  * Scenario 4: the real `tokenbroker serve` (the compiled CLI) on a database
@@ -48,15 +67,23 @@ export async function benchScaleOfState(ctx: BenchContext): Promise<ScaleFigures
   try {
     const connections = ctx.quick ? 50 : 1000;
     const tenantsPerConnection = 10;
-    const small = await serveAndMeasure(ctx, join(dir, "small.db"), 1, tenantsPerConnection);
-    const large = await serveAndMeasure(ctx, join(dir, "large.db"), connections, tenantsPerConnection);
-    return { small, large, ratio: round(large.rps / small.rps, 3) };
+    const deployed = deployedNodeOptions();
+    const small = await serveAndMeasure(ctx, join(dir, "small.db"), 1, tenantsPerConnection, deployed);
+    const large = await serveAndMeasure(ctx, join(dir, "large.db"), connections, tenantsPerConnection, deployed);
+    const largeNodeDefaults = await serveAndMeasure(ctx, join(dir, "large-defaults.db"), connections, tenantsPerConnection, "");
+    return { small, large, largeNodeDefaults, ratio: round(large.rps / small.rps, 3) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function serveAndMeasure(ctx: BenchContext, db: string, connections: number, tenantsPerConnection: number): Promise<ServeFigures> {
+async function serveAndMeasure(
+  ctx: BenchContext,
+  db: string,
+  connections: number,
+  tenantsPerConnection: number,
+  nodeOptions: string,
+): Promise<ServeFigures> {
   const encryptionKey = randomBytes(32);
   const tenantIds = await seedStore({ path: db, connections, tenantsPerConnection, encryptionKey });
   const selectors = tenantIds.map((value) => ({ case: "tenantId" as const, value }));
@@ -66,6 +93,7 @@ async function serveAndMeasure(ctx: BenchContext, db: string, connections: numbe
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env["PATH"] ?? "",
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       TOKENBROKER_CLIENT_ID: "bench-client",
       TOKENBROKER_CLIENT_SECRET: "bench-not-a-secret",
       // Never called: every token set in the database is fresh, and discovery is lazy.
@@ -92,6 +120,7 @@ async function serveAndMeasure(ctx: BenchContext, db: string, connections: numbe
     const figures: ServeFigures = {
       connections,
       tenants: tenantIds.length,
+      nodeOptions,
       listeningMs: round(listeningMs, 0),
       startupMs: round(startupMs, 0),
       idleRssMb: round(idle.rssMb, 1),
@@ -103,7 +132,7 @@ async function serveAndMeasure(ctx: BenchContext, db: string, connections: numbe
       errors: run.errors,
     };
     ctx.progress(
-      `scale: ${connections} connections / ${tenantIds.length} tenants: serving after ${figures.startupMs} ms, ` +
+      `scale: ${connections} connections / ${tenantIds.length} tenants${nodeOptions ? "" : " (Node's defaults)"}: serving after ${figures.startupMs} ms, ` +
         `${figures.rssMb} MB RSS, ${figures.rps} GetToken/s`,
     );
     return figures;

@@ -4,7 +4,7 @@ import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors
 import type { TokenStore } from "../store/token-store.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
-import { abortable, within } from "./abortable.js";
+import { abortable, within, type CancelSignal } from "./abortable.js";
 import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
 import { WatchHub, type Subscription } from "./watch-hub.js";
@@ -86,7 +86,7 @@ export class TokenBroker {
    */
   async getToken(
     selector: Selector,
-    options: { minValidForMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+    options: { minValidForMs?: number | undefined; signal?: CancelSignal | undefined } = {},
   ): Promise<TokenRecord> {
     const connectionId = await this.resolve(selector);
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
@@ -101,7 +101,7 @@ export class TokenBroker {
   async reportExpired(
     selector: Selector,
     accessToken: string,
-    options: { signal?: AbortSignal | undefined } = {},
+    options: { signal?: CancelSignal | undefined } = {},
   ): Promise<{ token: TokenRecord; refreshed: boolean }> {
     const connectionId = await this.resolve(selector);
     const current = await this.current(connectionId);
@@ -218,7 +218,7 @@ export class TokenBroker {
   private async validToken(
     connectionId: string,
     minValidForMs: number,
-    waiting: { readonly signal?: AbortSignal | undefined },
+    waiting: { readonly signal?: CancelSignal | undefined },
   ): Promise<TokenRecord> {
     const current = await this.current(connectionId);
     this.touch(connectionId);
@@ -252,7 +252,7 @@ export class TokenBroker {
     connectionId: string,
     cause: Extract<RefreshCause, "caller" | "report">,
     seenVersion: number,
-    signal: AbortSignal | undefined,
+    signal: CancelSignal | undefined,
   ): Promise<TokenRecord> {
     const started = performance.now();
     const waited = (outcome: "ok" | "error") =>

@@ -70,13 +70,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
       guarded("GetToken", call, request, async (guard) => {
         const selector = parseSelector(request.selector);
         const minValidForMs = parseMinValidFor(request.minValidFor);
-        // The signal is made only for a caller that waits for a refresh (a cached token needs none).
-        const record = await options.broker.getToken(selector, {
-          minValidForMs,
-          get signal() {
-            return call.signal;
-          },
-        });
+        const record = await options.broker.getToken(selector, { minValidForMs, signal: call.signal });
         options.countServed("GetToken", "grpc");
         guard.sent(record);
         return cached(getTokenBytes, record, () =>
