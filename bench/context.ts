@@ -1,3 +1,4 @@
+import { deployedNodeOptions } from "./deployed-node-options.js";
 import { forkHost, type Host } from "./ipc.js";
 import type { LoadHostApi } from "./load/main.js";
 import type { ServerHostApi } from "./server/main.js";
@@ -12,9 +13,13 @@ export interface BenchContext {
   progress(line: string): void;
 }
 
-/** Forks a server process (with `--expose-gc`, for memory figures). */
-export function startServerHost(): Promise<Host<ServerHostApi>> {
-  return forkHost<ServerHostApi>(new URL("./server/main.js", import.meta.url), { execArgv: ["--expose-gc"] });
+/**
+ * Forks a server process (with `--expose-gc`, for memory figures), with the
+ * V8 flags of `deploy/tokenbroker.service` unless `nodeDefaults`.
+ */
+export function startServerHost(options: { nodeDefaults?: boolean } = {}): Promise<Host<ServerHostApi>> {
+  const v8 = options.nodeDefaults ? [] : deployedNodeOptions();
+  return forkHost<ServerHostApi>(new URL("./server/main.js", import.meta.url), { execArgv: ["--expose-gc", ...v8] });
 }
 
 /** Forks the load-generator process. */

@@ -34,10 +34,12 @@ export function formatReport(r: BenchReport): string {
   const s = r.refreshStorm;
   out.push(
     "",
-    `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms`,
+    `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms; ` +
+      "servers as deployed, then with Node's defaults",
     formatTable(
-      ["round", "upstream calls", "refresh ms", "first served ms", "p50 ms", "last served ms", "token versions", "errors", "bare: last served ms"],
-      s.rounds.map((x, i) => [
+      ["NODE_OPTIONS", "round", "upstream calls", "refresh ms", "first served ms", "p50 ms", "last served ms", "token versions", "errors", "bare: last served ms"],
+      [s, s.nodeDefaults].flatMap((series) => series.rounds.map((x, i) => [
+        i === 0 ? series.nodeOptions || "(Node's defaults)" : "",
         i + 1,
         x.upstreamCalls,
         x.refreshMs,
@@ -47,7 +49,7 @@ export function formatReport(r: BenchReport): string {
         x.versions,
         x.errors,
         x.bareLastServedMs,
-      ]),
+      ])),
     ),
   );
   const f = r.fanOut;

@@ -16,13 +16,15 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     {
       name: `refresh storm, upstream calls (${s.callers} callers)`,
       target: "1 per expiry",
-      measured: s.rounds.map((x) => x.upstreamCalls).join(", "),
-      met: s.rounds.every((x) => x.upstreamCalls === 1 && x.versions === 1 && x.errors === 0),
+      measured: [...s.rounds, ...s.nodeDefaults.rounds].map((x) => x.upstreamCalls).join(", "),
+      met: [...s.rounds, ...s.nodeDefaults.rounds].every((x) => x.upstreamCalls === 1 && x.versions === 1 && x.errors === 0),
     },
     {
       name: "refresh storm, last caller served",
       target: `< ${s.upstreamLatencyMs + 50} ms`,
-      measured: `${s.lastServedMs} ms (worst of ${s.rounds.length}; bare server ${s.bareLastServedMs} ms)`,
+      measured:
+        `${s.lastServedMs} ms as deployed (worst of ${s.rounds.length}; bare server ${s.bareLastServedMs} ms); ` +
+        `Node's defaults: ${s.nodeDefaults.lastServedMs} ms (bare ${s.nodeDefaults.bareLastServedMs} ms)`,
       met: s.lastServedMs < s.upstreamLatencyMs + 50,
     },
     {

@@ -65,8 +65,12 @@ it("bench --quick prints a row for every scenario, writes them as JSON, and prof
   }
 
   // 2. The storm: one upstream call per expiry is a correctness figure, so it is checked.
+  // As deployed (the systemd unit's V8 flags), then with Node's defaults.
   expect(report.refreshStorm.rounds).toHaveLength(3);
-  for (const r of report.refreshStorm.rounds) {
+  expect(report.refreshStorm.nodeDefaults.rounds).toHaveLength(3);
+  expect(report.refreshStorm.nodeOptions).toMatch(/--max-old-space-size=\d+/);
+  expect(report.refreshStorm.nodeDefaults.nodeOptions).toBe("");
+  for (const r of [...report.refreshStorm.rounds, ...report.refreshStorm.nodeDefaults.rounds]) {
     expect(r).toMatchObject({ upstreamCalls: 1, versions: 1, errors: 0 });
     expect(isNumber(r.lastServedMs)).toBe(true);
   }

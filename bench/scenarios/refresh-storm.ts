@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { TokenSchema } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startServerHost, type BenchContext } from "../context.js";
+import { deployedNodeOptions } from "../deployed-node-options.js";
 import { createGrpcClient, type BenchSelector } from "../load/clients.js";
 import type { StormResult } from "../load/storm.js";
 import { round } from "../stats.js";
@@ -26,16 +27,23 @@ export interface StormRound {
   bareLastServedMs: number;
 }
 
-/** Scenario 2's figures. */
-export interface StormFigures {
-  callers: number;
-  connections: number;
-  upstreamLatencyMs: number;
+/** The rounds of one broker (and bare server) configuration. */
+export interface StormSeries {
+  /** The server processes' V8 flags: those of `deploy/tokenbroker.service`, or "" for Node's defaults. */
+  nodeOptions: string;
   rounds: StormRound[];
   /** Worst round. */
   upstreamCalls: number;
   lastServedMs: number;
   bareLastServedMs: number;
+}
+
+/** Scenario 2's figures: the broker as deployed, and with Node's defaults. */
+export interface StormFigures extends StormSeries {
+  callers: number;
+  connections: number;
+  upstreamLatencyMs: number;
+  nodeDefaults: StormSeries;
 }
 
 /**
@@ -50,14 +58,29 @@ export interface StormFigures {
  * runs on a manual clock, so "the moment it expires" is exact; three storms to
  * warm up, then three measured. Each is followed by the same burst against the
  * bare server: what the transport alone takes to answer that many callers at
- * once.
+ * once. All of it twice: with the V8 flags of `deploy/tokenbroker.service`,
+ * and with Node's defaults (a larger young generation holds the waiting calls
+ * without promoting them).
  */
 export async function benchRefreshStorm(ctx: BenchContext): Promise<StormFigures> {
   const callers = ctx.quick ? 100 : 1000;
   const connections = ctx.quick ? 2 : 10;
   const upstreamLatencyMs = 200;
-  const host = await startServerHost();
-  const bareHost = await startServerHost();
+  const shape = { callers, connections, upstreamLatencyMs };
+  const deployed = await stormSeries(ctx, shape, false);
+  const nodeDefaults = await stormSeries(ctx, shape, true);
+  return { ...shape, ...deployed, nodeDefaults };
+}
+
+/** Scenario 2 on fresh server processes, with the deployed V8 flags or Node's defaults. */
+async function stormSeries(
+  ctx: BenchContext,
+  { callers, connections, upstreamLatencyMs }: { callers: number; connections: number; upstreamLatencyMs: number },
+  nodeDefaults: boolean,
+): Promise<StormSeries> {
+  const host = await startServerHost({ nodeDefaults });
+  const bareHost = await startServerHost({ nodeDefaults });
+  const nodeOptions = nodeDefaults ? "" : deployedNodeOptions().join(" ");
   try {
     const broker = await host.call("startBroker", { clock: "manual" });
     const selector: BenchSelector = { case: "tenantId", value: broker.tenantId };
@@ -95,14 +118,12 @@ export async function benchRefreshStorm(ctx: BenchContext): Promise<StormFigures
         bareLastServedMs: round(baseline.lastServedMs, 1),
       });
       ctx.progress(
-        `refresh storm ${r + 1}: ${callers} callers, ${upstreamCalls} upstream call(s), last served after ` +
-          `${round(storm.lastServedMs, 1)} ms (bare server: ${round(baseline.lastServedMs, 1)} ms)`,
+        `refresh storm ${r + 1}${nodeDefaults ? " (Node's defaults)" : ""}: ${callers} callers, ${upstreamCalls} upstream call(s), ` +
+          `last served after ${round(storm.lastServedMs, 1)} ms (bare server: ${round(baseline.lastServedMs, 1)} ms)`,
       );
     }
     return {
-      callers,
-      connections,
-      upstreamLatencyMs,
+      nodeOptions,
       rounds,
       upstreamCalls: Math.max(...rounds.map((r) => r.upstreamCalls)),
       lastServedMs: Math.max(...rounds.map((r) => r.lastServedMs)),

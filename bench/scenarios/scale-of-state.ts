@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchContext } from "../context.js";
 import { createGrpcClient } from "../load/clients.js";
+import { deployedNodeOptions } from "../deployed-node-options.js";
 import { seedStore } from "../seed.js";
 import { round, summarize } from "../stats.js";
 
@@ -43,19 +44,6 @@ export interface ScaleFigures {
 }
 
 const CLI = new URL("../../src/cli/main.js", import.meta.url);
-const SYSTEMD_UNIT = new URL("../../../deploy/tokenbroker.service", import.meta.url);
-
-/**
- * The NODE_OPTIONS that `deploy/tokenbroker.service` runs `tokenbroker serve`
- * with (also `npm start`'s): the scale scenario measures the broker as
- * deployed, and once more with Node's defaults.
- */
-export function deployedNodeOptions(): string {
-  const unit = readFileSync(SYSTEMD_UNIT, "utf8");
-  const options = /^Environment="?NODE_OPTIONS=([^"\n]*)"?$/m.exec(unit)?.[1];
-  if (!options) throw new Error(`no Environment=NODE_OPTIONS= line in ${SYSTEMD_UNIT.pathname}`);
-  return options.trim();
-}
 
 /**
  * Scenario 4: the real `tokenbroker serve` (the compiled CLI) on a database
@@ -67,7 +55,7 @@ export async function benchScaleOfState(ctx: BenchContext): Promise<ScaleFigures
   try {
     const connections = ctx.quick ? 50 : 1000;
     const tenantsPerConnection = 10;
-    const deployed = deployedNodeOptions();
+    const deployed = deployedNodeOptions().join(" ");
     const small = await serveAndMeasure(ctx, join(dir, "small.db"), 1, tenantsPerConnection, deployed);
     const large = await serveAndMeasure(ctx, join(dir, "large.db"), connections, tenantsPerConnection, deployed);
     const largeNodeDefaults = await serveAndMeasure(ctx, join(dir, "large-defaults.db"), connections, tenantsPerConnection, "");

@@ -93,43 +93,66 @@ const afterThisTurn = (() => {
   };
 })();
 
-/** Answers written in one turn of the event loop before the rest wait for the next (see {@link pacedAnswers}). */
-const ANSWERS_PER_TURN = 100;
+/** Request messages remembered per method (then forgotten all at once: bodies nobody repeats take no memory for long). */
+const REQUESTS_REMEMBERED = 1000;
+/** Largest request body remembered, bytes (a GetToken with a tenant id and min_valid_for is about 50). */
+const REMEMBERED_BODY_BYTES = 256;
+
+/** Freezes a message and the messages and arrays in it (not byte arrays, which cannot be frozen). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== "object" || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return value;
+  for (const v of Object.values(value)) deepFreeze(v);
+  return Object.freeze(value);
+}
 
 /**
- * Writes answers at most {@link ANSWERS_PER_TURN} per turn of the event loop.
- * Node sends what an HTTP/2 session has been given once per turn: when a
- * refresh ends and a thousand waiting calls are answered at once, the first
- * answer would leave together with the last, after all of them were written
- * (about 15 ms on the bench's 2 cores). Paced, the first hundred are on the
- * wire, and their callers reading them, while the rest are written.
+ * Runs at most `perTurn` jobs in one turn of the event loop; the others wait,
+ * in order, for the turns after, with Node's I/O in between. Node sends what
+ * an HTTP/2 session has been given once per turn: when a refresh ends and a
+ * thousand waiting calls are answered at once, the first answer would leave
+ * together with the last, after all of them were written (about 15 ms on the
+ * bench's 2 cores). Paced, the first hundred are on the wire, and their
+ * callers reading them, while the rest are written.
  */
-const pacedAnswers = (() => {
-  let written = 0;
-  let queue: Array<{ call: ServedCall; message: Uint8Array }> = [];
-  let next = 0;
-  const turn = () => {
-    written = 0;
-    const due = queue;
-    const end = Math.min(due.length, next + ANSWERS_PER_TURN);
-    for (; next < end; next++, written++) due[next]!.call.writeAnswer(due[next]!.message);
-    if (next === due.length) {
-      queue = [];
-      next = 0;
+class PerTurn<T> {
+  private ran = 0;
+  private queue: T[] = [];
+  private next = 0;
+
+  constructor(
+    private readonly perTurn: number,
+    private readonly job: (item: T) => void,
+  ) {}
+
+  /** Runs `job(item)` now, or in a later turn if this turn's share has run (or others wait). */
+  add(item: T): void {
+    if (this.ran < this.perTurn && this.queue.length === 0) {
+      if (this.ran++ === 0) setImmediate(this.turn);
+      this.job(item);
+    } else {
+      this.queue.push(item);
     }
-    if (written > 0) setImmediate(turn); // a new turn: resets the count, and writes what waits
+  }
+
+  private readonly turn = (): void => {
+    this.ran = 0;
+    const due = this.queue;
+    const end = Math.min(due.length, this.next + this.perTurn);
+    for (; this.next < end; this.next++, this.ran++) this.job(due[this.next]!);
+    if (this.next === due.length) {
+      this.queue = [];
+      this.next = 0;
+    }
+    if (this.ran > 0) setImmediate(this.turn); // a new turn: resets the count, and runs what waits
   };
-  return {
-    write(call: ServedCall, message: Uint8Array): void {
-      if (written < ANSWERS_PER_TURN && queue.length === 0) {
-        if (written++ === 0) setImmediate(turn);
-        call.writeAnswer(message);
-      } else {
-        queue.push({ call, message });
-      }
-    },
-  };
-})();
+}
+
+/** Answers written per turn of the event loop (see {@link PerTurn}). */
+const PER_TURN = 100;
+
+const pacedAnswers = new PerTurn<{ call: ServedCall; message: Uint8Array }>(PER_TURN, ({ call, message }) =>
+  call.writeAnswer(message),
+);
 
 /**
  * Serves a few hot gRPC methods straight off Node's HTTP/2 streams, without
@@ -160,7 +183,23 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
     return frame;
   };
 
-  const shared: Shared = { options, frameOf };
+  // Channels send the same few requests over and over (one tenant's GetToken): each body is parsed once.
+  const remembered = new Map<FastMethod, Map<string, MessageShape<DescMessage>>>();
+  const requestOf = (body: Buffer, method: FastMethod): MessageShape<DescMessage> => {
+    if (body.length > REMEMBERED_BODY_BYTES) return readRequest(body, method.kind, options.readMaxBytes, method.input);
+    let known = remembered.get(method);
+    if (!known) remembered.set(method, (known = new Map()));
+    const key = body.toString("latin1");
+    const hit = known.get(key);
+    if (hit) return hit;
+    // Frozen: every call with these bytes gets this object, and a handler changing it would fail loudly.
+    const request = deepFreeze(readRequest(body, method.kind, options.readMaxBytes, method.input));
+    if (known.size >= REQUESTS_REMEMBERED) known.clear();
+    known.set(key, request);
+    return request;
+  };
+
+  const shared: Shared = { options, frameOf, requestOf };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const method = options.methods.get(String(headers[":path"]));
@@ -178,6 +217,8 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
 interface Shared {
   readonly options: GrpcFastPathOptions;
   frameOf(message: Uint8Array): Buffer;
+  /** The request message of a whole body (see `readRequest`), shared by every call with the same bytes. */
+  requestOf(body: Buffer, method: FastMethod): MessageShape<DescMessage>;
 }
 
 const CALL = Symbol("tokenbroker.fastCall");
@@ -305,7 +346,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     this.chunks = [];
     let request: MessageShape<DescMessage>;
     try {
-      request = readRequest(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method.kind, this.shared.options.readMaxBytes, this.method.input);
+      request = this.shared.requestOf(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method);
     } catch (e) {
       this.refuse(e);
       return;
@@ -351,7 +392,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     this.answered = true;
     if (this.done || this.stream.destroyed) return;
     this.done = true;
-    pacedAnswers.write(this, message);
+    pacedAnswers.add({ call: this, message });
   }
 
   /** Writes the answer (see {@link pacedAnswers}). */
