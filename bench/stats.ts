@@ -24,6 +24,13 @@ export function summarize(samples: number[] | Float64Array): LatencySummary {
   };
 }
 
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** Rounds to `digits` decimals (for tables and JSON). */
 export function round(n: number, digits = 2): number {
   const f = 10 ** digits;

@@ -4,7 +4,7 @@ import { cpuPercent, startServerHost, type BenchContext } from "../context.js";
 import type { Host } from "../ipc.js";
 import { createGrpcClient, PROTOCOL_LABELS, type BenchSelector, type ProtocolName } from "../load/clients.js";
 import type { ServerHostApi } from "../server/main.js";
-import { round, summarize } from "../stats.js";
+import { median, round, summarize } from "../stats.js";
 
 /** Throughput and latency of one server at one load. */
 export interface LoadFigures {
@@ -115,12 +115,6 @@ async function measure(
 /** Answers per second of one run. */
 function rate(run: Run): number {
   return (run.samples.length / run.durationMs) * 1000;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Pools the samples of several runs into one set of figures. */

@@ -93,18 +93,6 @@ const afterThisTurn = (() => {
   };
 })();
 
-/** Request messages remembered per method (then forgotten all at once: bodies nobody repeats take no memory for long). */
-const REQUESTS_REMEMBERED = 1000;
-/** Largest request body remembered, bytes (a GetToken with a tenant id and min_valid_for is about 50). */
-const REMEMBERED_BODY_BYTES = 256;
-
-/** Freezes a message and the messages and arrays in it (not byte arrays, which cannot be frozen). */
-function deepFreeze<T>(value: T): T {
-  if (typeof value !== "object" || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return value;
-  for (const v of Object.values(value)) deepFreeze(v);
-  return Object.freeze(value);
-}
-
 /**
  * Runs at most `perTurn` jobs in one turn of the event loop; the others wait,
  * in order, for the turns after, with Node's I/O in between. Node sends what
@@ -183,23 +171,7 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
     return frame;
   };
 
-  // Channels send the same few requests over and over (one tenant's GetToken): each body is parsed once.
-  const remembered = new Map<FastMethod, Map<string, MessageShape<DescMessage>>>();
-  const requestOf = (body: Buffer, method: FastMethod): MessageShape<DescMessage> => {
-    if (body.length > REMEMBERED_BODY_BYTES) return readRequest(body, method.kind, options.readMaxBytes, method.input);
-    let known = remembered.get(method);
-    if (!known) remembered.set(method, (known = new Map()));
-    const key = body.toString("latin1");
-    const hit = known.get(key);
-    if (hit) return hit;
-    // Frozen: every call with these bytes gets this object, and a handler changing it would fail loudly.
-    const request = deepFreeze(readRequest(body, method.kind, options.readMaxBytes, method.input));
-    if (known.size >= REQUESTS_REMEMBERED) known.clear();
-    known.set(key, request);
-    return request;
-  };
-
-  const shared: Shared = { options, frameOf, requestOf };
+  const shared: Shared = { options, frameOf };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const method = options.methods.get(String(headers[":path"]));
@@ -217,8 +189,6 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
 interface Shared {
   readonly options: GrpcFastPathOptions;
   frameOf(message: Uint8Array): Buffer;
-  /** The request message of a whole body (see `readRequest`), shared by every call with the same bytes. */
-  requestOf(body: Buffer, method: FastMethod): MessageShape<DescMessage>;
 }
 
 const CALL = Symbol("tokenbroker.fastCall");
@@ -346,7 +316,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     this.chunks = [];
     let request: MessageShape<DescMessage>;
     try {
-      request = this.shared.requestOf(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method);
+      request = readRequest(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method.kind, this.shared.options.readMaxBytes, this.method.input);
     } catch (e) {
       this.refuse(e);
       return;
