@@ -44,8 +44,6 @@ export interface FastStreamingCall extends FastCall {
   send(message: Uint8Array): Promise<void>;
   /** True once the client cancelled the call or its connection closed. */
   readonly closed: boolean;
-  /** Sets the one function called when the client cancels the call or its connection closes (cheaper than `signal`). */
-  onClose(listener: () => void): void;
 }
 
 /** A server-streaming method: one request message, any number of response messages. */
@@ -221,7 +219,6 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private chunks: Buffer[] = [];
   private length = 0;
   private draining: Promise<void> | undefined;
-  private closeListener: (() => void) | undefined;
   /** The client cancelled the call, or its connection closed, before the call ended. */
   closed = false;
   protocolError: ConnectError | undefined = undefined;
@@ -274,11 +271,6 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     return this.draining;
   }
 
-  onClose(listener: () => void): void {
-    if (this.closed) listener();
-    else this.closeListener = listener;
-  }
-
   /** The stream closed. */
   streamClosed(): void {
     if (this.done) return; // answered: nobody is left to cancel
@@ -287,9 +279,6 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     const aborted = this.abortListeners;
     this.abortListeners = undefined;
     if (aborted) for (const listener of aborted) listener();
-    const listener = this.closeListener;
-    this.closeListener = undefined;
-    listener?.();
   }
 
   data(chunk: Buffer): void {

@@ -126,7 +126,9 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         } catch (e) {
           throw ended(guard, e);
         }
-        call.onClose(() => subscription.close());
+        // The client going away ends the subscription.
+        if (call.signal.aborted) subscription.close();
+        else call.signal.addEventListener("abort", () => subscription.close());
         return subscription.ended.then(
           () => {
             // The broker ended the stream: it is shutting down. Clients reconnect.

@@ -12,6 +12,7 @@ import {
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker } from "../broker/token-broker.js";
+import type { TokenRecord } from "../token-set.js";
 import { parseAccessToken, parseMinValidFor, parseSelector } from "./parse-request.js";
 import { toConnectError } from "./to-connect-error.js";
 import { toProtoToken, toWatchResponse } from "./to-proto.js";
@@ -19,9 +20,13 @@ import { toProtoToken, toWatchResponse } from "./to-proto.js";
 /**
  * `tokenbroker.v1.TokenService` on top of a {@link TokenBroker}: validates
  * requests, converts to and from the wire types, and maps broker errors to
- * gRPC status codes. Holds no state of its own.
+ * gRPC status codes. Holds no state of its own but the GetToken response of
+ * each stored token, made once for every caller of that token.
  */
 export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
+  /** The store hands out one frozen record per token version; its response message is made once. */
+  private readonly responses = new WeakMap<TokenRecord, GetTokenResponse>();
+
   constructor(
     private readonly broker: TokenBroker,
     private readonly onInternalError: (e: unknown) => void = () => {},
@@ -32,7 +37,9 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
       const selector = parseSelector(req.selector);
       const minValidForMs = parseMinValidFor(req.minValidFor);
       const token = await this.broker.getToken(selector, { minValidForMs, signal: ctx.signal });
-      return create(GetTokenResponseSchema, { token: toProtoToken(token) });
+      let response = this.responses.get(token);
+      if (!response) this.responses.set(token, (response = create(GetTokenResponseSchema, { token: toProtoToken(token) })));
+      return response;
     } catch (e) {
       throw toConnectError(e, this.onInternalError);
     }
