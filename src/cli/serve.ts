@@ -57,7 +57,7 @@ Metrics: GET /metrics on the same port (Prometheus text format).
 
 Memory: run it as npm start and deploy/tokenbroker.service do, with
   NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=512"
-Under load, V8's defaults take 50-80 MB more (npm run bench, scenario 4).
+Under load, V8's defaults take 55-90 MB more (npm run bench, scenario 4).
 
 Status page: GET / on the same port; "Connect an organisation" (GET /connect)
 starts Xero's consent flow, which comes back to the redirect URI:
