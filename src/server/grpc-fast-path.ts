@@ -2,6 +2,7 @@ import type * as http2 from "node:http2";
 import { create, fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CancelSignal } from "../broker/abortable.js";
+import { PerTurn } from "./per-turn.js";
 
 /** What a fast-path method gets besides its request message. */
 export interface FastCall {
@@ -92,48 +93,13 @@ const afterThisTurn = (() => {
 })();
 
 /**
- * Runs at most `perTurn` jobs in one turn of the event loop; the others wait,
- * in order, for the turns after, with Node's I/O in between. Node sends what
- * an HTTP/2 session has been given once per turn: when a refresh ends and a
- * thousand waiting calls are answered at once, the first answer would leave
- * together with the last, after all of them were written (about 15 ms on the
- * bench's 2 cores). Paced, the first hundred are on the wire, and their
- * callers reading them, while the rest are written.
+ * Answers written per turn of the event loop. Node sends what an HTTP/2
+ * session has been given once per turn: when a refresh ends and a thousand
+ * waiting calls are answered at once, the first answer would leave together
+ * with the last, after all of them were written (about 15 ms on the bench's
+ * 2 cores). Paced, the first hundred are on the wire, and their callers
+ * reading them, while the rest are written.
  */
-class PerTurn<T> {
-  private ran = 0;
-  private queue: T[] = [];
-  private next = 0;
-
-  constructor(
-    private readonly perTurn: number,
-    private readonly job: (item: T) => void,
-  ) {}
-
-  /** Runs `job(item)` now, or in a later turn if this turn's share has run (or others wait). */
-  add(item: T): void {
-    if (this.ran < this.perTurn && this.queue.length === 0) {
-      if (this.ran++ === 0) setImmediate(this.turn);
-      this.job(item);
-    } else {
-      this.queue.push(item);
-    }
-  }
-
-  private readonly turn = (): void => {
-    this.ran = 0;
-    const due = this.queue;
-    const end = Math.min(due.length, this.next + this.perTurn);
-    for (; this.next < end; this.next++, this.ran++) this.job(due[this.next]!);
-    if (this.next === due.length) {
-      this.queue = [];
-      this.next = 0;
-    }
-    if (this.ran > 0) setImmediate(this.turn); // a new turn: resets the count, and runs what waits
-  };
-}
-
-/** Answers written per turn of the event loop (see {@link PerTurn}). */
 const PER_TURN = 100;
 
 const pacedAnswers = new PerTurn<{ call: ServedCall; message: Uint8Array }>(PER_TURN, ({ call, message }) =>
@@ -357,9 +323,15 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   /** Writes the answer (see {@link pacedAnswers}). */
   writeAnswer(message: Uint8Array): void {
     if (this.stream.destroyed) return;
-    this.respond();
-    this.stream.once("wantTrailers", sendOkTrailers);
-    this.stream.end(this.shared.frameOf(message));
+    try {
+      this.respond();
+      this.stream.once("wantTrailers", sendOkTrailers);
+      this.stream.end(this.shared.frameOf(message));
+    } catch {
+      // A stream Node will no longer write to (closed by its session meanwhile): the caller is gone, and the
+      // answers paced after this one must still be written.
+      this.stream.destroy();
+    }
   }
 
   private respond(): void {
