@@ -1,4 +1,4 @@
-import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import {
   GetTokenRequestSchema,
@@ -88,27 +88,13 @@ function unaryCall(session: ClientHttp2Session, body: Buffer): Promise<GetTokenR
   return new Promise((resolve, reject) => {
     const stream = session.request(REQUEST_HEADERS);
     const chunks: Buffer[] = [];
-    let httpStatus = 0;
-    let grpcStatus: string | undefined;
-    let grpcMessage = "";
+    const status = new CallStatus(stream);
     let streamError: Error | undefined;
-    const readStatus = (headers: IncomingHttpHeaders) => {
-      const s = headers["grpc-status"];
-      if (s === undefined) return;
-      grpcStatus = String(s);
-      grpcMessage = decodeMessage(String(headers["grpc-message"] ?? ""));
-    };
-    // A trailers-only response (an error before any message) carries the status in its headers.
-    stream.on("response", (headers) => {
-      httpStatus = Number(headers[":status"]);
-      readStatus(headers);
-    });
-    stream.on("trailers", readStatus);
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
     stream.on("error", (e: Error) => (streamError = e));
     const done = () => {
       try {
-        resolve(settle(httpStatus, grpcStatus, grpcMessage, chunks, stream.rstCode, streamError));
+        resolve(settle(status, chunks, stream.rstCode, streamError));
       } catch (e) {
         reject(e);
       }
@@ -134,23 +120,10 @@ function streamCall(
   return new Promise((resolve, reject) => {
     const stream = session.request(WATCH_HEADERS);
     let pending: Buffer | undefined;
-    let httpStatus = 0;
-    let grpcStatus: string | undefined;
-    let grpcMessage = "";
+    const status = new CallStatus(stream);
     let failure: GrpcCallError | undefined;
-    const readStatus = (headers: IncomingHttpHeaders) => {
-      const s = headers["grpc-status"];
-      if (s === undefined) return;
-      grpcStatus = String(s);
-      grpcMessage = decodeMessage(String(headers["grpc-message"] ?? ""));
-    };
     const onAbort = () => stream.close(constants.NGHTTP2_CANCEL);
     signal.addEventListener("abort", onAbort, { once: true });
-    stream.on("response", (headers) => {
-      httpStatus = Number(headers[":status"]);
-      readStatus(headers);
-    });
-    stream.on("trailers", readStatus);
     stream.on("data", (chunk: Buffer) => {
       let data = pending ? Buffer.concat([pending, chunk]) : chunk;
       while (data.length >= 5 && data.length >= 5 + data.readUInt32BE(1)) {
@@ -173,36 +146,54 @@ function streamCall(
       if (signal.aborted) return resolve();
       if (failure) return reject(failure);
       if (pending) return reject(new GrpcCallError(Status.INTERNAL, "stream ended inside a message"));
-      if (grpcStatus === undefined) {
-        if (httpStatus !== 0 && httpStatus !== 200) return reject(new GrpcCallError(codeOfHttpStatus(httpStatus), `HTTP ${httpStatus}`));
-        const reset = stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : "";
-        return reject(new GrpcCallError(Status.INTERNAL, `stream closed without grpc-status${reset}`));
-      }
-      if (grpcStatus !== "0") return reject(new GrpcCallError(Number(grpcStatus), grpcMessage));
+      const error = status.error(stream.rstCode);
+      if (error) return reject(error);
       resolve();
     });
     stream.end(body);
   });
 }
 
-/** The response message of a finished call, or the {@link GrpcCallError} it ended with. */
-function settle(
-  httpStatus: number,
-  grpcStatus: string | undefined,
-  grpcMessage: string,
-  chunks: Buffer[],
-  rstCode: number | undefined,
-  cause: Error | undefined,
-): GetTokenResponse {
-  const options = cause ? { cause } : undefined;
-  if (grpcStatus === undefined) {
-    if (httpStatus !== 0 && httpStatus !== 200) throw new GrpcCallError(codeOfHttpStatus(httpStatus), `HTTP ${httpStatus}`, options);
-    const reset = rstCode ? ` (RST_STREAM code ${rstCode})` : "";
-    throw new GrpcCallError(Status.INTERNAL, `stream closed without grpc-status${reset}`, options);
+/** A call's HTTP status and gRPC status, from its response headers (a trailers-only response) or its trailers. */
+class CallStatus {
+  private http = 0;
+  private grpc: string | undefined;
+  private message = "";
+
+  constructor(stream: ClientHttp2Stream) {
+    // A trailers-only response (an error before any message) carries the status in its headers.
+    stream.on("response", (headers) => {
+      this.http = Number(headers[":status"]);
+      this.read(headers);
+    });
+    stream.on("trailers", (headers) => this.read(headers));
   }
-  const code = Number(grpcStatus);
-  if (!Number.isInteger(code)) throw new GrpcCallError(Status.UNKNOWN, `invalid grpc-status "${grpcStatus}"`);
-  if (code !== 0) throw new GrpcCallError(code, grpcMessage);
+
+  /** The error the call ended with, or undefined if it ended OK (`rstCode` and `cause`: how its stream ended). */
+  error(rstCode: number | undefined, cause?: Error): GrpcCallError | undefined {
+    const options = cause ? { cause } : undefined;
+    if (this.grpc === undefined) {
+      if (this.http !== 0 && this.http !== 200) return new GrpcCallError(codeOfHttpStatus(this.http), `HTTP ${this.http}`, options);
+      const reset = rstCode ? ` (RST_STREAM code ${rstCode})` : "";
+      return new GrpcCallError(Status.INTERNAL, `stream closed without grpc-status${reset}`, options);
+    }
+    const code = Number(this.grpc);
+    if (!Number.isInteger(code)) return new GrpcCallError(Status.UNKNOWN, `invalid grpc-status "${this.grpc}"`);
+    return code === 0 ? undefined : new GrpcCallError(code, this.message);
+  }
+
+  private read(headers: IncomingHttpHeaders): void {
+    const s = headers["grpc-status"];
+    if (s === undefined) return;
+    this.grpc = String(s);
+    this.message = decodeMessage(String(headers["grpc-message"] ?? ""));
+  }
+}
+
+/** The response message of a finished call, or the {@link GrpcCallError} it ended with. */
+function settle(status: CallStatus, chunks: Buffer[], rstCode: number | undefined, cause: Error | undefined): GetTokenResponse {
+  const error = status.error(rstCode, cause);
+  if (error) throw error;
   const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   if (data.length < 5) throw new GrpcCallError(Status.INTERNAL, "OK status without a response message");
   if ((data[0]! & 1) !== 0) throw new GrpcCallError(Status.INTERNAL, "compressed response, though none was accepted");
