@@ -5,7 +5,7 @@
  * reached through a loopback stand-in that can reject a token with 401. Then
  * against a broker that requires API keys, the key from TOKENBROKER_KEY.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -13,17 +13,11 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { missingSystemPackage } from "./helpers/system-requirement.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 const LUA = "lua5.1";
-const noLua = (() => {
-  try {
-    execFileSync(LUA, ["-e", "require 'socket.http'; require 'ltn12'"], { stdio: "ignore" });
-    return undefined;
-  } catch {
-    return `${LUA} with LuaSocket is not installed (apt install lua5.1 lua-socket)`;
-  }
-})();
+const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [LUA, "-e", "require 'socket.http'; require 'ltn12'"]);
 /** The repository root: the commands below are the README's, run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");

@@ -6,7 +6,7 @@
  * broker that requires API keys: the key from TOKENBROKER_KEY on every call,
  * and UNAUTHENTICATED / PERMISSION_DENIED as the example's exceptions.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -14,18 +14,12 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { spawnLines, type LineProcess } from "./helpers/line-process.js";
+import { missingSystemPackage } from "./helpers/system-requirement.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 const PYTHON = "/usr/bin/python3";
 /** Debian's grpcio and protobuf live in the system Python only (python3-grpcio, python3-protobuf). */
-const noGrpc = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import grpc, google.protobuf"], { stdio: "ignore" });
-    return undefined;
-  } catch {
-    return `${PYTHON} cannot import grpc and google.protobuf (apt install python3-grpcio python3-protobuf)`;
-  }
-})();
+const noGrpc = missingSystemPackage("Python with grpcio", "apt-get install python3-grpcio python3-protobuf", [PYTHON, "-c", "import grpc, google.protobuf"]);
 /** No __pycache__ in gen/ or examples/; no API key unless a test gives one. */
 const { TOKENBROKER_KEY: _ignored, ...inherited } = process.env;
 const env = { ...inherited, PYTHONDONTWRITEBYTECODE: "1" };
