@@ -8,6 +8,7 @@ export { addServerReflection } from "./reflection/server-reflection.js";
 export { TokenBroker, type Selector, type TokenBrokerOptions } from "./broker/token-broker.js";
 export { Scheduler, type SchedulerOptions } from "./broker/scheduler.js";
 export type { RefresherOptions } from "./broker/refresher.js";
+export type { WatchGate } from "./broker/watch-hub.js";
 export type { RefreshCause, RefreshEvent, RefreshOutcome, RefreshWaitEvent } from "./broker/refresh-events.js";
 export { createBrokerMetrics, type BrokerMetrics, type BrokerMetricsOptions } from "./metrics/broker-metrics.js";
 export { createNotifier, type Notifier, type NotifierOptions } from "./notify/notifier.js";

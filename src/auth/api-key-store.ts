@@ -15,6 +15,12 @@ export interface ApiKeyRecord {
 export interface ApiKeyStore {
   /** The key with this hash, if it exists and is not revoked. */
   findActive(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * Whether the key exists and is not revoked, read now (no cache) and at
+   * once: what an open WatchToken stream is checked with before each token
+   * is pushed to it, so it must be cheap (one indexed read).
+   */
+  isActive(keyHash: string): boolean;
   /** Records that the key was used at `at` (ms). */
   markUsed(keyHash: string, at: number): Promise<void>;
 }

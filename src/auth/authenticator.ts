@@ -8,7 +8,8 @@ export interface AuthenticatorOptions {
   /**
    * How long a key found in the store is trusted without asking again, ms
    * (default 500). Keys are revoked by `tokenbroker keys revoke` in another
-   * process, so this bounds how long a revoked key keeps working.
+   * process, so this bounds how long a revoked key's new calls keep working
+   * (its open WatchToken streams are checked past this cache: see `stillActive`).
    */
   cacheTtlMs?: number;
   /** A key's `last_used_at` is written at most this often, ms (default 60 000): one write a minute, not one a request. */
@@ -25,6 +26,12 @@ export interface Authenticator {
   byHash(keyHash: string): Promise<Principal | undefined>;
   /** Drops cached keys (all, or one), e.g. right after a revocation in this process. */
   forget(keyHash?: string): void;
+  /**
+   * Whether the key is active now, read from the store past the cache (open
+   * WatchToken streams are checked with it). A key found revoked is also
+   * dropped from the cache, so that its new calls are refused at once.
+   */
+  stillActive(keyHash: string): boolean;
 }
 
 const MAX_CACHED = 10_000;
@@ -73,6 +80,11 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     forget(keyHash) {
       if (keyHash === undefined) cache.clear();
       else cache.delete(keyHash);
+    },
+    stillActive(keyHash) {
+      const active = options.keys.isActive(keyHash);
+      if (!active) cache.delete(keyHash);
+      return active;
     },
   };
 }

@@ -7,7 +7,7 @@ import type { IdentityServer } from "../upstream/identity-server.js";
 import { abortable, within, type CancelSignal } from "./abortable.js";
 import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
-import { WatchHub, type Subscription } from "./watch-hub.js";
+import { WatchHub, type Subscription, type WatchGate } from "./watch-hub.js";
 
 /** Names a token set: exactly one of a tenant id or a connection id. */
 export type Selector = { tenantId: string } | { connectionId: string };
@@ -31,6 +31,11 @@ export interface TokenBrokerOptions {
   onWait?: RefreshWaitListener;
   /** Tuning of retries and leases. */
   refresher?: RefresherOptions;
+  /**
+   * Ends the watch streams of an owner it refuses (e.g. of an API key that was
+   * revoked), checked before each record is pushed to them and periodically.
+   */
+  watchGate?: WatchGate;
 }
 
 /**
@@ -40,7 +45,7 @@ export interface TokenBrokerOptions {
  */
 export class TokenBroker {
   /** Subscribers of each connection's token set. */
-  readonly hub = new WatchHub();
+  readonly hub: WatchHub;
   /** Performs the refreshes. */
   readonly refresher: Refresher;
   private readonly store: TokenStore;
@@ -56,6 +61,7 @@ export class TokenBroker {
     this.defaultMinValidForMs = options.defaultMinValidForMs ?? 60_000;
     this.validTokenWaitMs = options.validTokenWaitMs ?? 2000;
     this.onWait = options.onWait ?? (() => {});
+    this.hub = new WatchHub(options.watchGate);
     this.refresher = new Refresher(
       options.store,
       options.identity,
@@ -118,20 +124,27 @@ export class TokenBroker {
   /**
    * Streams the token set: first a valid token at once (or the state, if the
    * connection needs re-authorisation), then every new token and change of
-   * state, in order of version. Ends when `signal` aborts or the broker closes.
+   * state, in order of version. Ends when `signal` aborts or the broker closes;
+   * throws the gate's reason when the gate refuses `owner` (see
+   * {@link TokenBrokerOptions.watchGate}).
    */
-  async *watch(selector: Selector, signal?: AbortSignal): AsyncGenerator<TokenRecord> {
+  async *watch(selector: Selector, signal?: AbortSignal, owner?: string): AsyncGenerator<TokenRecord> {
     const connectionId = await this.resolve(selector);
-    const subscription = this.hub.subscribe(connectionId);
+    const subscription = this.hub.subscribe(connectionId, owner);
     try {
       const current = await this.current(connectionId);
       const first =
         current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, { signal }) : current;
+      const refused = this.hub.refusal(subscription.owner);
+      if (refused !== undefined) throw refused;
       subscription.delivered(first);
       yield first;
       for (;;) {
         const next = await subscription.next(signal);
-        if (!next) return;
+        if (!next) {
+          if (subscription.endReason !== undefined) throw subscription.endReason;
+          return;
+        }
         yield next;
       }
     } finally {
@@ -144,10 +157,11 @@ export class TokenBroker {
    * in the same order, handed to `onRecord` as they are published (each
    * record is one object for all subscribers) instead of through an async
    * iterator, and no abort signal held per subscriber. `ended` resolves when
-   * the subscription ends (`close()` or the broker closing) and rejects,
-   * before any record, as `watch` throws.
+   * the subscription ends (`close()` or the broker closing) and rejects as
+   * `watch` throws: before any record, or with the gate's reason when it
+   * refuses `owner`.
    */
-  subscribe(selector: Selector, onRecord: (record: TokenRecord) => void): TokenSubscription {
+  subscribe(selector: Selector, onRecord: (record: TokenRecord) => void, owner?: string): TokenSubscription {
     let closed = false;
     let subscription: Subscription | undefined;
     // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
@@ -163,11 +177,13 @@ export class TokenBroker {
     const ended = (async () => {
       const connectionId = await this.resolve(selector);
       if (closed) return;
-      const sub = (subscription = this.hub.subscribe(connectionId));
+      const sub = (subscription = this.hub.subscribe(connectionId, owner));
       let first: TokenRecord;
       try {
         const current = await this.current(connectionId);
         first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, waiting) : current;
+        const refused = this.hub.refusal(sub.owner);
+        if (refused !== undefined) throw refused;
       } catch (e) {
         sub.close();
         if (closed) return; // closed while the first token was awaited: an end, not an error
@@ -182,10 +198,11 @@ export class TokenBroker {
       sub.delivered(first);
       onRecord(first);
       // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
-      return new Promise<void>((resolve) => {
-        sub.listen(onRecord, () => {
+      return new Promise<void>((resolve, reject) => {
+        sub.listen(onRecord, (reason) => {
           sub.close();
-          resolve();
+          if (reason === undefined) resolve();
+          else reject(reason);
         });
       });
     })();

@@ -1,20 +1,55 @@
 import type { TokenRecord } from "../token-set.js";
 
 /**
+ * Decides whether the subscriptions of an owner (an opaque name of whoever
+ * opened them, e.g. the hash of an API key) may go on receiving records.
+ */
+export interface WatchGate {
+  /**
+   * `undefined` to let the owner's subscriptions go on, or the reason they end
+   * with (handed to whoever reads them). Called synchronously, once per
+   * owner and publish (before anything is pushed to the owner's
+   * subscriptions), before a subscription's first record, and once per owner
+   * every {@link WatchGate.everyMs}: it must be cheap, and current.
+   */
+  refuse(owner: string): unknown;
+  /** How often every owner with open subscriptions is checked, ms. */
+  readonly everyMs: number;
+}
+
+/** Marks an owner let through in one publish's verdicts. */
+const LET_THROUGH = Symbol("let through");
+
+/**
  * Fans out each stored token set to the subscribers of its connection.
  *
  * A subscriber receives records in order of version, each at most once; a
  * change of state at the same version (active → needs re-authorisation) is
  * delivered too. Memory per subscriber is a small object and a queue that is
  * almost always empty.
+ *
+ * With a {@link WatchGate}, subscriptions opened with an owner are also kept
+ * by owner, and ended with the gate's reason as soon as it refuses their
+ * owner: at the next publish (before anything is pushed) or at the next
+ * periodic check, whichever comes first. One timer checks every owner; no
+ * timer or closure is held per subscription.
  */
 export class WatchHub {
   private readonly subscribers = new Map<string, Set<Subscription>>();
+  /** Open subscriptions by owner (only with a gate). */
+  private readonly owned = new Map<string, Set<Subscription>>();
+  private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  /** Starts receiving the connection's updates. Close the subscription when done. */
-  subscribe(connectionId: string): Subscription {
-    const sub = new Subscription(() => this.remove(connectionId, sub));
+  constructor(private readonly gate?: WatchGate) {}
+
+  /**
+   * Starts receiving the connection's updates. Close the subscription when
+   * done. `owner` names whoever opened it, for the gate.
+   */
+  subscribe(connectionId: string, owner?: string): Subscription {
+    const gated = this.gate && owner !== undefined ? owner : undefined;
+    const sub = new Subscription(this, connectionId, gated);
     if (this.closed) {
       sub.end();
       return sub;
@@ -22,24 +57,74 @@ export class WatchHub {
     let set = this.subscribers.get(connectionId);
     if (!set) this.subscribers.set(connectionId, (set = new Set()));
     set.add(sub);
+    if (gated !== undefined) {
+      let mine = this.owned.get(gated);
+      if (!mine) this.owned.set(gated, (mine = new Set()));
+      mine.add(sub);
+      if (!this.timer) {
+        this.timer = setInterval(() => this.recheck(), this.gate!.everyMs);
+        this.timer.unref();
+      }
+    }
     return sub;
   }
 
   /**
    * Delivers a stored record to every subscriber of its connection. A
    * subscriber whose listener throws is ended; the others, and the refresh
-   * that published the record, are not affected.
+   * that published the record, are not affected. With a gate, each owner
+   * among the subscribers is checked once, before anything is pushed to it;
+   * the subscriptions of a refused owner end (all of them) instead.
    */
   publish(record: TokenRecord): void {
     const set = this.subscribers.get(record.connectionId);
     if (!set) return;
+    let verdicts: Map<string, unknown> | undefined;
     for (const sub of set) {
+      const owner = sub.owner;
+      if (owner !== undefined) {
+        verdicts ??= new Map();
+        let verdict = verdicts.get(owner);
+        if (verdict === undefined) verdicts.set(owner, (verdict = this.refusal(owner) ?? LET_THROUGH));
+        if (verdict !== LET_THROUGH) {
+          this.endOwner(owner, verdict);
+          continue;
+        }
+      }
       try {
         sub.push(record);
       } catch {
         sub.close();
       }
     }
+  }
+
+  /**
+   * Why the gate refuses this owner now (a gate that throws refuses with
+   * its error), or undefined to go on (no gate, no owner, or let through).
+   */
+  refusal(owner: string | undefined): unknown {
+    if (!this.gate || owner === undefined) return undefined;
+    try {
+      return this.gate.refuse(owner);
+    } catch (e) {
+      return e;
+    }
+  }
+
+  /** Checks every owner with open subscriptions now, and ends those of each refused one (the gate's timer calls it). */
+  recheck(): void {
+    for (const owner of [...this.owned.keys()]) {
+      const reason = this.refusal(owner);
+      if (reason !== undefined) this.endOwner(owner, reason);
+    }
+  }
+
+  /** Ends every subscription of `owner` with `reason`. */
+  endOwner(owner: string, reason: unknown): void {
+    const mine = this.owned.get(owner);
+    if (!mine) return;
+    for (const sub of [...mine]) sub.close(reason);
   }
 
   /** Number of open subscriptions for a connection. */
@@ -64,13 +149,30 @@ export class WatchHub {
     this.closed = true;
     for (const set of this.subscribers.values()) for (const sub of set) sub.end();
     this.subscribers.clear();
+    this.owned.clear();
+    this.stopTimer();
   }
 
-  private remove(connectionId: string, sub: Subscription): void {
-    const set = this.subscribers.get(connectionId);
-    if (!set) return;
-    set.delete(sub);
-    if (set.size === 0) this.subscribers.delete(connectionId);
+  /** @internal Called by a subscription that closes. */
+  remove(sub: Subscription): void {
+    const set = this.subscribers.get(sub.connectionId);
+    if (set) {
+      set.delete(sub);
+      if (set.size === 0) this.subscribers.delete(sub.connectionId);
+    }
+    if (sub.owner === undefined) return;
+    const mine = this.owned.get(sub.owner);
+    if (!mine) return;
+    mine.delete(sub);
+    if (mine.size === 0) {
+      this.owned.delete(sub.owner);
+      if (this.owned.size === 0) this.stopTimer();
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 }
 
@@ -82,12 +184,25 @@ export class WatchHub {
 export class Subscription {
   private queue: TokenRecord[] = [];
   private waiter: ((r: TokenRecord | undefined) => void) | undefined;
-  private listener: { onRecord: (r: TokenRecord) => void; onEnd: () => void } | undefined;
+  private listener: { onRecord: (r: TokenRecord) => void; onEnd: (reason: unknown) => void } | undefined;
   private ended = false;
   private lastVersion = -1;
   private lastState: TokenRecord["state"] | undefined;
+  private reason: unknown;
 
-  constructor(private readonly onClose: () => void) {}
+  /** @internal Made by {@link WatchHub.subscribe}. */
+  constructor(
+    private readonly hub: WatchHub,
+    /** The connection whose records it receives. */
+    readonly connectionId: string,
+    /** Whoever opened it, checked by the hub's gate (undefined: not gated). */
+    readonly owner: string | undefined,
+  ) {}
+
+  /** Why the subscription was ended (e.g. its key was revoked), or undefined: closed by its reader, or the hub shut down. */
+  get endReason(): unknown {
+    return this.reason;
+  }
 
   /** Marks a record as already delivered, so older or equal ones are skipped. */
   delivered(record: TokenRecord): void {
@@ -119,6 +234,12 @@ export class Subscription {
   next(signal?: AbortSignal): Promise<TokenRecord | undefined> {
     const queued = this.queue.shift();
     if (queued) {
+      // Queued while the reader was busy: its owner was let through then, but is checked again now.
+      const reason = this.hub.refusal(this.owner);
+      if (reason !== undefined) {
+        this.hub.endOwner(this.owner!, reason);
+        return Promise.resolve(undefined);
+      }
       this.delivered(queued);
       return Promise.resolve(queued);
     }
@@ -138,12 +259,13 @@ export class Subscription {
 
   /**
    * Hands every record from now on to `onRecord` as it is published (queued
-   * ones first), and calls `onEnd` once when the subscription ends. Use
-   * either this or {@link next}, not both.
+   * ones first), and calls `onEnd` once when the subscription ends, with the
+   * reason it was ended for, if any (see {@link endReason}). Use either this
+   * or {@link next}, not both.
    */
-  listen(onRecord: (record: TokenRecord) => void, onEnd: () => void): void {
+  listen(onRecord: (record: TokenRecord) => void, onEnd: (reason: unknown) => void): void {
     if (this.ended) {
-      onEnd();
+      onEnd(this.reason);
       return;
     }
     this.listener = { onRecord, onEnd };
@@ -152,23 +274,28 @@ export class Subscription {
     for (const record of queued) this.push(record);
   }
 
-  /** Ends the subscription: pending and later `next` calls return undefined, a listener hears `onEnd`. */
-  end(): void {
+  /**
+   * Ends the subscription: pending and later `next` calls return undefined, a
+   * listener hears `onEnd`. `reason`: why, if it is not a normal end (see
+   * {@link endReason}).
+   */
+  end(reason?: unknown): void {
     if (this.ended) return;
     this.ended = true;
+    this.reason = reason;
     this.queue = [];
     const w = this.waiter;
     this.waiter = undefined;
     w?.(undefined);
     const listener = this.listener;
     this.listener = undefined;
-    listener?.onEnd();
+    listener?.onEnd(reason);
   }
 
-  /** Ends the subscription and removes it from the hub. */
-  close(): void {
-    this.end();
-    this.onClose();
+  /** Ends the subscription (with `reason`, if any: see {@link end}) and removes it from the hub. */
+  close(reason?: unknown): void {
+    this.end(reason);
+    this.hub.remove(this);
   }
 
   private isNew(r: TokenRecord): boolean {

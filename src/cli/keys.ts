@@ -20,7 +20,9 @@ key's scope, or for every tenant with '*'. A connection is in scope when all
 its tenants are. Admin keys (--admin) also open the status page and /connect.
 
 create prints the new key once, on standard output: store it now, only its
-SHA-256 is kept. revoke takes effect in running brokers within a second.
+SHA-256 is kept. revoke takes effect in running brokers within a second: new
+calls are refused, and the key's open WatchToken streams are closed
+(UNAUTHENTICATED) without receiving another token.
 These commands work on the database file directly (they need file access,
 not a key).
 

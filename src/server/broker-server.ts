@@ -98,6 +98,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
   });
   const notifier = createNotifier({ ...options.notifications, store: options.store, logger });
+  const security = createServerSecurity({ auth: options.auth, audit: options.audit, store: options.store, tls: !!options.tls, logger });
   const broker = new TokenBroker({
     store: options.store,
     identity: metrics.timeIdentity(options.identity),
@@ -111,6 +112,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
       security.onRefresh(event);
     },
     onWait: metrics.onWait,
+    // A revoked key's WatchToken streams end with UNAUTHENTICATED, and get nothing after the revocation.
+    ...(security.watchGate ? { watchGate: security.watchGate } : {}),
   });
   const scheduler = new Scheduler(broker, options.store, clock, {
     ...options.scheduler,
@@ -127,7 +130,6 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     store: options.store,
     misconfiguration: () => broker.refresher.misconfiguration,
   });
-  const security = createServerSecurity({ auth: options.auth, audit: options.audit, store: options.store, tls: !!options.tls, logger });
   // The status page, /connect and the redirect URI's callback.
   const web = createWebRoutes({
     store: options.store,

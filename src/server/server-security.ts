@@ -9,7 +9,8 @@ import { firstMessage, selectorOf } from "../auth/first-message.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { adminOf, createAdminGate } from "../auth/require-admin.js";
 import type { RefreshEvent } from "../broker/refresh-events.js";
-import type { Logger } from "../logger.js";
+import type { WatchGate } from "../broker/watch-hub.js";
+import { errorFields, type Logger } from "../logger.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { HttpRoute } from "./http-routes.js";
 import { startRpcDebugLine } from "./rpc-debug-line.js";
@@ -18,6 +19,12 @@ import { startRpcDebugLine } from "./rpc-debug-line.js";
 export interface BrokerAuthOptions {
   /** Resolves `authorization: Bearer` keys. */
   authenticator: Authenticator;
+  /**
+   * How often the keys behind open WatchToken streams are checked for
+   * revocation, ms (default 500). They are also checked, past every cache,
+   * before each new token is pushed to them.
+   */
+  revocationCheckMs?: number;
   /**
    * Plain-HTTP paths served without an admin key. Default: the probes and
    * metrics (`/healthz`, `/readyz`, `/livez`, `/metrics`), `/login`, `/logout`
@@ -29,6 +36,7 @@ export interface BrokerAuthOptions {
 }
 
 const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout"];
+const REVOKED = "this API key was revoked; the stream is closed";
 
 /** What `startBrokerServer` adds to its port for authentication, scopes and audit. */
 export interface ServerSecurity {
@@ -39,6 +47,12 @@ export interface ServerSecurity {
   /** Records a refresh in the audit log. */
   onRefresh(event: RefreshEvent): void;
   /**
+   * Ends the WatchToken streams of a revoked key with UNAUTHENTICATED (the
+   * broker's `watchGate`; streams are owned by their key's hash). Undefined
+   * without API keys.
+   */
+  watchGate: WatchGate | undefined;
+  /**
    * The same checks and records as {@link ServerSecurity.interceptors}, for a
    * TokenService call served outside Connect (the gRPC fast path).
    */
@@ -47,8 +61,12 @@ export interface ServerSecurity {
 
 /** One TokenService call served outside Connect, checked and recorded as the interceptors do (see `guardCall`). */
 export interface GuardedCall {
-  /** Checks the API key and its scope: throws the auth interceptor's ConnectErrors, and audits and logs a refusal. */
-  authorize(): Promise<void>;
+  /**
+   * Checks the API key and its scope: throws the auth interceptor's
+   * ConnectErrors, and audits and logs a refusal. Resolves with the hash of
+   * the caller's key (undefined without API keys), which owns its streams.
+   */
+  authorize(): Promise<string | undefined>;
   /** Audits a message sent (one entry if it carries a token). */
   sent(token: { connectionId: string } | undefined): void;
   /** Logs the call's debug line once it ended (after `authorize` succeeded), with its error if any. */
@@ -128,10 +146,11 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       const codeOf = (e: unknown) => Code[ConnectError.from(e).code] ?? "unknown";
       return {
         async authorize() {
-          if (!authorizer) return;
+          if (!authorizer) return undefined;
           try {
             principal = await authorizer.authenticate(authorization);
             await authorizer.checkScope(principal, selector);
+            return principal.keyHash;
           } catch (e) {
             calls?.failed(e);
             line?.(codeOf(e));
@@ -145,6 +164,17 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
           line?.(error === undefined ? "ok" : codeOf(error));
         },
       };
+    },
+    watchGate: auth && {
+      everyMs: auth.revocationCheckMs ?? 500,
+      refuse(keyHash) {
+        try {
+          return auth.authenticator.stillActive(keyHash) ? undefined : new ConnectError(REVOKED, Code.Unauthenticated);
+        } catch (e) {
+          options.logger?.error(errorFields(e), "cannot check the API key of open WatchToken streams");
+          return new ConnectError("tokenbroker cannot check this API key now; reconnect", Code.Unavailable);
+        }
+      },
     },
     onRefresh(event) {
       if (event.outcome === "already_fresh") return; // nothing was refreshed
@@ -161,7 +191,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
 
 /** The guard of a call on a port without keys, audit or debug logging. */
 const UNGUARDED: GuardedCall = {
-  authorize: async () => {},
+  authorize: async () => undefined,
   sent: () => {},
   ended: () => {},
 };

@@ -111,7 +111,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
     handle(request, call) {
       // As Connect's interceptors, which see no request message when a stream carried none or two.
       const guard = options.guardCall("WatchToken", call.authorization, call.protocolError ? undefined : request);
-      return guard.authorize().then(() => {
+      return guard.authorize().then((owner) => {
         let subscription: TokenSubscription;
         try {
           if (call.protocolError) throw call.protocolError;
@@ -122,7 +122,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
               guard.sent(record);
             }
             void call.send(watchFrame(record));
-          });
+          }, owner);
         } catch (e) {
           throw ended(guard, e);
         }
@@ -131,7 +131,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         else call.signal.addEventListener("abort", () => subscription.close());
         return subscription.ended.then(
           () => {
-            // The broker ended the stream: it is shutting down. Clients reconnect.
+            // The broker ended the stream: it is shutting down. Clients reconnect. (Its key revoked: rejected.)
             if (!call.closed) throw ended(guard, new ConnectError("tokenbroker is shutting down; reconnect", Code.Unavailable));
             guard.ended(undefined);
           },

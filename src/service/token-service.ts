@@ -12,6 +12,7 @@ import {
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker } from "../broker/token-broker.js";
+import { principalKey } from "../auth/auth-interceptor.js";
 import type { TokenRecord } from "../token-set.js";
 import { parseAccessToken, parseMinValidFor, parseSelector } from "./parse-request.js";
 import { toConnectError } from "./to-connect-error.js";
@@ -59,7 +60,9 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
   async *watchToken(req: WatchTokenRequest, ctx: HandlerContext): AsyncGenerator<WatchTokenResponse> {
     try {
       const selector = parseSelector(req.selector);
-      for await (const record of this.broker.watch(selector, ctx.signal)) yield toWatchResponse(record);
+      // The key's hash: the stream ends when the key is revoked (see TokenBrokerOptions.watchGate).
+      const owner = ctx.values.get(principalKey)?.keyHash;
+      for await (const record of this.broker.watch(selector, ctx.signal, owner)) yield toWatchResponse(record);
     } catch (e) {
       throw toConnectError(e, this.onInternalError);
     }

@@ -38,6 +38,7 @@ export interface SqliteApiKeys extends ApiKeyStore {
 export function createSqliteApiKeys(db: Database.Database): SqliteApiKeys {
   const stmt = {
     find: db.prepare(`SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL`),
+    active: db.prepare(`SELECT 1 FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL`).pluck(),
     used: db.prepare(`UPDATE api_keys SET last_used_at = @at WHERE key_hash = @hash AND (last_used_at IS NULL OR last_used_at < @at)`),
     insert: db.prepare(
       `INSERT INTO api_keys (key_hash, name, tenants, role, created_at) VALUES (@key_hash, @name, @tenants, @role, @created_at)`,
@@ -49,6 +50,9 @@ export function createSqliteApiKeys(db: Database.Database): SqliteApiKeys {
     async findActive(keyHash) {
       const row = stmt.find.get(keyHash) as KeyRow | undefined;
       return row && toRecord(row);
+    },
+    isActive(keyHash) {
+      return stmt.active.get(keyHash) !== undefined;
     },
     async markUsed(keyHash, at) {
       stmt.used.run({ hash: keyHash, at });

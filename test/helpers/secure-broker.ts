@@ -23,12 +23,13 @@ export interface SecureBrokerFixture extends BrokerFixture {
  * and the audit sink reach the database lazily.
  */
 export async function startSecureBroker(
-  options: BrokerFixtureOptions & { cacheTtlMs?: number } = {},
+  options: BrokerFixtureOptions & { cacheTtlMs?: number; revocationCheckMs?: number } = {},
 ): Promise<SecureBrokerFixture> {
   let keys: SqliteApiKeys | undefined;
   let fixture: BrokerFixture | undefined;
   const lazyKeys: ApiKeyStore = {
     findActive: (hash) => keys!.findActive(hash),
+    isActive: (hash) => keys!.isActive(hash),
     markUsed: (hash, at) => keys!.markUsed(hash, at),
   };
   const audit = createAuditLog({
@@ -38,7 +39,10 @@ export async function startSecureBroker(
   fixture = await startBroker({
     ...options,
     server: {
-      auth: { authenticator: createAuthenticator({ keys: lazyKeys, ...(options.cacheTtlMs === undefined ? {} : { cacheTtlMs: options.cacheTtlMs }) }) },
+      auth: {
+        authenticator: createAuthenticator({ keys: lazyKeys, ...(options.cacheTtlMs === undefined ? {} : { cacheTtlMs: options.cacheTtlMs }) }),
+        ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
+      },
       audit,
       ...options.server,
     },
