@@ -6,7 +6,7 @@ import { ConfigError, DEFAULT_DB, positiveNumber } from "../config.js";
 import { consentFromEnv, DEFAULT_REDIRECT_URI } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
 import { routeHttp, type HttpRoute } from "../server/http-routes.js";
-import { consentRoutes } from "../web/consent-routes.js";
+import { CLAIM_PATH, consentRoutes } from "../web/consent-routes.js";
 import { renderDonePage } from "../web/done-page.js";
 import { newNonce, renderPage, sendPage } from "../web/page.js";
 import type { Command } from "./command.js";
@@ -25,7 +25,9 @@ export const connectCommand: Command = {
 
 Connects Xero organisations: prints the URL to open in a browser, waits
 while you sign in to Xero and choose the organisations, then prints the
-connection and its tenants.
+connection and its tenants. The URL is a one-time link on the redirect URI's
+host: the first browser to open it gets the consent (a cookie) and is sent
+to Xero; only that browser can complete it.
 
 Xero sends the browser back to TOKENBROKER_REDIRECT_URI (default
 ${DEFAULT_REDIRECT_URI}), which must be registered with your Xero app.
@@ -65,8 +67,10 @@ serve --help.
         }
         listener = await listenForCallback(flow, host, port, redirect.pathname);
       }
-      const started = await flow.begin();
-      io.out.write(`Open this URL in a browser, sign in to Xero and choose the organisations:\n\n  ${started.url.href}\n\n`);
+      const started = await flow.beginWithLink();
+      const link = new URL(`${CLAIM_PATH}?t=${started.linkSecret}`, redirect);
+      io.out.write(`Open this URL in a browser, sign in to Xero and choose the organisations:\n\n  ${link.href}\n\n`);
+      io.err.write(`The link works once, in the browser that opens it first, for ${Math.round(flow.stateTtlMs / 60_000)} minutes.\n`);
       io.err.write(
         `Waiting for Xero to send the browser back to ${redirectUri}${served ? " (served by the running tokenbroker, which must use this database)" : ""}…\n`,
       );
@@ -122,7 +126,7 @@ async function listenForCallback(flow: ConsentFlow, host: string, port: number, 
       sendPage(res, 200, renderPage(renderDonePage(), nonce), nonce);
     },
   };
-  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath);
+  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath || r.path === CLAIM_PATH);
   const server = createServer(routeHttp([...callback, done]));
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) =>

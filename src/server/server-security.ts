@@ -22,13 +22,15 @@ export interface BrokerAuthOptions {
    * Plain-HTTP paths served without an admin key. Default: the probes and
    * metrics (`/healthz`, `/readyz`, `/livez`, `/metrics`), `/login`, `/logout`
    * and OAuth redirects (paths ending in `/callback`, which their one-time
-   * `state` protects: a `SameSite=Strict` cookie is not sent on the redirect
-   * back from Xero). Every other route needs an admin key or session.
+   * `state` and the consent's browser cookie protect: a `SameSite=Strict`
+   * cookie is not sent on the redirect back from Xero), and `/connect/claim`
+   * (the one-time link `tokenbroker connect` prints, its own credential).
+   * Every other route needs an admin key or session.
    */
   publicPaths?: readonly string[];
 }
 
-const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout"];
+const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout", "/connect/claim"];
 
 /** What `startBrokerServer` adds to its port for authentication, scopes and audit. */
 export interface ServerSecurity {
