@@ -14,6 +14,7 @@ import { describeTenant } from "./describe-connection.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
+import { terminalSafe } from "./terminal-text.js";
 
 const DONE_PATH = "/tokenbroker-connected";
 
@@ -80,9 +81,9 @@ serve --help.
         if (status?.status === "done" && status.connectionId !== undefined) {
           const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
           recordCliAction(store, { action: "connect", connectionId: status.connectionId });
-          io.out.write(`connection ${status.connectionId}  ${connection?.userName ?? connection?.xeroUserId ?? ""}\n`);
+          io.out.write(`connection ${status.connectionId}  ${terminalSafe(connection?.userName ?? connection?.xeroUserId ?? "")}\n`);
           for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
-          if (connection?.lastError) io.err.write(`tokenbroker connect: ${connection.lastError}\n`);
+          if (connection?.lastError) io.err.write(`tokenbroker connect: ${terminalSafe(connection.lastError)}\n`);
           return connection?.lastError ? 1 : 0;
         }
         if (status?.status === "failed") {
