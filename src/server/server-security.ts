@@ -94,6 +94,12 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       authenticator: auth.authenticator,
       secureCookies: options.tls,
       onSession: ({ action, principal }) => audit?.record({ actor: principal.name, action, outcome: "ok" }),
+      onSignInFailed: ({ client, principal, lockedForMs }) => {
+        audit?.record({ actor: principal?.name, action: "login", outcome: principal ? "not_admin" : "failed", detail: `client=${client}` });
+        if (lockedForMs === 0) return;
+        audit?.record({ actor: undefined, action: "login", outcome: "locked", detail: `client=${client} for=${lockedForMs / 1000}s` });
+        options.logger?.warn({ event: "sign_in_locked", client, lockedForMs }, `too many failed sign-ins from ${client}: locked for ${lockedForMs / 1000} s`);
+      },
     });
   const publicPaths = new Set(auth?.publicPaths ?? DEFAULT_PUBLIC);
   const isPublic = (path: string) => publicPaths.has(path) || (auth?.publicPaths === undefined && path.endsWith("/callback"));
