@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import { readAuditLog } from "../src/store/sqlite-audit-log.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { UpstreamError } from "../src/upstream/identity-server.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
@@ -233,6 +234,11 @@ describe("tokenbroker connect", () => {
         expect(result.stdout).toContain(`  tenant ${uk.tenantId}  Demo Company (UK)\n`);
         const t = await store.getToken(c!.connectionId);
         for (const secret of [t!.accessToken, t!.refreshToken]) expect(result.stdout + result.stderr).not.toContain(secret);
+        // The stored consent is audited with its connection and tenants.
+        const audited = readAuditLog(store.database, { limit: 100 }).filter((e) => e.action === "connect");
+        expect(audited).toEqual([
+          expect.objectContaining({ connectionId: c!.connectionId, outcome: "ok", detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}` }),
+        ]);
       } finally {
         await store.close();
       }

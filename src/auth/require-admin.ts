@@ -18,9 +18,9 @@ export interface AdminGateOptions {
   /** Failed sign-ins per client address (default: 5 in a minute lock the address for 1 minute, doubling). */
   throttle?: SignInThrottle;
   /**
-   * Told of each failed sign-in (a key that is unknown, revoked or not an admin's, posted to `/login` or sent
-   * as a bearer token to an admin page), with the client's address and the lock it started (ms, or 0); never
-   * the key tried. `principal` is the valid non-admin key's.
+   * Told of each failed sign-in (a key that is unknown, revoked or, posted to `/login`, not an admin's; or an
+   * unknown or revoked bearer key sent to an admin page), with the client's address and the lock it started
+   * (ms, or 0); never the key tried. `principal` is the valid non-admin key's.
    */
   onSignInFailed?: (event: { client: string; principal: Principal | undefined; lockedForMs: number }) => void;
 }
@@ -98,7 +98,7 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
             principals.set(req, principal);
             return handler(req, res);
           }
-          if (bearer) failed(req, principal);
+          if (bearer && !principal) failed(req, undefined); // a valid client key is refused (403), not guessed
           if (principal) return sendJson(res, 403, { code: "permission_denied", message: "this API key is not an admin key" });
           const wantsHtml = !bearer && (req.method === "GET" || req.method === "HEAD") && /text\/html/.test(String(req.headers["accept"] ?? ""));
           if (wantsHtml) return sendHtml(res, 401, loginPage(req.url ?? "/"));

@@ -80,7 +80,8 @@ serve --help.
         const status = await flow.status(started.state);
         if (status?.status === "done" && status.connectionId !== undefined) {
           const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
-          recordCliAction(store, { action: "connect", connectionId: status.connectionId });
+          const tenantIds = (connection?.tenants ?? []).filter((t) => t.state === "active").map((t) => t.tenantId).sort();
+          recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
           io.out.write(`connection ${status.connectionId}  ${terminalSafe(connection?.userName ?? connection?.xeroUserId ?? "")}\n`);
           for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
           if (connection?.lastError) io.err.write(`tokenbroker connect: ${terminalSafe(connection.lastError)}\n`);

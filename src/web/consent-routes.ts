@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import type { AuditLog } from "../audit/audit-log.js";
+import { consentAuditEntry } from "../consent/consent-audit.js";
 import type { ConsentFlow, StartedConsent } from "../consent/consent-flow.js";
 import { ConsentError, type ConsentErrorKind } from "../consent/consent-error.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
@@ -18,6 +20,8 @@ export interface ConsentRoutesOptions {
   links?: { retry: string; status: string };
   /** Where consent outcomes are logged (never a code, token or verifier). */
   logger?: Logger;
+  /** Where each stored consent is recorded: the connection, its Xero user and tenants. */
+  audit?: AuditLog;
 }
 
 /** The path that starts a consent. */
@@ -120,6 +124,7 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
             },
             "consent stored",
           );
+          options.audit?.record(consentAuditEntry(stored));
           sendRedirect(res, `${options.donePath}?connected=${encodeURIComponent(stored.connectionId)}`, clear);
         } catch (e) {
           if (e instanceof ConsentError) {
