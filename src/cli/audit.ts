@@ -38,7 +38,7 @@ Options:
       for (const e of readAuditLog(store.database, { since, limit })) {
         const at = new Date(e.at).toISOString();
         if (values.json) {
-          io.out.write(`${terminalJson({ ...e, at }, undefined)}\n`);
+          io.out.write(`${terminalJson({ ...e, at }, 0)}\n`);
           continue;
         }
         const target = [e.tenantId && `tenant=${e.tenantId}`, e.connectionId && `connection=${e.connectionId}`].filter(Boolean).join(" ");

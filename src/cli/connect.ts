@@ -57,7 +57,7 @@ serve --help.
     const host = redirect.hostname.replace(/^\[(.*)\]$/, "$1");
     const encryption = encryptionFromFlags(values, io.env);
     const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
-    let listener: Server | undefined;
+    let listener: { server: Server; donePageServed: Promise<void> } | undefined;
     try {
       checkEncryptionKeys(store, encryption.cipher);
       const flow = createConsentFlow({ store, identity, redirectUri, scopes });
@@ -79,6 +79,8 @@ serve --help.
       for (;;) {
         const status = await flow.status(started.state);
         if (status?.status === "done" && status.connectionId !== undefined) {
+          // The browser is being sent to our "return to the terminal" page: let it arrive before the listener closes.
+          if (listener) await Promise.race([listener.donePageServed, delay(2000)]);
           const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
           const tenantIds = (connection?.tenants ?? []).filter((t) => t.state === "active").map((t) => t.tenantId).sort();
           recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
@@ -98,7 +100,7 @@ serve --help.
         await delay(200);
       }
     } finally {
-      if (listener) await new Promise<void>((resolve) => listener!.close(() => resolve()).closeAllConnections());
+      if (listener) await new Promise<void>((resolve) => listener!.server.close(() => resolve()).closeAllConnections());
       await store.close();
     }
   },
@@ -119,12 +121,20 @@ function somethingListens(host: string, port: number): Promise<boolean> {
 }
 
 /** A temporary server for the redirect URI: completes the consent, then tells the browser to go back to the terminal. */
-async function listenForCallback(flow: ConsentFlow, host: string, port: number, callbackPath: string): Promise<Server> {
+async function listenForCallback(
+  flow: ConsentFlow,
+  host: string,
+  port: number,
+  callbackPath: string,
+): Promise<{ server: Server; donePageServed: Promise<void> }> {
+  let served!: () => void;
+  const donePageServed = new Promise<void>((resolve) => (served = resolve));
   const done: HttpRoute = {
     method: "GET",
     path: DONE_PATH,
     handle(_req, res) {
       const nonce = newNonce();
+      res.once("finish", () => served());
       sendPage(res, 200, renderPage(renderDonePage(), nonce), nonce);
     },
   };
@@ -136,5 +146,5 @@ async function listenForCallback(flow: ConsentFlow, host: string, port: number, 
     );
     server.listen(port, host, () => resolve());
   });
-  return server;
+  return { server, donePageServed };
 }

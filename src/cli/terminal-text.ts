@@ -20,9 +20,9 @@ export function terminalSafe(text: string): string {
 }
 
 /**
- * `JSON.stringify(value, null, 2)` that a terminal shows as it is: JSON already escapes C0 characters; DEL and
+ * `JSON.stringify(value, null, indent)` (0: one line) that a terminal shows as it is: JSON already escapes C0 characters; DEL and
  * C1 are escaped too (`\u009b`), so the data stays exactly what Xero sent, and the terminal sees none of it.
  */
-export function terminalJson(value: unknown, indent: number | undefined = 2): string {
+export function terminalJson(value: unknown, indent = 2): string {
   return JSON.stringify(value, null, indent).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
