@@ -5,7 +5,7 @@
  */
 import { request } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createSignInThrottle } from "../src/auth/sign-in-throttle.js";
+import { clientOf, createSignInThrottle } from "../src/auth/sign-in-throttle.js";
 import type { FakeOrganisation } from "../src/fake-xero/index.js";
 import { consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
@@ -151,5 +151,19 @@ describe("the sign-in throttle", () => {
     const throttle = createSignInThrottle({ maxClients: 1000 });
     for (let i = 0; i < 50_000; i++) throttle.failed(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
     expect(throttle.size).toBe(1000);
+  });
+});
+
+describe("clientOf", () => {
+  it.for([
+    ["127.0.0.1", "127.0.0.1"],
+    ["::ffff:192.0.2.7", "192.0.2.7"],
+    ["2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"],
+    ["2001:0db8::1", "2001:db8:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
+    ["fe80::1%eth0", "fe80:0:0:0::/64"],
+  ])("%s is throttled as %s", ([address, client]) => {
+    expect(clientOf(address)).toBe(client);
   });
 });
