@@ -6,10 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import { readAuditLog } from "../src/store/sqlite-audit-log.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { UpstreamError } from "../src/upstream/identity-server.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
-import { connectedId, connectOverHttp, consentAtXero, hop } from "./helpers/consent-driver.js";
+import { connectedId, connectOverHttp, consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -46,12 +47,17 @@ async function run(args: string[], env: NodeJS.ProcessEnv) {
   return result;
 }
 
-/** Waits until the CLI printed the authorization URL. */
-async function authorizeUrlOf(cli: Cli): Promise<URL> {
+/** Waits until the CLI printed its one-time link, and opens it in a "browser": Xero's consent page, and the browser's cookie. */
+async function openPrintedUrl(cli: Cli): Promise<{ url: URL; cookie: string; printed: URL }> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const m = /^ {2}(http\S+\/identity\/connect\/authorize\S+)$/m.exec(cli.stdout());
-    if (m) return new URL(m[1]!);
+    const m = /^ {2}(http\S+)$/m.exec(cli.stdout());
+    if (m) {
+      const printed = new URL(m[1]!);
+      const opened = await openInBrowser(printed);
+      if (opened.page.status !== 200) throw new Error(`the printed URL answered ${opened.page.status}: ${opened.page.body.slice(0, 300)}`);
+      return { url: opened.url, cookie: opened.cookie, printed };
+    }
     if (Date.now() > deadline || cli.child.exitCode !== null) throw new Error(`no URL printed; stderr: ${cli.stderr()}`);
     await delay(25);
   }
@@ -205,12 +211,14 @@ describe("tokenbroker connect", () => {
       const db = join(dir.path, "connect.db");
       const redirect = `http://127.0.0.1:${await freePort()}/oauth/callback`;
       const cli = start(["connect", "--db", db], env({ TOKENBROKER_REDIRECT_URI: redirect }));
-      const url = await authorizeUrlOf(cli);
+      const { url, cookie, printed } = await openPrintedUrl(cli);
       expect(cli.stdout()).toMatch(/^Open this URL in a browser, sign in to Xero and choose the organisations:/);
+      expect(printed.origin).toBe(new URL(redirect).origin); // the command's own listener serves the link
       expect(url.searchParams.get("redirect_uri")).toBe(redirect);
       const callback = await consentAtXero(url, { user: "carol@example.com", tenantIds: [au.tenantId, uk.tenantId] });
       expect(callback.href.startsWith(redirect)).toBe(true);
-      const back = await hop(callback);
+      expect((await hop(callback)).status).toBe(403); // without the cookie of the browser that opened the link
+      const back = await hop(callback, { cookie });
       expect(back.status, back.body).toBe(303);
       const done = await hop(new URL(back.location!, redirect));
       expect(done.body).toContain("return to the terminal");
@@ -226,6 +234,11 @@ describe("tokenbroker connect", () => {
         expect(result.stdout).toContain(`  tenant ${uk.tenantId}  Demo Company (UK)\n`);
         const t = await store.getToken(c!.connectionId);
         for (const secret of [t!.accessToken, t!.refreshToken]) expect(result.stdout + result.stderr).not.toContain(secret);
+        // The stored consent is audited with its connection and tenants.
+        const audited = readAuditLog(store.database, { limit: 100 }).filter((e) => e.action === "connect");
+        expect(audited).toEqual([
+          expect.objectContaining({ connectionId: c!.connectionId, outcome: "ok", detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}` }),
+        ]);
       } finally {
         await store.close();
       }
@@ -236,9 +249,10 @@ describe("tokenbroker connect", () => {
 
   it("with tokenbroker serve on the redirect URI, waits for the server to complete the consent (same database)", async () => {
     const cli = start(["connect"], env({ TOKENBROKER_REDIRECT_URI: `${f.server.url}/oauth/callback` }));
-    const url = await authorizeUrlOf(cli);
+    const { url, cookie, printed } = await openPrintedUrl(cli);
+    expect(printed.origin).toBe(f.server.url); // the running broker serves the link
     const callback = await consentAtXero(url, { user: "dave@example.com", tenantIds: [nz.tenantId] });
-    const back = await hop(callback); // a consent started by the CLI is not bound to a browser cookie
+    const back = await hop(callback, { cookie }); // bound to the browser that opened the printed link
     const id = connectedId(back);
     const result = await cli.exited;
     expect(result.code, result.stderr).toBe(0);
@@ -248,9 +262,9 @@ describe("tokenbroker connect", () => {
 
   it("Cancel at Xero ends it with exit status 1 and stores nothing", async () => {
     const cli = start(["connect"], env({ TOKENBROKER_REDIRECT_URI: `${f.server.url}/oauth/callback` }));
-    const url = await authorizeUrlOf(cli);
+    const { url, cookie } = await openPrintedUrl(cli);
     const callback = await consentAtXero(url, { user: "dave@example.com", tenantIds: [nz.tenantId], action: "cancel" });
-    expect((await hop(callback)).status).toBe(400);
+    expect((await hop(callback, { cookie })).status).toBe(400);
     const result = await cli.exited;
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/the consent failed, nothing stored: access_denied/);

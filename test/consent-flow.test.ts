@@ -155,7 +155,7 @@ describe("connecting an organisation over HTTP", () => {
   it("an answer arriving in a browser without the consent's cookie is refused", async () => {
     const { authorizeUrl } = await startConsent(f.server.url);
     const callback = await consentAtXero(authorizeUrl, { user: "alice@example.com", tenantIds: [au.tenantId] });
-    expectRefused(await hop(callback, { cookie: "tokenbroker_consent_x=y" }), /started in another browser/);
+    expectRefused(await hop(callback, { cookie: "tokenbroker_consent_x=y" }), /started in another browser/, 403);
     await expectNothingStored();
   });
 

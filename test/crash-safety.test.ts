@@ -57,7 +57,7 @@ describe.concurrent("SIGKILL at every point of a refresh", () => {
       const db = join(dir.path, "tokenbroker.db");
       const env = fakeEnv(fake, {
         TOKENBROKER_UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
-        // Test-only pauses: the kill lands inside them, where each point is.
+        // Test-only pauses (read by the test entry of startServe's faultHooks, not by tokenbroker serve): the kill lands inside them.
         TOKENBROKER_TEST_PAUSE_AFTER_LEASE_MS: String(PAUSE_MS),
         TOKENBROKER_TEST_PAUSE_BEFORE_COMMIT_MS: String(PAUSE_MS),
       });
@@ -81,7 +81,7 @@ describe.concurrent("SIGKILL at every point of a refresh", () => {
        * nobody asks: the refresh killed is the scheduler's recovery of the lease the previous kill left.
        */
       async function killAt(point: Point, callers: boolean): Promise<void> {
-        const broker = await startServe({ env, db, args: serveArgs });
+        const broker = await startServe({ env, db, args: serveArgs, faultHooks: true });
         brokers.push(broker);
         const before = token(subject);
         const refreshesBefore = fake.refreshes;
@@ -170,7 +170,7 @@ describe.concurrent("SIGKILL at every point of a refresh", () => {
       // its scheduler finds the lapsed lease within a tick (1 s) once the lease TTL has passed.
       const before = token(subject);
       const restarted = performance.now();
-      const broker = await startServe({ env, db, args: serveArgs });
+      const broker = await startServe({ env, db, args: serveArgs, faultHooks: true });
       brokers.push(broker);
       await until(() => token(subject).version > before.version && leaseOf.get(subject) === undefined, 5000, "recovery");
       const recoveryMs = performance.now() - restarted;

@@ -4,6 +4,7 @@ import type { Principal } from "./api-key.js";
 import { createAdminSessions, type AdminSessions } from "./admin-sessions.js";
 import type { Authenticator } from "./authenticator.js";
 import { loginPage } from "./login-page.js";
+import { clientOf, createSignInThrottle, type SignInThrottle } from "./sign-in-throttle.js";
 
 /** Options for {@link createAdminGate}. */
 export interface AdminGateOptions {
@@ -14,6 +15,14 @@ export interface AdminGateOptions {
   sessions?: AdminSessions;
   /** Told of each login and logout (the audit log). */
   onSession?: (event: { action: "login" | "logout"; principal: Principal }) => void;
+  /** Failed sign-ins per client address (default: 5 in a minute lock the address for 1 minute, doubling). */
+  throttle?: SignInThrottle;
+  /**
+   * Told of each failed sign-in (a key that is unknown, revoked or, posted to `/login`, not an admin's; or an
+   * unknown or revoked bearer key sent to an admin page), with the client's address and the lock it started
+   * (ms, or 0); never the key tried. `principal` is the valid non-admin key's.
+   */
+  onSignInFailed?: (event: { client: string; principal: Principal | undefined; lockedForMs: number }) => void;
 }
 
 /** Guards the admin pages: `requireAdmin` wraps a handler; `routes` are `/login` and `/logout`. */
@@ -43,6 +52,28 @@ const MAX_FORM_BYTES = 4096;
  */
 export function createAdminGate(options: AdminGateOptions): AdminGate {
   const sessions = options.sessions ?? createAdminSessions();
+  const throttle = options.throttle ?? createSignInThrottle();
+
+  /** Counts a failed sign-in of the request's client and tells `onSignInFailed`. */
+  function failed(req: HttpRequest, principal: Principal | undefined): void {
+    const client = clientOf(req.socket?.remoteAddress);
+    options.onSignInFailed?.({ client, principal, lockedForMs: throttle.failed(client) });
+  }
+
+  /** Answers 429 when the request's client is locked out; true when it did. */
+  function held(req: HttpRequest, res: HttpResponse, html: (seconds: number) => string | undefined): boolean {
+    const waitMs = throttle.retryAfterMs(clientOf(req.socket?.remoteAddress));
+    if (waitMs <= 0) return false;
+    const seconds = Math.ceil(waitMs / 1000);
+    const message = `Too many failed sign-ins from this address; try again in ${seconds} s.`;
+    const page = html(seconds);
+    if (page !== undefined) sendHtml(res, 429, page, { "retry-after": String(seconds) });
+    else {
+      (res as http.ServerResponse).setHeader("retry-after", String(seconds));
+      sendJson(res, 429, { code: "resource_exhausted", message: message.replace(/^T/, "t").replace(/\.$/, "") });
+    }
+    return true;
+  }
   const cookieName = options.secureCookies ? "__Host-tb_session" : "tb_session";
   const attributes = `Path=/; HttpOnly; SameSite=Strict${options.secureCookies ? "; Secure" : ""}`;
 
@@ -58,12 +89,16 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
 
   function requireAdmin(handler: HttpHandler): HttpHandler {
     return (req, res) => {
+      // A bearer key is a sign-in: a locked-out client's is not looked at.
+      if (req.headers["authorization"] !== undefined && held(req, res, () => undefined)) return;
       void admin(req).then(
         ({ principal, bearer }) => {
           if (principal?.admin) {
+            if (bearer) throttle.succeeded(clientOf(req.socket?.remoteAddress));
             principals.set(req, principal);
             return handler(req, res);
           }
+          if (bearer && !principal) failed(req, undefined); // a valid client key is refused (403), not guessed
           if (principal) return sendJson(res, 403, { code: "permission_denied", message: "this API key is not an admin key" });
           const wantsHtml = !bearer && (req.method === "GET" || req.method === "HEAD") && /text\/html/.test(String(req.headers["accept"] ?? ""));
           if (wantsHtml) return sendHtml(res, 401, loginPage(req.url ?? "/"));
@@ -82,8 +117,13 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
       void readForm(req).then(async (form) => {
         if (!form) return sendJson(res, 400, { code: "invalid_argument", message: "post the form as application/x-www-form-urlencoded, at most 4 KiB" });
         const next = safeNext(form.get("next"));
+        if (held(req, res, (seconds) => loginPage(next, `Too many failed sign-ins from this address; try again in ${seconds} s.`))) return;
         const principal = await options.authenticator.authenticate(`Bearer ${form.get("key") ?? ""}`);
-        if (!principal?.admin) return sendHtml(res, 401, loginPage(next, "That is not a valid admin API key."));
+        if (!principal?.admin) {
+          failed(req, principal);
+          return sendHtml(res, 401, loginPage(next, "That is not a valid admin API key."));
+        }
+        throttle.succeeded(clientOf(req.socket?.remoteAddress));
         const id = sessions.open(principal.keyHash);
         options.onSession?.({ action: "login", principal });
         (res as http.ServerResponse).writeHead(303, {
@@ -153,8 +193,9 @@ async function readForm(req: HttpRequest): Promise<URLSearchParams | undefined> 
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
 }
 
-function sendHtml(res: HttpResponse, status: number, html: string): void {
+function sendHtml(res: HttpResponse, status: number, html: string, headers: Record<string, string> = {}): void {
   (res as http.ServerResponse).writeHead(status, {
+    ...headers,
     "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",

@@ -3,6 +3,7 @@ import { ConfigError, DEFAULT_DB } from "../config.js";
 import { readAuditLog } from "../store/sqlite-audit-log.js";
 import type { Command } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { terminalJson, terminalSafe } from "./terminal-text.js";
 
 /** `tokenbroker audit`: show the audit log. */
 export const auditCommand: Command = {
@@ -37,12 +38,12 @@ Options:
       for (const e of readAuditLog(store.database, { since, limit })) {
         const at = new Date(e.at).toISOString();
         if (values.json) {
-          io.out.write(`${JSON.stringify({ ...e, at })}\n`);
+          io.out.write(`${terminalJson({ ...e, at }, 0)}\n`);
           continue;
         }
         const target = [e.tenantId && `tenant=${e.tenantId}`, e.connectionId && `connection=${e.connectionId}`].filter(Boolean).join(" ");
         const fields = [at, (e.actor ?? "-").padEnd(16), e.action.padEnd(14), e.outcome.padEnd(10), target, e.detail ?? ""];
-        io.out.write(`${fields.join("  ").trimEnd()}\n`);
+        io.out.write(`${terminalSafe(fields.join("  ").trimEnd())}\n`);
       }
       return 0;
     } finally {

@@ -6,7 +6,7 @@ import { ConfigError, DEFAULT_DB, positiveNumber } from "../config.js";
 import { consentFromEnv, DEFAULT_REDIRECT_URI } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
 import { routeHttp, type HttpRoute } from "../server/http-routes.js";
-import { consentRoutes } from "../web/consent-routes.js";
+import { CLAIM_PATH, consentRoutes } from "../web/consent-routes.js";
 import { renderDonePage } from "../web/done-page.js";
 import { newNonce, renderPage, sendPage } from "../web/page.js";
 import type { Command } from "./command.js";
@@ -14,6 +14,7 @@ import { describeTenant } from "./describe-connection.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
+import { terminalSafe } from "./terminal-text.js";
 
 const DONE_PATH = "/tokenbroker-connected";
 
@@ -25,7 +26,9 @@ export const connectCommand: Command = {
 
 Connects Xero organisations: prints the URL to open in a browser, waits
 while you sign in to Xero and choose the organisations, then prints the
-connection and its tenants.
+connection and its tenants. The URL is a one-time link on the redirect URI's
+host: the first browser to open it gets the consent (a cookie) and is sent
+to Xero; only that browser can complete it.
 
 Xero sends the browser back to TOKENBROKER_REDIRECT_URI (default
 ${DEFAULT_REDIRECT_URI}), which must be registered with your Xero app.
@@ -54,7 +57,7 @@ serve --help.
     const host = redirect.hostname.replace(/^\[(.*)\]$/, "$1");
     const encryption = encryptionFromFlags(values, io.env);
     const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
-    let listener: Server | undefined;
+    let listener: { server: Server; donePageServed: Promise<void> } | undefined;
     try {
       checkEncryptionKeys(store, encryption.cipher);
       const flow = createConsentFlow({ store, identity, redirectUri, scopes });
@@ -65,8 +68,10 @@ serve --help.
         }
         listener = await listenForCallback(flow, host, port, redirect.pathname);
       }
-      const started = await flow.begin();
-      io.out.write(`Open this URL in a browser, sign in to Xero and choose the organisations:\n\n  ${started.url.href}\n\n`);
+      const started = await flow.beginWithLink();
+      const link = new URL(`${CLAIM_PATH}?t=${started.linkSecret}`, redirect);
+      io.out.write(`Open this URL in a browser, sign in to Xero and choose the organisations:\n\n  ${link.href}\n\n`);
+      io.err.write(`The link works once, in the browser that opens it first, for ${Math.round(flow.stateTtlMs / 60_000)} minutes.\n`);
       io.err.write(
         `Waiting for Xero to send the browser back to ${redirectUri}${served ? " (served by the running tokenbroker, which must use this database)" : ""}…\n`,
       );
@@ -74,11 +79,14 @@ serve --help.
       for (;;) {
         const status = await flow.status(started.state);
         if (status?.status === "done" && status.connectionId !== undefined) {
+          // The browser is being sent to our "return to the terminal" page: let it arrive before the listener closes.
+          if (listener) await Promise.race([listener.donePageServed, delay(2000)]);
           const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
-          recordCliAction(store, { action: "connect", connectionId: status.connectionId });
-          io.out.write(`connection ${status.connectionId}  ${connection?.userName ?? connection?.xeroUserId ?? ""}\n`);
+          const tenantIds = (connection?.tenants ?? []).filter((t) => t.state === "active").map((t) => t.tenantId).sort();
+          recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
+          io.out.write(`connection ${status.connectionId}  ${terminalSafe(connection?.userName ?? connection?.xeroUserId ?? "")}\n`);
           for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
-          if (connection?.lastError) io.err.write(`tokenbroker connect: ${connection.lastError}\n`);
+          if (connection?.lastError) io.err.write(`tokenbroker connect: ${terminalSafe(connection.lastError)}\n`);
           return connection?.lastError ? 1 : 0;
         }
         if (status?.status === "failed") {
@@ -92,7 +100,7 @@ serve --help.
         await delay(200);
       }
     } finally {
-      if (listener) await new Promise<void>((resolve) => listener!.close(() => resolve()).closeAllConnections());
+      if (listener) await new Promise<void>((resolve) => listener!.server.close(() => resolve()).closeAllConnections());
       await store.close();
     }
   },
@@ -113,16 +121,24 @@ function somethingListens(host: string, port: number): Promise<boolean> {
 }
 
 /** A temporary server for the redirect URI: completes the consent, then tells the browser to go back to the terminal. */
-async function listenForCallback(flow: ConsentFlow, host: string, port: number, callbackPath: string): Promise<Server> {
+async function listenForCallback(
+  flow: ConsentFlow,
+  host: string,
+  port: number,
+  callbackPath: string,
+): Promise<{ server: Server; donePageServed: Promise<void> }> {
+  let served!: () => void;
+  const donePageServed = new Promise<void>((resolve) => (served = resolve));
   const done: HttpRoute = {
     method: "GET",
     path: DONE_PATH,
     handle(_req, res) {
       const nonce = newNonce();
+      res.once("finish", () => served());
       sendPage(res, 200, renderPage(renderDonePage(), nonce), nonce);
     },
   };
-  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath);
+  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath || r.path === CLAIM_PATH);
   const server = createServer(routeHttp([...callback, done]));
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) =>
@@ -130,5 +146,5 @@ async function listenForCallback(flow: ConsentFlow, host: string, port: number, 
     );
     server.listen(port, host, () => resolve());
   });
-  return server;
+  return { server, donePageServed };
 }

@@ -2,6 +2,7 @@ import { DEFAULT_DB } from "../config.js";
 import type { Command } from "./command.js";
 import { connectionJson, describeConnection } from "./describe-connection.js";
 import { listStored } from "./list-stored.js";
+import { terminalJson } from "./terminal-text.js";
 
 /** `tokenbroker connections`: what is stored, never a secret. */
 export const connectionsCommand: Command = {
@@ -20,7 +21,7 @@ Options:
 `,
   run: (args, io) =>
     listStored(args, io, (connections, json) => {
-      if (json) return JSON.stringify(connections.map(connectionJson), null, 2);
+      if (json) return terminalJson(connections.map(connectionJson));
       if (connections.length === 0) return "no connections: run tokenbroker connect";
       const now = Date.now();
       return connections.map((c) => describeConnection(c, now)).join("\n\n");

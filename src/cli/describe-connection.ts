@@ -1,5 +1,6 @@
 import type { ConnectionSummary, TenantSummary } from "../store/token-store.js";
 import { ageText, countdownText } from "../web/durations.js";
+import { terminalSafe } from "./terminal-text.js";
 
 /** A connection as `tokenbroker connections` prints it: no secret. */
 export function describeConnection(c: ConnectionSummary, now: number): string {
@@ -13,12 +14,12 @@ export function describeConnection(c: ConnectionSummary, now: number): string {
     `  last error     ${c.lastError ?? "none"}`,
     ...c.tenants.map((t) => `  ${describeTenant(t)}`),
   ];
-  return lines.join("\n");
+  return lines.map(terminalSafe).join("\n");
 }
 
 /** `tenant <id>  <name>` with `(gone)` for a tenant Xero no longer lists. */
 export function describeTenant(t: TenantSummary): string {
-  return `tenant ${t.tenantId}  ${t.tenantName ?? ""}${t.state === "gone" ? "  (gone)" : ""}`;
+  return terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}${t.state === "gone" ? "  (gone)" : ""}`);
 }
 
 /** A connection for `--json`: times as ISO strings, no secret. */

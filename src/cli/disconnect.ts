@@ -7,6 +7,7 @@ import type { Command } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
+import { terminalSafe } from "./terminal-text.js";
 
 /** `tokenbroker disconnect <tenant>`: removes one tenant at Xero and locally. */
 export const disconnectCommand: Command = {
@@ -77,7 +78,7 @@ Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve
       }
       await store.removeTenant(c.connectionId, tenantId);
       recordCliAction(store, { action: "disconnect", tenantId, connectionId: c.connectionId, detail: atXero });
-      io.out.write(`tenant ${tenantId}  ${t.tenantName ?? ""}  ${atXero}; removed from connection ${c.connectionId}\n`);
+      io.out.write(`${terminalSafe(`tenant ${tenantId}  ${t.tenantName ?? ""}  ${atXero}; removed from connection ${c.connectionId}`)}\n`);
       return 0;
     } finally {
       await store.close();

@@ -6,6 +6,7 @@ import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { terminalJson, terminalSafe } from "./terminal-text.js";
 
 /** `tokenbroker import`: take over a token set from another system. */
 export const importCommand: Command = {
@@ -56,10 +57,10 @@ upstream variables, see tokenbroker serve --help).
       }
       recordCliAction(store, { action: "import", connectionId: result.connectionId, detail: result.created ? "new" : "replaced" });
       if (values.json) {
-        io.out.write(`${JSON.stringify(result, null, 2)}\n`);
+        io.out.write(`${terminalJson(result)}\n`);
       } else {
         io.out.write(`connection ${result.connectionId} (${result.created ? "new" : "replaced"})\n`);
-        for (const t of result.tenants) io.out.write(`  tenant ${t.tenantId}  ${t.tenantName ?? ""}\n`);
+        for (const t of result.tenants) io.out.write(`  ${terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}`)}\n`);
       }
       if (result.tenantsError) {
         io.err.write(

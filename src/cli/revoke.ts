@@ -7,6 +7,7 @@ import type { Command } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
+import { terminalSafe } from "./terminal-text.js";
 
 /** How long `revoke` waits for a refresh in flight elsewhere (its lease) before giving up, ms. */
 const LEASE_WAIT_MS = 40_000;
@@ -68,10 +69,9 @@ Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve
       await store.removeConnection(connectionId);
       recordCliAction(store, { action: "revoke", connectionId });
       const tenants = summary.tenants.filter((t) => t.state === "active");
-      io.out.write(
-        `connection ${connectionId}  ${summary.userName ?? summary.xeroUserId ?? ""}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`,
-      );
-      for (const t of tenants) io.out.write(`  tenant ${t.tenantId}  ${t.tenantName ?? ""}\n`);
+      const who = terminalSafe(summary.userName ?? summary.xeroUserId ?? "");
+      io.out.write(`connection ${connectionId}  ${who}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`);
+      for (const t of tenants) io.out.write(`  ${terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}`)}\n`);
       return 0;
     } finally {
       await store.close();

@@ -5,10 +5,18 @@ import { createLogger } from "../logger.js";
 import { notificationsFromEnv } from "../notify/notify-config.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
 import { identityFromConfig } from "./upstream-identity.js";
-import type { Command } from "./command.js";
+import type { Command, CommandIo } from "./command.js";
 import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
-import { testHooksFromEnv } from "./test-fault-hooks.js";
+import type { RefresherOptions } from "../broker/refresher.js";
+
+/**
+ * What a test entry (test/helpers/serve-with-fault-hooks.mjs) may hand `serveCommand.run` beside the usual io:
+ * fault hooks inside each refresh. The shipped CLI passes none, and nothing reads them from the environment.
+ */
+export interface ServeTestIo extends CommandIo {
+  testHooks?: RefresherOptions["testHooks"];
+}
 
 /** `tokenbroker serve`: run the token service. */
 export const serveCommand: Command = {
@@ -132,7 +140,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         logger,
         scheduler: { leadTimeMs, keepAliveAfterMs },
         consent,
-        refresher: { leaseTtlMs, ...testHooksFromEnv(env, logger) },
+        refresher: { leaseTtlMs, ...testHooksOf(io) },
         notifications,
         ...(security.auth ? { auth: security.auth } : {}),
         audit: security.audit,
@@ -157,3 +165,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
     return 0;
   },
 };
+
+function testHooksOf(io: ServeTestIo): Pick<RefresherOptions, "testHooks"> {
+  return io.testHooks ? { testHooks: io.testHooks } : {};
+}

@@ -2,6 +2,7 @@ import { DEFAULT_DB } from "../config.js";
 import type { Command } from "./command.js";
 import { stateLabel, tenantJson } from "./describe-connection.js";
 import { listStored } from "./list-stored.js";
+import { terminalJson, terminalSafe } from "./terminal-text.js";
 
 /** `tokenbroker tenants`: every stored tenant with the connection that serves it. */
 export const tenantsCommand: Command = {
@@ -30,12 +31,14 @@ Options:
           connectionState: c.state,
           userName: c.userName ?? c.xeroUserId ?? null,
         }));
-        return JSON.stringify(entries, null, 2);
+        return terminalJson(entries);
       }
       if (rows.length === 0) return "no tenants: run tokenbroker connect";
       const table = [
         ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER"],
-        ...rows.map(({ c, t }) => [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""]),
+        ...rows.map(({ c, t }) =>
+          [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""].map(terminalSafe),
+        ),
       ];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
       return table.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");

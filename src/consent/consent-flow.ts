@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
-import type { AuthorisationStatus } from "../store/pending-authorisation.js";
+import { LINK_PREFIX, type AuthorisationStatus } from "../store/pending-authorisation.js";
 import type { TokenStore } from "../store/token-store.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
 import { ConsentError } from "./consent-error.js";
@@ -42,12 +42,26 @@ export interface ConsentFlow {
    * issuer's authorization URL is returned. `browserSecret` (a cookie value)
    * binds the consent to the browser that started it.
    */
-  begin(options?: { browserSecret?: string | undefined }): Promise<StartedConsent>;
+  begin(options: { browserSecret: string }): Promise<StartedConsent>;
+  /**
+   * Starts a consent that no browser holds yet (`tokenbroker connect`): returns
+   * the secret of its one-time link; the first browser to open the link
+   * ({@link ConsentFlow.claim}) takes the consent and is sent to the issuer.
+   */
+  beginWithLink(): Promise<{ state: string; linkSecret: string; expiresAt: number }>;
+  /**
+   * Binds the consent behind a one-time link to the browser whose cookie is
+   * `browserSecret`, once: the issuer's authorization URL, or undefined when the
+   * link is unknown, was opened before, or its consent has expired.
+   */
+  claim(linkSecret: string, browserSecret: string): Promise<StartedConsent | undefined>;
   /**
    * Finishes a consent from the callback's query parameters: checks the state
-   * (known, unused, not expired, same browser), spends the code with the PKCE
+   * (known, same browser, unused, not expired), spends the code with the PKCE
    * verifier, and stores the token set and tenants. Throws {@link ConsentError};
-   * nothing is stored then.
+   * nothing is stored then. A callback from a browser without the consent's
+   * cookie (`wrong_browser`) leaves the state usable by its own browser, even
+   * when it carries an `error`.
    */
   complete(params: URLSearchParams, options?: { browserSecret?: string | undefined }): Promise<StoredGrant>;
   /** How a started consent stands (what `tokenbroker connect` waits on). */
@@ -66,22 +80,35 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     if (!state) {
       throw new ConsentError("missing_state", "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.");
     }
-    const taken = await store.takeAuthorisation(state, clock.now());
+    const taken = await store.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
     if (!taken.ok) {
       switch (taken.reason) {
         case "unknown":
           throw new ConsentError("unknown_state", "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.");
+        case "wrong_browser":
+          throw wrongBrowser();
         case "used":
           throw new ConsentError("reused_state", "This consent was already completed (its state was used before); an answer is accepted only once.");
         case "expired":
           throw new ConsentError("expired_state", `This consent was started more than ${minutes} minutes ago and has expired. Start again.`);
       }
     }
-    if (taken.browserHash !== undefined && (browserSecret === undefined || !sameHash(hash(browserSecret), taken.browserHash))) {
-      await store.finishAuthorisation(state, { error: "wrong_browser" });
-      throw new ConsentError("wrong_browser", "This consent was started in another browser (or its cookie was lost). Start again in this one.");
-    }
     return { state, codeVerifier: taken.codeVerifier };
+  }
+
+  async function start(browserHash: string) {
+    const state = oidc.randomState();
+    const codeVerifier = oidc.randomPKCECodeVerifier();
+    const url = await authorizationUrl(state, codeVerifier);
+    const now = clock.now();
+    const expiresAt = now + ttlMs;
+    await store.createAuthorisation({ state, codeVerifier, browserHash, createdAt: now, expiresAt });
+    return { url, state, expiresAt };
+  }
+
+  async function authorizationUrl(state: string, codeVerifier: string): Promise<URL> {
+    const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
+    return identity.authorizationUrl({ redirectUri, scopes, state, codeChallenge });
   }
 
   return {
@@ -89,21 +116,25 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     scopes,
     stateTtlMs: ttlMs,
 
-    async begin({ browserSecret } = {}) {
+    begin({ browserSecret }) {
+      return start(hash(browserSecret));
+    },
+
+    async beginWithLink() {
+      // The authorization URL is built when a browser opens the link, by whoever serves the redirect URI.
+      const linkSecret = randomBytes(32).toString("base64url");
       const state = oidc.randomState();
-      const codeVerifier = oidc.randomPKCECodeVerifier();
-      const codeChallenge = await oidc.calculatePKCECodeChallenge(codeVerifier);
-      const url = await identity.authorizationUrl({ redirectUri, scopes, state, codeChallenge });
       const now = clock.now();
       const expiresAt = now + ttlMs;
-      await store.createAuthorisation({
-        state,
-        codeVerifier,
-        browserHash: browserSecret === undefined ? undefined : hash(browserSecret),
-        createdAt: now,
-        expiresAt,
-      });
-      return { url, state, expiresAt };
+      const codeVerifier = oidc.randomPKCECodeVerifier();
+      await store.createAuthorisation({ state, codeVerifier, browserHash: `${LINK_PREFIX}${hash(linkSecret)}`, createdAt: now, expiresAt });
+      return { state, linkSecret, expiresAt };
+    },
+
+    async claim(linkSecret, browserSecret) {
+      const claimed = await store.claimAuthorisation(hash(linkSecret), hash(browserSecret), clock.now());
+      if (!claimed) return undefined;
+      return { url: await authorizationUrl(claimed.state, claimed.codeVerifier), state: claimed.state, expiresAt: claimed.expiresAt };
     },
 
     async complete(params, { browserSecret } = {}) {
@@ -112,8 +143,12 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         const description = params.get("error_description");
         const said = `${printable(issuerError, 64)}${description ? `: ${printable(description, 200)}` : ""}`;
         const state = params.get("state");
-        // A known state is used up, so that `tokenbroker connect` stops waiting.
-        if (state && (await store.takeAuthorisation(state, clock.now())).ok) await store.finishAuthorisation(state, { error: said });
+        if (state) {
+          // The consent's own browser uses the state up (so that `tokenbroker connect` stops waiting); any other is refused.
+          const taken = await store.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
+          if (taken.ok) await store.finishAuthorisation(state, { error: said });
+          else if (taken.reason === "wrong_browser") throw wrongBrowser();
+        }
         throw new ConsentError("denied", `Xero did not grant access (${said}).`);
       }
       const { state, codeVerifier } = await takeState(params, browserSecret);
@@ -157,8 +192,11 @@ function hash(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
 
-function sameHash(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+function wrongBrowser(): ConsentError {
+  return new ConsentError(
+    "wrong_browser",
+    "This consent was started in another browser (or its cookie was lost), so this browser cannot complete it. It stays open for the browser that started it.",
+  );
 }
 
 /** Printable ASCII only, cut to `max` characters: the issuer's words go on a page and into the database. */

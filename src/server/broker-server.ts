@@ -137,6 +137,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     clock,
     logger,
     ...(options.consent ? { consent: options.consent } : {}),
+    ...(options.audit ? { audit: options.audit } : {}),
   });
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.

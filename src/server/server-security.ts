@@ -29,13 +29,15 @@ export interface BrokerAuthOptions {
    * Plain-HTTP paths served without an admin key. Default: the probes and
    * metrics (`/healthz`, `/readyz`, `/livez`, `/metrics`), `/login`, `/logout`
    * and OAuth redirects (paths ending in `/callback`, which their one-time
-   * `state` protects: a `SameSite=Strict` cookie is not sent on the redirect
-   * back from Xero). Every other route needs an admin key or session.
+   * `state` and the consent's browser cookie protect: a `SameSite=Strict`
+   * cookie is not sent on the redirect back from Xero), and `/connect/claim`
+   * (the one-time link `tokenbroker connect` prints, its own credential).
+   * Every other route needs an admin key or session.
    */
   publicPaths?: readonly string[];
 }
 
-const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout"];
+const DEFAULT_PUBLIC = ["/healthz", "/readyz", "/livez", "/metrics", "/login", "/logout", "/connect/claim"];
 const REVOKED = "this API key was revoked; the stream is closed";
 
 /** What `startBrokerServer` adds to its port for authentication, scopes and audit. */
@@ -110,6 +112,12 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       authenticator: auth.authenticator,
       secureCookies: options.tls,
       onSession: ({ action, principal }) => audit?.record({ actor: principal.name, action, outcome: "ok" }),
+      onSignInFailed: ({ client, principal, lockedForMs }) => {
+        audit?.record({ actor: principal?.name, action: "login", outcome: principal ? "not_admin" : "failed", detail: `client=${client}` });
+        if (lockedForMs === 0) return;
+        audit?.record({ actor: undefined, action: "login", outcome: "locked", detail: `client=${client} for=${lockedForMs / 1000}s` });
+        options.logger?.warn({ event: "sign_in_locked", client, lockedForMs }, `too many failed sign-ins from ${client}: locked for ${lockedForMs / 1000} s`);
+      },
     });
   const publicPaths = new Set(auth?.publicPaths ?? DEFAULT_PUBLIC);
   const isPublic = (path: string) => publicPaths.has(path) || (auth?.publicPaths === undefined && path.endsWith("/callback"));

@@ -9,18 +9,36 @@ export interface NewPendingAuthorisation {
   state: string;
   /** The PKCE `code_verifier` whose S256 challenge went to the issuer. */
   codeVerifier: string;
-  /** SHA-256 of the cookie of the browser that started the consent (`/connect`), if one did; the CLI starts unbound ones. */
-  browserHash: string | undefined;
+  /**
+   * Who may complete the consent: the SHA-256 (hex) of the cookie of the browser that started it (`/connect`),
+   * or, for a consent started by `tokenbroker connect`, {@link LINK_PREFIX} and the SHA-256 of its one-time
+   * link's secret until a browser opens that link and takes the consent (see `claimAuthorisation`).
+   */
+  browserHash: string;
   /** ms since the epoch. */
   createdAt: number;
   /** After this (ms since the epoch) the state is refused. */
   expiresAt: number;
 }
 
-/** Result of {@link TokenStore.takeAuthorisation}: the state is used from now on, whatever happens next. */
+/** Marks a `browserHash` that is still a one-time link's (no browser holds the consent yet). */
+export const LINK_PREFIX = "link:";
+
+/**
+ * Result of `TokenStore.takeAuthorisation`: when `ok`, the state is used from now on, whatever happens next.
+ * `wrong_browser` (the browser does not hold the consent's cookie) leaves the state as it was, usable by
+ * its own browser: an outsider who knows a state cannot burn it.
+ */
 export type TakenAuthorisation =
-  | { ok: true; codeVerifier: string; browserHash: string | undefined }
-  | { ok: false; reason: "unknown" | "used" | "expired" };
+  | { ok: true; codeVerifier: string }
+  | { ok: false; reason: "unknown" | "wrong_browser" | "used" | "expired" };
+
+/** A consent a browser just took by opening its one-time link: what is needed to send it to the issuer. */
+export interface ClaimedAuthorisation {
+  state: string;
+  codeVerifier: string;
+  expiresAt: number;
+}
 
 /** How a pending authorisation stands, without its verifier: what `tokenbroker connect` waits on. */
 export interface AuthorisationStatus {

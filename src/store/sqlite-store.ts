@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import { renameSync, rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
@@ -7,7 +7,7 @@ import type { TokenCipher } from "../crypto/token-cipher.js";
 import { migrations } from "./migrations.js";
 import { ReadCache } from "./read-cache.js";
 import { openTokenColumns, sealTokenColumns } from "./sealed-token-columns.js";
-import type { AuthorisationStatus, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
+import { LINK_PREFIX, type AuthorisationStatus, type ClaimedAuthorisation, type NewPendingAuthorisation, type TakenAuthorisation } from "./pending-authorisation.js";
 import type {
   ConnectionSummary,
   LeaseResult,
@@ -314,22 +314,31 @@ export class SqliteStore implements TokenStore {
       this.stmt.insertAuthorisation.run({
         state: pending.state,
         code_verifier: pending.codeVerifier,
-        browser_hash: pending.browserHash ?? null,
+        browser_hash: pending.browserHash,
         created_at: pending.createdAt,
         expires_at: pending.expiresAt,
       });
     }).immediate();
   }
 
-  async takeAuthorisation(state: string, now: number): Promise<TakenAuthorisation> {
+  async takeAuthorisation(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorisation> {
     return this.db.transaction((): TakenAuthorisation => {
       const row = this.stmt.authorisation.get(state) as AuthorisationRow | undefined;
       if (!row) return { ok: false, reason: "unknown" };
+      // Before anything is written: a browser without the consent's cookie leaves the state as it was.
+      if (!sameBrowser(row.browser_hash, browserHash)) return { ok: false, reason: "wrong_browser" };
       if (row.used_at !== null) return { ok: false, reason: "used" };
       this.stmt.useAuthorisation.run({ state, now });
       if (now >= row.expires_at) return { ok: false, reason: "expired" };
-      return { ok: true, codeVerifier: row.code_verifier, browserHash: row.browser_hash ?? undefined };
+      return { ok: true, codeVerifier: row.code_verifier };
     }).immediate(); // read then write: take the write lock first (see write())
+  }
+
+  async claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined> {
+    const row = this.stmt.claimAuthorisation.get({ link: `${LINK_PREFIX}${linkHash}`, browser: browserHash, now }) as
+      | { state: string; code_verifier: string; expires_at: number }
+      | undefined;
+    return row && { state: row.state, codeVerifier: row.code_verifier, expiresAt: row.expires_at };
   }
 
   async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
@@ -464,6 +473,11 @@ function prepare(db: Database.Database) {
     ),
     forgetAuthorisations: db.prepare(`DELETE FROM oauth_states WHERE expires_at < ?`),
     authorisation: db.prepare(`SELECT * FROM oauth_states WHERE state = ?`),
+    claimAuthorisation: db.prepare(
+      `UPDATE oauth_states SET browser_hash = @browser
+       WHERE browser_hash = @link AND used_at IS NULL AND expires_at > @now
+       RETURNING state, code_verifier, expires_at`,
+    ),
     useAuthorisation: db.prepare(`UPDATE oauth_states SET used_at = @now WHERE state = @state AND used_at IS NULL`),
     finishAuthorisation: db.prepare(
       `UPDATE oauth_states SET connection_id = @connection_id, error = @error WHERE state = @state`,
@@ -502,6 +516,14 @@ function toRecord(row: TokenRow): TokenRecord {
     state: row.state,
     tenantIds: row.tenant_ids ? row.tenant_ids.split("\u001f") : [],
   };
+}
+
+/** The consent's browser is the one asking: a real browser hash (not a link's, not none), compared in constant time. */
+function sameBrowser(stored: string | null, asking: string | undefined): boolean {
+  if (stored === null || asking === undefined || stored.startsWith(LINK_PREFIX)) return false;
+  const a = Buffer.from(stored);
+  const b = Buffer.from(asking);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 interface AuthorisationRow {

@@ -1,5 +1,5 @@
 import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
-import type { AuthorisationStatus, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
+import type { AuthorisationStatus, ClaimedAuthorisation, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
 
 /** What an import or a consent hands to the store. */
 export interface SaveConnectionInput {
@@ -117,8 +117,16 @@ export interface TokenStore {
   removeConnection(connectionId: string): Promise<boolean>;
   /** Records a consent just started (its state and PKCE verifier); also forgets long-expired ones. */
   createAuthorisation(pending: NewPendingAuthorisation): Promise<void>;
-  /** Marks a state used, atomically, and returns its verifier, unless it is unknown, already used or expired (at `now`). */
-  takeAuthorisation(state: string, now: number): Promise<TakenAuthorisation>;
+  /**
+   * Marks a state used, atomically, and returns its verifier, unless it is unknown, not bound to `browserHash`
+   * (the state is then left untouched), already used or expired (at `now`).
+   */
+  takeAuthorisation(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorisation>;
+  /**
+   * Binds the pending consent whose one-time link hashes to `linkHash` to the browser `browserHash`, atomically,
+   * once: undefined if no unused, unexpired consent is waiting for that link (unknown, opened before, expired).
+   */
+  claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined>;
   /** Records how a taken authorisation ended: the connection it stored, or why it failed. */
   finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void>;
   /** How a pending authorisation stands (no verifier), or undefined if unknown. */

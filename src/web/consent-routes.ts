@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
-import type { ConsentFlow } from "../consent/consent-flow.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { consentAuditEntry } from "../consent/consent-audit.js";
+import type { ConsentFlow, StartedConsent } from "../consent/consent-flow.js";
 import { ConsentError, type ConsentErrorKind } from "../consent/consent-error.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
 import type { HttpRequest, HttpResponse, HttpRoute } from "../server/http-routes.js";
@@ -18,10 +20,15 @@ export interface ConsentRoutesOptions {
   links?: { retry: string; status: string };
   /** Where consent outcomes are logged (never a code, token or verifier). */
   logger?: Logger;
+  /** Where each stored consent is recorded: the connection, its Xero user and tenants. */
+  audit?: AuditLog;
 }
 
 /** The path that starts a consent. */
 export const CONNECT_PATH = "/connect";
+
+/** The path of the one-time link `tokenbroker connect` prints (`?t=<secret>`): it binds its consent to the browser that opens it. */
+export const CLAIM_PATH = "/connect/claim";
 
 /** Titles of the error page by kind. */
 const TITLES: Record<ConsentErrorKind, string> = {
@@ -38,9 +45,12 @@ const TITLES: Record<ConsentErrorKind, string> = {
 
 /**
  * `GET /connect` sends the browser to the issuer's consent page (binding the
- * consent to this browser with a cookie); `GET <callback path>` completes it
- * and redirects to the status page, or shows a clear error page (400, or 502
- * when Xero could not be reached) and stores nothing.
+ * consent to this browser with a cookie); `GET /connect/claim?t=…` does the
+ * same for a consent `tokenbroker connect` started, once per link;
+ * `GET <callback path>` completes it and redirects to the status page, or shows
+ * a clear error page (400; 403 for a browser without the consent's cookie,
+ * which leaves the consent open; 502 when Xero could not be reached) and
+ * stores nothing.
  */
 export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
   const logger = options.logger ?? silentLogger;
@@ -59,20 +69,36 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
         try {
           const secret = randomBytes(32).toString("base64url");
           const started = await flow.begin({ browserSecret: secret });
-          const cookie = [
-            `${cookieName(started.state)}=${secret}`,
-            `Path=${options.callbackPath}`,
-            `Max-Age=${Math.ceil(flow.stateTtlMs / 1000)}`,
-            "HttpOnly",
-            "SameSite=Lax",
-            ...(redirect.protocol === "https:" ? ["Secure"] : []),
-          ].join("; ");
           logger.info({ event: "consent_started" }, "consent started");
-          sendRedirect(res, started.url.href, { "set-cookie": cookie });
+          sendRedirect(res, started.url.href, { "set-cookie": bindingCookie(flow, started, secret, options.callbackPath) });
         } catch (e) {
-          logger.warn(errorFields(e), "consent could not be started");
-          const message = e instanceof Error && e.name === "UpstreamError" ? e.message : "unexpected error";
-          sendError(res, 502, "Xero could not be reached", `The consent could not be started: ${message}.`, options);
+          notStarted(e, res);
+        }
+      },
+    },
+    {
+      method: "GET",
+      path: CLAIM_PATH,
+      async handle(req, res) {
+        const flow = options.consent();
+        const link = new URL(req.url ?? "/", "http://x").searchParams.get("t") ?? "";
+        try {
+          const secret = randomBytes(32).toString("base64url");
+          const started = /^[\w-]{43}$/.test(link) ? await flow.claim(link, secret) : undefined;
+          if (!started) {
+            logger.warn({ event: "consent_link_refused" }, "consent link refused: unknown, opened before or expired");
+            return sendError(
+              res,
+              410,
+              "This link cannot be used",
+              "This link has already been opened (it works once, in one browser), has expired, or is unknown. Run tokenbroker connect again.",
+              options,
+            );
+          }
+          logger.info({ event: "consent_started", link: true }, "consent started from a tokenbroker connect link");
+          sendRedirect(res, started.url.href, { "set-cookie": bindingCookie(flow, started, secret, options.callbackPath) });
+        } catch (e) {
+          notStarted(e, res);
         }
       },
     },
@@ -98,11 +124,12 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
             },
             "consent stored",
           );
+          options.audit?.record(consentAuditEntry(stored));
           sendRedirect(res, `${options.donePath}?connected=${encodeURIComponent(stored.connectionId)}`, clear);
         } catch (e) {
           if (e instanceof ConsentError) {
             logger.warn({ event: "consent_refused", kind: e.kind }, `consent refused: ${e.kind}`);
-            const status = e.kind === "unavailable" ? 502 : 400;
+            const status = e.kind === "unavailable" ? 502 : e.kind === "wrong_browser" ? 403 : 400;
             return sendError(res, status, TITLES[e.kind], e.message, options, clear);
           }
           logger.error(errorFields(e), "consent failed");
@@ -111,6 +138,24 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
       },
     },
   ];
+
+  function notStarted(e: unknown, res: HttpResponse): void {
+    logger.warn(errorFields(e), "consent could not be started");
+    const message = e instanceof Error && e.name === "UpstreamError" ? e.message : "unexpected error";
+    sendError(res, 502, "Xero could not be reached", `The consent could not be started: ${message}.`, options);
+  }
+}
+
+/** The cookie that binds a consent to this browser: only the callback sees it, for as long as the consent lives. */
+function bindingCookie(flow: ConsentFlow, started: StartedConsent, secret: string, callbackPath: string): string {
+  return [
+    `${cookieName(started.state)}=${secret}`,
+    `Path=${callbackPath}`,
+    `Max-Age=${Math.ceil(flow.stateTtlMs / 1000)}`,
+    "HttpOnly",
+    "SameSite=Lax",
+    ...(new URL(flow.redirectUri).protocol === "https:" ? ["Secure"] : []),
+  ].join("; ");
 }
 
 function sendError(

@@ -1,3 +1,4 @@
+import type { AuditLog } from "../audit/audit-log.js";
 import type { Clock } from "../clock.js";
 import { DEFAULT_CONSENT_SCOPES } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
@@ -30,6 +31,8 @@ export interface WebRoutesOptions {
   logger?: Logger;
   /** Redirect URI, scopes, state lifetime. */
   consent?: ConsentSettings;
+  /** Where each stored consent is recorded (the connection and its tenants). */
+  audit?: AuditLog;
 }
 
 /** The pages of the broker's port, and the consent flow they use once the server listens. */
@@ -58,6 +61,7 @@ export function createWebRoutes(options: WebRoutesOptions): WebRoutes {
         donePath: STATUS_PATH,
         links: { retry: CONNECT_PATH, status: STATUS_PATH },
         ...(options.logger ? { logger: options.logger } : {}),
+        ...(options.audit ? { audit: options.audit } : {}),
       }),
     ],
     listening(serverUrl) {

@@ -88,3 +88,30 @@ export function connectedId(r: Hop): string {
 function unescape(text: string): string {
   return text.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)));
 }
+
+/**
+ * Opens a URL in a "browser" that keeps its cookies: follows redirects (carrying the cookies set on the way)
+ * until a page answers; returns that page's URL (Xero's consent page, for the URL `tokenbroker connect` prints)
+ * and the cookies gathered. A browser's cookie jar, simplified: every cookie goes back to every URL.
+ */
+export async function openInBrowser(url: string | URL, jar: Map<string, string> = new Map()): Promise<{ url: URL; page: Hop; cookie: string }> {
+  let at = new URL(url);
+  for (let hops = 0; hops < 10; hops++) {
+    const r = await hop(at, { cookie: cookieHeader(jar) });
+    for (const c of r.setCookie) {
+      const [pair] = c.split(";");
+      const eq = pair!.indexOf("=");
+      jar.set(pair!.slice(0, eq), pair!.slice(eq + 1));
+    }
+    if (r.status >= 300 && r.status < 400 && r.location) {
+      at = new URL(r.location, at);
+      continue;
+    }
+    return { url: at, page: r, cookie: cookieHeader(jar) };
+  }
+  throw new Error(`too many redirects from ${String(url)}`);
+}
+
+function cookieHeader(jar: Map<string, string>): string {
+  return [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+}

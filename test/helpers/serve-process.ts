@@ -7,6 +7,9 @@ import type { FakeXero } from "../../src/fake-xero/index.js";
 /** The compiled CLI. */
 export const CLI = join(import.meta.dirname, "..", "..", "dist", "src", "cli", "main.js");
 
+/** The test-only serve entry with refresh pauses (TOKENBROKER_TEST_PAUSE_*); not shipped. */
+export const SERVE_WITH_FAULT_HOOKS = join(import.meta.dirname, "serve-with-fault-hooks.mjs");
+
 /** One JSON log line of a broker process. */
 export type LogLine = Record<string, unknown>;
 
@@ -52,11 +55,19 @@ export const INSECURE_SERVE_ARGS = ["--insecure-no-auth", "--insecure-no-encrypt
 /**
  * Starts `tokenbroker serve` on a free loopback port and waits until it listens.
  * `secure: true` leaves out {@link INSECURE_SERVE_ARGS} (API keys required; `args` must give the encryption key).
+ * `faultHooks: true` runs it through {@link SERVE_WITH_FAULT_HOOKS}, which pauses as TOKENBROKER_TEST_PAUSE_* say.
  */
-export async function startServe(options: { env: NodeJS.ProcessEnv; db: string; args?: string[]; secure?: boolean }): Promise<ServeProcess> {
+export async function startServe(options: {
+  env: NodeJS.ProcessEnv;
+  db: string;
+  args?: string[];
+  secure?: boolean;
+  faultHooks?: boolean;
+}): Promise<ServeProcess> {
   const insecure = options.secure ? [] : INSECURE_SERVE_ARGS;
-  const args = ["serve", "--listen", "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const args = ["--listen", "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
+  const entry = options.faultHooks ? [SERVE_WITH_FAULT_HOOKS] : [CLI, "serve"];
+  const child = spawn(process.execPath, [...entry, ...args], {
     env: options.env,
     stdio: ["ignore", "ignore", "pipe"],
   });
