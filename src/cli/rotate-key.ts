@@ -21,7 +21,7 @@ usual settings (--encryption-key-file or TOKENBROKER_ENCRYPTION_KEY and
 TOKENBROKER_OLD_ENCRYPTION_KEYS).
 
 Rotation without downtime:
-  1. tokenbroker keygen > new.key
+  1. tokenbroker keygen --out new.key
   2. Give every running broker the new key as its current key and the old
      one as an old key: write the new key as the first line of the key file
      and the old key as the second, then \`kill -HUP\` each broker (or
@@ -45,7 +45,7 @@ Options:
       allowPositionals: false,
     });
     const newKeyFile = values["new-key-file"];
-    if (newKeyFile === undefined) throw new ConfigError("--new-key-file is required (create one with `tokenbroker keygen > new.key`)");
+    if (newKeyFile === undefined) throw new ConfigError("--new-key-file is required (create one with `tokenbroker keygen --out new.key`)");
     const newKey = readKeyFile(newKeyFile)[0]!;
     const oldKeys = loadEncryptionKeys({ keyFile: values["encryption-key-file"], env: io.env }) ?? [];
     const to = createTokenCipher([newKey]);

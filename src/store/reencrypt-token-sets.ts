@@ -64,7 +64,7 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
             done.add(row.connection_id);
             continue;
           }
-          const sealed = sealTokenColumns(openTokenColumns(row, options.from), options.to);
+          const sealed = sealTokenColumns(openTokenColumns(row, options.from, { allowPlainText: true }), options.to);
           const result = update.run({
             ...row,
             new_access: sealed.access_token,
@@ -94,4 +94,18 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
 /** The distinct key ids token sets are sealed under (`null` for plain-text rows). */
 export function tokenKeyIds(db: Database.Database): Array<string | null> {
   return (db.prepare(`SELECT DISTINCT key_id FROM token_sets`).all() as Array<{ key_id: string | null }>).map((r) => r.key_id);
+}
+
+/**
+ * Connection ids of token sets with a secret column in clear text: refused
+ * while an encryption key is configured, until `rotate-key` encrypts them.
+ */
+export function unsealedTokenSets(db: Database.Database): string[] {
+  const clear = (column: string) => `(${column} IS NOT NULL AND substr(${column}, 1, 5) <> 'tbx1:')`;
+  return db
+    .prepare(
+      `SELECT connection_id FROM token_sets WHERE ${["access_token", "refresh_token", "id_token"].map(clear).join(" OR ")} ORDER BY rowid`,
+    )
+    .pluck()
+    .all() as string[];
 }
