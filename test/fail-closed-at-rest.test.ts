@@ -82,6 +82,18 @@ describe("a token set not sealed under a configured key is refused", () => {
       expect(watch.code).toBe(Code.FailedPrecondition);
     }
     expect(sb.fake.tokenEndpointCalls).toBe(calls);
+    // Keys scoped to tenants, naming the connection: the scope is checked as for a readable token set.
+    const byConnection = { selector: { case: "connectionId" as const, value: connectionId } };
+    const scoped = await sb.createKey("scoped", sb.grant.tenants.map((t) => t.tenantId).join(","));
+    const outsider = await sb.createKey("outsider", "some-other-tenant");
+    for (const p of protocols) {
+      const client = createClient(TokenService, p.transport(serve.url));
+      const inScope = await errorOf(client.getToken(byConnection, withKey(scoped)));
+      seen.push(inScope.rawMessage);
+      expect(inScope.code, `${p.name}: ${inScope.rawMessage}`).toBe(Code.FailedPrecondition);
+      expect((await errorOf(client.getToken(byConnection, withKey(outsider)))).code).toBe(Code.PermissionDenied);
+    }
+    expect(serve.logs().filter((l) => l["msg"] === "internal error")).toEqual([]);
     const line = await serve.waitForLog((l) => l["event"] === "token_set_refused");
     expect(line).toMatchObject({ connectionId, column: "access_token", problem: "not_sealed" });
     expect(line["level"]).toBe(50); // error

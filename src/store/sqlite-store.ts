@@ -183,8 +183,10 @@ export class SqliteStore implements TokenStore {
     try {
       return openTokenColumns(row, this.cipher);
     } catch (e) {
-      if (e instanceof UnreadableTokenSetError) this.logRefusal(e);
-      throw e;
+      if (!(e instanceof UnreadableTokenSetError)) throw e;
+      this.logRefusal(e);
+      const tenantIds = toRecord(row).tenantIds;
+      throw new UnreadableTokenSetError(e.connectionId, e.column, e.problem, e.message, tenantIds);
     }
   }
 

@@ -44,6 +44,8 @@ export class UnreadableTokenSetError extends DecryptionError {
     readonly column: string,
     readonly problem: UnreadableProblem,
     message: string,
+    /** The connection's active tenants (not secret): a scope check needs them to refuse as it refuses a readable one. */
+    readonly tenantIds: readonly string[] = [],
   ) {
     super(message);
   }
