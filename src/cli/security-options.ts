@@ -33,7 +33,10 @@ export const SERVE_SECURITY_FLAGS = {
 export const ENCRYPTION_HELP = `  --encryption-key-file PATH  key(s) that encrypt tokens at rest, base64, one a line, the
                          current key first [TOKENBROKER_ENCRYPTION_KEY_FILE]; or set
                          TOKENBROKER_ENCRYPTION_KEY (and TOKENBROKER_OLD_ENCRYPTION_KEYS
-                         during a rotation). Create one with \`tokenbroker keygen\`
+                         during a rotation). Create one with
+                         \`tokenbroker keygen --out PATH\` (mode 0600); serve warns when
+                         group or others can read it, and refuses stored tokens that
+                         are not encrypted under a configured key
   --insecure-no-encryption  store tokens in clear text (tests only)`;
 
 /** `--help` lines of serve's other security flags. */
