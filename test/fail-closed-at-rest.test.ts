@@ -14,7 +14,7 @@ import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encrypt
 import { createTokenCipher, keyIdOf } from "../src/crypto/token-cipher.js";
 import { sealContext } from "../src/store/sealed-token-columns.js";
 import { protocols } from "./helpers/broker-fixture.js";
-import { clientOf, useCliSandbox } from "./helpers/cli-sandbox.js";
+import { clientOf, oneLine, useCliSandbox } from "./helpers/cli-sandbox.js";
 import { cliImport, fakeEnv, runCli, startServe, type ServeProcess } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
 
@@ -69,8 +69,8 @@ describe("a token set not sealed under a configured key is refused", () => {
       seen.push(e.rawMessage);
       expect(e.code, `${p.name}: ${e.rawMessage}`).toBe(Code.FailedPrecondition);
       expect(e.rawMessage).toContain(`connection ${connectionId}`);
-      expect(e.rawMessage).toMatch(/access_token is in clear text/);
-      expect(e.rawMessage).toMatch(/rotate-key/);
+      expect(e.rawMessage).toMatch(/access_token is in clear text while its other tokens are encrypted, so someone without the key altered it/);
+      expect(e.rawMessage).toMatch(/Re-authorise the connection/);
       // The planted token as the one a channel reports rejected: not refreshed, not served.
       const r = await errorOf(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
       seen.push(r.rawMessage);
@@ -136,33 +136,55 @@ describe("a token set not sealed under a configured key is refused", () => {
   });
 });
 
+/** A column of a connection's token set as stored. */
+function stored(db: string, connectionId: string, column: string): string {
+  const raw = new Database(db, { readonly: true });
+  try {
+    return raw.prepare(`SELECT ${column} FROM token_sets WHERE connection_id = ?`).pluck().get(connectionId) as string;
+  } finally {
+    raw.close();
+  }
+}
+
 describe("only rotate-key upgrades a clear-text database", () => {
-  it("serve with a key on a clear-text database warns at start-up and refuses its tokens; rotate-key encrypts them and the same serve then hands them out", async () => {
-    await sb.keygen(sb.keyFile);
+  it("serve with a key on a clear-text database warns at start-up and refuses its tokens; rotate-key encrypts them, not a row partly in clear text, and the same serve then hands them out", async () => {
+    const key = await sb.keygen(sb.keyFile);
     const env = fakeEnv(sb.fake);
     const connectionId = await cliImport(env, sb.db, sb.grant.refreshToken); // --insecure-no-encryption
-    const stored = (() => {
-      const raw = new Database(sb.db, { readonly: true });
-      try {
-        return raw.prepare("SELECT access_token FROM token_sets").pluck().get() as string;
-      } finally {
-        raw.close();
-      }
-    })();
-    expect(stored).toMatch(/^eyJ/);
+    const accessToken = stored(sb.db, connectionId, "access_token");
+    expect(accessToken).toMatch(/^eyJ/);
+    // A second connection whose refresh token alone is sealed: someone without the key changed the others.
+    const altered = await cliImport(env, sb.db, sb.fake.addGrant({ tenants: [{ tenantName: "Org C" }] }).refreshToken);
+    const cipher = createTokenCipher([parseEncryptionKey(key, "the key")]);
+    const alteredRefresh = stored(sb.db, altered, "refresh_token");
+    plant(sb.db, altered, "refresh_token", cipher.seal(alteredRefresh, sealContext("refresh_token", altered)));
+
     const serve = await startServe({ env, db: sb.db, args: ["--encryption-key-file", sb.keyFile], secure: true });
     const warning = await serve.waitForLog((l) => l["event"] === "token_sets_not_encrypted");
-    expect(warning).toMatchObject({ count: 1, connectionIds: [connectionId] });
+    expect(warning).toMatchObject({ count: 2, connectionIds: [connectionId, altered] });
     expect(String(warning["msg"])).toContain("tokenbroker rotate-key");
-    const key = await sb.createKey("all", "*");
+    const apiKey = await sb.createKey("all", "*");
     const selector = { case: "connectionId" as const, value: connectionId };
-    expect((await errorOf(clientOf(serve.url).getToken({ selector }, withKey(key)))).code).toBe(Code.FailedPrecondition);
+    expect((await errorOf(clientOf(serve.url).getToken({ selector }, withKey(apiKey)))).code).toBe(Code.FailedPrecondition);
 
     const rotate = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
-    expect(rotate.code, rotate.stderr).toBe(0);
-    expect(rotate.stdout).toMatch(/^re-encrypted 1 token set under key [0-9a-f]{8} \(0 already were\)\n$/);
-    const { token } = await clientOf(serve.url).getToken({ selector }, withKey(key));
-    expect(token?.accessToken).toBe(stored);
-    expect(serve.stderr()).not.toContain(stored);
+    expect(rotate.code, rotate.stderr).toBe(2);
+    expect(oneLine(rotate.stderr)).toMatch(
+      new RegExp(`1 token set was not re-encrypted \\(1 were\\): the stored token set of connection ${altered} is refused: its access_token is in clear text while its other tokens are encrypted`),
+    );
+    expect(rotate.stderr).not.toContain(stored(sb.db, altered, "access_token"));
+    const { token } = await clientOf(serve.url).getToken({ selector }, withKey(apiKey));
+    expect(token?.accessToken).toBe(accessToken);
+    expect(stored(sb.db, connectionId, "access_token")).toMatch(new RegExp(`^tbx1:${cipher.keyId}:`));
+    const refused = await errorOf(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey)));
+    expect(refused.code).toBe(Code.FailedPrecondition);
+    expect(serve.stderr()).not.toContain(accessToken);
+
+    // Once the altered connection is re-authorised (an import of its user's refresh token replaces the token set), rotate-key is done.
+    await sb.importGrant(alteredRefresh);
+    const again = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe(`re-encrypted 0 token sets under key ${cipher.keyId} (2 already were)\n`);
+    expect((await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey))).token?.accessToken).toMatch(/^eyJ/);
   });
 });

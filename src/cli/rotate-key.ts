@@ -15,8 +15,11 @@ export const rotateKeyCommand: Command = {
 
 Re-encrypts the access, refresh and id tokens of every connection under the
 key in --new-key-file (its first line), in small transactions, while brokers
-keep serving. Plain-text tokens (a database from before encryption was
-turned on) are encrypted. The keys the tokens are under now come from the
+keep serving. Token sets written in clear text (--insecure-no-encryption)
+are encrypted; only this command does that: a broker with a key refuses
+them. A token set partly in clear text (altered by someone without the key)
+is left as it is and named, with exit status 2, once the others are done:
+re-authorise that connection and run rotate-key again. The keys the tokens are under now come from the
 usual settings (--encryption-key-file or TOKENBROKER_ENCRYPTION_KEY and
 TOKENBROKER_OLD_ENCRYPTION_KEYS).
 

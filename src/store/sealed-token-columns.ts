@@ -32,8 +32,10 @@ export function sealTokenColumns<T extends TokenColumns>(row: T, cipher: TokenCi
 /** Options for {@link openTokenColumns}. */
 export interface OpenTokenColumnsOptions {
   /**
-   * Return clear-text values as they are although a cipher is given: only
-   * for `rotate-key`, which encrypts a database written in clear text.
+   * Return the values of a row written wholly in clear text as they are
+   * although a cipher is given: only for `rotate-key`, which encrypts a
+   * database written with `--insecure-no-encryption`. A row partly in clear
+   * text is refused all the same: someone without the key altered it.
    */
   allowPlainText?: boolean;
 }
@@ -52,9 +54,20 @@ export function openTokenColumns<T extends TokenColumns>(
   options: OpenTokenColumnsOptions = {},
 ): T {
   const id = row.connection_id;
+  const wholeRowClear = [row.access_token, row.refresh_token, row.id_token].every((v) => v === null || !isSealed(v));
   const open = (value: string, column: string): string => {
     if (!isSealed(value)) {
-      if (!cipher || options.allowPlainText) return value;
+      if (!cipher || (options.allowPlainText && wholeRowClear)) return value;
+      if (!wholeRowClear) {
+        throw new UnreadableTokenSetError(
+          id,
+          column,
+          "not_sealed",
+          `the stored token set of connection ${id} is refused: its ${column} is in clear text while its other tokens are ` +
+            `encrypted, so someone without the key altered it. Re-authorise the connection (\`tokenbroker connect\`, or ` +
+            `\`tokenbroker import\` of a new refresh token); rotate-key does not encrypt it`,
+        );
+      }
       throw new UnreadableTokenSetError(
         id,
         column,
