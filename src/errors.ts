@@ -14,7 +14,13 @@ export type BrokerErrorKind =
   /** The broker's own configuration is wrong (e.g. invalid_client). */
   | "misconfigured"
   /** The caller gave up (deadline or cancellation) before the work finished. */
-  | "cancelled";
+  | "cancelled"
+  /**
+   * The stored token set cannot be used as stored: not sealed although an
+   * encryption key is configured, or sealed under a key that is not
+   * configured, or altered. Never served or refreshed with; an operator must act.
+   */
+  | "unreadable";
 
 /**
  * The one error type the token logic throws. `message` is safe to show to a

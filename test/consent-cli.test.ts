@@ -77,7 +77,8 @@ let nz: FakeOrganisation;
 let uk: FakeOrganisation;
 
 beforeEach(async () => {
-  f = await startBroker({ noImport: true });
+  // The in-process broker seals with the CLI's key: with a key configured, a clear-text token set is refused.
+  f = await startBroker({ noImport: true, encryption: createTokenCipher([parseEncryptionKey(KEY, "test key")]) });
   [au, nz, uk] = f.fake.organisations as [FakeOrganisation, FakeOrganisation, FakeOrganisation];
 });
 afterEach(async () => {
@@ -85,7 +86,7 @@ afterEach(async () => {
   await f.close();
 });
 
-/** The key the CLI seals the tokens it writes with (the in-process broker of the fixture stores clear text, which the CLI reads too). */
+/** The key the CLI and the in-process broker of the fixture seal tokens with. */
 const KEY = generateEncryptionKey();
 
 /** A clean environment pointing at the fake Xero: nothing of the developer's settings leaks in. */

@@ -31,7 +31,7 @@ describe("secure by default", () => {
     expect(serve.code).toBe(2);
     const line = oneLine(serve.stderr);
     expect(line).toMatch(/no encryption key/);
-    expect(line).toContain("tokenbroker keygen > tokenbroker.key");
+    expect(line).toContain("tokenbroker keygen --out tokenbroker.key");
     expect(line).toContain("openssl rand -base64 32");
     expect(line).toContain("--insecure-no-encryption");
 

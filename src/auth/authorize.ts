@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Selector } from "../broker/token-broker.js";
+import { UnreadableTokenSetError } from "../store/token-store.js";
 import { parseSelector } from "../service/parse-request.js";
 import { allowsConnection, allowsTenant, type Principal } from "./api-key.js";
 import type { Authenticator } from "./authenticator.js";
@@ -25,6 +26,14 @@ export interface Authorizer {
   checkScope(principal: Principal, selector: RequestSelector): Promise<void>;
 }
 
+/** The connection's tenants, also of a token set the store refused (the handler then says why, to a key in scope only). */
+function tenantsOf(options: AuthorizerOptions, connectionId: string): Promise<readonly string[] | undefined> {
+  return options.tenantsOfConnection(connectionId).catch((e: unknown) => {
+    if (e instanceof UnreadableTokenSetError) return e.tenantIds;
+    throw e;
+  });
+}
+
 const UNAUTHENTICATED = "a valid API key is required: send `authorization: Bearer <key>`";
 const DENIED = "this API key may not use that tenant or connection";
 
@@ -47,7 +56,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       const allowed =
         "tenantId" in selector
           ? allowsTenant(principal, selector.tenantId)
-          : allowsConnection(principal, await options.tenantsOfConnection(selector.connectionId));
+          : allowsConnection(principal, await tenantsOf(options, selector.connectionId));
       if (!allowed) throw new ConnectError(DENIED, Code.PermissionDenied);
     },
   };

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { BrokerError, needsReauthorizationError } from "../errors.js";
 import { LeaseLostError, type TokenStore } from "../store/token-store.js";
+import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
 import { sleep } from "./abortable.js";
@@ -83,7 +84,7 @@ export class Refresher {
    * Refreshes the connection's token set unless its stored version is already
    * newer than `seenVersion`. Concurrent calls for one connection share one
    * refresh. Throws {@link BrokerError} (needs_reauthorization, unavailable,
-   * misconfigured, not_found).
+   * misconfigured, not_found, unreadable).
    */
   refresh(connectionId: string, cause: RefreshCause, seenVersion: number): Promise<TokenRecord> {
     return this.flights.run(connectionId, () => this.refreshOnce(connectionId, cause, seenVersion));
@@ -217,9 +218,7 @@ export class Refresher {
   }
 
   private async load(connectionId: string): Promise<TokenRecord> {
-    const record = await this.store.getToken(connectionId);
-    if (!record) throw new BrokerError("not_found", `connection ${connectionId} not found`);
-    return record;
+    return readStoredToken(this.store, connectionId);
   }
 
   /** The stored version, or -1 if it cannot be read (only used to explain a failed commit). */

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { systemClock, type Clock } from "../clock.js";
 import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors.js";
 import type { TokenStore } from "../store/token-store.js";
+import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { abortable, within, type CancelSignal } from "./abortable.js";
@@ -285,9 +286,7 @@ export class TokenBroker {
   }
 
   private async current(connectionId: string): Promise<TokenRecord> {
-    const record = await this.store.getToken(connectionId);
-    if (!record) throw new BrokerError("not_found", `connection ${connectionId} not found`);
-    return record;
+    return readStoredToken(this.store, connectionId);
   }
 
   private touch(connectionId: string): void {

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { ConfigError, DEFAULT_DB } from "../config.js";
+import { UnreadableTokenSetError } from "../store/token-store.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
@@ -54,7 +55,10 @@ Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve
         }
         await delay(100);
       }
-      const record = await store.getToken(connectionId);
+      const record = await store.getToken(connectionId).catch(async (e: unknown) => {
+        await store.releaseLease(connectionId, holder);
+        throw e;
+      });
       if (!record) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
       try {
         await identity.revoke(record.refreshToken);
@@ -73,6 +77,10 @@ Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve
       io.out.write(`connection ${connectionId}  ${who}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`);
       for (const t of tenants) io.out.write(`  ${terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}`)}\n`);
       return 0;
+    } catch (e) {
+      if (!(e instanceof UnreadableTokenSetError)) throw e;
+      io.err.write(`tokenbroker revoke: ${e.message}; nothing revoked\n`);
+      return 1;
     } finally {
       await store.close();
     }

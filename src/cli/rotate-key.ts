@@ -15,13 +15,16 @@ export const rotateKeyCommand: Command = {
 
 Re-encrypts the access, refresh and id tokens of every connection under the
 key in --new-key-file (its first line), in small transactions, while brokers
-keep serving. Plain-text tokens (a database from before encryption was
-turned on) are encrypted. The keys the tokens are under now come from the
+keep serving. Token sets written in clear text (--insecure-no-encryption)
+are encrypted; only this command does that: a broker with a key refuses
+them. A token set partly in clear text (altered by someone without the key)
+is left as it is and named, with exit status 2, once the others are done:
+re-authorise that connection and run rotate-key again. The keys the tokens are under now come from the
 usual settings (--encryption-key-file or TOKENBROKER_ENCRYPTION_KEY and
 TOKENBROKER_OLD_ENCRYPTION_KEYS).
 
 Rotation without downtime:
-  1. tokenbroker keygen > new.key
+  1. tokenbroker keygen --out new.key
   2. Give every running broker the new key as its current key and the old
      one as an old key: write the new key as the first line of the key file
      and the old key as the second, then \`kill -HUP\` each broker (or
@@ -45,7 +48,7 @@ Options:
       allowPositionals: false,
     });
     const newKeyFile = values["new-key-file"];
-    if (newKeyFile === undefined) throw new ConfigError("--new-key-file is required (create one with `tokenbroker keygen > new.key`)");
+    if (newKeyFile === undefined) throw new ConfigError("--new-key-file is required (create one with `tokenbroker keygen --out new.key`)");
     const newKey = readKeyFile(newKeyFile)[0]!;
     const oldKeys = loadEncryptionKeys({ keyFile: values["encryption-key-file"], env: io.env }) ?? [];
     const to = createTokenCipher([newKey]);

@@ -6,12 +6,13 @@ import { ConfigError } from "../config.js";
 import { loadEncryptionKeys, NO_KEY_MESSAGE } from "../crypto/encryption-keys.js";
 import { createTokenCipher, type TokenCipher } from "../crypto/token-cipher.js";
 import { errorFields, type Logger } from "../logger.js";
+import { octalMode, openToOthers } from "../private-files.js";
 import type { BrokerAuthOptions } from "../server/server-security.js";
 import type { OnePortTls } from "../server/one-port-server.js";
 import { createSqliteApiKeys } from "../store/sqlite-api-keys.js";
 import { createSqliteAuditSink } from "../store/sqlite-audit-log.js";
 import type { SqliteStore } from "../store/sqlite-store.js";
-import { tokenKeyIds } from "../store/reencrypt-token-sets.js";
+import { tokenKeyIds, unsealedTokenSets } from "../store/reencrypt-token-sets.js";
 
 /** The `parseArgs` options of encryption at rest (serve, import, rotate-key). */
 export const ENCRYPTION_FLAGS = {
@@ -32,7 +33,10 @@ export const SERVE_SECURITY_FLAGS = {
 export const ENCRYPTION_HELP = `  --encryption-key-file PATH  key(s) that encrypt tokens at rest, base64, one a line, the
                          current key first [TOKENBROKER_ENCRYPTION_KEY_FILE]; or set
                          TOKENBROKER_ENCRYPTION_KEY (and TOKENBROKER_OLD_ENCRYPTION_KEYS
-                         during a rotation). Create one with \`tokenbroker keygen\`
+                         during a rotation). Create one with
+                         \`tokenbroker keygen --out PATH\` (mode 0600); serve warns when
+                         group or others can read it, and refuses stored tokens that
+                         are not encrypted under a configured key
   --insecure-no-encryption  store tokens in clear text (tests only)`;
 
 /** `--help` lines of serve's other security flags. */
@@ -146,6 +150,7 @@ export function startServeSecurity(
   const keys = createSqliteApiKeys(db);
   const reload = () => {
     if (!config.cipher || config.keyFile === undefined) return;
+    warnIfKeyFileOpen(config.keyFile, logger);
     try {
       const next = loadEncryptionKeys({ keyFile: config.keyFile, env });
       if (next) config.cipher.setKeys(next);
@@ -168,12 +173,36 @@ export function startServeSecurity(
         logger.warn({ event: "no_api_keys" }, "no API keys yet: create one with `tokenbroker keys create --name <name> --tenants '*'`");
       }
       if (!config.cipher) logger.warn({ event: "insecure", encryption: false }, "tokens are stored in clear text (--insecure-no-encryption)");
+      if (config.keyFile !== undefined) warnIfKeyFileOpen(config.keyFile, logger);
+      if (config.cipher) warnIfUnsealed(store, logger);
     },
     async close() {
       process.off("SIGHUP", reload);
       await audit.close();
     },
   };
+}
+
+/** Warns (one line naming the file, its mode and the fix) when group or others can access the key file. */
+export function warnIfKeyFileOpen(keyFile: string, logger: Logger): void {
+  const mode = openToOthers(keyFile);
+  if (mode === undefined) return;
+  logger.warn(
+    { event: "key_file_mode", file: keyFile, mode: octalMode(mode) },
+    `encryption key file ${keyFile} is open to group or others (mode ${octalMode(mode)}): chmod 600 ${keyFile}`,
+  );
+}
+
+/** Warns (one line) when token sets in clear text will be refused because a key is configured, and what to do. */
+function warnIfUnsealed(store: SqliteStore, logger: Logger): void {
+  const ids = unsealedTokenSets(store.database);
+  if (ids.length === 0) return;
+  logger.warn(
+    { event: "token_sets_not_encrypted", count: ids.length, connectionIds: ids.slice(0, 20) },
+    `${ids.length} stored token set${ids.length === 1 ? " is" : "s are"} in clear text and will be refused while an encryption key ` +
+      "is configured: if this database was written with --insecure-no-encryption, encrypt it with " +
+      "`tokenbroker rotate-key --new-key-file <key file>`; otherwise they were written without the key: re-authorise those connections",
+  );
 }
 
 /** The actor of local admin commands in the audit log: `cli:<user>`. */

@@ -115,7 +115,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
     const notifications = notificationsFromEnv(env);
     const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
     const securityConfig = serveSecurityFromFlags(values, env, listen.host);
-    const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher);
+    const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher, logger);
     try {
       checkEncryptionKeys(store, securityConfig.cipher);
     } catch (e) {

@@ -12,7 +12,7 @@ export interface EncryptionKeySource {
 
 /** The one line printed when a command that stores tokens has no key. */
 export const NO_KEY_MESSAGE =
-  "no encryption key: create one with `tokenbroker keygen > tokenbroker.key` (or `openssl rand -base64 32 > tokenbroker.key`) " +
+  "no encryption key: create one with `tokenbroker keygen --out tokenbroker.key` (or `openssl rand -base64 32 > tokenbroker.key; chmod 600 tokenbroker.key`) " +
   "and pass --encryption-key-file tokenbroker.key or set TOKENBROKER_ENCRYPTION_KEY; " +
   "--insecure-no-encryption stores tokens in clear text";
 

@@ -12,7 +12,7 @@ export function keyIdOf(key: Buffer): string {
 
 /** A sealed value could not be opened: no key with its id, or it was altered. */
 export class DecryptionError extends Error {
-  override readonly name = "DecryptionError";
+  override readonly name: string = "DecryptionError";
 }
 
 /**

@@ -8,6 +8,7 @@ const codes: Record<BrokerErrorKind, Code> = {
   unavailable: Code.Unavailable,
   misconfigured: Code.Unavailable,
   cancelled: Code.Canceled,
+  unreadable: Code.FailedPrecondition,
 };
 
 /**

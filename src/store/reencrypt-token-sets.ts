@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { sealedKeyId, type TokenCipher } from "../crypto/token-cipher.js";
 import { openTokenColumns, sealTokenColumns, type TokenColumns } from "./sealed-token-columns.js";
+import { UnreadableTokenSetError } from "./token-store.js";
 
 /** Options for {@link reencryptTokenSets}. */
 export interface ReencryptOptions {
@@ -22,7 +23,7 @@ export interface ReencryptResult {
   unchanged: number;
 }
 
-/** Rows still under another key after every pass: some broker writes with an old key. */
+/** Rows still under another key after every pass (some broker writes with an old key), or rows refused as stored. */
 export class RotationIncompleteError extends Error {
   override readonly name = "RotationIncompleteError";
 }
@@ -31,7 +32,10 @@ export class RotationIncompleteError extends Error {
  * Re-seals every token set under `to`'s current key, in small transactions,
  * while brokers keep serving. A row is rewritten only if it still holds the
  * values that were read (a refresh committed meanwhile is re-read and done in
- * the next pass), so no refresh is ever lost. Plain-text rows are encrypted.
+ * the next pass), so no refresh is ever lost. Rows written wholly in clear
+ * text are encrypted; a row partly in clear text (altered by someone without
+ * the key) or that does not open is left as it is and named in the
+ * {@link RotationIncompleteError} thrown once every other row is done.
  */
 export function reencryptTokenSets(db: Database.Database, options: ReencryptOptions): ReencryptResult {
   const batchSize = options.batchSize ?? 100;
@@ -48,6 +52,7 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
     [row.access_token, row.refresh_token, row.id_token].every((v) => v === null || sealedKeyId(v) === target);
 
   const done = new Set<string>();
+  const refused = new Map<string, UnreadableTokenSetError>();
   let reencrypted = 0;
   let unchanged = 0;
   for (let pass = 0; pass < (options.maxPasses ?? 5); pass++) {
@@ -59,12 +64,21 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
       after = rows[rows.length - 1]!.rowid;
       db.transaction(() => {
         for (const row of rows) {
+          refused.delete(row.connection_id);
           if (current(row)) {
             if (!done.has(row.connection_id)) unchanged++;
             done.add(row.connection_id);
             continue;
           }
-          const sealed = sealTokenColumns(openTokenColumns(row, options.from), options.to);
+          let opened: TokenColumns;
+          try {
+            opened = openTokenColumns(row, options.from, { allowPlainText: true });
+          } catch (e) {
+            if (!(e instanceof UnreadableTokenSetError)) throw e;
+            refused.set(row.connection_id, e);
+            continue;
+          }
+          const sealed = sealTokenColumns(opened, options.to);
           const result = update.run({
             ...row,
             new_access: sealed.access_token,
@@ -80,10 +94,17 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
         }
       })();
     }
-    const stale = db
-      .prepare(`SELECT count(*) AS n FROM token_sets WHERE key_id IS NOT ?`)
-      .get(target) as { n: number };
-    if (pending === 0 && stale.n === 0) return { reencrypted, unchanged };
+    const stale = (db.prepare(`SELECT connection_id FROM token_sets WHERE key_id IS NOT ?`).pluck().all(target) as string[]).filter(
+      (id) => !refused.has(id),
+    );
+    if (pending === 0 && stale.length === 0) {
+      if (refused.size === 0) return { reencrypted, unchanged };
+      const [first, ...more] = [...refused.values()];
+      throw new RotationIncompleteError(
+        `${refused.size} token set${refused.size === 1 ? " was" : "s were"} not re-encrypted (${reencrypted} were): ${first!.message}` +
+          (more.length > 0 ? ` (also refused: ${more.map((e) => e.connectionId).join(", ")})` : ""),
+      );
+    }
   }
   throw new RotationIncompleteError(
     `token sets keep being written under another key than ${target}: give every running broker the new key first ` +
@@ -94,4 +115,18 @@ export function reencryptTokenSets(db: Database.Database, options: ReencryptOpti
 /** The distinct key ids token sets are sealed under (`null` for plain-text rows). */
 export function tokenKeyIds(db: Database.Database): Array<string | null> {
   return (db.prepare(`SELECT DISTINCT key_id FROM token_sets`).all() as Array<{ key_id: string | null }>).map((r) => r.key_id);
+}
+
+/**
+ * Connection ids of token sets with a secret column in clear text: refused
+ * while an encryption key is configured, until `rotate-key` encrypts them.
+ */
+export function unsealedTokenSets(db: Database.Database): string[] {
+  const clear = (column: string) => `(${column} IS NOT NULL AND substr(${column}, 1, 5) <> 'tbx1:')`;
+  return db
+    .prepare(
+      `SELECT connection_id FROM token_sets WHERE ${["access_token", "refresh_token", "id_token"].map(clear).join(" OR ")} ORDER BY rowid`,
+    )
+    .pluck()
+    .all() as string[];
 }

@@ -1,4 +1,5 @@
-import { isSealed, type TokenCipher } from "../crypto/token-cipher.js";
+import { DecryptionError, isSealed, type TokenCipher } from "../crypto/token-cipher.js";
+import { UnreadableTokenSetError } from "./token-store.js";
 
 /** The secret columns of a `token_sets` row. */
 export interface TokenColumns {
@@ -28,21 +29,75 @@ export function sealTokenColumns<T extends TokenColumns>(row: T, cipher: TokenCi
   };
 }
 
+/** Options for {@link openTokenColumns}. */
+export interface OpenTokenColumnsOptions {
+  /**
+   * Return the values of a row written wholly in clear text as they are
+   * although a cipher is given: only for `rotate-key`, which encrypts a
+   * database written with `--insecure-no-encryption`. A row partly in clear
+   * text is refused all the same: someone without the key altered it.
+   */
+  allowPlainText?: boolean;
+}
+
 /**
- * The row with its secret columns opened. Plain-text values (a database from
- * before encryption was turned on) are returned as they are; sealed values
- * without a cipher are an error that says what to configure.
+ * The row with its secret columns opened. Without a cipher, clear-text values
+ * (`--insecure-no-encryption`) are returned as they are. Fails closed with
+ * {@link UnreadableTokenSetError}, whose message names the connection and
+ * column and never a value: a clear-text value although a cipher is given
+ * (written by someone without the key), a sealed value without a cipher, or
+ * one that does not open (unknown key id, altered, moved from another row).
  */
-export function openTokenColumns<T extends TokenColumns>(row: T, cipher: TokenCipher | undefined): T {
+export function openTokenColumns<T extends TokenColumns>(
+  row: T,
+  cipher: TokenCipher | undefined,
+  options: OpenTokenColumnsOptions = {},
+): T {
   const id = row.connection_id;
+  const wholeRowClear = [row.access_token, row.refresh_token, row.id_token].every((v) => v === null || !isSealed(v));
   const open = (value: string, column: string): string => {
-    if (!isSealed(value)) return value;
+    if (!isSealed(value)) {
+      if (!cipher || (options.allowPlainText && wholeRowClear)) return value;
+      if (!wholeRowClear) {
+        throw new UnreadableTokenSetError(
+          id,
+          column,
+          "not_sealed",
+          `the stored token set of connection ${id} is refused: its ${column} is in clear text while its other tokens are ` +
+            `encrypted, so someone without the key altered it. Re-authorise the connection (\`tokenbroker connect\`, or ` +
+            `\`tokenbroker import\` of a new refresh token); rotate-key does not encrypt it`,
+        );
+      }
+      throw new UnreadableTokenSetError(
+        id,
+        column,
+        "not_sealed",
+        `the stored token set of connection ${id} is refused: its ${column} is in clear text although an encryption key ` +
+          `is configured (it was not written by a broker with the key). If this database was written with ` +
+          `--insecure-no-encryption, encrypt it with \`tokenbroker rotate-key --new-key-file <key file>\`; otherwise ` +
+          `re-authorise the connection (\`tokenbroker connect\`, or \`tokenbroker import\` of a new refresh token)`,
+      );
+    }
     if (!cipher) {
-      throw new Error(
+      throw new UnreadableTokenSetError(
+        id,
+        column,
+        "no_key",
         `token set ${id} is encrypted: give tokenbroker the encryption key (--encryption-key-file or TOKENBROKER_ENCRYPTION_KEY)`,
       );
     }
-    return cipher.open(value, sealContext(column, id));
+    try {
+      return cipher.open(value, sealContext(column, id));
+    } catch (e) {
+      if (!(e instanceof DecryptionError)) throw e;
+      throw new UnreadableTokenSetError(
+        id,
+        column,
+        "cannot_open",
+        `the stored token set of connection ${id} is refused: its ${column} ${e.message}. Add a missing key as an old ` +
+          `key (a further line of the key file, or TOKENBROKER_OLD_ENCRYPTION_KEYS); otherwise re-authorise the connection`,
+      );
+    }
   };
   return {
     ...row,

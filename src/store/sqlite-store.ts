@@ -2,6 +2,8 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import { renameSync, rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import { systemClock, type Clock } from "../clock.js";
+import { silentLogger, type Logger } from "../logger.js";
+import { createPrivateFile, octalMode, tightenFileModes } from "../private-files.js";
 import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import { migrations } from "./migrations.js";
@@ -16,7 +18,7 @@ import type {
   TokenState,
   TokenStore,
 } from "./token-store.js";
-import { LeaseLostError } from "./token-store.js";
+import { LeaseLostError, UnreadableTokenSetError } from "./token-store.js";
 
 /** Options for {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -30,6 +32,12 @@ export interface SqliteStoreOptions {
   encryption?: TokenCipher;
   /** How soon another process's commit is seen by the read cache, ms (default 5; see `ReadCache`). */
   readCacheCheckMs?: number;
+  /**
+   * Told why a stored token set was refused (once per connection and column
+   * every {@link REFUSAL_LOG_EVERY_MS}) and which database files were made
+   * private on open. Never a token.
+   */
+  logger?: Logger;
 }
 
 interface TokenRow {
@@ -58,6 +66,9 @@ interface TenantRow {
   gone_at: number | null;
 }
 
+/** A token set that stays refused is logged again after this long, ms (not at every call). */
+export const REFUSAL_LOG_EVERY_MS = 10 * 60_000;
+
 /** Pending authorisations are forgotten this long after they expired. */
 const FORGET_AUTHORISATIONS_AFTER_MS = 24 * 60 * 60_000;
 
@@ -67,6 +78,10 @@ const FORGET_AUTHORISATIONS_AFTER_MS = 24 * 60 * 60_000;
  * WAL mode with `synchronous=FULL`: a committed token set survives a crash or a
  * power cut. Several processes may share the file; refresh leases in the
  * database keep them from refreshing one token set twice.
+ *
+ * The database is created with mode 0600 whatever the umask (SQLite gives its
+ * WAL and shared-memory files the same mode); an existing one that group or
+ * others can read is made 0600, with a warning in the log.
  */
 export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   return new SqliteStore(options);
@@ -80,14 +95,21 @@ export class SqliteStore implements TokenStore {
   private readonly stmt;
   /** The hot reads of a cached GetToken, remembered until the database changes. */
   private readonly reads: ReadCache;
+  private readonly logger: Logger;
+  /** When each refusal (connection, column, problem) was last logged, `performance.now()`. */
+  private readonly refusalsLogged = new Map<string, number>();
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
     this.cipher = options.encryption;
+    this.logger = options.logger ?? silentLogger;
+    // A path SQLite cannot create either (no such directory) is left to SQLite, to fail with its own message.
+    const created = isFile(options.path) && tryCreatePrivateFile(options.path);
     this.db = new Database(options.path);
     try {
       this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
       checkSchemaVersion(this.db);
+      if (isFile(options.path) && !created) tightenDatabaseFiles(options.path, this.logger);
       this.db.pragma("journal_mode = WAL");
       this.db.pragma("synchronous = FULL");
       this.db.pragma("foreign_keys = ON");
@@ -116,6 +138,8 @@ export class SqliteStore implements TokenStore {
   async backup(path: string): Promise<void> {
     const partial = `${path}.partial-${process.pid}`;
     try {
+      rmSync(partial, { force: true });
+      createPrivateFile(partial); // SQLite writes into it and keeps its mode: 0600 whatever the umask
       await this.db.backup(partial);
       renameSync(partial, path);
     } finally {
@@ -150,8 +174,32 @@ export class SqliteStore implements TokenStore {
     // them), frozen so that a caller changing it fails loudly instead of changing everyone's.
     return this.reads.get("token", connectionId, () => {
       const row = this.stmt.token.get(connectionId) as TokenRow | undefined;
-      return row && freezeRecord(toRecord(openTokenColumns(row, this.cipher)));
+      return row && freezeRecord(toRecord(this.open(row)));
     });
+  }
+
+  /** The row with its secrets opened; a refused row is logged (at most every REFUSAL_LOG_EVERY_MS) and thrown. */
+  private open(row: TokenRow): TokenRow {
+    try {
+      return openTokenColumns(row, this.cipher);
+    } catch (e) {
+      if (!(e instanceof UnreadableTokenSetError)) throw e;
+      this.logRefusal(e);
+      const tenantIds = toRecord(row).tenantIds;
+      throw new UnreadableTokenSetError(e.connectionId, e.column, e.problem, e.message, tenantIds);
+    }
+  }
+
+  private logRefusal(e: UnreadableTokenSetError): void {
+    const key = `${e.connectionId}\u0000${e.column}\u0000${e.problem}`;
+    const now = performance.now();
+    const last = this.refusalsLogged.get(key);
+    if (last !== undefined && now - last < REFUSAL_LOG_EVERY_MS) return;
+    this.refusalsLogged.set(key, now);
+    this.logger.error(
+      { event: "token_set_refused", connectionId: e.connectionId, column: e.column, problem: e.problem },
+      e.message,
+    );
   }
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
@@ -237,7 +285,7 @@ export class SqliteStore implements TokenStore {
       }
       this.stmt.refreshed.run({ id: connectionId, now: this.clock.now() });
       this.stmt.releaseLease.run(connectionId, holder);
-      return toRecord(openTokenColumns(this.stmt.token.get(connectionId) as TokenRow, this.cipher));
+      return toRecord(this.open(this.stmt.token.get(connectionId) as TokenRow));
     });
   }
 
@@ -364,6 +412,41 @@ export class SqliteStore implements TokenStore {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+function tryCreatePrivateFile(path: string): boolean {
+  try {
+    return createPrivateFile(path);
+  } catch {
+    return false;
+  }
+}
+
+/** True for a database path that names a file (not `:memory:`, a temporary database or a `file:` URI). */
+function isFile(path: string): boolean {
+  return path !== "" && path !== ":memory:" && !path.startsWith("file:");
+}
+
+/**
+ * Makes an existing database, WAL or shared-memory file that group or others
+ * can access 0600, and logs it. A file that cannot be changed (another
+ * owner) is logged, not fatal. (New WAL and shared-memory files get the
+ * database file's mode from SQLite.)
+ */
+function tightenDatabaseFiles(path: string, logger: Logger): void {
+  for (const f of tightenFileModes([path, `${path}-wal`, `${path}-shm`])) {
+    if (f.tightened) {
+      logger.warn(
+        { event: "file_mode_tightened", file: f.file, from: octalMode(f.from), to: "0600" },
+        `${f.file} was open to group or others (mode ${octalMode(f.from)}): made it 0600`,
+      );
+    } else {
+      logger.warn(
+        { event: "file_mode_open", file: f.file, mode: octalMode(f.from), error: f.error },
+        `${f.file} is open to group or others (mode ${octalMode(f.from)}) and cannot be changed (${f.error}): chmod 600 ${f.file}`,
+      );
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import { DecryptionError } from "../crypto/token-cipher.js";
 import type { ConnectionState, NewTokenSet, Tenant, TenantState, TokenRecord } from "../token-set.js";
 import type { AuthorisationStatus, ClaimedAuthorisation, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
 
@@ -19,6 +20,35 @@ export interface SaveConnectionInput {
  */
 export class LeaseLostError extends Error {
   override readonly name = "LeaseLostError";
+}
+
+/** Why a stored token set was refused: see {@link UnreadableTokenSetError}. */
+export type UnreadableProblem =
+  /** A secret column holds clear text although an encryption key is configured. */
+  | "not_sealed"
+  /** The column is sealed but no encryption key is configured. */
+  | "no_key"
+  /** The column is sealed under a key that is not configured, or was altered or moved from another row. */
+  | "cannot_open";
+
+/**
+ * {@link TokenStore.getToken} refused a stored token set that cannot be used
+ * as stored: one of its secret columns is not sealed under a configured key.
+ * Its message names the connection, the column and what to do, never a value.
+ */
+export class UnreadableTokenSetError extends DecryptionError {
+  override readonly name = "UnreadableTokenSetError";
+
+  constructor(
+    readonly connectionId: string,
+    readonly column: string,
+    readonly problem: UnreadableProblem,
+    message: string,
+    /** The connection's active tenants (not secret): a scope check needs them to refuse as it refuses a readable one. */
+    readonly tenantIds: readonly string[] = [],
+  ) {
+    super(message);
+  }
 }
 
 /** Result of {@link TokenStore.tryAcquireLease}. */
@@ -70,7 +100,11 @@ export interface ConnectionSummary {
 export interface TokenStore {
   /** The connection that serves this tenant, or undefined. When several grants reach the tenant, the most recently authorised active one wins. */
   findConnectionByTenant(tenantId: string): Promise<string | undefined>;
-  /** The current token set of a connection, or undefined if there is none. */
+  /**
+   * The current token set of a connection, or undefined if there is none.
+   * Throws {@link UnreadableTokenSetError} for a token set whose secrets are
+   * not sealed under a configured key (never served, never refreshed with).
+   */
   getToken(connectionId: string): Promise<TokenRecord | undefined>;
   /** Stores a newly authorised or imported grant; the same Xero user replaces their earlier token set (and becomes active again). */
   saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }>;

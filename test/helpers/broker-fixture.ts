@@ -5,6 +5,7 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { ManualClock } from "../../src/clock.js";
+import type { TokenCipher } from "../../src/crypto/token-cipher.js";
 import { identityForFakeXero, startFakeXero, type FakeXero, type FakeXeroOptions } from "../../src/fake-xero/index.js";
 import { importRefreshToken, type ImportResult } from "../../src/importer.js";
 import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "../../src/server/broker-server.js";
@@ -41,6 +42,8 @@ export interface BrokerFixtureOptions {
   tenants?: Array<{ tenantName?: string }>;
   /** Skip the import (no connection at start). */
   noImport?: boolean;
+  /** Seal tokens at rest with this cipher (default: clear text). */
+  encryption?: TokenCipher;
 }
 
 /** Everything a test of the real server needs. */
@@ -74,7 +77,7 @@ export async function startBroker(options: BrokerFixtureOptions = {}): Promise<B
   const fake = await startFakeXero({ ...options.fake });
   const dir = tempDir();
   const dbPath = join(dir.path, "tokenbroker.db");
-  const store = openSqliteStore({ path: dbPath, clock });
+  const store = openSqliteStore({ path: dbPath, clock, ...(options.encryption ? { encryption: options.encryption } : {}) });
   const identity = identityForFakeXero(fake, clock);
   let imported: ImportResult = { connectionId: "", created: false, xeroUserId: undefined, tenants: [] };
   if (!options.noImport) {
