@@ -48,8 +48,9 @@ async function scenario(
   const db = join(dir.path, "tokenbroker.db");
   const env = fakeEnv(fake, options.env);
   const grant = fake.addGrant({ tenants: [{ tenantName: "Org A" }] });
-  // The imported access token lives 1 s: by the time serve listens, GetToken has to refresh it.
-  fake.setAccessTokenLifetime(1);
+  // The imported access token lives 3 s (long enough for the import to list the tenants with it); once it has
+  // expired, GetToken has to refresh it.
+  fake.setAccessTokenLifetime(3);
   const connectionId = await cliImport(env, db, grant.refreshToken);
   fake.setAccessTokenLifetime(1800);
   readOnly = new Database(db, { readonly: true });
@@ -122,8 +123,10 @@ describe("SIGTERM while Xero's token endpoint hangs", () => {
       expect(r.exitMs).toBeLessThan(graceMs + EXIT_MARGIN_MS);
       expect(r.attemptsAfterSignal).toBe(0);
       expect(r.waiting).not.toBe("ok");
-      expect((r.waiting as ConnectError).code).toBe(Code.Unavailable);
-      expect((r.waiting as ConnectError).rawMessage).toMatch(/shutting down/);
+      expect([(r.waiting as ConnectError).code, (r.waiting as ConnectError).rawMessage]).toEqual([Code.Unavailable, expect.stringMatching(/shutting down/)]);
+      // The log says what happened to the refresh; then the process stopped.
+      const refreshLog = p.logs().find((l) => l["event"] === "refresh" && l["connectionId"] === s.connectionId);
+      expect(refreshLog).toMatchObject({ outcome: "transient_error", attempts: 1, error: "abandoned at the shutdown deadline" });
       expect(p.logs().some((l) => l["event"] === "stopped")).toBe(true);
       expect(s.version(), "nothing was committed").toBe(1);
 
