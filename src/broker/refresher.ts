@@ -115,7 +115,7 @@ export class Refresher {
 
   /**
    * Resolves when every refresh running now has been committed or has failed.
-   * With `deadline`: when it aborts, the requests still in flight are
+   * With `deadline` (a shutdown: {@link stop} is implied): when it aborts, the requests still in flight are
    * abandoned (their connections closed, their leases released, nothing
    * committed) and their refreshes fail with `unavailable`, so this resolves
    * soon after the deadline whatever the identity server does. The refresh
@@ -124,6 +124,7 @@ export class Refresher {
    */
   async drain(deadline?: AbortSignal): Promise<void> {
     if (!deadline) return this.flights.drain();
+    this.stop();
     const abandon = () => this.abandon.abort();
     if (deadline.aborted) abandon();
     else deadline.addEventListener("abort", abandon, { once: true });
@@ -192,11 +193,7 @@ export class Refresher {
         if (this.stopped) await giveUp("shutting down");
         attempts++;
         try {
-          // Raced with the deadline as well: an identity server that ignores the signal is left behind all the same.
-          const obtained = await abortable(
-            this.identity.refresh(leased.refreshToken, { signal: this.abandon.signal }),
-            this.abandon.signal,
-          );
+          const obtained = await this.requestAbandonedAtDeadline((signal) => this.identity.refresh(leased.refreshToken, { signal }));
           upstreamRefreshes++;
           await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
@@ -263,6 +260,22 @@ export class Refresher {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Makes an upstream request with a signal of its own that aborts at the shutdown deadline (one per request:
+   * a composite of the broker's long-lived signal would be held until the broker ends). Raced with the deadline
+   * as well, so an identity server that ignores the signal is left behind all the same.
+   */
+  private async requestAbandonedAtDeadline<T>(request: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const own = new AbortController();
+    const abandon = () => own.abort();
+    this.abandon.signal.addEventListener("abort", abandon, { once: true });
+    try {
+      return await abortable(request(own.signal), this.abandon.signal);
+    } finally {
+      this.abandon.signal.removeEventListener("abort", abandon);
     }
   }
 
