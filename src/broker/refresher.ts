@@ -115,12 +115,13 @@ export class Refresher {
 
   /**
    * Resolves when every refresh running now has been committed or has failed.
-   * With `deadline` (a shutdown: {@link stop} is implied): when it aborts, the requests still in flight are
-   * abandoned (their connections closed, their leases released, nothing
-   * committed) and their refreshes fail with `unavailable`, so this resolves
-   * soon after the deadline whatever the identity server does. The refresh
-   * token such a request carried may have been spent: the next refresh uses it
-   * again, inside the identity server's grace period, as after a crash.
+   * With `deadline` (a shutdown: {@link stop} is implied): when it aborts, the
+   * requests still in flight are abandoned (their connections closed, their
+   * leases released, nothing committed) and their refreshes fail with
+   * `unavailable`, so this resolves soon after the deadline whatever the
+   * identity server does. The refresh token such a request carried may have
+   * been spent: the next refresh uses it again, inside the identity server's
+   * grace period, as after a crash.
    */
   async drain(deadline?: AbortSignal): Promise<void> {
     if (!deadline) return this.flights.drain();
