@@ -158,6 +158,15 @@ describe("tokenbroker CLI: usage and configuration errors", () => {
     expect(line).toMatch(/HOST:PORT/);
   });
 
+  it.each([
+    { args: ["--shutdown-grace", "0"], env: {}, named: "--shutdown-grace" },
+    { args: [], env: { TOKENBROKER_SHUTDOWN_GRACE_SECONDS: "soon" }, named: "--shutdown-grace" },
+  ])("serve with a shutdown grace that is not a positive number ($args $env) exits 2 with one line naming it", async (c) => {
+    const r = await run(["serve", ...c.args], { env: { ...validEnv(), ...c.env } });
+    expect(r.code).toBe(2);
+    expect(expectOneLine(r.stderr)).toMatch(/--shutdown-grace must be a positive number/);
+  });
+
   it.each(["serve", "import"])("%s with an http:// issuer and no TOKENBROKER_ALLOW_INSECURE_ISSUER exits 2 with one line explaining", async (command) => {
     const r = await run([command], {
       env: { ...validEnv(), TOKENBROKER_ISSUER: "http://127.0.0.1:9/" },

@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers/broker-fixture.js";
-import { startServe } from "./helpers/serve-process.js";
+import { runCli, startServe } from "./helpers/serve-process.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -81,6 +81,19 @@ describe("deploy/tokenbroker.service", () => {
     expect(await serve.exited).toEqual({ code: 0, signal: null });
     // Node refuses a NODE_OPTIONS it does not allow before running anything: serve would not have started.
     expect(serve.stderr()).not.toContain("is not allowed in NODE_OPTIONS");
+  });
+
+  it("gives serve at least 5 s beyond its shutdown grace before systemd's SIGKILL (TimeoutStopSec)", async () => {
+    const stopSeconds = Number(/^TimeoutStopSec=(\d+)s?$/m.exec(unit)?.[1]);
+    const words = execStart();
+    const flag = words.indexOf("--shutdown-grace");
+    // The unit's --shutdown-grace, or else serve's default as `serve --help` states it.
+    const help = (await runCli(["serve", "--help"], { PATH: process.env["PATH"] ?? "" })).stdout;
+    const defaultGrace = /\[TOKENBROKER_SHUTDOWN_GRACE_SECONDS\] \(default (\d+)\)/.exec(help)?.[1];
+    const graceSeconds = Number(flag >= 0 ? words[flag + 1] : defaultGrace);
+    expect(unit).not.toMatch(/TOKENBROKER_SHUTDOWN_GRACE_SECONDS/); // not set behind the test's back
+    expect(graceSeconds).toBeGreaterThan(0);
+    expect(stopSeconds - graceSeconds).toBeGreaterThanOrEqual(5);
   });
 
   it("`npm start` runs serve with the unit's NODE_OPTIONS", () => {

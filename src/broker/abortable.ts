@@ -69,3 +69,9 @@ export function within<T>(promise: Promise<T>, ms: number): Promise<T | undefine
     );
   });
 }
+
+/** Resolves when `signal` aborts (at once if it already has). */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+}

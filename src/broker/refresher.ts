@@ -6,7 +6,7 @@ import { LeaseLostError, type TokenStore } from "../store/token-store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
-import { sleep } from "./abortable.js";
+import { abortable, sleep } from "./abortable.js";
 import type { RefreshCause, RefreshListener, RefreshOutcome } from "./refresh-events.js";
 import { SingleFlight } from "./single-flight.js";
 import type { WatchHub } from "./watch-hub.js";
@@ -62,6 +62,10 @@ export class Refresher {
   readonly holderId: string;
   /** Set when the identity server rejected the client itself (invalid_client). */
   misconfiguration: string | undefined;
+  /** Aborted by {@link stop}: no upstream attempt starts from then on. */
+  private readonly stopping = new AbortController();
+  /** Aborted at the shutdown deadline ({@link drain}): the requests still in flight are abandoned. */
+  private readonly abandon = new AbortController();
 
   constructor(
     private readonly store: TokenStore,
@@ -95,9 +99,42 @@ export class Refresher {
     return this.flights.has(connectionId);
   }
 
-  /** Resolves when every refresh running now has been committed or has failed. */
-  drain(): Promise<void> {
-    return this.flights.drain();
+  /**
+   * Shutdown, first step: from now on no upstream attempt starts. Refreshes
+   * waiting for a retry or for another process's lease end at once with
+   * `unavailable` ("shutting down"), releasing their lease; a request already
+   * sent may still be answered and committed until {@link drain}'s deadline.
+   */
+  stop(): void {
+    this.stopping.abort();
+  }
+
+  /** True once {@link stop} was called. */
+  get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  /**
+   * Resolves when every refresh running now has been committed or has failed.
+   * With `deadline` (a shutdown: {@link stop} is implied): when it aborts, the
+   * requests still in flight are abandoned (their connections closed, their
+   * leases released, nothing committed) and their refreshes fail with
+   * `unavailable`, so this resolves soon after the deadline whatever the
+   * identity server does. The refresh token such a request carried may have
+   * been spent: the next refresh uses it again, inside the identity server's
+   * grace period, as after a crash.
+   */
+  async drain(deadline?: AbortSignal): Promise<void> {
+    if (!deadline) return this.flights.drain();
+    this.stop();
+    const abandon = () => this.abandon.abort();
+    if (deadline.aborted) abandon();
+    else deadline.addEventListener("abort", abandon, { once: true });
+    try {
+      await this.flights.drain();
+    } finally {
+      deadline.removeEventListener("abort", abandon);
+    }
   }
 
   private async refreshOnce(connectionId: string, cause: RefreshCause, seenVersion: number): Promise<TokenRecord> {
@@ -126,12 +163,13 @@ export class Refresher {
         return current;
       }
       if (current.state === "needs_reauthorization") throw needsReauthorizationError(connectionId);
+      if (this.stopped) throw shuttingDown(connectionId);
       this.checkCooldown(connectionId);
 
       const lease = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
       if (!lease.acquired) {
         // Another process is refreshing: wait for its commit or for its lease to lapse.
-        await sleep(this.leasePollMs);
+        await sleep(this.leasePollMs, this.stopping.signal);
         // Real time: a wall clock that jumps must neither cut this wait short nor stretch it.
         if (performance.now() - startedReal > 4 * this.leaseTtlMs) {
           throw new BrokerError("unavailable", `another broker process has held the refresh of ${connectionId} for too long`);
@@ -146,11 +184,18 @@ export class Refresher {
       }
       fromVersion = leased.version;
       await this.testHooks.afterLease?.(connectionId);
+      /** Ends this refresh for the shutdown: nothing committed, the lease released for the next holder. */
+      const giveUp = async (why: string): Promise<never> => {
+        await this.store.releaseLease(connectionId, this.holderId);
+        report("transient_error", leased.version, why);
+        throw shuttingDown(connectionId);
+      };
 
       for (;;) {
+        if (this.stopped) await giveUp("shutting down");
         attempts++;
         try {
-          const obtained = await this.identity.refresh(leased.refreshToken);
+          const obtained = await this.requestAbandonedAtDeadline((signal) => this.identity.refresh(leased.refreshToken, { signal }));
           upstreamRefreshes++;
           await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
@@ -161,6 +206,8 @@ export class Refresher {
           report("ok", record.version);
           return record;
         } catch (e) {
+          // The shutdown deadline passed while the identity server had not answered: the request was abandoned.
+          if (this.abandon.signal.aborted && !(e instanceof LeaseLostError)) await giveUp("abandoned at the shutdown deadline");
           if (e instanceof LeaseLostError) {
             // We stalled past the lease and another process took over: its answer, not ours, is the one to keep.
             // Both spent the refresh token of this version if ours was answered: a double refresh.
@@ -205,7 +252,8 @@ export class Refresher {
             report("transient_error", leased.version, e.message);
             throw error;
           }
-          await sleep(delay);
+          await sleep(delay, this.stopping.signal);
+          if (this.stopped) await giveUp(`shutting down after: ${e.message}`);
           // Renew the lease before trying again, so no other process starts a second refresh.
           const renewed = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
           if (!renewed.acquired) {
@@ -214,6 +262,22 @@ export class Refresher {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Makes an upstream request with a signal of its own that aborts at the shutdown deadline (one per request:
+   * a composite of the broker's long-lived signal would be held until the broker ends). Raced with the deadline
+   * as well, so an identity server that ignores the signal is left behind all the same.
+   */
+  private async requestAbandonedAtDeadline<T>(request: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const own = new AbortController();
+    const abandon = () => own.abort();
+    this.abandon.signal.addEventListener("abort", abandon, { once: true });
+    try {
+      return await abortable(request(own.signal), this.abandon.signal);
+    } finally {
+      this.abandon.signal.removeEventListener("abort", abandon);
     }
   }
 
@@ -244,6 +308,14 @@ export class Refresher {
     const wait = Math.max(retryAfterMs ?? 0, jitter(backoff));
     this.failures.set(connectionId, { count, at: this.clock.now(), waitMs: wait, error });
   }
+}
+
+/** What the callers of a refresh ended by the shutdown get. */
+function shuttingDown(connectionId: string): BrokerError {
+  return new BrokerError(
+    "unavailable",
+    `tokenbroker is shutting down: the refresh of ${connectionId} was not finished (the next start or another broker process finishes it)`,
+  );
 }
 
 /** Between half and all of `ms`: spreads retries of many brokers apart. */

@@ -66,7 +66,11 @@ export class Scheduler {
     this.watchTimer.unref();
   }
 
-  /** Stops the timer and waits for a running tick. Refreshes it started are drained by the broker. */
+  /**
+   * Stops the timer and waits for a running tick. Refreshes it started are
+   * drained by the broker; once the broker's refresher is stopped (shutdown),
+   * a tick starts none.
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.watchTimer);
@@ -123,6 +127,8 @@ export class Scheduler {
   }
 
   private launch(t: TokenState, cause: RefreshCause): void {
+    // Shutting down (the refresher is stopped): a pass that was reading the store then starts nothing.
+    if (this.broker.refresher.stopped) return;
     this.broker.refresher.refresh(t.connectionId, cause, t.version).catch(this.onError);
   }
 

@@ -227,10 +227,15 @@ export class TokenBroker {
     return ids;
   }
 
-  /** Ends every watch stream and waits for running refreshes to be committed. */
-  async close(): Promise<void> {
+  /**
+   * Ends every watch stream, starts no more upstream attempts, and waits for
+   * running refreshes to be committed; with `deadline`, those still waiting
+   * for the identity server when it aborts are abandoned (see {@link Refresher.drain}).
+   */
+  async close(deadline?: AbortSignal): Promise<void> {
+    this.refresher.stop();
     this.hub.closeAll();
-    await this.refresher.drain();
+    await this.refresher.drain(deadline);
   }
 
   private async validToken(

@@ -38,6 +38,10 @@ Options (environment variable in brackets):
                          finished by another (or the restarted) process this long after
                          it began, plus at most 1 s [TOKENBROKER_LEASE_TTL_SECONDS]
                          (default 30; must exceed TOKENBROKER_UPSTREAM_TIMEOUT_MS)
+  --shutdown-grace SECONDS  on SIGTERM or Ctrl-C, exit within this long: a refresh
+                         in flight may commit and calls finish until then, then its
+                         request is abandoned (the next start finishes it)
+                         [TOKENBROKER_SHUTDOWN_GRACE_SECONDS] (default 10)
   --log-level LEVEL      debug, info, warn or error [TOKENBROKER_LOG_LEVEL] (default info)
   --log-format FORMAT    json (one JSON object a line) or pretty (for people)
                          [TOKENBROKER_LOG_FORMAT] (default json)
@@ -83,6 +87,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         "lead-time": { type: "string" },
         "keepalive-days": { type: "string" },
         "lease-ttl": { type: "string" },
+        "shutdown-grace": { type: "string" },
         "log-level": { type: "string" },
         "log-format": { type: "string" },
         ...SERVE_SECURITY_FLAGS,
@@ -104,6 +109,8 @@ starts Xero's consent flow, which comes back to the redirect URI:
         `--lease-ttl (${leaseTtlMs / 1000} s) must be longer than TOKENBROKER_UPSTREAM_TIMEOUT_MS (${upstream.timeoutMs} ms)`,
       );
     }
+    const shutdownGraceMs =
+      1000 * positiveNumber("--shutdown-grace", values["shutdown-grace"] ?? env["TOKENBROKER_SHUTDOWN_GRACE_SECONDS"], 10);
     const logLevel = values["log-level"] ?? env["TOKENBROKER_LOG_LEVEL"] ?? "info";
     if (!["debug", "info", "warn", "error", "silent", "trace", "fatal"].includes(logLevel)) {
       throw new ConfigError(`--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`);
@@ -139,6 +146,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         identity,
         logger,
         scheduler: { leadTimeMs, keepAliveAfterMs },
+        shutdownGraceMs,
         consent,
         refresher: { leaseTtlMs, ...testHooksOf(io) },
         notifications,

@@ -2,7 +2,7 @@ import { setMaxListeners } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { systemClock, type Clock } from "../clock.js";
-import { sleep } from "../broker/abortable.js";
+import { whenAborted } from "../broker/abortable.js";
 import type { RefresherOptions } from "../broker/refresher.js";
 import { Scheduler, type SchedulerOptions } from "../broker/scheduler.js";
 import { TokenBroker } from "../broker/token-broker.js";
@@ -46,7 +46,11 @@ export interface BrokerServerOptions {
   readMaxBytes?: number;
   /** Plain-HTTP routes served on the same port beside the RPCs (health, metrics, pages). */
   httpRoutes?: HttpRoute[];
-  /** How long shutdown waits for requests in flight before closing connections, ms (default 10 000). */
+  /**
+   * The whole shutdown's deadline, ms (default 10 000): a refresh in flight
+   * may commit and requests finish until then; then the refresh's request is
+   * abandoned and every connection closed.
+   */
   shutdownGraceMs?: number;
   /** The consent flow (`/connect`, the redirect URI) and status page (`/`): redirect URI and scopes. */
   consent?: ConsentSettings;
@@ -76,9 +80,11 @@ export interface BrokerServer {
   /** Failure notifications (log warnings and webhooks); `idle()` waits for deliveries. */
   readonly notifier: Notifier;
   /**
-   * Graceful shutdown: stops accepting connections, ends watch streams with
-   * UNAVAILABLE (clients reconnect elsewhere), commits any refresh in flight,
-   * lets unary requests finish, then closes every connection.
+   * Graceful shutdown, within {@link BrokerServerOptions.shutdownGraceMs}:
+   * stops accepting connections and starting upstream attempts, ends watch
+   * streams with UNAVAILABLE (clients reconnect elsewhere), lets a refresh in
+   * flight commit and unary requests finish until the deadline, then abandons
+   * what is left and closes every connection.
    */
   close(): Promise<void>;
 }
@@ -187,17 +193,24 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     notifier,
     close() {
       closing ??= (async () => {
+        // One deadline for the whole shutdown, shared by the refresh in flight and the connections. A refresh
+        // still unanswered is abandoned a little before it, so that its callers get their UNAVAILABLE in time.
+        const graceMs = options.shutdownGraceMs ?? 10_000;
+        const deadline = new AbortController();
+        const refreshDeadline = new AbortController();
+        const timers = [
+          setTimeout(() => refreshDeadline.abort(), graceMs - Math.min(500, graceMs / 4)),
+          setTimeout(() => deadline.abort(), graceMs),
+        ];
         health.shutdown(); // first: load balancers stop sending before anything else stops
         server.stopAccepting();
+        broker.refresher.stop(); // no upstream attempt starts from now on
         await scheduler.stop();
         await notifier.close();
-        await broker.close();
+        await broker.close(refreshDeadline.signal);
         server.closeGracefully();
-        const idle = new AbortController();
-        await Promise.race([
-          server.idle().then(() => idle.abort()),
-          sleep(options.shutdownGraceMs ?? 10_000, idle.signal),
-        ]);
+        await Promise.race([server.idle().then(() => deadline.abort()), whenAborted(deadline.signal)]);
+        timers.forEach(clearTimeout);
         shutdown.abort(new ConnectError("tokenbroker is shutting down", Code.Unavailable));
         server.destroyAll();
         logger.info({ event: "stopped" }, "tokenbroker stopped");

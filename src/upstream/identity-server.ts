@@ -53,8 +53,11 @@ export interface CodeExchange {
  * Implementations throw {@link UpstreamError} for every failure.
  */
 export interface IdentityServer {
-  /** Spends `refreshToken` for a new token set. */
-  refresh(refreshToken: string): Promise<ObtainedTokenSet>;
+  /**
+   * Spends `refreshToken` for a new token set. When `signal` aborts, the request is abandoned (its connection
+   * closed) and the call fails; the identity server may still have spent the refresh token.
+   */
+  refresh(refreshToken: string, options?: { signal?: AbortSignal | undefined }): Promise<ObtainedTokenSet>;
   /**
    * The tenants the access token's grant reaches (Xero's connections endpoint);
    * with `authEventId`, only those that consent connected.

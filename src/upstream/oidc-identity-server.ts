@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
 import type {
@@ -39,6 +40,14 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
   const clock = options.clock ?? systemClock;
   const timeoutMs = options.timeoutMs ?? 10_000;
   let configuration: Promise<oidc.Configuration> | undefined;
+  // The caller's abort signal of the request being made: openid-client takes no signal per call, but every
+  // request it makes goes through this fetch, in the caller's asynchronous context.
+  const callerSignal = new AsyncLocalStorage<AbortSignal>();
+  const fetchWithCallerSignal: oidc.CustomFetch = (url, { body, signal: timeout, ...init }) => {
+    const caller = callerSignal.getStore();
+    const signal = caller && timeout ? AbortSignal.any([timeout, caller]) : (caller ?? timeout);
+    return fetch(url, { ...init, ...(body === undefined ? {} : { body }), ...(signal ? { signal } : {}) });
+  };
 
   function discover(): Promise<oidc.Configuration> {
     configuration ??= oidc
@@ -50,11 +59,13 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
         {
           // openid-client counts in seconds and takes fractions (AbortSignal.timeout(timeout * 1000)).
           timeout: timeoutMs / 1000,
+          [oidc.customFetch]: fetchWithCallerSignal,
           ...(options.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
         },
       )
       .then((config) => {
         config.timeout = timeoutMs / 1000; // every later request: refresh, code exchange, revocation
+        config[oidc.customFetch] = fetchWithCallerSignal;
         return config;
       })
       .catch((e: unknown) => {
@@ -65,13 +76,16 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
   }
 
   return {
-    async refresh(refreshToken: string): Promise<ObtainedTokenSet> {
-      const config = await discover();
+    async refresh(refreshToken: string, call: { signal?: AbortSignal | undefined } = {}): Promise<ObtainedTokenSet> {
+      const { signal } = call;
+      const requests = <T>(fn: () => Promise<T>) => (signal ? callerSignal.run(signal, fn) : fn());
+      const config = await requests(discover);
       const sentAt = clock.now();
       let response: Awaited<ReturnType<typeof oidc.refreshTokenGrant>>;
       try {
-        response = await oidc.refreshTokenGrant(config, refreshToken);
+        response = await requests(() => oidc.refreshTokenGrant(config, refreshToken));
       } catch (e) {
+        if (signal?.aborted) throw new UpstreamError("transient", "refresh: abandoned", undefined, { cause: e });
         throw classify(e, "refresh");
       }
       // A server that does not rotate keeps the old refresh token alive.
