@@ -43,6 +43,13 @@ export interface ServerSecurity {
    * TokenService call served outside Connect (the gRPC fast path).
    */
   guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
+  /**
+   * Checks a TokenService call's API key from its headers alone, before its
+   * body is read: throws UNAUTHENTICATED (logged as `guardCall` logs it) for
+   * no, unknown or revoked key. Undefined when the port needs no key. The
+   * scope is checked later, from the request.
+   */
+  authenticate: ((method: string, authorization: string | undefined) => Promise<void>) | undefined;
 }
 
 /** One TokenService call served outside Connect, checked and recorded as the interceptors do (see `guardCall`). */
@@ -107,8 +114,9 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     }
     return route.handle(req, res);
   };
-  return {
+  const security: ServerSecurity = {
     interceptors,
+    authenticate: undefined,
     guardRoutes(routes) {
       if (!gate) return routes;
       return [
@@ -157,6 +165,9 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       });
     },
   };
+  // A request without a message: only the key is checked (a key restricted to tenants passes to the scope check).
+  if (authorizer) security.authenticate = (method, authorization) => security.guardCall(method, authorization, undefined).authorize();
+  return security;
 }
 
 /** The guard of a call on a port without keys, audit or debug logging. */
