@@ -58,7 +58,12 @@ function refuse(req: Request, res: Response, error: ConnectError): void {
     headers["content-type"] = contentType.split(";", 1)[0]!;
   } else if (contentType.startsWith("application/grpc")) {
     headers["content-type"] = "application/grpc";
-    trailer.forEach((value, name) => (headers[name] = value)); // trailers-only
+    trailer.forEach((value, name) => (headers[name] = value));
+    if (req instanceof http2.Http2ServerRequest) {
+      // Trailers-only: one HEADERS frame that ends the stream (the compatibility layer would add an empty DATA frame).
+      req.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+      return;
+    }
   } else if (contentType.startsWith("application/connect+")) {
     body = encodeEnvelope(endStreamFlag, createEndStreamSerialization(undefined).serialize({ metadata: new Headers(), error }));
     headers["content-type"] = contentType.split(";", 1)[0]!;
