@@ -9,6 +9,7 @@ import type { Command } from "./command.js";
 import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { testHooksFromEnv } from "./test-fault-hooks.js";
+import { LIMIT_FLAGS, LIMIT_HELP, limitsFromFlags } from "./limit-options.js";
 
 /** `tokenbroker serve`: run the token service. */
 export const serveCommand: Command = {
@@ -34,6 +35,7 @@ Options (environment variable in brackets):
   --log-format FORMAT    json (one JSON object a line) or pretty (for people)
                          [TOKENBROKER_LOG_FORMAT] (default json)
 ${SERVE_SECURITY_HELP}
+${LIMIT_HELP}
   -h, --help             show this help
 
 Callers need an API key (\`tokenbroker keys create\`), sent as
@@ -78,6 +80,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         "log-level": { type: "string" },
         "log-format": { type: "string" },
         ...SERVE_SECURITY_FLAGS,
+        ...LIMIT_FLAGS,
       },
       allowPositionals: false,
     });
@@ -105,6 +108,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
       throw new ConfigError(`--log-format must be json or pretty, not ${JSON.stringify(logFormat)}`);
     }
     const notifications = notificationsFromEnv(env);
+    const limits = limitsFromFlags(values, env);
     const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
     const securityConfig = serveSecurityFromFlags(values, env, listen.host);
     const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher);
@@ -137,6 +141,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         ...(security.auth ? { auth: security.auth } : {}),
         audit: security.audit,
         ...(securityConfig.tls ? { tls: securityConfig.tls } : {}),
+        limits,
       });
     } catch (e) {
       await security.close();
