@@ -134,7 +134,8 @@ describe("HTTP/2 streams and buffered request bytes", () => {
     const grown = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
     console.log(`flood: statuses ${[...outcome.statuses]}, resets ${[...outcome.resets]}, open ${outcome.open}, RSS +${grown.toFixed(0)} MB`);
     expect(outcome.open).toBe(0);
-    // Every stream refused: UNAUTHENTICATED (16), or reset for holding too many bytes (ENHANCE_YOUR_CALM).
+    // Every stream refused: UNAUTHENTICATED (16), or reset for holding too many bytes (ENHANCE_YOUR_CALM: by the
+    // connection's byte cap, or by Node when the bodies waiting on one connection pass its session memory, 10 MB).
     const refused = (outcome.statuses.get(16) ?? 0) + (outcome.resets.get(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM) ?? 0);
     expect(refused).toBe(2000);
     expect(grown).toBeLessThan(64);

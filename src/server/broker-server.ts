@@ -14,6 +14,7 @@ import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
 import { authenticateBeforeBody } from "./authenticate-before-body.js";
 import type { ConnectionLimits } from "./connection-limits.js";
+import type { GuardCounts } from "./connection-guard.js";
 import { holdKey, holdOf, holdWatchStreams, markHoldable } from "./held-connections.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
@@ -82,6 +83,8 @@ export interface BrokerServer {
   readonly health: HealthMonitor;
   /** Failure notifications (log warnings and webhooks); `idle()` waits for deliveries. */
   readonly notifier: Notifier;
+  /** What the connection limits refused or closed so far (see `limits`). */
+  readonly limitCounts: Readonly<GuardCounts>;
   /**
    * Graceful shutdown: stops accepting connections, ends watch streams with
    * UNAVAILABLE (clients reconnect elsewhere), commits any refresh in flight,
@@ -197,6 +200,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     consent,
     health,
     notifier,
+    limitCounts: server.limitCounts,
     close() {
       closing ??= (async () => {
         health.shutdown(); // first: load balancers stop sending before anything else stops
