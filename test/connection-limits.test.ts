@@ -125,7 +125,7 @@ describe("HTTP/2 streams and buffered request bytes", () => {
     expect((await h2(c.server.url)).remoteSettings.maxConcurrentStreams).toBe(50);
   });
 
-  it("an unauthenticated flood of streams with unfinished bodies is answered at once, and memory stays bounded", async () => {
+  it("an unauthenticated flood of streams with unfinished bodies is refused at once, and memory stays bounded", async () => {
     const b = await broker();
     const session = await h2(b.server.url);
     const rssBefore = process.memoryUsage().rss;
@@ -239,11 +239,11 @@ describe("header and idle timeouts", () => {
     for (const ms of closed) expect(ms).toBeGreaterThanOrEqual(200);
   });
 
-  it("closes a silent TLS socket after the header timeout", async () => {
+  it("closes a silent TLS socket after the header timeout, and an idle one after the idle timeout", async () => {
     const dir = tempDir();
     try {
       const certs = makeTestCertificates(dir.path);
-      const b = await broker({ headersTimeoutMs: 300 }, { tls: certs });
+      const b = await broker({ headersTimeoutMs: 300, idleTimeoutMs: 600 }, { tls: certs });
       const silent = await socketTo(b.server.port);
       expect(await closedWithin(silent, 5000)).toBeGreaterThanOrEqual(200);
       const handshaken = tls.connect({ port: b.server.port, host: "127.0.0.1", ca: certs.ca, servername: "localhost", ALPNProtocols: ["http/1.1"] });
@@ -251,6 +251,20 @@ describe("header and idle timeouts", () => {
       handshaken.on("error", () => {});
       await new Promise((r) => handshaken.once("secureConnect", r));
       expect(await closedWithin(handshaken as unknown as net.Socket, 5000)).toBeGreaterThanOrEqual(100);
+      // HTTP/2 over TLS: a request, then nothing.
+      const session = await h2(b.server.url, { ca: certs.ca, servername: "localhost" });
+      const status = await new Promise<number>((resolve) => {
+        const s = session.request({ ":path": "/healthz" });
+        s.on("response", (h) => resolve(Number(h[":status"])));
+        s.resume();
+      });
+      expect(status).toBe(200);
+      const started = performance.now();
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("TLS h2 session still open")), 5000);
+        session.once("close", () => (clearTimeout(timer), resolve()));
+      });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(400);
     } finally {
       dir.cleanup();
     }
@@ -269,15 +283,28 @@ describe("header and idle timeouts", () => {
       const timer = setTimeout(() => reject(new Error("h2 session still open")), 5000);
       session.once("close", () => (clearTimeout(timer), resolve()));
     });
+    // An open stream that is not an authenticated WatchToken (here gRPC health's Watch, open to all) keeps nothing.
+    const watcher = await h2(b.server.url);
+    const health = watcher.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+    health.on("error", () => {});
+    health.end(Buffer.from([0, 0, 0, 0, 0]));
+    const firstStatus = new Promise((resolve) => health.once("data", resolve));
+    await firstStatus;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("session with a health Watch still open")), 5000);
+      watcher.once("close", () => (clearTimeout(timer), resolve()));
+    });
   });
 
   it("an authenticated WatchToken stream keeps its connection past both timeouts (fast path, Connect, gRPC-Web)", async () => {
     const b = await broker({ headersTimeoutMs: 200, idleTimeoutMs: 300 });
     const key = b.createKey("watcher", "*");
     const selector = { case: "tenantId" as const, value: b.tenantId };
+    // One connection per path, so that each path's stream must hold its own.
     const session = await h2(b.server.url);
+    const connectSession = await h2(b.server.url);
     const fast = rawCall(session, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}` });
-    const viaConnect = rawCall(session, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}`, "grpc-timeout": "3600S" });
+    const viaConnect = rawCall(connectSession, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}`, "grpc-timeout": "3600S" });
     const webClosed = { value: false };
     const url = new URL(b.server.url);
     const web = http.request({
@@ -296,6 +323,7 @@ describe("header and idle timeouts", () => {
     await eventually(() => fast.frames.length === 1 && viaConnect.frames.length === 1, 5000, "first tokens");
     await new Promise((r) => setTimeout(r, 1500));
     expect(session.closed || session.destroyed).toBe(false);
+    expect(connectSession.closed || connectSession.destroyed).toBe(false);
     expect(webClosed.value).toBe(false);
     // Still delivering: a refresh reaches both streams.
     await b.expireToken();
