@@ -10,7 +10,9 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionLimits } from "../src/server/connection-limits.js";
+import type { Logger } from "../src/logger.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { captureLog } from "./helpers/log-capture.js";
 import { grpcHeaders, rawCall, statusOf, unary, getTokenRequest, watchRequest } from "./helpers/raw-grpc.js";
 import { eventually } from "./helpers/stream-reader.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
@@ -24,11 +26,12 @@ afterEach(async () => {
   f = undefined;
 });
 
-async function broker(limits: Partial<ConnectionLimits> = {}, extra: { tls?: TestCertificates } = {}): Promise<SecureBrokerFixture> {
+async function broker(limits: Partial<ConnectionLimits> = {}, extra: { tls?: TestCertificates; logger?: Logger } = {}): Promise<SecureBrokerFixture> {
   f = await startSecureBroker({
     server: {
       shutdownGraceMs: 500,
       limits,
+      ...(extra.logger ? { logger: extra.logger } : {}),
       ...(extra.tls ? { tls: { cert: extra.tls.serverCert, key: extra.tls.serverKey } } : {}),
     },
   });
@@ -334,8 +337,9 @@ describe("header and idle timeouts", () => {
 });
 
 describe("connections per client address", () => {
-  it("refuses the N+1th connection from one address while another address still connects", async () => {
-    const b = await broker({ maxConnectionsPerAddress: 3 });
+  it("refuses the N+1th connection from one address while another address still connects, and says so in the log", async () => {
+    const log = captureLog();
+    const b = await broker({ maxConnectionsPerAddress: 3 }, { logger: log.logger });
     const ask = (socket: net.Socket) =>
       new Promise<string>((resolve) => {
         let text = "";
@@ -350,6 +354,12 @@ describe("connections per client address", () => {
     for (const s of first) expect(await ask(s)).toMatch(/200/);
     const fourth = await socketTo(b.server.port);
     expect(await ask(fourth)).toBe("closed");
+    expect(await ask(await socketTo(b.server.port))).toBe("closed");
+    // One warning for both (at most one a minute), naming the address.
+    const warnings = log.records().filter((r) => r["event"] === "limit");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ level: 40, limit: "refusedConnections", address: "127.0.0.1" });
+    expect(String(warnings[0]!["msg"])).toContain("--max-connections-per-address");
     const elsewhere = await socketTo(b.server.port, "127.0.0.2");
     expect(await ask(elsewhere)).toMatch(/200/);
     // One closes: a new one from the first address is served again.

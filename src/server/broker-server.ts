@@ -15,6 +15,7 @@ import { drainUnreadBodies } from "./drain-request.js";
 import { authenticateBeforeBody } from "./authenticate-before-body.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import type { GuardCounts } from "./connection-guard.js";
+import { limitLog } from "./limit-log.js";
 import { holdKey, holdOf, holdWatchStreams, markHoldable } from "./held-connections.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
@@ -184,6 +185,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     streamHandler: fastPath,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
+    onLimit: limitLog(logger),
   });
   scheduler.start();
   const host = server.host.includes(":") ? `[${server.host}]` : server.host;

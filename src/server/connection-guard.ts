@@ -39,14 +39,23 @@ export class ConnectionGuard {
   private readonly perAddress = new Map<string, number>();
   private readonly buffered = new WeakMap<object, { bytes: number }>();
 
-  constructor(readonly limits: ConnectionLimits) {}
+  /** `onLimit` hears of every connection or stream a limit refused or closed, with the client's address. */
+  constructor(
+    readonly limits: ConnectionLimits,
+    private readonly onLimit: (kind: keyof GuardCounts, address: string | undefined) => void = () => {},
+  ) {}
+
+  private count(kind: keyof GuardCounts, address: string | undefined): void {
+    this.counts[kind]++;
+    this.onLimit(kind, address);
+  }
 
   /** A new TCP connection: false when it is over its address's cap (it is destroyed). */
   accept(socket: net.Socket): boolean {
     const address = socket.remoteAddress ?? "";
     const open = this.perAddress.get(address) ?? 0;
     if (open >= this.limits.maxConnectionsPerAddress) {
-      this.counts.refusedConnections++;
+      this.count("refusedConnections", address);
       socket.destroy();
       return false;
     }
@@ -68,7 +77,7 @@ export class ConnectionGuard {
     const onIdle = () => {
       if (isHeld(socket)) socket.setTimeout(this.limits.idleTimeoutMs, onIdle);
       else {
-        this.counts.idleTimeouts++;
+        this.count("idleTimeouts", socket.remoteAddress);
         socket.destroy();
       }
     };
@@ -95,7 +104,7 @@ export class ConnectionGuard {
         session.setTimeout(this.limits.idleTimeoutMs, onIdle);
         return;
       }
-      this.counts.idleTimeouts++;
+      this.count("idleTimeouts", addressOf(session));
       session.close();
       setTimeout(() => session.destroy(), 1000).unref();
     };
@@ -117,7 +126,7 @@ export class ConnectionGuard {
     const held = this.buffered.get(session);
     if (!held) return;
     const limit = this.limits.maxBufferedBytes;
-    const counts = this.counts;
+    const count = (kind: keyof GuardCounts) => this.count(kind, addressOf(session));
     let mine = 0;
     // Node hands each DATA frame's bytes to the stream's push(), whether anyone reads them yet or not.
     const push = stream.push;
@@ -129,7 +138,7 @@ export class ConnectionGuard {
         if (held.bytes > limit) {
           held.bytes -= mine;
           mine = 0;
-          counts.resetStreams++;
+          count("resetStreams");
           this.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
           return false;
         }
@@ -147,11 +156,19 @@ export class ConnectionGuard {
     clearTimeout(state.waitTimer);
     state.waitTimer = setTimeout(() => {
       state.waitTimer = undefined;
-      if (why === "header") this.counts.headerTimeouts++;
-      else this.counts.idleTimeouts++;
+      this.count(why === "header" ? "headerTimeouts" : "idleTimeouts", state.socket.remoteAddress);
       state.socket.destroy();
     }, ms);
     state.waitTimer.unref();
+  }
+}
+
+/** The client's address of a session (none once its socket is gone). */
+function addressOf(session: http2.Http2Session): string | undefined {
+  try {
+    return session.socket?.remoteAddress;
+  } catch {
+    return undefined; // the session's socket proxy throws once the socket is unbound
   }
 }
 

@@ -39,6 +39,8 @@ export interface OnePortOptions {
   streamHandler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
   /** Streams, request bytes, timeouts and connections per address of each client (defaults: `DEFAULT_CONNECTION_LIMITS`). */
   limits?: Partial<ConnectionLimits>;
+  /** Hears of every connection or stream a limit refused or closed (see `limitLog`). */
+  onLimit?: (kind: keyof GuardCounts, address: string | undefined) => void;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -67,7 +69,7 @@ export interface OnePortServer {
  * `allowHTTP1` serves both, chosen by ALPN during the TLS handshake.
  */
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
-  const guard = new ConnectionGuard(connectionLimits(options.limits));
+  const guard = new ConnectionGuard(connectionLimits(options.limits), options.onLimit);
   const h1 = http.createServer(options.handler);
   // Node's timers of a server never start on sockets handed over by hand: the guard's replace them, and
   // spare connections with an authenticated WatchToken stream, which stay open for hours.
