@@ -35,10 +35,14 @@ export function authenticateBeforeBody(options: AuthenticateBeforeBodyOptions, h
     }
     const method = url.slice(prefix.length).split("?", 1)[0] ?? "";
     const authorization = req.headers["authorization"];
-    options.authenticate(method, typeof authorization === "string" ? authorization : undefined).then(
-      () => handler(req, res),
-      (e: unknown) => refuse(req, res, ConnectError.from(e)),
-    );
+    options
+      .authenticate(method, typeof authorization === "string" ? authorization : undefined)
+      .then(
+        () => handler(req, res),
+        (e: unknown) => refuse(req, res, ConnectError.from(e)),
+      )
+      // Whatever went wrong answering, this request alone ends: the client went away meanwhile, say.
+      .catch(() => req.destroy());
   };
 }
 

@@ -165,8 +165,20 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       });
     },
   };
-  // A request without a message: only the key is checked (a key restricted to tenants passes to the scope check).
-  if (authorizer) security.authenticate = (method, authorization) => security.guardCall(method, authorization, undefined).authorize();
+  if (authorizer) {
+    // The key alone, with the debug line of a refusal as guardCall writes it (no request read yet: no tenant in it).
+    security.authenticate = async (method, authorization) => {
+      const started = performance.now();
+      try {
+        await authorizer.authenticate(authorization);
+      } catch (e) {
+        if (options.logger?.isLevelEnabled("debug")) {
+          startRpcDebugLine(options.logger, method, { case: undefined }, () => undefined, started)(Code[ConnectError.from(e).code] ?? "unknown");
+        }
+        throw e;
+      }
+    };
+  }
   return security;
 }
 
