@@ -128,6 +128,33 @@ describe("HTTP/2 streams and buffered request bytes", () => {
     expect((await h2(c.server.url)).remoteSettings.maxConcurrentStreams).toBe(50);
   });
 
+  it("a client that opens more streams than advertised (raw frames) gets GOAWAY and its connection closed", async () => {
+    const b = await broker({ maxConcurrentStreams: 50 });
+    const frameOf = (type: number, flags: number, id: number, payload: Buffer) => {
+      const head = Buffer.alloc(9);
+      head.writeUIntBE(payload.length, 0, 3);
+      head[3] = type;
+      head[4] = flags;
+      head.writeUInt32BE(id, 5);
+      return Buffer.concat([head, payload]);
+    };
+    const socket = await socketTo(b.server.port);
+    let received = Buffer.alloc(0);
+    socket.on("data", (d: Buffer) => (received = Buffer.concat([received, d])));
+    socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frameOf(4, 0, 0, Buffer.alloc(0))]));
+    await eventually(() => received.length >= 9, 3000, "the server's SETTINGS");
+    socket.write(frameOf(4, 1, 0, Buffer.alloc(0))); // SETTINGS ACK: the limit is in force
+    // HEADERS frames (END_HEADERS, a body to follow), HPACK-encoded :method POST, :scheme http, :path /, :authority x.
+    const block = Buffer.from([0x83, 0x86, 0x84, 0x41, 0x01, 0x78]);
+    for (let i = 0; i < 51; i++) socket.write(frameOf(1, 4, 1 + 2 * i, block));
+    await closedWithin(socket, 5000);
+    const goaways: number[] = [];
+    for (let at = 0; at + 9 <= received.length; at += 9 + received.readUIntBE(at, 3)) {
+      if (received[at + 3] === 7) goaways.push(received.readUInt32BE(at + 9) & 0x7fffffff); // last stream id
+    }
+    expect(goaways).toEqual([99]); // the 50th stream was the last one taken; the 51st (101) was not
+  });
+
   it("an unauthenticated flood of streams with unfinished bodies is refused at once, and memory stays bounded", async () => {
     const b = await broker();
     const session = await h2(b.server.url);
