@@ -148,7 +148,7 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
     `flood streams: ${f.unauthenticated.toLocaleString("en")} answered UNAUTHENTICATED, ${f.otherStatus} other status, ` +
       `reset: ${resets || "none"}; ${f.open} still open. HTTP/2 connections closed: ${f.connectionsClosed}`,
     `slow sockets: ${f.socketsClosed.toLocaleString("en")} of ${f.slowSockets.toLocaleString("en")} closed by ${h.observedS} s ` +
-      `(${f.socketsRefused} at once, over the per-address cap; the last at ${f.lastSocketClosedS} s)`,
+      `(${f.socketsRefused} within 5 s of connecting: over the per-address cap; the last at ${f.lastSocketClosedS} s)`,
     `server counted: ${h.server.refusedConnections} connections over the per-address cap, ${h.server.headerTimeouts} header timeouts, ` +
       `${h.server.idleTimeouts} idle timeouts, ${h.server.resetStreams.toLocaleString("en")} streams reset for their connection's bytes`,
   ];
