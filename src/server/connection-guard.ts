@@ -125,30 +125,16 @@ export class ConnectionGuard {
     }
     const held = this.buffered.get(session);
     if (!held) return;
-    const limit = this.limits.maxBufferedBytes;
-    const count = (kind: keyof GuardCounts) => this.count(kind, addressOf(session));
-    let mine = 0;
-    // Node hands each DATA frame's bytes to the stream's push(), whether anyone reads them yet or not.
-    const push = stream.push;
-    stream.push = function (this: http2.ServerHttp2Stream, chunk: unknown, encoding?: BufferEncoding): boolean {
-      if (chunk !== null && chunk !== undefined && !this.destroyed) {
-        const n = (chunk as { length: number }).length;
-        mine += n;
-        held.bytes += n;
-        if (held.bytes > limit) {
-          held.bytes -= mine;
-          mine = 0;
-          count("resetStreams");
-          this.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-          return false;
-        }
-      }
-      return push.call(this, chunk, encoding);
-    };
-    stream.once("close", () => {
-      held.bytes -= mine;
-      mine = 0;
-    });
+    // State on the stream and shared functions: a WatchToken stream open for hours holds no closures for this.
+    (stream as CountedStream)[COUNTED] = { held, mine: 0, push: stream.push, guard: this };
+    stream.push = countedPush;
+    stream.once("close", releaseBytes);
+  }
+
+  /** A stream's bytes passed its connection's cap: it is reset, which frees them. */
+  overCap(stream: http2.ServerHttp2Stream): void {
+    this.count("resetStreams", stream.session ? addressOf(stream.session) : undefined);
+    stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /** Closes the connection unless a request's headers come within `ms`. */
@@ -161,6 +147,36 @@ export class ConnectionGuard {
     }, ms);
     state.waitTimer.unref();
   }
+}
+
+const COUNTED = Symbol("tokenbroker.countedBytes");
+type CountedStream = http2.ServerHttp2Stream & {
+  [COUNTED]?: { held: { bytes: number }; mine: number; push: http2.ServerHttp2Stream["push"]; guard: ConnectionGuard };
+};
+
+/** The stream's push(): Node hands it each DATA frame's bytes, whether anyone reads them yet or not. */
+function countedPush(this: CountedStream, chunk: unknown, encoding?: BufferEncoding): boolean {
+  const counted = this[COUNTED]!;
+  if (chunk !== null && chunk !== undefined && !this.destroyed) {
+    const n = (chunk as { length: number }).length;
+    counted.mine += n;
+    counted.held.bytes += n;
+    if (counted.held.bytes > counted.guard.limits.maxBufferedBytes) {
+      counted.held.bytes -= counted.mine;
+      counted.mine = 0;
+      counted.guard.overCap(this);
+      return false;
+    }
+  }
+  return counted.push.call(this, chunk, encoding);
+}
+
+/** A closed stream's bytes no longer count towards its connection's. */
+function releaseBytes(this: CountedStream): void {
+  const counted = this[COUNTED];
+  if (!counted) return;
+  counted.held.bytes -= counted.mine;
+  counted.mine = 0;
 }
 
 /** The client's address of a session (none once its socket is gone). */

@@ -10,14 +10,24 @@ import { createContextKey, type Interceptor } from "@connectrpc/connect";
  */
 const holds = new WeakMap<object, number>();
 
+const OWNER = Symbol("tokenbroker.heldOwner");
+type Until = { once(event: "close", listener: () => void): unknown; [OWNER]?: object };
+
 /** Keeps `owner`'s connection past its idle timeout until `until` closes. */
 export function holdUntilClosed(owner: object, until: { once(event: "close", listener: () => void): unknown }): void {
+  const u = until as Until;
+  if (u[OWNER]) return; // held already
   holds.set(owner, (holds.get(owner) ?? 0) + 1);
-  until.once("close", () => {
-    const left = (holds.get(owner) ?? 1) - 1;
-    if (left > 0) holds.set(owner, left);
-    else holds.delete(owner);
-  });
+  u[OWNER] = owner;
+  u.once("close", release); // a shared function: a stream open for hours holds no closure for this
+}
+
+function release(this: Until): void {
+  const owner = this[OWNER];
+  if (!owner) return;
+  const left = (holds.get(owner) ?? 1) - 1;
+  if (left > 0) holds.set(owner, left);
+  else holds.delete(owner);
 }
 
 /** True while `owner` carries a held stream (see {@link holdUntilClosed}). */
