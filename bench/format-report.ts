@@ -8,11 +8,31 @@ export function formatReport(r: BenchReport): string {
   out.push(
     `tokenbroker bench${r.quick ? " --quick (smoke run: figures not meaningful)" : ""}: ${m.cores} cores (${m.cpu}), Node ${m.node}, ${m.platform}`,
     `server and load generator in separate processes; ${r.durationS} s; load average ${r.loadAverage.start} at start, ${r.loadAverage.end} at end`,
+  );
+  if (r.cachedGetToken) out.push(...cachedSection(r.cachedGetToken));
+  if (r.refreshStorm) out.push(...stormSection(r.refreshStorm));
+  if (r.fanOut) out.push(...fanOutSection(r.fanOut));
+  if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
+  if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
+  out.push(
+    "",
+    "Targets",
+    formatTable(
+      ["", "target", "measured", "met"],
+      r.targets.map((t) => [t.name, t.target, t.measured, t.met ? "yes" : "NO"]),
+    ),
+  );
+  return out.join("\n");
+}
+
+function cachedSection(rows: NonNullable<BenchReport["cachedGetToken"]>): string[] {
+  const out: string[] = [];
+  out.push(
     "",
     "1. Cached GetToken: broker vs bare server on the same stack (req/s; latency ms; server CPU: % of one core, µs per request)",
     formatTable(
       ["protocol", "callers", "broker req/s", "p50", "p99", "cpu%", "µs/req", "bare req/s", "p50", "p99", "cpu%", "µs/req", "ratio"],
-      r.cachedGetToken.map((x) => [
+      rows.map((x) => [
         x.label,
         x.concurrency,
         x.broker.rps,
@@ -29,10 +49,13 @@ export function formatReport(r: BenchReport): string {
       ]),
     ),
   );
-  const errors = r.cachedGetToken.reduce((n, x) => n + x.broker.errors + x.bare.errors, 0);
+  const errors = rows.reduce((n, x) => n + x.broker.errors + x.bare.errors, 0);
   if (errors > 0) out.push(`(${errors} failed requests)`);
-  const s = r.refreshStorm;
-  out.push(
+  return out;
+}
+
+function stormSection(s: NonNullable<BenchReport["refreshStorm"]>): string[] {
+  return [
     "",
     `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms; ` +
       "servers as deployed, then with Node's defaults",
@@ -51,9 +74,11 @@ export function formatReport(r: BenchReport): string {
         x.bareLastServedMs,
       ])),
     ),
-  );
-  const f = r.fanOut;
-  out.push(
+  ];
+}
+
+function fanOutSection(f: NonNullable<BenchReport["fanOut"]>): string[] {
+  return [
     "",
     `3. Fan-out: ${f.subscribers.toLocaleString("en")} WatchToken streams (gRPC, ${f.streamsPerConnection} per HTTP/2 connection, opened 1,000 at a time); ` +
       "a refresh reaches every stream (ms from ReportExpired sent)",
@@ -78,9 +103,11 @@ export function formatReport(r: BenchReport): string {
         ]),
       ),
     ),
-  );
-  const sc = r.scaleOfState;
-  out.push(
+  ];
+}
+
+function scaleSection(sc: NonNullable<BenchReport["scaleOfState"]>): string[] {
+  return [
     "",
     "4. Scale of state: `tokenbroker serve` on a seeded database, as deploy/tokenbroker.service runs it, and once with Node's defaults; GetToken over gRPC, 16 callers, every tenant in turn",
     formatTable(
@@ -99,15 +126,36 @@ export function formatReport(r: BenchReport): string {
         x.p99Ms,
       ]),
     ),
-    "",
-    "Targets",
-    formatTable(
-      ["", "target", "measured", "met"],
-      r.targets.map((t) => [t.name, t.target, t.measured, t.met ? "yes" : "NO"]),
-    ),
-  );
-  return out.join("\n");
+  ];
 }
+
+function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string[] {
+  const f = h.flood;
+  const resets = Object.entries(f.reset)
+    .map(([code, n]) => `${n.toLocaleString("en")} ${RST_NAMES[code] ?? code}`)
+    .join(", ");
+  return [
+    "",
+    `5. Hostile neighbour: ${h.callers} callers with a key (gRPC, cached GetToken) while one client without a key, from another address, ` +
+      `opens ${f.streams.toLocaleString("en")} HTTP/2 streams with unfinished 64 KB bodies and ${f.slowSockets.toLocaleString("en")} slow sockets`,
+    formatTable(
+      ["callers", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "server RSS MB"],
+      [
+        ["alone", h.quiet.rps, h.quiet.p50Ms, h.quiet.p99Ms, h.quiet.maxMs, h.quiet.errors, `${h.rssBeforeMb} before`],
+        ["under flood", h.underFlood.rps, h.underFlood.p50Ms, h.underFlood.p99Ms, h.underFlood.maxMs, h.underFlood.errors, `${h.peakRssMb} peak`],
+      ],
+    ),
+    `flood streams: ${f.unauthenticated.toLocaleString("en")} answered UNAUTHENTICATED, ${f.otherStatus} other status, ` +
+      `reset: ${resets || "none"}; ${f.open} still open. HTTP/2 connections closed: ${f.connectionsClosed}`,
+    `slow sockets: ${f.socketsClosed.toLocaleString("en")} of ${f.slowSockets.toLocaleString("en")} closed by ${h.observedS} s ` +
+      `(${f.socketsRefused} within 5 s of connecting: over the per-address cap; the last at ${f.lastSocketClosedS} s)`,
+    `server counted: ${h.server.refusedConnections} connections over the per-address cap, ${h.server.headerTimeouts} header timeouts, ` +
+      `${h.server.idleTimeouts} idle timeouts, ${h.server.resetStreams.toLocaleString("en")} streams reset for their connection's bytes`,
+  ];
+}
+
+/** RST_STREAM codes by number (RFC 9113 §7). */
+const RST_NAMES: Record<string, string> = { "7": "REFUSED_STREAM", "8": "CANCEL", "11": "ENHANCE_YOUR_CALM" };
 
 function kb(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KB`;

@@ -3,6 +3,7 @@ import type { CachedRow } from "./scenarios/cached-get-token.js";
 import type { FanOutFigures } from "./scenarios/fan-out.js";
 import type { StormFigures } from "./scenarios/refresh-storm.js";
 import type { ScaleFigures } from "./scenarios/scale-of-state.js";
+import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
 
 /** A target of issue 7 and whether this run met it. */
 export interface TargetCheck {
@@ -20,10 +21,12 @@ export interface BenchReport {
   durationS: number;
   /** The machine's 1-minute load average when the run started and ended: other work competes for the cores. */
   loadAverage: { start: number; end: number };
-  cachedGetToken: CachedRow[];
-  refreshStorm: StormFigures;
-  fanOut: FanOutFigures;
-  scaleOfState: ScaleFigures;
+  /** The scenarios run (all but those left out by `--only`). */
+  cachedGetToken?: CachedRow[];
+  refreshStorm?: StormFigures;
+  fanOut?: FanOutFigures;
+  scaleOfState?: ScaleFigures;
+  hostileNeighbour?: HostileFigures;
   targets: TargetCheck[];
 }
 

@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the four scenarios
- * of issue 7 in one run, prints the tables and writes them as JSON
+ * of issue 7 and the hostile neighbour of issue 12 in one run (or those named
+ * by `--only`), prints the tables and writes them as JSON
  * (`bench/results/latest.json`, or `--out PATH`). `--quick` is a smoke run
  * with tiny counts. The server under test and the load generator run in
  * separate processes, so they never share an event loop.
@@ -17,21 +18,34 @@ import { benchCachedGetToken } from "./scenarios/cached-get-token.js";
 import { benchFanOut } from "./scenarios/fan-out.js";
 import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
+import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
 
-const USAGE = `Usage: npm run bench -- [--quick] [--out PATH]
+/** The scenarios by the names `--only` takes, in the order they run. */
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile"] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
 
-  --quick     smoke run: tiny counts and short windows (figures not meaningful)
-  --out PATH  where to write the JSON (default bench/results/latest.json)
+const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
+
+  --quick       smoke run: tiny counts and short windows (figures not meaningful)
+  --only NAMES  run only these scenarios, comma-separated: ${SCENARIOS.join(", ")}
+  --out PATH    where to write the JSON (default bench/results/latest.json)
 `;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { quick: { type: "boolean", default: false }, only: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
   }
+  const only = values.only === undefined ? [...SCENARIOS] : values.only.split(",").map((n) => n.trim());
+  const unknown = only.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown scenario ${unknown.join(", ")}\n${USAGE}`);
+    return 2;
+  }
+  const runs = (name: ScenarioName) => only.includes(name);
   const out = values.out ?? fileURLToPath(new URL("../../bench/results/latest.json", import.meta.url));
   const started = performance.now();
   const loadAtStart = loadAverage();
@@ -45,10 +59,11 @@ async function main(): Promise<number> {
       startedAt: new Date().toISOString(),
       durationS: 0,
       loadAverage: { start: loadAtStart, end: 0 },
-      cachedGetToken: await benchCachedGetToken(ctx),
-      refreshStorm: await benchRefreshStorm(ctx),
-      fanOut: await benchFanOut(ctx),
-      scaleOfState: await benchScaleOfState(ctx),
+      ...(runs("cached") ? { cachedGetToken: await benchCachedGetToken(ctx) } : {}),
+      ...(runs("storm") ? { refreshStorm: await benchRefreshStorm(ctx) } : {}),
+      ...(runs("fan-out") ? { fanOut: await benchFanOut(ctx) } : {}),
+      ...(runs("scale") ? { scaleOfState: await benchScaleOfState(ctx) } : {}),
+      ...(runs("hostile") ? { hostileNeighbour: await benchHostileNeighbour(ctx) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);
     figures.loadAverage.end = loadAverage();

@@ -2,10 +2,17 @@ import type { BenchReport, TargetCheck } from "./report.js";
 
 /** Checks each figure against its target. */
 export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
-  const worst = r.cachedGetToken.reduce((a, b) => (b.ratio < a.ratio ? b : a));
-  const s = r.refreshStorm;
-  const f = r.fanOut;
-  const { small, large, largeNodeDefaults, ratio } = r.scaleOfState;
+  return [
+    ...(r.cachedGetToken ? cachedTargets(r.cachedGetToken) : []),
+    ...(r.refreshStorm ? stormTargets(r.refreshStorm) : []),
+    ...(r.fanOut ? fanOutTargets(r.fanOut) : []),
+    ...(r.scaleOfState ? scaleTargets(r.scaleOfState) : []),
+    ...(r.hostileNeighbour ? hostileTargets(r.hostileNeighbour) : []),
+  ];
+}
+
+function cachedTargets(rows: NonNullable<BenchReport["cachedGetToken"]>): TargetCheck[] {
+  const worst = rows.reduce((a, b) => (b.ratio < a.ratio ? b : a));
   return [
     {
       name: "cached GetToken, broker ÷ bare req/s",
@@ -13,6 +20,11 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
       measured: `lowest ${worst.ratio} (${worst.label} ×${worst.concurrency})`,
       met: worst.ratio >= 0.85,
     },
+  ];
+}
+
+function stormTargets(s: NonNullable<BenchReport["refreshStorm"]>): TargetCheck[] {
+  return [
     {
       name: `refresh storm, upstream calls (${s.callers} callers)`,
       target: "1 per expiry",
@@ -27,6 +39,11 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
         `Node's defaults: ${s.nodeDefaults.lastServedMs} ms (bare ${s.nodeDefaults.bareLastServedMs} ms)`,
       met: s.lastServedMs < s.upstreamLatencyMs + 50,
     },
+  ];
+}
+
+function fanOutTargets(f: NonNullable<BenchReport["fanOut"]>): TargetCheck[] {
+  return [
     {
       name: `fan-out to ${f.subscribers.toLocaleString("en")} subscribers, p99`,
       target: "< 1000 ms",
@@ -39,6 +56,11 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
       measured: `${kb(f.rssPerSubscriber)} RSS, ${kb(f.heapPerSubscriber)} heap (bare: ${kb(f.bare.rssPerSubscriber)}, ${kb(f.bare.heapPerSubscriber)})`,
       met: f.rssPerSubscriber < 10 * 1024,
     },
+  ];
+}
+
+function scaleTargets({ small, large, largeNodeDefaults, ratio }: NonNullable<BenchReport["scaleOfState"]>): TargetCheck[] {
+  return [
     {
       name: `scale (${large.connections} conn., ${large.tenants} tenants), start-up`,
       target: "< 1000 ms",
@@ -56,6 +78,33 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
       target: `unchanged (≥ 0.9 × 1 connection)`,
       measured: `${large.rps} vs ${small.rps} req/s (${ratio})`,
       met: ratio >= 0.9,
+    },
+  ];
+}
+
+function hostileTargets(h: NonNullable<BenchReport["hostileNeighbour"]>): TargetCheck[] {
+  const f = h.flood;
+  const refused = f.streams - f.open;
+  return [
+    {
+      name: `hostile neighbour, ${h.callers} callers' cached GetToken p99`,
+      target: "< 20 ms",
+      measured: `${h.underFlood.p99Ms} ms under flood (alone: ${h.quiet.p99Ms} ms); ${h.underFlood.errors} errors`,
+      met: h.underFlood.p99Ms < 20 && h.underFlood.errors === 0,
+    },
+    {
+      name: "hostile neighbour, server peak RSS",
+      target: "< 250 MB",
+      measured: `${h.peakRssMb} MB (${h.rssBeforeMb} MB before)`,
+      met: h.peakRssMb < 250,
+    },
+    {
+      name: "hostile neighbour, flood refused or closed",
+      target: "every stream and slow socket",
+      measured:
+        `streams ${refused.toLocaleString("en")}/${f.streams.toLocaleString("en")}, ` +
+        `slow sockets ${f.socketsClosed.toLocaleString("en")}/${f.slowSockets.toLocaleString("en")} (by ${h.observedS} s)`,
+      met: f.open === 0 && f.socketsClosed === f.slowSockets,
     },
   ];
 }

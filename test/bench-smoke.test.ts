@@ -101,8 +101,11 @@ it("bench --quick prints a row for every scenario, writes them as JSON, and prof
     expect(s.errors).toBe(0);
   }
 
+  // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
+  expectHostile(report.hostileNeighbour);
+
   // Every target is judged, and the printed table ends with them.
-  expect(report.targets).toHaveLength(8);
+  expect(report.targets).toHaveLength(11);
   for (const t of report.targets) {
     expect(typeof t.met).toBe("boolean");
     expect(stdout).toContain(t.name);
@@ -114,7 +117,39 @@ it("bench --quick prints a row for every scenario, writes them as JSON, and prof
 
   // No access token (a JWT) is ever printed.
   expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
-  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "Targets"]) {
+  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "5. Hostile neighbour", "Targets"]) {
     expect(stdout).toContain(heading);
   }
+});
+
+function expectHostile(h: Record<string, any>): void {
+  expect(h.callers).toBe(16);
+  for (const side of [h.quiet, h.underFlood]) {
+    for (const k of ["rps", "p50Ms", "p99Ms", "maxMs"]) expect(isNumber(side[k]), k).toBe(true);
+    expect(side.errors).toBe(0);
+  }
+  expect(isNumber(h.peakRssMb) && isNumber(h.rssBeforeMb)).toBe(true);
+  const f = h.flood;
+  const resets = Object.values(f.reset as Record<string, number>).reduce((a, b) => a + b, 0);
+  expect(f.unauthenticated + f.otherStatus + resets + f.open).toBe(f.streams);
+  expect(f.slowSockets).toBeGreaterThan(0);
+}
+
+it("bench --only hostile runs the hostile neighbour alone", { timeout: 60_000 }, async () => {
+  const out = join(dir.path, "hostile.json");
+  const { code, stdout, stderr } = await runBench(["--quick", "--only", "hostile", "--out", out], {});
+  expect(code, stderr).toBe(0);
+  const report = JSON.parse(readFileSync(out, "utf8"));
+  expect(Object.keys(report)).not.toContain("cachedGetToken");
+  expectHostile(report.hostileNeighbour);
+  expect(report.targets.map((t: { name: string }) => t.name)).toEqual([
+    "hostile neighbour, 16 callers' cached GetToken p99",
+    "hostile neighbour, server peak RSS",
+    "hostile neighbour, flood refused or closed",
+  ]);
+  expect(stdout).toContain("5. Hostile neighbour");
+  expect(stdout).not.toContain("1. Cached GetToken");
+  const unknown = await runBench(["--only", "nope"], {});
+  expect(unknown.code).toBe(2);
+  expect(unknown.stderr).toContain("unknown scenario nope");
 });

@@ -144,7 +144,7 @@ describe.each(methods)("gRPC fast path: $method with API keys, audit and debug l
         noSelector: await status(m.body(undefined, "not-a-token"), bearer(onlyA)),
       };
       for (const { name, body } of m.extra) codes[name] = await status(body(tenantA), bearer(onlyA));
-      if (m.method !== "WatchToken") codes["truncatedBody"] = await status(tenant(tenantA).subarray(0, 7)); // no key either
+      if (m.method !== "WatchToken") codes["truncatedBody"] = await status(tenant(tenantA).subarray(0, 7), bearer(onlyA));
       const current = (await f.store.getToken(f.connectionId))!.accessToken; // ReportExpired reports it
       const ok = rawCall(session, m.method, tenant(tenantA, current), { ...extra, ...bearer(onlyA) });
       const token = await m.ok(ok);
@@ -152,7 +152,7 @@ describe.each(methods)("gRPC fast path: $method with API keys, audit and debug l
       return { codes, headers: ok.headers, token };
     };
 
-    const calls = 7 + m.extra.length; // with a debug line each (not the truncated body)
+    const calls = 7 + m.extra.length; // with a debug line each (not the truncated body, refused before the key's scope is checked)
     const fast = await scenario({});
     await eventually(() => rpcLines().length === calls, 3000, "the fast path's debug lines");
     const fastLines = rpcLines();
@@ -194,8 +194,9 @@ describe.each(methods)("gRPC fast path: $method with API keys, audit and debug l
     expect(summary(connectRows)).toEqual(summary(fastRows));
 
     expect(fastLines.map((l) => [l.key ?? null, l.tenantId ?? l.connectionId ?? l.selector, l.code])).toEqual([
-      [null, tenantA, "Unauthenticated"],
-      [null, tenantA, "Unauthenticated"],
+      // The key is checked from the headers, before the body (and the tenant in it) is read.
+      [null, "none", "Unauthenticated"],
+      [null, "none", "Unauthenticated"],
       ["only-a", tenantB, "PermissionDenied"],
       ["only-a", UNKNOWN_TENANT, "PermissionDenied"],
       ["only-a", "no-such-connection", "PermissionDenied"],
@@ -234,7 +235,7 @@ describe("gRPC fast path: malformed bodies with API keys, audit and debug loggin
     return { fast, viaConnect, audited: await f.auditEntries() };
   };
 
-  it.each(["GetToken", "ReportExpired"] as const)("%s: refused before any key check, unaudited and unlogged, on both paths", async (method) => {
+  it.each(["GetToken", "ReportExpired"] as const)("%s: anonymous calls refused by the key check before the body is read; keyed ones refused for the body, unaudited and unlogged, on both paths", async (method) => {
     const tenantA = ctx.f.imported.tenants[0]!.tenantId;
     const one = method === "GetToken" ? getTokenRequest(byTenant(tenantA)) : reportExpiredRequest(byTenant(tenantA), "x");
     const { fast, viaConnect, audited } = await answers(method, {
@@ -244,14 +245,15 @@ describe("gRPC fast path: malformed bodies with API keys, audit and debug loggin
       compressed: Buffer.concat([Buffer.from([1]), one.subarray(1)]),
     });
     const unlogged = (code: string) => ({ code, debugLines: 0 });
+    const unauthenticated = { code: "Unauthenticated", debugLines: 1 };
     expect(fast).toEqual({
-      "empty, anonymous": unlogged("Unimplemented"),
+      "empty, anonymous": unauthenticated,
       "empty, keyed": unlogged("Unimplemented"),
-      "short, anonymous": unlogged("InvalidArgument"),
+      "short, anonymous": unauthenticated,
       "short, keyed": unlogged("InvalidArgument"),
-      "two, anonymous": unlogged("Unimplemented"),
+      "two, anonymous": unauthenticated,
       "two, keyed": unlogged("Unimplemented"),
-      "compressed, anonymous": unlogged("Internal"),
+      "compressed, anonymous": unauthenticated,
       "compressed, keyed": unlogged("Internal"),
     });
     expect(viaConnect).toEqual(fast);

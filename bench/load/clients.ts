@@ -25,9 +25,13 @@ export type GetTokenCall = (selector: BenchSelector) => Promise<bigint>;
  * the client; Connect JSON uses Node's keep-alive agent (one HTTP/1.1
  * connection per concurrent caller).
  */
-export function createGetTokenCall(protocol: ProtocolName, baseUrl: string): { call: GetTokenCall; close(): void } {
+export function createGetTokenCall(
+  protocol: ProtocolName,
+  baseUrl: string,
+  headers: Record<string, string> = {},
+): { call: GetTokenCall; close(): void } {
   if (protocol === "grpc-js") {
-    const client = createGrpcJsGetToken(baseUrl);
+    const client = createGrpcJsGetToken(baseUrl, headers);
     return {
       call: async (selector) => version(await client.getToken({ selector })),
       close: () => client.close(),
@@ -38,7 +42,7 @@ export function createGetTokenCall(protocol: ProtocolName, baseUrl: string): { c
       ? createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true })
       : createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false });
   const client = createClient(TokenService, transport);
-  return { call: async (selector) => version(await client.getToken({ selector })), close: () => {} };
+  return { call: async (selector) => version(await client.getToken({ selector }, { headers })), close: () => {} };
 }
 
 /** A TokenService client over gRPC (connect-node), on an HTTP/2 connection of its own. */

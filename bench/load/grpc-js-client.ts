@@ -24,7 +24,9 @@ export interface GrpcJsGetToken {
 }
 
 /** A grpc-js client of `url` (e.g. `http://127.0.0.1:PORT`), one channel. */
-export function createGrpcJsGetToken(url: string): GrpcJsGetToken {
+export function createGrpcJsGetToken(url: string, headers: Record<string, string> = {}): GrpcJsGetToken {
+  const metadata = new grpc.Metadata();
+  for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
   const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure(), {
     // A channel of its own, not shared with other clients of the same target.
     "grpc.use_local_subchannel_pool": 1,
@@ -38,6 +40,7 @@ export function createGrpcJsGetToken(url: string): GrpcJsGetToken {
           getTokenMethod.requestSerialize,
           getTokenMethod.responseDeserialize,
           request,
+          metadata,
           (err, res) => (err ? reject(err) : resolve(res!)),
         );
       });

@@ -9,7 +9,12 @@ import { forkHost, type Host } from "../ipc.js";
 import type { UpstreamHostApi } from "../upstream/main.js";
 import { importRefreshToken } from "../../src/importer.js";
 import { createLogger } from "../../src/logger.js";
-import { startBrokerServer, type BrokerServer } from "../../src/server/broker-server.js";
+import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "../../src/server/broker-server.js";
+import { createAuditLog, type AuditLog } from "../../src/audit/audit-log.js";
+import { generateApiKey, hashApiKey } from "../../src/auth/api-key.js";
+import { createAuthenticator } from "../../src/auth/authenticator.js";
+import { createSqliteApiKeys } from "../../src/store/sqlite-api-keys.js";
+import { createSqliteAuditSink } from "../../src/store/sqlite-audit-log.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import { identityForFakeXero } from "../../src/fake-xero/index.js";
 
@@ -17,6 +22,8 @@ import { identityForFakeXero } from "../../src/fake-xero/index.js";
 export interface BenchBrokerOptions {
   /** "system" runs on real time with the scheduler on, as `tokenbroker serve`; "manual" lets the bench expire tokens at will (scheduler off). */
   clock: "system" | "manual";
+  /** API keys required and an audit log, as `tokenbroker serve` runs by default; one key is made for the bench's callers. */
+  auth?: boolean;
 }
 
 /** A broker with a fake Xero and one imported grant, in this process. */
@@ -24,6 +31,8 @@ export interface BenchBroker {
   readonly url: string;
   readonly tenantId: string;
   readonly connectionId: string;
+  /** The key made for the callers (with `auth`). */
+  readonly apiKey: string | undefined;
   /** The fake Xero, in a process of its own. */
   readonly upstream: Host<UpstreamHostApi>;
   readonly server: BrokerServer;
@@ -49,6 +58,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
   });
   const dir = mkdtempSync(join(tmpdir(), "tokenbroker-bench-"));
   let store: SqliteStore | undefined;
+  let audit: AuditLog | undefined;
   try {
     // Tokens encrypted at rest, as `tokenbroker serve` stores them.
     store = openSqliteStore({ path: join(dir, "bench.db"), clock, encryption: createTokenCipher([randomBytes(32)]) });
@@ -70,13 +80,23 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       },
     });
     const logger = createLogger({ level: "info", destination: logLines });
-    const server = await startBrokerServer({ port: 0, store, identity, clock, logger });
+    let apiKey: string | undefined;
+    let security: Pick<BrokerServerOptions, "auth" | "audit"> = {};
+    if (options.auth) {
+      const keys = createSqliteApiKeys(store.database);
+      apiKey = generateApiKey();
+      keys.create({ name: "bench", keyHash: hashApiKey(apiKey), tenants: "*", role: "client", createdAt: Date.now() });
+      audit = createAuditLog({ sink: createSqliteAuditSink(store.database) });
+      security = { auth: { authenticator: createAuthenticator({ keys }) }, audit };
+    }
+    const server = await startBrokerServer({ port: 0, store, identity, clock, logger, ...security });
     if (options.clock === "manual") await server.scheduler.stop();
     const opened = store;
     return {
       url: server.url,
       tenantId,
       connectionId: imported.connectionId,
+      apiKey,
       upstream,
       server,
       takeRefreshDurations: () => refreshDurations.splice(0),
@@ -87,6 +107,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       },
       async close() {
         await server.close();
+        await audit?.close();
         await opened.close();
         await upstream.stop();
         rmSync(dir, { recursive: true, force: true });

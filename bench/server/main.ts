@@ -8,9 +8,12 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { serveHost } from "../ipc.js";
 import { startBareServer, type BareServer } from "./bare-host.js";
 import { startBenchBroker, type BenchBroker, type BenchBrokerOptions } from "./broker-host.js";
+import type { GuardCounts } from "../../src/server/connection-guard.js";
 
 let broker: BenchBroker | undefined;
 let bare: BareServer | undefined;
+let rssSampler: NodeJS.Timeout | undefined;
+let peakRss = 0;
 
 function theBroker(): BenchBroker {
   if (!broker) throw new Error("no broker started in this host");
@@ -20,9 +23,24 @@ function theBroker(): BenchBroker {
 /** What the runner can ask of the server process. */
 export const serverHostApi = {
   /** Starts the broker; resolves with where it listens and what it holds. */
-  async startBroker(options: BenchBrokerOptions): Promise<{ url: string; tenantId: string; connectionId: string }> {
+  async startBroker(options: BenchBrokerOptions): Promise<{ url: string; tenantId: string; connectionId: string; apiKey: string | undefined }> {
     broker = await startBenchBroker(options);
-    return { url: broker.url, tenantId: broker.tenantId, connectionId: broker.connectionId };
+    return { url: broker.url, tenantId: broker.tenantId, connectionId: broker.connectionId, apiKey: broker.apiKey };
+  },
+  /** Starts sampling resident memory every 20 ms (see `peakRss`). */
+  startRssSampling(): void {
+    clearInterval(rssSampler);
+    peakRss = process.memoryUsage.rss();
+    rssSampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 20);
+  },
+  /** The highest resident memory sampled since `startRssSampling`, and now, bytes. */
+  rss(): { peak: number; now: number } {
+    const now = process.memoryUsage.rss();
+    return { peak: Math.max(peakRss, now), now };
+  },
+  /** What the broker's connection limits refused or closed so far. */
+  limitCounts(): GuardCounts {
+    return { ...theBroker().server.limitCounts };
   },
   /** Starts the bare baseline server returning `token` (proto JSON). */
   async startBare(token: JsonValue): Promise<{ url: string }> {
@@ -75,6 +93,7 @@ export const serverHostApi = {
 export type ServerHostApi = typeof serverHostApi;
 
 serveHost(serverHostApi, async () => {
+  clearInterval(rssSampler);
   await broker?.close();
   await bare?.close();
 });

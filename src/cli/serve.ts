@@ -8,6 +8,7 @@ import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
 import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { LIMIT_FLAGS, LIMIT_HELP, limitsFromFlags } from "./limit-options.js";
 import type { RefresherOptions } from "../broker/refresher.js";
 
 /**
@@ -46,6 +47,7 @@ Options (environment variable in brackets):
   --log-format FORMAT    json (one JSON object a line) or pretty (for people)
                          [TOKENBROKER_LOG_FORMAT] (default json)
 ${SERVE_SECURITY_HELP}
+${LIMIT_HELP}
   -h, --help             show this help
 
 Callers need an API key (\`tokenbroker keys create\`), sent as
@@ -91,6 +93,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         "log-level": { type: "string" },
         "log-format": { type: "string" },
         ...SERVE_SECURITY_FLAGS,
+        ...LIMIT_FLAGS,
       },
       allowPositionals: false,
     });
@@ -120,6 +123,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
       throw new ConfigError(`--log-format must be json or pretty, not ${JSON.stringify(logFormat)}`);
     }
     const notifications = notificationsFromEnv(env);
+    const limits = limitsFromFlags(values, env);
     const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
     const securityConfig = serveSecurityFromFlags(values, env, listen.host);
     const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher, logger);
@@ -153,6 +157,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
         ...(security.auth ? { auth: security.auth } : {}),
         audit: security.audit,
         ...(securityConfig.tls ? { tls: securityConfig.tls } : {}),
+        limits,
       });
     } catch (e) {
       await security.close();

@@ -12,12 +12,19 @@ import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
 import { drainUnreadBodies } from "./drain-request.js";
+import { authenticateBeforeBody } from "./authenticate-before-body.js";
+import type { ConnectionLimits } from "./connection-limits.js";
+import type { GuardCounts } from "./connection-guard.js";
+import { limitLog } from "./limit-log.js";
+import { holdKey, holdOf, holdWatchStreams, markHoldable } from "./held-connections.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
-import { listenOnePort, type OnePortServer, type OnePortTls } from "./one-port-server.js";
-import { createServerSecurity, type BrokerAuthOptions } from "./server-security.js";
+import { listenOnePort, type DualHandler, type OnePortServer, type OnePortTls } from "./one-port-server.js";
+import { createServerSecurity, type BrokerAuthOptions, type ServerSecurity } from "./server-security.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { createRoutes } from "./routes.js";
+import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { createContextValues } from "@connectrpc/connect";
 import type { ConsentFlow } from "../consent/consent-flow.js";
 import { createWebRoutes, type ConsentSettings } from "../web/web-routes.js";
 import { createHealthMonitor, type HealthMonitor } from "../health/health-monitor.js";
@@ -64,6 +71,8 @@ export interface BrokerServerOptions {
   audit?: AuditLog;
   /** Serve HTTP/2 and HTTP/1.1 over TLS (ALPN) instead of cleartext; with `clientCa`, mutual TLS. */
   tls?: OnePortTls;
+  /** Streams, request bytes, header and idle timeouts, connections per address (see `ConnectionLimits` for the defaults). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -79,6 +88,8 @@ export interface BrokerServer {
   readonly health: HealthMonitor;
   /** Failure notifications (log warnings and webhooks); `idle()` waits for deliveries. */
   readonly notifier: Notifier;
+  /** What the connection limits refused or closed so far (see `limits`). */
+  readonly limitCounts: Readonly<GuardCounts>;
   /**
    * Graceful shutdown, within {@link BrokerServerOptions.shutdownGraceMs}:
    * stops accepting connections and starting upstream attempts, ends watch
@@ -155,7 +166,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     // stream per message cost more CPU than the rest of a cached GetToken, on both ends (npm run bench).
     compressMinBytes: 16 * 1024,
     shutdownSignal: shutdown.signal,
-    interceptors: [...security.interceptors, metrics.interceptor],
+    interceptors: [...security.interceptors, metrics.interceptor, holdWatchStreams()],
+    contextValues: (req) => createContextValues().set(holdKey, holdOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
     fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes])),
   });
@@ -165,16 +177,24 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   // functions as their Connect interceptors. Everything else, gRPC with a deadline included, goes to Connect.
   const onInternalError = (e: unknown) => logger.error(errorFields(e), "internal error");
   const fastPath = createGrpcFastPath({
-    methods: tokenServiceFastMethods({ broker, countServed: metrics.countServed, onInternalError, guardCall: security.guardCall }),
+    methods: tokenServiceFastMethods({
+      broker,
+      countServed: metrics.countServed,
+      onInternalError,
+      guardCall: security.guardCall,
+      authenticate: security.authenticate,
+    }),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
     onInternalError,
   });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies(rpcHandler),
+    handler: drainUnreadBodies(withKeyChecked(security.authenticate, rpcHandler)),
     streamHandler: fastPath,
     ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.limits ? { limits: options.limits } : {}),
+    onLimit: limitLog(logger),
   });
   scheduler.start();
   const host = server.host.includes(":") ? `[${server.host}]` : server.host;
@@ -191,6 +211,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     consent,
     health,
     notifier,
+    limitCounts: server.limitCounts,
     close() {
       closing ??= (async () => {
         // One deadline for the whole shutdown, shared by the refresh in flight and the connections. A refresh
@@ -217,5 +238,21 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
       })();
       return closing;
     },
+  };
+}
+
+const TOKEN_SERVICE = TokenService.typeName;
+
+/**
+ * The RPC handler behind a check of TokenService calls' keys from their
+ * headers, before their bodies are read (when the port needs keys), with
+ * each request marked so that an authenticated WatchToken call can hold its
+ * connection past the idle timeout.
+ */
+function withKeyChecked(authenticate: ServerSecurity["authenticate"], rpcHandler: DualHandler): DualHandler {
+  const checked = authenticate ? authenticateBeforeBody({ service: TOKEN_SERVICE, authenticate }, rpcHandler) : rpcHandler;
+  return (req, res) => {
+    markHoldable(req, res);
+    checked(req, res);
   };
 }

@@ -2,6 +2,7 @@ import type * as http2 from "node:http2";
 import { create, fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CancelSignal } from "../broker/abortable.js";
+import { holdUntilClosed } from "./held-connections.js";
 import { PerTurn } from "./per-turn.js";
 
 /** What a fast-path method gets besides its request message. */
@@ -21,12 +22,16 @@ export interface FastCall {
    * after the same checks.
    */
   readonly protocolError: ConnectError | undefined;
+  /** Keeps the call's connection open past its idle timeout while the call runs (an authenticated WatchToken stream). */
+  holdConnection(): void;
 }
 
 /** A unary method: one request message, one response message. */
 export interface FastUnaryMethod<I extends DescMessage = DescMessage> {
   readonly kind: "unary";
   readonly input: I;
+  /** See {@link FastServerStreamingMethod.authenticate}. */
+  readonly authenticate?: ((authorization: string | undefined) => Promise<void>) | undefined;
   /**
    * Answers with the response message's serialized bytes; throws a
    * `ConnectError` to answer with its status. Returning the same `Uint8Array`
@@ -51,6 +56,12 @@ export interface FastStreamingCall extends FastCall {
 export interface FastServerStreamingMethod<I extends DescMessage = DescMessage> {
   readonly kind: "server_streaming";
   readonly input: I;
+  /**
+   * Checks the caller from the request's headers before any of its body is
+   * read: a call it rejects is answered with the `ConnectError` it throws,
+   * and its body is dropped unread.
+   */
+  readonly authenticate?: ((authorization: string | undefined) => Promise<void>) | undefined;
   /**
    * Sends response messages with `call.send`. The call ends OK when `handle`
    * returns, with the status of the `ConnectError` it throws otherwise.
@@ -199,9 +210,28 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     // A reset by the client (or a broken connection) surfaces as "error" then "close": only "close" matters.
     stream.on("error", ignore);
     stream.once("close", onStreamClose);
+    // The key first: no byte of an unauthenticated call's body is kept.
+    const checked = method.authenticate?.(authorization);
+    if (checked) checked.then(() => this.read(), (e: unknown) => this.refuseUnread(e));
+    else this.read();
+  }
+
+  private read(): void {
+    if (this.done) return;
     // Flowing from here: after the call has ended, the rest of an oversized body is read and dropped.
-    stream.on("data", onStreamData);
-    stream.once("end", onStreamEnd);
+    this.stream.on("data", onStreamData);
+    this.stream.once("end", onStreamEnd);
+  }
+
+  /** Answers a call refused before its body was read; what the client still sends is dropped. */
+  private refuseUnread(e: unknown): void {
+    this.fail(e);
+    this.stream.resume();
+  }
+
+  holdConnection(): void {
+    const session = this.stream.session;
+    if (session && !this.stream.closed) holdUntilClosed(session, this.stream);
   }
 
   /** The call is its own signal (see {@link FastCall.signal}). */

@@ -2,6 +2,8 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type * as tls from "node:tls";
+import { ConnectionGuard, type GuardCounts } from "./connection-guard.js";
+import { connectionLimits, type ConnectionLimits } from "./connection-limits.js";
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -35,6 +37,10 @@ export interface OnePortOptions {
    * its own to answer and never reaches `handler`.
    */
   streamHandler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  /** Streams, request bytes, timeouts and connections per address of each client (defaults: `DEFAULT_CONNECTION_LIMITS`). */
+  limits?: Partial<ConnectionLimits>;
+  /** Hears of every connection or stream a limit refused or closed (see `limitLog`). */
+  onLimit?: (kind: keyof GuardCounts, address: string | undefined) => void;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -50,6 +56,8 @@ export interface OnePortServer {
   destroyAll(): void;
   /** Resolves when no connection is open. */
   idle(): Promise<void>;
+  /** What the connection limits refused or closed so far. */
+  readonly limitCounts: Readonly<GuardCounts>;
 }
 
 /**
@@ -61,13 +69,20 @@ export interface OnePortServer {
  * `allowHTTP1` serves both, chosen by ALPN during the TLS handshake.
  */
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
+  const guard = new ConnectionGuard(connectionLimits(options.limits), options.onLimit);
   const h1 = http.createServer(options.handler);
-  // No timeout ends an idle WatchToken stream: they stay open for hours.
+  // Node's timers of a server never start on sockets handed over by hand: the guard's replace them, and
+  // spare connections with an authenticated WatchToken stream, which stay open for hours.
   h1.requestTimeout = 0;
   h1.timeout = 0;
-  const h2 = http2.createServer({}, options.handler);
+  h1.keepAliveTimeout = 0;
+  // A socket's timeout is the guard's to act on: with no listener here, Node would destroy the socket.
+  h1.on("timeout", () => {});
+  const h2Settings = { settings: { maxConcurrentStreams: guard.limits.maxConcurrentStreams } };
+  const h2 = http2.createServer(h2Settings, options.handler);
   h2.setTimeout(0);
   if (options.streamHandler) takeStreamsFirst(h2, options.streamHandler);
+  guardStreams(h2, guard); // first of all the stream listeners
   const sockets = new Set<net.Socket>();
   // HTTP/1.1 connections handed over by hand are not tracked by http.Server
   // (closeIdleConnections sees none), so count their requests in flight here.
@@ -75,6 +90,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
   const h1InFlight = new Map<net.Socket, number>();
   let draining = false;
   h1.on("connection", (socket: net.Socket) => {
+    guard.h1Socket(socket);
     h1Sockets.add(socket);
     socket.on("close", () => {
       h1Sockets.delete(socket);
@@ -90,21 +106,25 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       h1InFlight.set(socket, left);
       if (draining && left === 0) socket.destroySoon();
     });
+    guard.h1Request(req, res, () => h1InFlight.get(socket) ?? 0);
   };
   h1.on("request", onH1Request);
   const sessions = new Set<http2.ServerHttp2Session>();
   const onSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
+    guard.session(session);
     session.on("close", () => sessions.delete(session));
   };
   h2.on("session", onSession);
-  const secure = options.tls && createSecure(options.tls, options.handler);
+  const secure = options.tls && createSecure(options.tls, options.handler, h2Settings);
   if (secure) {
     if (options.streamHandler) takeStreamsFirst(secure, options.streamHandler);
+    guardStreams(secure, guard);
     secure.on("session", onSession);
     // HTTP/1.1 over TLS (no "h2" in ALPN): tracked like the cleartext ones.
     secure.on("secureConnection", (socket: tls.TLSSocket) => {
       if (socket.alpnProtocol === "h2") return;
+      guard.h1Socket(socket);
       h1Sockets.add(socket);
       socket.on("close", () => {
         h1Sockets.delete(socket);
@@ -120,6 +140,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
   const waiters: Array<() => void> = [];
 
   const tcp = net.createServer((socket) => {
+    if (!guard.accept(socket)) return;
     sockets.add(socket);
     socket.on("close", () => {
       sockets.delete(socket);
@@ -156,6 +177,7 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
       if (sockets.size === 0) return Promise.resolve();
       return new Promise((resolve) => waiters.push(resolve));
     },
+    limitCounts: guard.counts,
   };
 }
 
@@ -175,6 +197,11 @@ function takeStreamsFirst(
     if (take(stream, headers)) return;
     for (const listener of others) listener.call(server, stream, headers, ...rest);
   });
+}
+
+/** Shows every HTTP/2 stream to the guard first (its header wait ends; its bytes are counted). */
+function guardStreams(server: http2.Http2Server | http2.Http2SecureServer, guard: ConnectionGuard): void {
+  server.prependListener("stream", (stream: http2.ServerHttp2Stream) => guard.stream(stream));
 }
 
 /** Reads just enough of a new connection to tell HTTP/2 from HTTP/1.1, then hands it over. */
@@ -199,9 +226,10 @@ function route(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void
 }
 
 /** The HTTP/2 server over TLS that also speaks HTTP/1.1 (ALPN), for {@link listenOnePort}. */
-function createSecure(options: OnePortTls, handler: DualHandler): http2.Http2SecureServer {
+function createSecure(options: OnePortTls, handler: DualHandler, h2Settings: http2.ServerOptions): http2.Http2SecureServer {
   const secure = http2.createSecureServer(
     {
+      ...h2Settings,
       cert: options.cert,
       key: options.key,
       allowHTTP1: true,
@@ -210,8 +238,9 @@ function createSecure(options: OnePortTls, handler: DualHandler): http2.Http2Sec
     },
     handler,
   );
-  // As for cleartext: no timeout ends an idle WatchToken stream.
+  // As for cleartext: the guard's timers replace Node's (an idle WatchToken stream stays open).
   secure.setTimeout(0);
-  Object.assign(secure, { requestTimeout: 0, headersTimeout: 60_000 });
+  Object.assign(secure, { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 0 });
+  secure.on("timeout", () => {});
   return secure;
 }

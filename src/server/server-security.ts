@@ -59,6 +59,13 @@ export interface ServerSecurity {
    * TokenService call served outside Connect (the gRPC fast path).
    */
   guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
+  /**
+   * Checks a TokenService call's API key from its headers alone, before its
+   * body is read: throws UNAUTHENTICATED (logged as `guardCall` logs it) for
+   * no, unknown or revoked key. Undefined when the port needs no key. The
+   * scope is checked later, from the request.
+   */
+  authenticate: ((method: string, authorization: string | undefined) => Promise<void>) | undefined;
 }
 
 /** One TokenService call served outside Connect, checked and recorded as the interceptors do (see `guardCall`). */
@@ -133,8 +140,9 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     }
     return route.handle(req, res);
   };
-  return {
+  const security: ServerSecurity = {
     interceptors,
+    authenticate: undefined,
     guardRoutes(routes) {
       if (!gate) return routes;
       return [
@@ -195,6 +203,21 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
       });
     },
   };
+  if (authorizer) {
+    // The key alone, with the debug line of a refusal as guardCall writes it (no request read yet: no tenant in it).
+    security.authenticate = async (method, authorization) => {
+      const started = performance.now();
+      try {
+        await authorizer.authenticate(authorization);
+      } catch (e) {
+        if (options.logger?.isLevelEnabled("debug")) {
+          startRpcDebugLine(options.logger, method, { case: undefined }, () => undefined, started)(Code[ConnectError.from(e).code] ?? "unknown");
+        }
+        throw e;
+      }
+    };
+  }
+  return security;
 }
 
 /** The guard of a call on a port without keys, audit or debug logging. */

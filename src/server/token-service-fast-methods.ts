@@ -30,6 +30,11 @@ export interface TokenServiceFastMethodsOptions {
    * scope, audit log, debug line): `ServerSecurity.guardCall`.
    */
   guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
+  /**
+   * Checks the API key from the headers, before the body is read (`ServerSecurity.authenticate`):
+   * absent when the port needs no key.
+   */
+  authenticate?: ((method: string, authorization: string | undefined) => Promise<void>) | undefined;
 }
 
 /**
@@ -63,9 +68,13 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
     }
   }
 
+  const authenticate = options.authenticate;
+  const keyOf = (name: string) => authenticate && ((authorization: string | undefined) => authenticate(name, authorization));
+
   const getToken: FastUnaryMethod<typeof GetTokenRequestSchema> = {
     kind: "unary",
     input: GetTokenRequestSchema,
+    authenticate: keyOf("GetToken"),
     handle: (request, call) =>
       guarded("GetToken", call, request, async (guard) => {
         const selector = parseSelector(request.selector);
@@ -82,6 +91,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const reportExpired: FastUnaryMethod<typeof ReportExpiredRequestSchema> = {
     kind: "unary",
     input: ReportExpiredRequestSchema,
+    authenticate: keyOf("ReportExpired"),
     handle: (request, call) =>
       guarded("ReportExpired", call, request, async (guard) => {
         const selector = parseSelector(request.selector);
@@ -108,11 +118,13 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchToken: FastServerStreamingMethod<typeof WatchTokenRequestSchema> = {
     kind: "server_streaming",
     input: WatchTokenRequestSchema,
+    authenticate: keyOf("WatchToken"),
     handle(request, call) {
       // As Connect's interceptors, which see no request message when a stream carried none or two.
       const guard = options.guardCall("WatchToken", call.authorization, call.protocolError ? undefined : request);
       return guard.authorize().then((owner) => {
         let subscription: TokenSubscription;
+        call.holdConnection(); // an authenticated stream: it may send nothing for hours
         try {
           if (call.protocolError) throw call.protocolError;
           // Pushed, not pulled: a publish writes the one cached frame to each subscriber's stream at once.
