@@ -1,0 +1,64 @@
+/**
+ * Request targets that `new URL(req.url, base)` cannot parse used to end the
+ * broker's process (issue 12): `GET // HTTP/1.1` and its kin, over HTTP/1.1,
+ * h2c and TLS. Each is sent as is to a real `tokenbroker serve` (API keys and
+ * encryption on); each is answered 400, and the process keeps serving.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { exchange, h1Status, h2Request, type RawTarget } from "./helpers/raw-http.js";
+import { getStatus, grpcClient, isAlive, startProductionBrokers, type ProductionBrokers } from "./helpers/production-serve.js";
+import { withKey } from "./helpers/secure-broker.js";
+
+/** Request targets that ended the process on the code of issue 12. */
+export const KILLER_TARGETS = ["//", "///", "//@", "//:1", "/\\", "http://a:b@/", "//a:b@c", "//%", "//[", "http://[/", "//x/..", "/\\x"];
+
+/** How a request is refused: 400, or over HTTP/2 a stream reset PROTOCOL_ERROR (Node refuses a `:path` that is not a path itself). */
+const REFUSED = [400, "PROTOCOL_ERROR"];
+
+let b: ProductionBrokers;
+
+beforeAll(async () => {
+  b = await startProductionBrokers();
+}, 60_000);
+
+afterAll(async () => {
+  await b?.close();
+});
+
+beforeEach(async () => {
+  await b.respawn();
+}, 30_000);
+
+type Transport = { name: string; tls: boolean; status(target: RawTarget, path: string): Promise<number | string | undefined> };
+
+const h1: Transport["status"] = async (target, path) =>
+  h1Status(await exchange(target, "http/1.1", Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, "latin1")));
+const h2: Transport["status"] = async (target, path) => {
+  const r = await h2Request(target, { ":method": "GET", ":path": path });
+  return r.headers ? Number(r.headers[":status"]) : /NGHTTP2_PROTOCOL_ERROR/.test(r.error ?? "") ? "PROTOCOL_ERROR" : r.error;
+};
+
+const TRANSPORTS: Transport[] = [
+  { name: "HTTP/1.1", tls: false, status: h1 },
+  { name: "h2c", tls: false, status: h2 },
+  { name: "HTTP/1.1 over TLS (ALPN http/1.1)", tls: true, status: h1 },
+  { name: "HTTP/2 over TLS (ALPN h2)", tls: true, status: h2 },
+];
+
+describe("request targets that no URL parser accepts", () => {
+  it.each(TRANSPORTS)("over $name: each is refused (400) and the process keeps serving", async ({ tls, status }) => {
+    const serve = tls ? b.tls : b.plain;
+    const target = { url: serve.url, ca: b.certs.ca };
+    for (const path of KILLER_TARGETS) {
+      const answer = await status(target, path);
+      if (!REFUSED.includes(answer as number | string)) {
+        const dead = !(await isAlive(serve));
+        expect.fail(`${JSON.stringify(path)} was answered ${String(answer)}${dead ? `, and the process exited: ${serve.stderr().slice(-2000)}` : ""}`);
+      }
+    }
+    expect(await isAlive(serve)).toBe(true);
+    expect(await getStatus(serve, b.certs.ca, "/healthz")).toBe(200);
+    const res = await grpcClient(serve, b.certs.ca).getToken({ selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } }, withKey(b.key));
+    expect(res.token?.tokenType).toBe("Bearer");
+  });
+});
