@@ -5,7 +5,7 @@
  * encryption on); each is answered 400, and the process keeps serving.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { exchange, h1Status, h2Request, type RawTarget } from "./helpers/raw-http.js";
+import { END_HEADERS, END_STREAM, exchange, FrameType, h1Status, h2Frame, h2Opening, h2Request, hpackLiterals, readFrames, type RawTarget } from "./helpers/raw-http.js";
 import { getStatus, grpcClient, isAlive, startProductionBrokers, type ProductionBrokers } from "./helpers/production-serve.js";
 import { withKey } from "./helpers/secure-broker.js";
 
@@ -60,5 +60,59 @@ describe("request targets that no URL parser accepts", () => {
     expect(await getStatus(serve, b.certs.ca, "/healthz")).toBe(200);
     const res = await grpcClient(serve, b.certs.ca).getToken({ selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } }, withKey(b.key));
     expect(res.token?.tokenType).toBe("Bearer");
+  });
+});
+
+describe("hosts that are not hosts, and requests without one", () => {
+  const getToken = (host: string | undefined, version = "1.1") => {
+    const body = JSON.stringify({ tenantId: b.grant.tenants[0]!.tenantId });
+    return Buffer.from(
+      `POST /tokenbroker.v1.TokenService/GetToken HTTP/${version}\r\n${host === undefined ? "" : `Host: ${host}\r\n`}` +
+        `Authorization: Bearer ${b.key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      "latin1",
+    );
+  };
+
+  it.each(["a b", "[", "a:99999", "@", "a/b", ""])("a GetToken with Host %j is answered 4xx over HTTP/1.1, and the process keeps serving", async (host) => {
+    const answer = h1Status(await exchange({ url: b.plain.url }, "http/1.1", getToken(host)));
+    expect(answer).toBeGreaterThanOrEqual(400);
+    expect(answer).toBeLessThan(500);
+    expect(await isAlive(b.plain)).toBe(true);
+    expect(await getStatus(b.plain, b.certs.ca, "/healthz")).toBe(200);
+  });
+
+  it("HTTP/1.0 without Host is served (health checks send none), the RPCs included", async () => {
+    const health = await exchange({ url: b.plain.url }, "http/1.1", Buffer.from("GET /healthz HTTP/1.0\r\n\r\n"));
+    expect(h1Status(health)).toBe(200);
+    const token = await exchange({ url: b.plain.url }, "http/1.1", getToken(undefined, "1.0"));
+    expect(h1Status(token)).toBe(200);
+    expect(token.toString("latin1")).toMatch(/"accessToken":/);
+  });
+
+  it("HTTP/2 with Host instead of :authority is served; without either the stream is reset (PROTOCOL_ERROR)", async () => {
+    const body = Buffer.from(JSON.stringify({ tenantId: b.grant.tenants[0]!.tenantId }));
+    const rpc = (authority: Array<[string, string]>) => [
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", "/tokenbroker.v1.TokenService/GetToken"],
+      ...authority,
+      ["content-type", "application/json"],
+      ["authorization", `Bearer ${b.key}`],
+    ] as Array<[string, string]>;
+    const frames = readFrames(
+      await exchange({ url: b.plain.url }, "h2", [
+        h2Opening(),
+        h2Frame(FrameType.HEADERS, END_HEADERS, 1, hpackLiterals(rpc([["host", "127.0.0.1"]]))),
+        h2Frame(FrameType.DATA, END_STREAM, 1, body),
+        h2Frame(FrameType.HEADERS, END_HEADERS, 3, hpackLiterals(rpc([]))),
+        h2Frame(FrameType.DATA, END_STREAM, 3, body),
+      ]),
+    );
+    // `:status: 200` is entry 8 of HPACK's static table, which Node sends indexed.
+    expect(frames.find((f) => f.type === FrameType.HEADERS && f.streamId === 1)?.payload[0]).toBe(0x80 | 8);
+    expect(Buffer.concat(frames.filter((f) => f.type === FrameType.DATA && f.streamId === 1).map((f) => f.payload)).toString()).toMatch(/"accessToken":/);
+    const reset = frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 3);
+    expect(reset?.payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
+    expect(await isAlive(b.plain)).toBe(true);
   });
 });

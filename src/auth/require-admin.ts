@@ -58,7 +58,7 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
 
   function requireAdmin(handler: HttpHandler): HttpHandler {
     return (req, res) => {
-      void admin(req).then(
+      return admin(req).then(
         ({ principal, bearer }) => {
           if (principal?.admin) {
             principals.set(req, principal);
@@ -79,7 +79,7 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
     method: "POST",
     path: "/login",
     handle: (req, res) => {
-      void readForm(req).then(async (form) => {
+      return readForm(req).then(async (form) => {
         if (!form) return sendJson(res, 400, { code: "invalid_argument", message: "post the form as application/x-www-form-urlencoded, at most 4 KiB" });
         const next = safeNext(form.get("next"));
         const principal = await options.authenticator.authenticate(`Bearer ${form.get("key") ?? ""}`);

@@ -2,6 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type * as tls from "node:tls";
+import { guardRequests, type RequestFailure } from "./request-guard.js";
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -35,6 +36,12 @@ export interface OnePortOptions {
    * its own to answer and never reaches `handler`.
    */
   streamHandler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  /**
+   * Told once of each request (or HTTP/2 stream) whose handler threw or
+   * rejected: that request alone fails (500, or an INTERNAL gRPC status),
+   * never the process. Default: ignored.
+   */
+  onRequestFailure?: RequestFailure;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -61,13 +68,16 @@ export interface OnePortServer {
  * `allowHTTP1` serves both, chosen by ALPN during the TLS handshake.
  */
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
-  const h1 = http.createServer(options.handler);
+  const onFailure = options.onRequestFailure ?? (() => {});
+  // Every request goes through the safety net: a bad target is answered 400, a failing handler fails its request.
+  const handler = guardRequests(options.handler, onFailure);
+  const h1 = http.createServer(handler);
   // No timeout ends an idle WatchToken stream: they stay open for hours.
   h1.requestTimeout = 0;
   h1.timeout = 0;
-  const h2 = http2.createServer({}, options.handler);
+  const h2 = http2.createServer({}, handler);
   h2.setTimeout(0);
-  if (options.streamHandler) takeStreamsFirst(h2, options.streamHandler);
+  containStreams(h2, options.streamHandler, onFailure);
   const sockets = new Set<net.Socket>();
   // HTTP/1.1 connections handed over by hand are not tracked by http.Server
   // (closeIdleConnections sees none), so count their requests in flight here.
@@ -98,9 +108,9 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
     session.on("close", () => sessions.delete(session));
   };
   h2.on("session", onSession);
-  const secure = options.tls && createSecure(options.tls, options.handler);
+  const secure = options.tls && createSecure(options.tls, handler);
   if (secure) {
-    if (options.streamHandler) takeStreamsFirst(secure, options.streamHandler);
+    containStreams(secure, options.streamHandler, onFailure);
     secure.on("session", onSession);
     // HTTP/1.1 over TLS (no "h2" in ALPN): tracked like the cleartext ones.
     secure.on("secureConnection", (socket: tls.TLSSocket) => {
@@ -160,20 +170,33 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
 }
 
 /**
- * Puts `take` in front of the server's own "stream" listener (Node's
+ * Puts `take` (if any) in front of the server's own "stream" listener (Node's
  * compatibility layer, added with the request handler): streams it takes go
- * no further, the others reach the request handler as before.
+ * no further, the others reach the request handler as before. A listener
+ * that throws fails that stream alone (reset with INTERNAL_ERROR, reported
+ * to `onFailure`): an exception thrown here would otherwise end the process.
  */
-function takeStreamsFirst(
+function containStreams(
   server: http2.Http2Server | http2.Http2SecureServer,
-  take: NonNullable<OnePortOptions["streamHandler"]>,
+  take: OnePortOptions["streamHandler"],
+  onFailure: RequestFailure,
 ): void {
   const others = server.listeners("stream") as Array<(...args: unknown[]) => void>;
   if (others.length === 0) throw new Error("HTTP/2 server has no request handler to put the stream handler in front of");
   server.removeAllListeners("stream");
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
-    if (take(stream, headers)) return;
-    for (const listener of others) listener.call(server, stream, headers, ...rest);
+    try {
+      if (take?.(stream, headers)) return;
+      for (const listener of others) listener.call(server, stream, headers, ...rest);
+    } catch (e) {
+      try {
+        onFailure(e, { method: String(headers[":method"]), path: String(headers[":path"]).slice(0, 200) });
+      } catch {
+        // a failing logger must not fail the stream twice
+      }
+      stream.on("error", () => {});
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
   });
 }
 
