@@ -5,12 +5,12 @@
  * encryption on); each is answered 400, and the process keeps serving.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { watchRequest } from "./helpers/raw-grpc.js";
 import { END_HEADERS, END_STREAM, exchange, FrameType, h1Status, h2Frame, h2Opening, h2Request, hpackLiterals, readFrames, type RawTarget } from "./helpers/raw-http.js";
 import { getStatus, grpcClient, isAlive, startProductionBrokers, type ProductionBrokers } from "./helpers/production-serve.js";
 import { withKey } from "./helpers/secure-broker.js";
+import { KILLER_TARGETS } from "./helpers/http-corpus.js";
 
-/** Request targets that ended the process on the code of issue 12. */
-export const KILLER_TARGETS = ["//", "///", "//@", "//:1", "/\\", "http://a:b@/", "//a:b@c", "//%", "//[", "http://[/", "//x/..", "/\\x"];
 
 /** How a request is refused: 400, or over HTTP/2 a stream reset PROTOCOL_ERROR (Node refuses a `:path` that is not a path itself). */
 const REFUSED = [400, "PROTOCOL_ERROR"];
@@ -114,5 +114,31 @@ describe("hosts that are not hosts, and requests without one", () => {
     const reset = frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 3);
     expect(reset?.payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
     expect(await isAlive(b.plain)).toBe(true);
+  });
+});
+
+describe("deadlines too long for a timer", () => {
+  it("gRPC's 99999999H and Connect's 9999999999 ms are cut to 24.8 days, not expired after 1 ms", async () => {
+    const tenantId = b.grant.tenants[0]!.tenantId;
+    const watch = (timeout: string) =>
+      h2Request(
+        { url: b.plain.url },
+        { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/grpc", te: "trailers", "grpc-timeout": timeout, authorization: `Bearer ${b.key}` },
+        watchRequest({ case: "tenantId", value: tenantId }),
+        1_000,
+      );
+    for (const timeout of ["99999999H", "500H"]) {
+      // The watch is still open when the client leaves a second later, the current token sent.
+      const open = await watch(timeout);
+      expect(open.error, timeout).toBe("timeout");
+      expect(open.body.length).toBeGreaterThan(5);
+    }
+    const connect = await h2Request(
+      { url: b.plain.url },
+      { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/GetToken", "content-type": "application/json", "connect-timeout-ms": "9999999999", authorization: `Bearer ${b.key}` },
+      Buffer.from(JSON.stringify({ tenantId })),
+    );
+    expect(connect.headers?.[":status"]).toBe(200);
+    expect(b.plain.stderr()).not.toMatch(/TimeoutOverflowWarning/);
   });
 });

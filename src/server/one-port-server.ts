@@ -42,6 +42,8 @@ export interface OnePortOptions {
    * never the process. Default: ignored.
    */
   onRequestFailure?: RequestFailure;
+  /** Headers every response of `handler` carries (refusals included); the stream handler adds its own. */
+  responseHeaders?: http.OutgoingHttpHeaders;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -70,7 +72,7 @@ export interface OnePortServer {
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
   const onFailure = options.onRequestFailure ?? (() => {});
   // Every request goes through the safety net: a bad target is answered 400, a failing handler fails its request.
-  const handler = guardRequests(options.handler, onFailure);
+  const handler = guardRequests(options.handler, onFailure, options.responseHeaders);
   const h1 = http.createServer(handler);
   // No timeout ends an idle WatchToken stream: they stay open for hours.
   h1.requestTimeout = 0;

@@ -13,7 +13,8 @@ type Res = HttpResponse;
 /**
  * The safety net around the port's request handler: a request whose target
  * is not a path, or whose authority (`Host`, `:authority`) is not a host, is
- * answered 400 before any route sees it; a handler that throws, or whose
+ * answered 400 before any route sees it; every response carries
+ * `responseHeaders`; a handler that throws, or whose
  * promise rejects, fails that request alone (500, or for gRPC an INTERNAL
  * status; a response already under way is cut off) and is reported once to
  * `onFailure`. Nothing a request does reaches the process.
@@ -22,8 +23,11 @@ type Res = HttpResponse;
  * without `:authority`, both allowed) is given the port's own address, which
  * Connect needs to build the request's URL.
  */
-export function guardRequests(handler: DualHandler, onFailure: RequestFailure): DualHandler {
+export function guardRequests(handler: DualHandler, onFailure: RequestFailure, responseHeaders: http.OutgoingHttpHeaders = {}): DualHandler {
+  const headers = Object.entries(responseHeaders).filter((e): e is [string, string | number | string[]] => e[1] !== undefined);
   return (req, res) => {
+    // First, so that every answer carries them, refusals included (a route that sets one itself wins).
+    for (const [name, value] of headers) res.setHeader(name, value);
     const target = parseRequestTarget(req.url);
     if (!target || !hasUsableAuthority(req)) return refuse(res);
     let result: unknown;

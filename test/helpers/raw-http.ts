@@ -140,7 +140,8 @@ export function readFrames(bytes: Buffer): Array<{ type: number; flags: number; 
 export async function h2Request(
   target: RawTarget,
   headers: http2.OutgoingHttpHeaders,
-  body?: Buffer,
+  body?: Uint8Array,
+  timeoutMs = EXCHANGE_MS,
 ): Promise<{ headers?: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
   const session = http2.connect(target.url, target.ca ? { ca: target.ca, servername: "localhost" } : {});
   session.on("error", () => {});
@@ -149,7 +150,7 @@ export async function h2Request(
       const chunks: Buffer[] = [];
       let got: http2.IncomingHttpHeaders | undefined;
       let trailers: http2.IncomingHttpHeaders | undefined;
-      const timer = setTimeout(() => resolve({ ...(got ? { headers: got } : {}), body: Buffer.concat(chunks), error: "timeout" }), EXCHANGE_MS);
+      const timer = setTimeout(() => resolve({ ...(got ? { headers: got } : {}), body: Buffer.concat(chunks), error: "timeout" }), timeoutMs);
       const req = session.request(headers, { endStream: body === undefined });
       req.on("response", (h) => (got = h));
       req.on("trailers", (t) => (trailers = t));
