@@ -142,3 +142,18 @@ describe("deadlines too long for a timer", () => {
     expect(b.plain.stderr()).not.toMatch(/TimeoutOverflowWarning/);
   });
 });
+
+describe("an HTTP/2 stream gone before it is handled (found by test/fuzz-http.test.ts)", () => {
+  it("`expect: 100-continue` on a stream reset in the same packet neither ends the process nor logs an error", async () => {
+    const block = hpackLiterals([[":method", "GET"], [":scheme", "http"], [":path", "/healthz"], [":authority", "127.0.0.1"], ["expect", "100-continue"]]);
+    const rst = Buffer.alloc(4);
+    rst.writeUInt32BE(8); // CANCEL
+    for (const serve of [b.plain, b.tls]) {
+      // One write: Node reads both frames before it hands the stream over, then answers 100 on a destroyed stream.
+      await exchange({ url: serve.url, ca: b.certs.ca }, "h2", Buffer.concat([h2Opening(), h2Frame(FrameType.HEADERS, END_HEADERS, 1, block), h2Frame(FrameType.RST_STREAM, 0, 1, rst)]));
+      expect(await isAlive(serve), serve.stderr().slice(-2000)).toBe(true);
+      expect(await getStatus(serve, b.certs.ca, "/healthz")).toBe(200);
+      expect(serve.stderr()).not.toMatch(/"level":50/);
+    }
+  });
+});

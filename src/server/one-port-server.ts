@@ -174,7 +174,8 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
 /**
  * Puts `take` (if any) in front of the server's own "stream" listener (Node's
  * compatibility layer, added with the request handler): streams it takes go
- * no further, the others reach the request handler as before. A listener
+ * no further, the others reach the request handler as before; a stream
+ * destroyed before its turn goes nowhere. A listener
  * that throws fails that stream alone (reset with INTERNAL_ERROR, reported
  * to `onFailure`): an exception thrown here would otherwise end the process.
  */
@@ -187,6 +188,9 @@ function containStreams(
   if (others.length === 0) throw new Error("HTTP/2 server has no request handler to put the stream handler in front of");
   server.removeAllListeners("stream");
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    // Gone already (reset, or its session failed, in the same read as its HEADERS): nothing to answer, and
+    // Node's compatibility layer would throw answering `expect: 100-continue` on it.
+    if (stream.destroyed) return;
     try {
       if (take?.(stream, headers)) return;
       for (const listener of others) listener.call(server, stream, headers, ...rest);

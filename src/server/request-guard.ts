@@ -26,12 +26,11 @@ type Res = HttpResponse;
 export function guardRequests(handler: DualHandler, onFailure: RequestFailure, responseHeaders: http.OutgoingHttpHeaders = {}): DualHandler {
   const headers = Object.entries(responseHeaders).filter((e): e is [string, string | number | string[]] => e[1] !== undefined);
   return (req, res) => {
-    // First, so that every answer carries them, refusals included (a route that sets one itself wins).
-    for (const [name, value] of headers) res.setHeader(name, value);
-    const target = parseRequestTarget(req.url);
-    if (!target || !hasUsableAuthority(req)) return refuse(res);
     let result: unknown;
     try {
+      // First, so that every answer carries them, refusals included (a route that sets one itself wins).
+      for (const [name, value] of headers) res.setHeader(name, value);
+      if (!parseRequestTarget(req.url) || !hasUsableAuthority(req)) return refuse(res);
       result = handler(req, res);
     } catch (e) {
       failRequest(req, res, e, onFailure);
