@@ -343,7 +343,9 @@ async function fuzz(
       // (a broker that stopped accepting fails the check after the batch all the same).
       const answer = await exchange(target, alpn, input, 250).catch(async () => {
         await new Promise((r) => setTimeout(r, 200));
-        return exchange(target, alpn, input, 250);
+        return exchange(target, alpn, input, 250).catch((e: Error) => {
+          throw new Error(`${e.message}; the broker's standard error ends: ${serve().stderr().slice(-3000)}`);
+        });
       });
       if (alpn === "http/1.1") {
         const status = h1Status(answer);

@@ -188,6 +188,9 @@ function containStreams(
   if (others.length === 0) throw new Error("HTTP/2 server has no request handler to put the stream handler in front of");
   server.removeAllListeners("stream");
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    // Whoever takes the stream, an error on it (a reset, or its session failing on a bad frame) must not reach
+    // the process as an unhandled 'error' event; the stream's 'close' tells its handler.
+    stream.on("error", ignoreStreamError);
     // Gone already (reset, or its session failed, in the same read as its HEADERS): nothing to answer, and
     // Node's compatibility layer would throw answering `expect: 100-continue` on it.
     if (stream.destroyed) return;
@@ -205,6 +208,9 @@ function containStreams(
     }
   });
 }
+
+/** Shared by every stream (see `containStreams`): the error is also seen as the stream's close. */
+function ignoreStreamError(): void {}
 
 /** Reads just enough of a new connection to tell HTTP/2 from HTTP/1.1, then hands it over. */
 function route(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
