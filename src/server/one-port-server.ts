@@ -150,6 +150,14 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
     });
   });
   const address = tcp.address() as net.AddressInfo;
+  // An accept that fails (out of file descriptors) is emitted as the server's 'error': without a listener it
+  // would end the process. That connection alone is lost; reported at most every 10 s.
+  let acceptFailedAt = -Infinity;
+  tcp.on("error", (e) => {
+    if (performance.now() - acceptFailedAt < 10_000) return;
+    acceptFailedAt = performance.now();
+    onFailure(e, { method: undefined, path: "(accept)" });
+  });
 
   return {
     host: address.address,
