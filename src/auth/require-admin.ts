@@ -91,7 +91,7 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
     return (req, res) => {
       // A bearer key is a sign-in: a locked-out client's is not looked at.
       if (req.headers["authorization"] !== undefined && held(req, res, () => undefined)) return;
-      void admin(req).then(
+      return admin(req).then(
         ({ principal, bearer }) => {
           if (principal?.admin) {
             if (bearer) throttle.succeeded(clientOf(req.socket?.remoteAddress));
@@ -114,7 +114,7 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
     method: "POST",
     path: "/login",
     handle: (req, res) => {
-      void readForm(req).then(async (form) => {
+      return readForm(req).then(async (form) => {
         if (!form) return sendJson(res, 400, { code: "invalid_argument", message: "post the form as application/x-www-form-urlencoded, at most 4 KiB" });
         const next = safeNext(form.get("next"));
         if (held(req, res, (seconds) => loginPage(next, `Too many failed sign-ins from this address; try again in ${seconds} s.`))) return;

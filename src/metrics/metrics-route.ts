@@ -14,7 +14,7 @@ export function createMetricsRoute(scrape: () => Promise<Scrape>, path = "/metri
     path,
     handle(req, res) {
       const response = res as http.ServerResponse;
-      scrape().then(
+      return scrape().then(
         ({ contentType, body }) => {
           response.writeHead(200, {
             "content-type": contentType,

@@ -11,6 +11,9 @@ import { TokenServiceImpl } from "../service/token-service.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
+import type { RequestFailure } from "./request-guard.js";
+import { portResponseHeaders } from "./response-headers.js";
+import { clampDeadlines, MAX_DEADLINE_MS } from "./deadline-headers.js";
 import { drainUnreadBodies } from "./drain-request.js";
 import { authenticateBeforeBody } from "./authenticate-before-body.js";
 import type { ConnectionLimits } from "./connection-limits.js";
@@ -156,6 +159,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(options.consent ? { consent: options.consent } : {}),
     ...(options.audit ? { audit: options.audit } : {}),
   });
+  // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
+  const onRequestFailure: RequestFailure = (e, request) => logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.
   setMaxListeners(0, shutdown.signal);
@@ -166,10 +171,12 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     // stream per message cost more CPU than the rest of a cached GetToken, on both ends (npm run bench).
     compressMinBytes: 16 * 1024,
     shutdownSignal: shutdown.signal,
+    // Longer deadlines are cut to this before Connect sees them (clampDeadlines); anything else longer is refused.
+    maxTimeoutMs: MAX_DEADLINE_MS,
     interceptors: [...security.interceptors, metrics.interceptor, holdWatchStreams()],
     contextValues: (req) => createContextValues().set(holdKey, holdOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
-    fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes])),
+    fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]), onRequestFailure),
   });
 
   // Plain gRPC calls of the TokenService skip Connect's per-call machinery (cached GetToken, refresh storms,
@@ -186,12 +193,15 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     }),
     readMaxBytes: options.readMaxBytes ?? 64 * 1024,
     onInternalError,
+    responseHeaders: portResponseHeaders(!!options.tls),
   });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies(withKeyChecked(security.authenticate, rpcHandler)),
+    handler: drainUnreadBodies(withKeyChecked(security.authenticate, clampDeadlines(rpcHandler))),
+    responseHeaders: portResponseHeaders(!!options.tls),
     streamHandler: fastPath,
+    onRequestFailure,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
     onLimit: limitLog(logger),

@@ -80,6 +80,8 @@ export interface GrpcFastPathOptions {
   readMaxBytes: number;
   /** Gets anything a method threw that is not a `ConnectError` (the caller sees INTERNAL). */
   onInternalError(e: unknown): void;
+  /** Added to every response's headers (`Cache-Control: no-store`, HSTS over TLS). */
+  responseHeaders?: http2.OutgoingHttpHeaders;
 }
 
 /** Takes an HTTP/2 stream (returns true) or leaves it alone (returns false); see `OnePortOptions.streamHandler`. */
@@ -367,7 +369,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private respond(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
+    this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders }, { waitForTrailers: true });
   }
 
   /** Ends the call: trailers after the messages, or a trailers-only response. */
@@ -380,7 +382,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     try {
       if (!this.headersSent) {
         this.headersSent = true;
-        stream.respond({ ":status": 200, "content-type": "application/grpc", ...status }, { endStream: true });
+        stream.respond({ ":status": 200, "content-type": "application/grpc", ...this.shared.options.responseHeaders, ...status }, { endStream: true });
       } else {
         stream.once("wantTrailers", () => stream.sendTrailers(status));
         stream.end();

@@ -1,5 +1,7 @@
 import type * as http from "node:http";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { failRequest, type RequestFailure } from "./request-guard.js";
+import { requestTarget } from "./request-target.js";
 
 /** A handler for plain HTTP requests of either version (connect-node's fallback type). */
 export type HttpHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -19,15 +21,21 @@ export interface HttpRoute {
 /**
  * A handler for requests that are not RPCs: dispatches to the first matching
  * route, answers 405 for a known path with another method and 404 otherwise.
+ * A route whose promise rejects fails its request alone (see `failRequest`),
+ * reported to `onFailure`: Connect, which calls this, drops the promise.
  */
-export function routeHttp(routes: HttpRoute[]): HttpHandler {
+export function routeHttp(routes: HttpRoute[], onFailure: RequestFailure = () => {}): HttpHandler {
   return (req, res) => {
-    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const { path } = requestTarget(req);
     const matching = routes.filter((r) =>
       r.path.endsWith("/*") ? path.startsWith(r.path.slice(0, -1)) : r.path === path,
     );
     const route = matching.find((r) => r.method === req.method || (req.method === "HEAD" && r.method === "GET"));
-    if (route) return route.handle(req, res);
+    if (route) {
+      const result: unknown = route.handle(req, res);
+      if (result instanceof Promise) result.catch((e: unknown) => failRequest(req, res, e, onFailure));
+      return;
+    }
     if (matching.length > 0) {
       res.setHeader("allow", [...new Set(matching.map((r) => r.method))].join(", "));
       return sendJson(res, 405, { code: "method_not_allowed", message: `${req.method} is not allowed on ${path}` });

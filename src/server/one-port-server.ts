@@ -4,6 +4,7 @@ import * as net from "node:net";
 import type * as tls from "node:tls";
 import { ConnectionGuard, type GuardCounts } from "./connection-guard.js";
 import { connectionLimits, type ConnectionLimits } from "./connection-limits.js";
+import { guardRequests, type RequestFailure } from "./request-guard.js";
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -41,6 +42,14 @@ export interface OnePortOptions {
   limits?: Partial<ConnectionLimits>;
   /** Hears of every connection or stream a limit refused or closed (see `limitLog`). */
   onLimit?: (kind: keyof GuardCounts, address: string | undefined) => void;
+  /**
+   * Told once of each request (or HTTP/2 stream) whose handler threw or
+   * rejected: that request alone fails (500, or an INTERNAL gRPC status),
+   * never the process. Default: ignored.
+   */
+  onRequestFailure?: RequestFailure;
+  /** Headers every response of `handler` carries (refusals included); the stream handler adds its own. */
+  responseHeaders?: http.OutgoingHttpHeaders;
 }
 
 /** A listening server; see {@link listenOnePort}. */
@@ -70,7 +79,10 @@ export interface OnePortServer {
  */
 export async function listenOnePort(options: OnePortOptions): Promise<OnePortServer> {
   const guard = new ConnectionGuard(connectionLimits(options.limits), options.onLimit);
-  const h1 = http.createServer(options.handler);
+  const onFailure = options.onRequestFailure ?? (() => {});
+  // Every request goes through the safety net: a bad target is answered 400, a failing handler fails its request.
+  const handler = guardRequests(options.handler, onFailure, options.responseHeaders);
+  const h1 = http.createServer(handler);
   // Node's timers of a server never start on sockets handed over by hand: the guard's replace them, and
   // spare connections with an authenticated WatchToken stream, which stay open for hours.
   h1.requestTimeout = 0;
@@ -79,10 +91,9 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
   // A socket's timeout is the guard's to act on: with no listener here, Node would destroy the socket.
   h1.on("timeout", () => {});
   const h2Settings = { settings: { maxConcurrentStreams: guard.limits.maxConcurrentStreams } };
-  const h2 = http2.createServer(h2Settings, options.handler);
+  const h2 = http2.createServer(h2Settings, handler);
   h2.setTimeout(0);
-  if (options.streamHandler) takeStreamsFirst(h2, options.streamHandler);
-  guardStreams(h2, guard); // first of all the stream listeners
+  containStreams(h2, options.streamHandler, onFailure, guard);
   const sockets = new Set<net.Socket>();
   // HTTP/1.1 connections handed over by hand are not tracked by http.Server
   // (closeIdleConnections sees none), so count their requests in flight here.
@@ -116,10 +127,9 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
     session.on("close", () => sessions.delete(session));
   };
   h2.on("session", onSession);
-  const secure = options.tls && createSecure(options.tls, options.handler, h2Settings);
+  const secure = options.tls && createSecure(options.tls, handler, h2Settings);
   if (secure) {
-    if (options.streamHandler) takeStreamsFirst(secure, options.streamHandler);
-    guardStreams(secure, guard);
+    containStreams(secure, options.streamHandler, onFailure, guard);
     secure.on("session", onSession);
     // HTTP/1.1 over TLS (no "h2" in ALPN): tracked like the cleartext ones.
     secure.on("secureConnection", (socket: tls.TLSSocket) => {
@@ -159,6 +169,14 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
     });
   });
   const address = tcp.address() as net.AddressInfo;
+  // An accept that fails (out of file descriptors) is emitted as the server's 'error': without a listener it
+  // would end the process. That connection alone is lost; reported at most every 10 s.
+  let acceptFailedAt = -Infinity;
+  tcp.on("error", (e) => {
+    if (performance.now() - acceptFailedAt < 10_000) return;
+    acceptFailedAt = performance.now();
+    onFailure(e, { method: undefined, path: "(accept)" });
+  });
 
   return {
     host: address.address,
@@ -182,27 +200,47 @@ export async function listenOnePort(options: OnePortOptions): Promise<OnePortSer
 }
 
 /**
- * Puts `take` in front of the server's own "stream" listener (Node's
+ * Puts `take` (if any) in front of the server's own "stream" listener (Node's
  * compatibility layer, added with the request handler): streams it takes go
- * no further, the others reach the request handler as before.
+ * no further, the others reach the request handler as before; a stream
+ * destroyed before its turn goes nowhere. A listener
+ * that throws fails that stream alone (reset with INTERNAL_ERROR, reported
+ * to `onFailure`): an exception thrown here would otherwise end the process.
  */
-function takeStreamsFirst(
+function containStreams(
   server: http2.Http2Server | http2.Http2SecureServer,
-  take: NonNullable<OnePortOptions["streamHandler"]>,
+  take: OnePortOptions["streamHandler"],
+  onFailure: RequestFailure,
+  guard: ConnectionGuard,
 ): void {
   const others = server.listeners("stream") as Array<(...args: unknown[]) => void>;
   if (others.length === 0) throw new Error("HTTP/2 server has no request handler to put the stream handler in front of");
   server.removeAllListeners("stream");
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
-    if (take(stream, headers)) return;
-    for (const listener of others) listener.call(server, stream, headers, ...rest);
+    // Whoever takes the stream, an error on it (a reset, or its session failing on a bad frame) must not reach
+    // the process as an unhandled 'error' event; the stream's 'close' tells its handler.
+    stream.on("error", ignoreStreamError);
+    // Gone already (reset, or its session failed, in the same read as its HEADERS): nothing to answer, and
+    // Node's compatibility layer would throw answering `expect: 100-continue` on it.
+    if (stream.destroyed) return;
+    try {
+      guard.stream(stream); // its connection's header wait ends; its bytes are counted
+      if (take?.(stream, headers)) return;
+      for (const listener of others) listener.call(server, stream, headers, ...rest);
+    } catch (e) {
+      try {
+        onFailure(e, { method: String(headers[":method"]), path: String(headers[":path"]).slice(0, 200) });
+      } catch {
+        // a failing logger must not fail the stream twice
+      }
+      stream.on("error", () => {});
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
   });
 }
 
-/** Shows every HTTP/2 stream to the guard first (its header wait ends; its bytes are counted). */
-function guardStreams(server: http2.Http2Server | http2.Http2SecureServer, guard: ConnectionGuard): void {
-  server.prependListener("stream", (stream: http2.ServerHttp2Stream) => guard.stream(stream));
-}
+/** Shared by every stream (see `containStreams`): the error is also seen as the stream's close. */
+function ignoreStreamError(): void {}
 
 /** Reads just enough of a new connection to tell HTTP/2 from HTTP/1.1, then hands it over. */
 function route(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {

@@ -13,6 +13,7 @@ import type { WatchGate } from "../broker/watch-hub.js";
 import { errorFields, type Logger } from "../logger.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { HttpRoute } from "./http-routes.js";
+import { requestTarget } from "./request-target.js";
 import { startRpcDebugLine } from "./rpc-debug-line.js";
 
 /** Authentication of the broker's port (see `startBrokerServer`'s `auth`). */
@@ -130,7 +131,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
   const isPublic = (path: string) => publicPaths.has(path) || (auth?.publicPaths === undefined && path.endsWith("/callback"));
   /** An admin page's handler that records who used it (viewing the status page is not an action). */
   const audited = (route: HttpRoute): HttpRoute["handle"] => (req, res) => {
-    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const { path } = requestTarget(req);
     if (audit && !(path === "/" && (req.method === "GET" || req.method === "HEAD"))) {
       audit.record({
         actor: adminOf(req)?.name,

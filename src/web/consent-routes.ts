@@ -5,6 +5,7 @@ import type { ConsentFlow, StartedConsent } from "../consent/consent-flow.js";
 import { ConsentError, type ConsentErrorKind } from "../consent/consent-error.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
 import type { HttpRequest, HttpResponse, HttpRoute } from "../server/http-routes.js";
+import { requestTarget } from "../server/request-target.js";
 import { renderErrorPage } from "./error-page.js";
 import { newNonce, renderPage, sendPage, sendRedirect } from "./page.js";
 
@@ -62,8 +63,7 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
         const flow = options.consent();
         const redirect = new URL(flow.redirectUri);
         // The cookie must come back with the callback: start on the redirect URI's host.
-        const url = new URL(req.url ?? "/", "http://x");
-        if (requestHost(req) !== redirect.host && !url.searchParams.has("moved")) {
+        if (requestHost(req) !== redirect.host && !requestTarget(req).query.has("moved")) {
           return sendRedirect(res, new URL(`${CONNECT_PATH}?moved=1`, redirect).href);
         }
         try {
@@ -106,7 +106,7 @@ export function consentRoutes(options: ConsentRoutesOptions): HttpRoute[] {
       method: "GET",
       path: options.callbackPath,
       async handle(req, res) {
-        const params = new URL(req.url ?? "/", "http://x").searchParams;
+        const params = requestTarget(req).query;
         const state = params.get("state") ?? "";
         const browserSecret = state === "" ? undefined : cookies(req)[cookieName(state)];
         const clear = state === "" ? {} : { "set-cookie": `${cookieName(state)}=; Path=${options.callbackPath}; Max-Age=0` };

@@ -2,6 +2,7 @@ import { systemClock, type Clock } from "../clock.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { HttpRoute } from "../server/http-routes.js";
+import { requestTarget } from "../server/request-target.js";
 import { CONNECT_PATH } from "./consent-routes.js";
 import { renderErrorPage } from "./error-page.js";
 import { newNonce, renderPage, sendPage } from "./page.js";
@@ -28,7 +29,7 @@ export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
       method: "GET",
       path: STATUS_PATH,
       async handle(req, res) {
-        const connected = new URL(req.url ?? "/", "http://x").searchParams.get("connected") ?? undefined;
+        const connected = requestTarget(req).query.get("connected") ?? undefined;
         const nonce = newNonce();
         let page;
         try {
