@@ -19,6 +19,7 @@ import { benchFanOut } from "./scenarios/fan-out.js";
 import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
+import { h2loadMissing } from "./load/h2load.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
 const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile"] as const;
@@ -46,6 +47,11 @@ async function main(): Promise<number> {
     return 2;
   }
   const runs = (name: ScenarioName) => only.includes(name);
+  const missing = runs("cached") ? h2loadMissing() : undefined;
+  if (missing) {
+    process.stderr.write(`${missing}\n`);
+    return 2;
+  }
   const out = values.out ?? fileURLToPath(new URL("../../bench/results/latest.json", import.meta.url));
   const started = performance.now();
   const loadAtStart = loadAverage();

@@ -7,11 +7,13 @@ import { writeHeapSnapshot } from "node:v8";
 import type { JsonValue } from "@bufbuild/protobuf";
 import { serveHost } from "../ipc.js";
 import { startBareServer, type BareServer } from "./bare-host.js";
+import { startPlainServers, type PlainServers, type PlainServerUrls } from "./plain-host.js";
 import { startBenchBroker, type BenchBroker, type BenchBrokerOptions } from "./broker-host.js";
 import type { GuardCounts } from "../../src/server/connection-guard.js";
 
 let broker: BenchBroker | undefined;
 let bare: BareServer | undefined;
+let plain: PlainServers | undefined;
 let rssSampler: NodeJS.Timeout | undefined;
 let peakRss = 0;
 
@@ -46,6 +48,11 @@ export const serverHostApi = {
   async startBare(token: JsonValue): Promise<{ url: string }> {
     bare = await startBareServer(token);
     return { url: bare.url };
+  },
+  /** Starts the plain servers (grpc-js, connect-node on HTTP/2 and HTTP/1.1) answering GetToken with `token` (proto JSON). */
+  async startPlain(token: JsonValue): Promise<PlainServerUrls> {
+    plain = await startPlainServers(token);
+    return plain.urls;
   },
   /** Moves the broker's (manual) clock past the token's expiry. */
   async expireToken(): Promise<void> {
@@ -96,4 +103,5 @@ serveHost(serverHostApi, async () => {
   clearInterval(rssSampler);
   await broker?.close();
   await bare?.close();
+  await plain?.close();
 });
