@@ -2,9 +2,10 @@
  * The gRPC fast path (`src/server/grpc-fast-path.ts`,
  * `src/server/token-service-fast-methods.ts`) with API keys, the audit log and
  * debug logging on: every TokenService method, called with raw `node:http2`
- * frames over the fast path and then (with a `grpc-timeout` header) over the
- * Connect handler, must get the same status codes and write the same audit
- * rows and debug lines, with no secret in the log.
+ * frames over the fast path and then as gRPC-Web (the same frames, served by
+ * the Connect handler), must get the same status codes and write the same
+ * audit rows and debug lines, with no secret in the log: both paths run the
+ * port's one guard (`src/server/call-guard.ts`).
  */
 import * as http2 from "node:http2";
 import { Writable } from "node:stream";
@@ -165,7 +166,7 @@ describe.each(methods)("gRPC fast path: $method with API keys, audit and debug l
     // The fast path answered the keyed call (`application/grpc`, identity only), Connect the other.
     expect(fast.headers?.["content-type"]).toBe("application/grpc");
     expect(fast.headers?.["grpc-accept-encoding"]).toBe("identity");
-    expect(viaConnect.headers?.["content-type"]).toBe("application/grpc+proto");
+    expect(viaConnect.headers?.["content-type"]).toBe("application/grpc-web+proto");
     expect(fast.token.connectionId).toBe(f.connectionId);
     expect(viaConnect.token.connectionId).toBe(f.connectionId);
 
@@ -261,8 +262,8 @@ describe("gRPC fast path: malformed bodies with API keys, audit and debug loggin
   });
 
   // Connect reads a server-streaming request's messages inside its interceptors and checks there is exactly
-  // one only in the handler, after the API key check: the fast path hands such a call the same error to
-  // throw after its own key check (`FastCall.protocolError`).
+  // one only in the handler, after the API key check: the fast path hands such a body to Connect's handler
+  // (`connect-fallback.ts`), with the guarded call its headers started.
   it("WatchToken: a body with no message or two is refused after the key check, as on Connect", async () => {
     const tenantA = ctx.f.imported.tenants[0]!.tenantId;
     const one = watchRequest(byTenant(tenantA));

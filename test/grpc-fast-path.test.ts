@@ -3,7 +3,8 @@
  * `src/server/token-service-fast-methods.ts`), spoken to with a bare
  * `node:http2` client: raw gRPC frames in, raw frames and trailers out, so
  * nothing of connect-es stands between the test and the wire. A call with a
- * `grpc-timeout` header goes to the Connect handler instead: the same bytes
+ * `grpc-timeout` header is served here too, and times out as Connect's calls
+ * do; gRPC-Web (`VIA_CONNECT`) goes to the Connect handler, and the same bytes
  * over both paths must get the same answer.
  * API keys, audit and debug logging: `grpc-fast-path-parity.test.ts`.
  */
@@ -11,6 +12,7 @@ import * as http2 from "node:http2";
 import { Writable } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   ConnectionState,
@@ -288,20 +290,29 @@ const malformedBodies: BadRequest[] = [
   ),
 ];
 
-/** Which handler answered a gRPC call: the fast path says `application/grpc`, connect-node `application/grpc+proto`. */
-function servedBy(headers: http2.IncomingHttpHeaders | undefined): "fast path" | "Connect" | undefined {
+/**
+ * Which handler answered a call: the fast path says `application/grpc`; connect-node says
+ * `application/grpc+proto` to gRPC (a body the fast path handed it) and `application/grpc-web+proto` to
+ * gRPC-Web (`VIA_CONNECT`).
+ */
+function servedBy(headers: http2.IncomingHttpHeaders | undefined): "fast path" | "Connect" | "Connect (gRPC-Web)" | undefined {
   const type = headers?.["content-type"];
-  return type === "application/grpc" ? "fast path" : type === "application/grpc+proto" ? "Connect" : undefined;
+  if (type === "application/grpc") return "fast path";
+  if (type === "application/grpc+proto") return "Connect";
+  return type === "application/grpc-web+proto" ? "Connect (gRPC-Web)" : undefined;
 }
 
 describe("gRPC fast path: refused requests get the Connect path's answer", () => {
   const ctx = useBroker();
 
-  it.each([...refusedRequests, ...malformedBodies])("$method with $name", async ({ method, body, code, message }) => {
+  it.each([...refusedRequests, ...malformedBodies])("$method with $name", async (request) => {
+    const { method, body, code, message } = request;
     const { f, session } = ctx;
     const fast = await unary(session, method, body(f));
     const viaConnect = await unary(session, method, body(f), VIA_CONNECT);
-    expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual(["fast path", "Connect"]);
+    // A well-formed request is answered by the fast path; a malformed body by Connect's own handler of the method.
+    const answeredBy = refusedRequests.includes(request) ? "fast path" : "Connect";
+    expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual([answeredBy, "Connect (gRPC-Web)"]);
     expect(fast.frames).toEqual([]);
     expect(viaConnect.frames).toEqual([]);
     expect(fast.status.code).toBe(code);
@@ -317,7 +328,7 @@ describe("gRPC fast path: refused requests get the Connect path's answer", () =>
     const body = frame(getTokenBytes(tenantOf(f)), 0x02);
     const fast = await unary(session, "GetToken", body);
     const viaConnect = await unary(session, "GetToken", body, VIA_CONNECT);
-    expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual(["fast path", "Connect"]);
+    expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual(["fast path", "Connect (gRPC-Web)"]);
     expect(fast.status).toEqual({ code: 0, message: "" });
     expect(viaConnect.status).toEqual({ code: 0, message: "" });
     expect(decodeGet(fast.frames[0]!).token).toEqual(decodeGet(viaConnect.frames[0]!).token);
@@ -331,7 +342,7 @@ describe("gRPC fast path: refused requests get the Connect path's answer", () =>
       const fast = rawCall(session, "WatchToken", body);
       const viaConnect = rawCall(session, "WatchToken", body, VIA_CONNECT);
       const [a, b] = [statusOf(await fast.ended), statusOf(await viaConnect.ended)];
-      expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual(["fast path", "Connect"]);
+      expect([servedBy(fast.headers), servedBy(viaConnect.headers)]).toEqual(["Connect", "Connect (gRPC-Web)"]);
       expect(a.code).not.toBe(0);
       expect(a).toEqual(b);
     }
@@ -449,6 +460,80 @@ describe("gRPC fast path under load and with clients that give up", () => {
     expect(f.fake.tokenEndpointCalls - before.calls).toBe(1);
     expect(await metric(f, "tokenbroker_refreshes_total", refreshes)).toBe(before.refreshes + 1);
     expect(await servedGetTokens(f)).toBe(before.served + 1); // not the cancelled call
+  });
+});
+
+/** GetToken through `@grpc/grpc-js` with a deadline (`grpc-timeout`), as the Python example's `timeout=10` sends it. */
+function grpcJsGetToken(url: string, selector: RawSelector, deadlineMs: number): Promise<{ headers: grpc.Metadata | undefined; response?: GetTokenResponse; error?: grpc.ServiceError }> {
+  const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    let headers: grpc.Metadata | undefined;
+    const call = client.makeUnaryRequest(
+      "/tokenbroker.v1.TokenService/GetToken",
+      (b: Buffer) => b,
+      decodeGet,
+      getTokenRequest(selector).subarray(5),
+      new grpc.Metadata(),
+      { deadline: Date.now() + deadlineMs },
+      (error, response) => {
+        client.close();
+        resolve({ headers, ...(error ? { error } : {}), ...(response ? { response } : {}) });
+      },
+    );
+    call.on("metadata", (m) => (headers = m));
+  });
+}
+
+describe("gRPC fast path: deadlines (grpc-timeout)", () => {
+  const ctx = useBroker();
+
+  it("a grpc-js call with a 10 s deadline is served by the fast path", async () => {
+    const { f } = ctx;
+    const res = await grpcJsGetToken(f.server.url, tenantOf(f), 10_000);
+    expect(res.error).toBeUndefined();
+    expect(res.response?.token?.connectionId).toBe(f.connectionId);
+    expect(res.headers?.get("content-type")).toEqual(["application/grpc"]); // Connect would say application/grpc+proto
+    const raw = await unary(ctx.session, "GetToken", getTokenRequest(tenantOf(f)), { "grpc-timeout": "10S" });
+    expect([raw.status, servedBy(raw.headers)]).toEqual([{ code: 0, message: "" }, "fast path"]);
+  });
+
+  it("a call that waits on a refresh longer than its deadline ends DEADLINE_EXCEEDED, as on Connect; the refresh serves the next caller", async () => {
+    const { f, session } = ctx;
+    const old = (await getToken(session, tenantOf(f))).token;
+    await f.expireToken();
+    f.fake.setLatency(1500);
+    const calls = f.fake.tokenEndpointCalls;
+    const served = await servedGetTokens(f);
+    const started = performance.now();
+    const fast = await unary(session, "GetToken", getTokenRequest(tenantOf(f)), { "grpc-timeout": "300m" });
+    const tookMs = performance.now() - started;
+    const viaConnect = await unary(session, "GetToken", getTokenRequest(tenantOf(f)), { ...VIA_CONNECT, "grpc-timeout": "300m" });
+    expect(servedBy(fast.headers)).toBe("fast path");
+    expect(fast.status).toEqual({ code: Code.DeadlineExceeded, message: "the operation timed out" });
+    expect(viaConnect.status).toEqual(fast.status);
+    expect(tookMs).toBeGreaterThanOrEqual(290);
+    expect(tookMs).toBeLessThan(1400); // not held until the refresh ended
+    // A grpc-js caller with a deadline gets the same.
+    const js = await grpcJsGetToken(f.server.url, tenantOf(f), 300);
+    expect(js.error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    // The refresh went on, once, and serves the next caller; no timed-out call was counted as served.
+    const next = await getToken(session, tenantOf(f));
+    expect(next.token.version).toBe(old.version + 1n);
+    expect(f.fake.tokenEndpointCalls - calls).toBe(1);
+    expect(await servedGetTokens(f)).toBe(served + 1);
+  });
+
+  it("a malformed grpc-timeout is left to Connect, which refuses it", async () => {
+    const { f, session } = ctx;
+    const res = await unary(session, "GetToken", getTokenRequest(tenantOf(f)), { "grpc-timeout": "soon" });
+    expect(servedBy(res.headers)).toBe("Connect");
+    expect(res.status).toEqual({ code: Code.InvalidArgument, message: "protocol error: invalid grpc timeout value: soon" });
+  });
+
+  it("a deadline past what a timer holds is cut to the longest one, not fired at once", async () => {
+    const { f, session } = ctx;
+    const res = await unary(session, "GetToken", getTokenRequest(tenantOf(f)), { "grpc-timeout": "99999999H" });
+    expect([res.status.code, servedBy(res.headers)]).toEqual([0, "fast path"]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { createConnectRouter, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   ConnectionState,
@@ -16,6 +16,8 @@ import {
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { drainUnreadBodies } from "../../src/server/drain-request.js";
+import { createCallGuard } from "../../src/server/call-guard.js";
+import { connectFallback } from "../../src/server/connect-fallback.js";
 import { createGrpcFastPath, type FastMethod } from "../../src/server/grpc-fast-path.js";
 import { routeHttp } from "../../src/server/http-routes.js";
 import { listenOnePort, type OnePortServer } from "../../src/server/one-port-server.js";
@@ -82,29 +84,36 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
     fallback: routeHttp([]),
   });
   // The broker's gRPC fast path, answering from the same constants: the transport the broker's plain gRPC calls take.
-  const getTokenBytes = toBinary(GetTokenResponseSchema, getTokenResponse);
+  const getTokenAnswer = { bytes: toBinary(GetTokenResponseSchema, getTokenResponse), token: current };
   // As the broker does: each token serialized once for all its subscribers.
-  const watchFrames = new WeakMap<Token, Uint8Array>();
-  const watchBytes = () => {
-    let bytes = watchFrames.get(current);
-    if (!bytes) {
-      bytes = toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE }));
-      watchFrames.set(current, bytes);
+  const watchFrames = new WeakMap<Token, { bytes: Uint8Array; token: Token }>();
+  const watchAnswer = () => {
+    let answer = watchFrames.get(current);
+    if (!answer) {
+      answer = { bytes: toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE })), token: current };
+      watchFrames.set(current, answer);
     }
-    return bytes;
+    return answer;
   };
+  const router = createConnectRouter({ readMaxBytes: 64 * 1024 });
+  routes(router);
   const path = (name: string) => `/${TokenService.typeName}/${name}`;
   const fastPath = createGrpcFastPath({
     readMaxBytes: 64 * 1024,
+    guard: createCallGuard([]),
+    fallback: connectFallback({ handlers: router.handlers }),
     onInternalError: () => {},
     methods: new Map<string, FastMethod>([
-      [path("GetToken"), { kind: "unary", input: GetTokenRequestSchema, handle: async () => getTokenBytes }],
+      [path("GetToken"), { kind: "unary", input: GetTokenRequestSchema, handle: async () => getTokenAnswer }],
       [
         path("ReportExpired"),
         {
           kind: "unary",
           input: ReportExpiredRequestSchema,
-          handle: async () => toBinary(ReportExpiredResponseSchema, await reportExpired()),
+          handle: async () => {
+            const response = await reportExpired();
+            return { bytes: toBinary(ReportExpiredResponseSchema, response), token: response.token };
+          },
         },
       ],
       [
@@ -117,7 +126,7 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
             const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
             try {
               for (;;) {
-                await call.send(watchBytes());
+                await call.send(watchAnswer());
                 await Promise.race([nextChange.promise, aborted]);
                 if (call.signal.aborted) return;
               }

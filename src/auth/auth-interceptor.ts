@@ -1,11 +1,10 @@
-import { createContextKey, type Interceptor } from "@connectrpc/connect";
-import type { Principal } from "./api-key.js";
+import type { Interceptor } from "@connectrpc/connect";
+import { createCallGuard } from "../server/call-guard.js";
+import { guardInterceptor, principalKey } from "../server/guard-interceptor.js";
 import type { Authenticator } from "./authenticator.js";
-import { createAuthorizer } from "./authorize.js";
-import { firstMessage, selectorOf } from "./first-message.js";
+import { createAuthStep } from "./auth-step.js";
 
-/** The authenticated caller of an RPC, for handlers and other interceptors (`ctx.values.get(principalKey)`). */
-export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "tokenbroker principal" });
+export { principalKey };
 
 /** Options for {@link createAuthInterceptor}. */
 export interface AuthInterceptorOptions {
@@ -18,23 +17,10 @@ export interface AuthInterceptorOptions {
 
 /**
  * A Connect interceptor that lets through only callers with a valid key,
- * asking only for token sets within the key's scope. No, unknown or revoked
- * key: UNAUTHENTICATED. A tenant or connection outside the scope:
- * PERMISSION_DENIED, whether or not it exists, so that a key cannot probe for
- * other tenants. A request naming no token set, or a malformed id, goes on to
- * the handler, which answers INVALID_ARGUMENT (the same for every key).
+ * asking only for token sets within the key's scope: the guard step of
+ * `createAuthStep` alone, for a Connect router of your own (the broker's
+ * port runs it with its other steps, on every path).
  */
 export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
-  const services = new Set(options.services ?? ["tokenbroker.v1.TokenService"]);
-  const authorizer = createAuthorizer(options);
-  return (next) => async (req) => {
-    if (!services.has(req.service.typeName)) return next(req);
-    const principal = await authorizer.authenticate(req.header.get("authorization"));
-    req.contextValues.set(principalKey, principal);
-    if (principal.tenants === "*") return next(req);
-
-    const { message, request } = await firstMessage(req);
-    await authorizer.checkScope(principal, selectorOf(message));
-    return next(request);
-  };
+  return guardInterceptor(createCallGuard([createAuthStep(options)]), options.services);
 }

@@ -1,4 +1,4 @@
-import type { Interceptor } from "@connectrpc/connect";
+import type { GuardStep } from "../server/call-guard.js";
 import { Registry } from "prom-client";
 import type { RefreshListener, RefreshWaitListener } from "../broker/refresh-events.js";
 import type { Clock } from "../clock.js";
@@ -8,7 +8,7 @@ import type { IdentityServer } from "../upstream/identity-server.js";
 import { createMetricsRoute } from "./metrics-route.js";
 import { processMetricsRegistry } from "./process-metrics.js";
 import { createRefreshMetrics } from "./refresh-metrics.js";
-import { createServedMetrics, type WireProtocol } from "./served-metrics.js";
+import { createServedMetrics } from "./served-metrics.js";
 import { createStateMetrics } from "./state-metrics.js";
 import { createUpstreamMetrics } from "./upstream-metrics.js";
 
@@ -30,10 +30,8 @@ export interface BrokerMetrics {
   readonly onRefresh: RefreshListener;
   /** Feed the broker's wait events here. */
   readonly onWait: RefreshWaitListener;
-  /** Counts tokens served; add it to the RPC handler's interceptors. */
-  readonly interceptor: Interceptor;
-  /** Counts one token handed out outside Connect (the gRPC fast path). */
-  countServed(rpc: string, protocol: WireProtocol): void;
+  /** Counts tokens served: a step of the port's guard (see `createCallGuard`). */
+  readonly servedStep: GuardStep;
   /** `identity`, with each upstream call timed. */
   timeIdentity<T extends IdentityServer>(identity: T): T;
   /** `GET /metrics` on the broker's port. */
@@ -63,8 +61,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
     registry,
     onRefresh: refresh.onRefresh,
     onWait: refresh.onWait,
-    interceptor: served.interceptor,
-    countServed: served.count,
+    servedStep: served.step,
     timeIdentity,
     route: createMetricsRoute(scrape),
     scrape,

@@ -1,5 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { Counter, type Registry } from "prom-client";
+import { createCallGuard, type GuardStep } from "../server/call-guard.js";
+import { guardInterceptor } from "../server/guard-interceptor.js";
 
 /** The wire protocol of a request, from its content type. */
 export type WireProtocol = "grpc" | "grpc-web" | "connect";
@@ -22,12 +24,12 @@ export function createServedInterceptor(registry: Registry): Interceptor {
   return createServedMetrics(registry).interceptor;
 }
 
-/** The served-tokens counter: the Connect interceptor, and a hook for handlers outside Connect. */
+/** The served-tokens counter: its guard step, and the same as a Connect interceptor. */
 export interface ServedMetrics {
-  /** Counts token-carrying response messages of Connect calls. */
+  /** Counts each response message carrying a token, by RPC and wire protocol. */
+  step: GuardStep;
+  /** The step alone as a Connect interceptor (the broker's port runs it with its other steps). */
   interceptor: Interceptor;
-  /** Counts one token handed out by `rpc` over `protocol` (for handlers that do not go through Connect). */
-  count(rpc: string, protocol: WireProtocol): void;
 }
 
 /** Registers `tokenbroker_tokens_served_total{rpc,protocol}`; see {@link createServedInterceptor}. */
@@ -38,27 +40,17 @@ export function createServedMetrics(registry: Registry): ServedMetrics {
     labelNames: ["rpc", "protocol"] as const,
     registers: [registry],
   });
-  const interceptor: Interceptor = (next) => async (req) => {
-    const labels = { rpc: req.method.name, protocol: protocolOf(req.header.get("content-type")) };
-    const res = await next(req);
-    if (!res.stream) {
-      if (carriesToken(res.message)) served.inc(labels);
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        for await (const message of messages) {
-          if (carriesToken(message)) served.inc(labels);
-          yield message;
-        }
-      })(),
-    };
+  // One child per label pair, found without hashing the labels on every call.
+  const children = new Map<string, { inc(): void }>();
+  const step: GuardStep = {
+    name: "served-metrics",
+    sent(call, token) {
+      if (!token) return;
+      const key = `${call.method} ${call.protocol}`;
+      let child = children.get(key);
+      if (!child) children.set(key, (child = served.labels({ rpc: call.method, protocol: call.protocol })));
+      child.inc();
+    },
   };
-  return { interceptor, count: (rpc, protocol) => served.inc({ rpc, protocol }) };
-}
-
-function carriesToken(message: unknown): boolean {
-  return typeof message === "object" && message !== null && (message as { token?: unknown }).token !== undefined;
+  return { step, interceptor: guardInterceptor(createCallGuard([step])) };
 }

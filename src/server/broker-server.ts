@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { systemClock, type Clock } from "../clock.js";
 import { whenAborted } from "../broker/abortable.js";
 import type { RefresherOptions } from "../broker/refresher.js";
@@ -15,7 +15,10 @@ import type { RequestFailure } from "./request-guard.js";
 import { portResponseHeaders } from "./response-headers.js";
 import { clampDeadlines, MAX_DEADLINE_MS } from "./deadline-headers.js";
 import { drainUnreadBodies } from "./drain-request.js";
-import { authenticateBeforeBody } from "./authenticate-before-body.js";
+import { guardBeforeBody, guardedCallOf } from "./guard-before-body.js";
+import { createCallGuard, type CallGuard, type GuardStep } from "./call-guard.js";
+import { guardedCallKey, guardInterceptor, TOKEN_SERVICE } from "./guard-interceptor.js";
+import { connectFallback } from "./connect-fallback.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import type { GuardCounts } from "./connection-guard.js";
 import { limitLog } from "./limit-log.js";
@@ -23,11 +26,10 @@ import { holdKey, holdOf, holdWatchStreams, markHoldable } from "./held-connecti
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
 import { listenOnePort, type DualHandler, type OnePortServer, type OnePortTls } from "./one-port-server.js";
-import { createServerSecurity, type BrokerAuthOptions, type ServerSecurity } from "./server-security.js";
+import { createServerSecurity, type BrokerAuthOptions } from "./server-security.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { createRoutes } from "./routes.js";
-import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { createContextValues } from "@connectrpc/connect";
+import { createConnectRouter, createContextValues } from "@connectrpc/connect";
 import type { ConsentFlow } from "../consent/consent-flow.js";
 import { createWebRoutes, type ConsentSettings } from "../web/web-routes.js";
 import { createHealthMonitor, type HealthMonitor } from "../health/health-monitor.js";
@@ -76,6 +78,12 @@ export interface BrokerServerOptions {
   tls?: OnePortTls;
   /** Streams, request bytes, header and idle timeouts, connections per address (see `ConnectionLimits` for the defaults). */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * More guard steps (tracing, rate limits…), run on every TokenService call
+   * after the port's own (debug line, audit, API key and scope, metrics),
+   * whatever protocol and path serves it.
+   */
+  guardSteps?: readonly GuardStep[];
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -164,41 +172,47 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.
   setMaxListeners(0, shutdown.signal);
-  const rpcHandler = connectNodeAdapter({
+  // One guard for every TokenService call, whichever path serves it: the Connect handler (its interceptor and,
+  // before the body is read, guardBeforeBody) and the gRPC fast path all run these steps, and only these.
+  const guard = createCallGuard([...security.steps, metrics.servedStep, ...(options.guardSteps ?? [])]);
+  const readMaxBytes = options.readMaxBytes ?? 64 * 1024;
+  const connectOptions = {
     routes: createRoutes(service, createHealthService(health)),
-    readMaxBytes: options.readMaxBytes ?? 64 * 1024,
+    readMaxBytes,
     // Token messages (1–3 KB, mostly a base64 JWT) shrink by a quarter under gzip, but a fresh zlib
     // stream per message cost more CPU than the rest of a cached GetToken, on both ends (npm run bench).
     compressMinBytes: 16 * 1024,
+    acceptCompression: [compressionGzip, compressionBrotli],
     shutdownSignal: shutdown.signal,
     // Longer deadlines are cut to this before Connect sees them (clampDeadlines); anything else longer is refused.
     maxTimeoutMs: MAX_DEADLINE_MS,
-    interceptors: [...security.interceptors, metrics.interceptor, holdWatchStreams()],
-    contextValues: (req) => createContextValues().set(holdKey, holdOf(req)),
+    interceptors: [guardInterceptor(guard), holdWatchStreams()],
+  } satisfies ConnectNodeAdapterOptions;
+  const rpcHandler = connectNodeAdapter({
+    ...connectOptions,
+    contextValues: (req) => createContextValues().set(holdKey, holdOf(req)).set(guardedCallKey, guardedCallOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
     fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]), onRequestFailure),
   });
 
   // Plain gRPC calls of the TokenService skip Connect's per-call machinery (cached GetToken, refresh storms,
-  // fan-out to thousands of WatchToken streams); API keys, audit and debug logs apply there through the same
-  // functions as their Connect interceptors. Everything else, gRPC with a deadline included, goes to Connect.
+  // fan-out to thousands of WatchToken streams) but not the guard; a body that is not one well-formed message
+  // is answered by Connect's own handler of the method.
   const onInternalError = (e: unknown) => logger.error(errorFields(e), "internal error");
+  const router = createConnectRouter(connectOptions);
+  connectOptions.routes(router);
   const fastPath = createGrpcFastPath({
-    methods: tokenServiceFastMethods({
-      broker,
-      countServed: metrics.countServed,
-      onInternalError,
-      guardCall: security.guardCall,
-      authenticate: security.authenticate,
-    }),
-    readMaxBytes: options.readMaxBytes ?? 64 * 1024,
+    methods: tokenServiceFastMethods({ broker, onInternalError }),
+    guard,
+    readMaxBytes,
+    fallback: connectFallback({ handlers: router.handlers, responseHeaders: portResponseHeaders(!!options.tls) }),
     onInternalError,
     responseHeaders: portResponseHeaders(!!options.tls),
   });
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies(withKeyChecked(security.authenticate, clampDeadlines(rpcHandler))),
+    handler: drainUnreadBodies(withGuard(guard, clampDeadlines(rpcHandler))),
     responseHeaders: portResponseHeaders(!!options.tls),
     streamHandler: fastPath,
     onRequestFailure,
@@ -251,18 +265,16 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
   };
 }
 
-const TOKEN_SERVICE = TokenService.typeName;
-
 /**
- * The RPC handler behind a check of TokenService calls' keys from their
- * headers, before their bodies are read (when the port needs keys), with
- * each request marked so that an authenticated WatchToken call can hold its
- * connection past the idle timeout.
+ * The RPC handler behind the guard's header checks of TokenService calls
+ * (the API key), before their bodies are read, with each request marked so
+ * that an authenticated WatchToken call can hold its connection past the
+ * idle timeout.
  */
-function withKeyChecked(authenticate: ServerSecurity["authenticate"], rpcHandler: DualHandler): DualHandler {
-  const checked = authenticate ? authenticateBeforeBody({ service: TOKEN_SERVICE, authenticate }, rpcHandler) : rpcHandler;
+function withGuard(guard: CallGuard, rpcHandler: DualHandler): DualHandler {
+  const guarded = guardBeforeBody({ service: TOKEN_SERVICE, guard }, rpcHandler);
   return (req, res) => {
     markHoldable(req, res);
-    checked(req, res);
+    guarded(req, res);
   };
 }

@@ -5,6 +5,12 @@ export const MAX_DEADLINE_MS = 2 ** 31 - 1;
 
 const GRPC_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
 
+/** A valid `grpc-timeout` value longer than {@link MAX_DEADLINE_MS} cut to it; any other value as it is. */
+export function clampGrpcTimeout(value: string): string {
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return m && Number(m[1]) * GRPC_UNITS_MS[m[2]!]! > MAX_DEADLINE_MS ? `${Math.floor(MAX_DEADLINE_MS / 1000)}S` : value;
+}
+
 /**
  * Wraps a handler so that a deadline longer than a timer can hold is cut to
  * {@link MAX_DEADLINE_MS} before Connect reads it: gRPC allows `grpc-timeout:
@@ -16,10 +22,7 @@ const GRPC_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_00
 export function clampDeadlines(handler: DualHandler): DualHandler {
   return (req, res) => {
     const grpc = req.headers["grpc-timeout"];
-    if (typeof grpc === "string") {
-      const m = /^(\d{1,8})([HMSmun])$/.exec(grpc);
-      if (m && Number(m[1]) * GRPC_UNITS_MS[m[2]!]! > MAX_DEADLINE_MS) req.headers["grpc-timeout"] = `${Math.floor(MAX_DEADLINE_MS / 1000)}S`;
-    }
+    if (typeof grpc === "string") req.headers["grpc-timeout"] = clampGrpcTimeout(grpc);
     const connect = req.headers["connect-timeout-ms"];
     if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_DEADLINE_MS) {
       req.headers["connect-timeout-ms"] = String(MAX_DEADLINE_MS);

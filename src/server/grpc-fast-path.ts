@@ -1,53 +1,54 @@
 import type * as http2 from "node:http2";
-import { create, fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createDeadlineSignal, encodeEnvelope } from "@connectrpc/connect/protocol";
+import { grpcStatusOk, headerGrpcStatus, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { CancelSignal } from "../broker/abortable.js";
+import type { CallGuard, GuardedCall } from "./call-guard.js";
+import { MAX_DEADLINE_MS, clampGrpcTimeout } from "./deadline-headers.js";
 import { holdUntilClosed } from "./held-connections.js";
 import { PerTurn } from "./per-turn.js";
 
 /** What a fast-path method gets besides its request message. */
 export interface FastCall {
   /**
-   * Aborted when the client cancels the call or its connection closes (with
-   * a CANCELED `ConnectError` as its reason). The call itself, not an
-   * AbortSignal: a caller that waits for a refresh costs no event target.
+   * Aborted when the client cancels the call, its connection closes (with a
+   * CANCELED `ConnectError` as its reason) or its deadline passes (Connect's
+   * DEADLINE_EXCEEDED). The call itself, not an AbortSignal: a caller that
+   * waits for a refresh costs no event target.
    */
   readonly signal: CancelSignal;
-  /** The request's `authorization` header, if it has one. */
-  readonly authorization: string | undefined;
-  /**
-   * Server-streaming calls only: the request held no message or more than one
-   * (`request` is then empty). Connect raises this in the handler, after its
-   * interceptors have checked the API key and started the debug line: throw it
-   * after the same checks.
-   */
-  readonly protocolError: ConnectError | undefined;
+  /** The call as the port's guard steps see it (its principal: the caller's key). */
+  readonly guarded: GuardedCall;
   /** Keeps the call's connection open past its idle timeout while the call runs (an authenticated WatchToken stream). */
   holdConnection(): void;
+}
+
+/**
+ * A response message: its serialized bytes, and the token it carries (for
+ * the guard's audit and metrics). Returning the same `bytes` object again
+ * reuses its gRPC frame.
+ */
+export interface FastAnswer {
+  readonly bytes: Uint8Array;
+  readonly token: { readonly connectionId: string } | undefined;
 }
 
 /** A unary method: one request message, one response message. */
 export interface FastUnaryMethod<I extends DescMessage = DescMessage> {
   readonly kind: "unary";
   readonly input: I;
-  /** See {@link FastServerStreamingMethod.authenticate}. */
-  readonly authenticate?: ((authorization: string | undefined) => Promise<void>) | undefined;
-  /**
-   * Answers with the response message's serialized bytes; throws a
-   * `ConnectError` to answer with its status. Returning the same `Uint8Array`
-   * object again reuses its gRPC frame.
-   */
-  handle(request: MessageShape<I>, call: FastCall): Promise<Uint8Array>;
+  /** Answers, or throws a `ConnectError` to answer with its status. */
+  handle(request: MessageShape<I>, call: FastCall): Promise<FastAnswer>;
 }
 
 /** A server-streaming call: a {@link FastCall} that sends messages. */
 export interface FastStreamingCall extends FastCall {
   /**
-   * Sends a response message (serialized bytes); resolves when the stream can
-   * take more (a caller that does not wait for it has its messages buffered).
-   * Returning the same `Uint8Array` object again reuses its gRPC frame.
+   * Sends a response message; resolves when the stream can take more (a
+   * caller that does not wait for it has its messages buffered).
    */
-  send(message: Uint8Array): Promise<void>;
+  send(answer: FastAnswer): Promise<void>;
   /** True once the client cancelled the call or its connection closed. */
   readonly closed: boolean;
 }
@@ -56,12 +57,6 @@ export interface FastStreamingCall extends FastCall {
 export interface FastServerStreamingMethod<I extends DescMessage = DescMessage> {
   readonly kind: "server_streaming";
   readonly input: I;
-  /**
-   * Checks the caller from the request's headers before any of its body is
-   * read: a call it rejects is answered with the `ConnectError` it throws,
-   * and its body is dropped unread.
-   */
-  readonly authenticate?: ((authorization: string | undefined) => Promise<void>) | undefined;
   /**
    * Sends response messages with `call.send`. The call ends OK when `handle`
    * returns, with the status of the `ConnectError` it throws otherwise.
@@ -72,12 +67,23 @@ export interface FastServerStreamingMethod<I extends DescMessage = DescMessage> 
 /** A method the fast path serves; see {@link createGrpcFastPath}. */
 export type FastMethod = FastUnaryMethod | FastServerStreamingMethod;
 
+/**
+ * Serves, the way Connect does, a call the fast path took but whose body is
+ * not one well-formed message: `body` is what was read of it (enough to
+ * decide: see `readMaxBytes`), `call` its guard, which checked its headers.
+ */
+export type FastPathFallback = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: Uint8Array, call: GuardedCall) => void;
+
 /** Options for {@link createGrpcFastPath}. */
 export interface GrpcFastPathOptions {
   /** The methods served, by request path (`/package.Service/Method`). */
   methods: ReadonlyMap<string, FastMethod>;
+  /** The port's guard: every call runs its steps, as the Connect path does (`guardInterceptor`). */
+  guard: CallGuard;
   /** Largest request message accepted, bytes (as the Connect handler's `readMaxBytes`). */
   readMaxBytes: number;
+  /** Answers bodies that are not one well-formed message (see {@link FastPathFallback}). */
+  fallback: FastPathFallback;
   /** Gets anything a method threw that is not a `ConnectError` (the caller sees INTERNAL). */
   onInternalError(e: unknown): void;
   /** Added to every response's headers (`Cache-Control: no-store`, HSTS over TLS). */
@@ -88,7 +94,7 @@ export interface GrpcFastPathOptions {
 export type Http2StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
 const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
-const OK = { "grpc-status": "0" };
+const OK = { [headerGrpcStatus.toLowerCase()]: grpcStatusOk };
 const CANCELLED = new ConnectError("the call was cancelled", Code.Canceled);
 const RESOLVED = Promise.resolve();
 
@@ -115,49 +121,58 @@ const afterThisTurn = (() => {
  */
 const PER_TURN = 100;
 
-const pacedAnswers = new PerTurn<{ call: ServedCall; message: Uint8Array }>(PER_TURN, ({ call, message }) =>
-  call.writeAnswer(message),
-);
+const pacedAnswers = new PerTurn<{ call: ServedCall; answer: FastAnswer }>(PER_TURN, ({ call, answer }) => call.writeAnswer(answer));
 
 /**
- * Serves a few hot gRPC methods straight off Node's HTTP/2 streams, without
- * the compatibility request/response objects and Connect's per-call chain of
- * async iterables: the one request message is read by hand (same size limit
- * and errors as Connect), and each response message is framed once however
- * many calls send it. What it does not take (other paths and protocols,
- * compressed requests, `grpc-timeout` deadlines) it leaves untouched for
+ * Serves the TokenService's plain gRPC calls straight off Node's HTTP/2
+ * streams, without the compatibility request/response objects and Connect's
+ * per-call chain of async iterables, on Connect's own protocol pieces
+ * (envelopes, `grpc-timeout` parsing, deadline signal, trailer status) and
+ * through the same guard steps as the Connect path. The one request message
+ * is read by hand; a body that is anything else is handed to `fallback`
+ * (Connect), which answers it as it answers any call. Each response message
+ * is framed once however many calls send it. What it does not take (other
+ * paths and protocols, compressed requests, malformed deadlines) goes to
  * Connect, which serves everything the same way, only slower.
  *
- * `npm run bench` found connect-node's handler to cost ~0.5 ms of CPU per
- * call on a 2-core machine, most of it per-call machinery (async generators,
- * abort signals, header conversion), against ~0.05 ms for the stream itself.
+ * `npm run bench` (cached GetToken, h2load) measured a plain connect-node
+ * server at several times the CPU per gRPC call of a plain `@grpc/grpc-js`
+ * server: this path is what keeps the broker near the latter.
  */
 export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHandler {
   // One frame per response message object: a cached token answers thousands of calls with the same bytes.
-  const frames = new WeakMap<Uint8Array, Buffer>();
-  const frameOf = (message: Uint8Array): Buffer => {
+  const frames = new WeakMap<Uint8Array, Uint8Array>();
+  const frameOf = (message: Uint8Array): Uint8Array => {
     let frame = frames.get(message);
-    if (!frame) {
-      // Not from Node's shared 8 KiB pool: a frame kept for a token's life would keep its whole pool slab.
-      frame = Buffer.allocUnsafeSlow(5 + message.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(message.length, 1);
-      frame.set(message, 5);
-      frames.set(message, frame);
-    }
+    if (!frame) frames.set(message, (frame = encodeEnvelope(0, message)));
     return frame;
   };
+  const names = new Map<string, string>();
+  for (const path of options.methods.keys()) names.set(path, path.slice(path.lastIndexOf("/") + 1));
 
   const shared: Shared = { options, frameOf };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
-    const method = options.methods.get(String(headers[":path"]));
+    const path = String(headers[":path"]);
+    const method = options.methods.get(path);
     if (!method) return false;
     if (!CONTENT_TYPES.has(String(headers["content-type"] ?? "").toLowerCase())) return false;
     const encoding = headers["grpc-encoding"];
-    if ((encoding !== undefined && encoding !== "identity") || headers["grpc-timeout"] !== undefined) return false;
+    if (encoding !== undefined && encoding !== "identity") return false;
+    let timeoutMs: number | undefined;
+    const timeout = headers["grpc-timeout"];
+    if (timeout !== undefined) {
+      const parsed = parseTimeout(clampGrpcTimeout(String(timeout)), MAX_DEADLINE_MS);
+      if (parsed.error) return false; // Connect answers it with its own error
+      timeoutMs = parsed.timeoutMs;
+    }
     const authorization = headers["authorization"];
-    new ServedCall(stream, typeof authorization === "string" ? authorization : undefined, method, shared);
+    const guarded = options.guard.start({
+      method: names.get(path)!,
+      protocol: "grpc",
+      authorization: typeof authorization === "string" ? authorization : undefined,
+    });
+    new ServedCall(stream, headers, guarded, method, timeoutMs, shared);
     return true;
   };
 }
@@ -165,7 +180,7 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
 /** What every call of one fast path shares. */
 interface Shared {
   readonly options: GrpcFastPathOptions;
-  frameOf(message: Uint8Array): Buffer;
+  frameOf(message: Uint8Array): Uint8Array;
 }
 
 const CALL = Symbol("tokenbroker.fastCall");
@@ -187,33 +202,43 @@ function onStreamEnd(this: CallStream): void {
 
 /** One call on the fast path, from its request's first bytes to its status. */
 class ServedCall implements FastStreamingCall, CancelSignal {
-  /** Waits that end if the client goes away (see `signal`). */
+  /** Waits that end if the client goes away or the deadline passes (see `signal`). */
   private abortListeners: Array<() => void> | undefined;
   private headersSent = false;
   /** The status was sent, or the stream closed: nothing more is written. */
   private done = false;
-  /** The request was read and handed to the method. */
+  /** The request was read and handed on (to the method, or to the fallback). */
   private started = false;
   private answered = false;
   private chunks: Buffer[] = [];
   private length = 0;
   private draining: Promise<void> | undefined;
+  /** Connect's deadline signal, for a call with `grpc-timeout`. */
+  private deadline: ReturnType<typeof createDeadlineSignal> | undefined;
+  /** Why the call was aborted (cancelled, or its deadline passed). */
+  private abortReason: unknown;
   /** The client cancelled the call, or its connection closed, before the call ended. */
   closed = false;
-  protocolError: ConnectError | undefined = undefined;
 
   constructor(
     private readonly stream: CallStream,
-    readonly authorization: string | undefined,
+    private readonly headers: http2.IncomingHttpHeaders,
+    readonly guarded: GuardedCall,
     private readonly method: FastMethod,
+    timeoutMs: number | undefined,
     private readonly shared: Shared,
   ) {
     stream[CALL] = this;
     // A reset by the client (or a broken connection) surfaces as "error" then "close": only "close" matters.
     stream.on("error", ignore);
     stream.once("close", onStreamClose);
-    // The key first: no byte of an unauthenticated call's body is kept.
-    const checked = method.authenticate?.(authorization);
+    if (timeoutMs !== undefined) {
+      const deadline = (this.deadline = createDeadlineSignal(timeoutMs));
+      if (deadline.signal.aborted) this.expire();
+      else deadline.signal.addEventListener("abort", () => this.expire(), { once: true });
+    }
+    // The headers' checks first (the key): no byte of an unauthenticated call's body is kept.
+    const checked = guarded.authenticate();
     if (checked) checked.then(() => this.read(), (e: unknown) => this.refuseUnread(e));
     else this.read();
   }
@@ -225,9 +250,9 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     this.stream.once("end", onStreamEnd);
   }
 
-  /** Answers a call refused before its body was read; what the client still sends is dropped. */
+  /** Answers a call refused before its body was read (the guard ended it); what the client still sends is dropped. */
   private refuseUnread(e: unknown): void {
-    this.fail(e);
+    this.finish(ConnectError.from(e));
     this.stream.resume();
   }
 
@@ -242,11 +267,11 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   }
 
   get aborted(): boolean {
-    return this.closed || this.stream.destroyed;
+    return this.abortReason !== undefined || this.closed || this.stream.destroyed;
   }
 
   get reason(): unknown {
-    return this.aborted ? CANCELLED : undefined;
+    return this.abortReason ?? (this.aborted ? CANCELLED : undefined);
   }
 
   addEventListener(_type: "abort", listener: () => void): void {
@@ -259,10 +284,25 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     if (i >= 0) listeners!.splice(i, 1);
   }
 
-  send(message: Uint8Array): Promise<void> {
+  private abort(reason: unknown): void {
+    this.abortReason ??= reason;
+    const aborted = this.abortListeners;
+    this.abortListeners = undefined;
+    if (aborted) for (const listener of aborted) listener();
+  }
+
+  /** The deadline passed: what waits is let go, and the call ends with Connect's DEADLINE_EXCEEDED. */
+  private expire(): void {
+    const reason = this.deadline!.signal.reason as unknown;
+    this.abort(reason);
+    this.fail(reason);
+  }
+
+  send(answer: FastAnswer): Promise<void> {
     if (this.done || this.stream.destroyed) return RESOLVED;
     this.respond();
-    if (this.stream.write(this.shared.frameOf(message))) return RESOLVED;
+    this.guarded.sent(answer.token);
+    if (this.stream.write(this.shared.frameOf(answer.bytes))) return RESOLVED;
     this.draining ??= drained(this.stream).then(() => {
       this.draining = undefined;
     });
@@ -271,44 +311,41 @@ class ServedCall implements FastStreamingCall, CancelSignal {
 
   /** The stream closed. */
   streamClosed(): void {
+    this.deadline?.cleanup();
     if (this.done) return; // answered: nobody is left to cancel
     this.done = true;
     this.closed = true;
-    const aborted = this.abortListeners;
-    this.abortListeners = undefined;
-    if (aborted) for (const listener of aborted) listener();
+    // As on Connect: a unary call the client gave up on ended CANCELED; a stream it closed simply ended.
+    this.guarded.ended(this.started && this.method.kind === "server_streaming" ? undefined : CANCELLED);
+    this.abort(CANCELLED);
   }
 
   data(chunk: Buffer): void {
     if (this.done || this.started) return;
     this.length += chunk.length;
     this.chunks.push(chunk);
-    const { readMaxBytes } = this.shared.options;
-    // Two whole envelopes of at most readMaxBytes decide any body's answer (see readRequest): no need to read on.
-    if (this.length > 2 * (readMaxBytes + 5)) {
-      const head = Buffer.concat(this.chunks);
-      this.chunks = [];
-      try {
-        readRequest(head, this.method.kind, readMaxBytes, this.method.input);
-        this.finish(Code.ResourceExhausted, `message size is larger than configured readMaxBytes ${readMaxBytes}`);
-      } catch (e) {
-        this.refuse(e);
-      }
-    }
+    // Two whole envelopes of at most readMaxBytes decide any body's answer: Connect need see no more.
+    if (this.length > 2 * (this.shared.options.readMaxBytes + 5)) this.toFallback(Buffer.concat(this.chunks));
   }
 
   ended(): void {
     if (this.done || this.started) return;
     const chunks = this.chunks;
     this.chunks = [];
-    let request: MessageShape<DescMessage>;
-    try {
-      request = readRequest(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.method.kind, this.shared.options.readMaxBytes, this.method.input);
-    } catch (e) {
-      this.refuse(e);
-      return;
-    }
-    this.start(undefined, request);
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    const request = readOneMessage(body, this.shared.options.readMaxBytes, this.method.input);
+    if (request === undefined) this.toFallback(body);
+    else this.start(request);
+  }
+
+  /** Hands a body that is not one well-formed message to Connect, which answers it; the rest of the body is dropped. */
+  private toFallback(body: Buffer): void {
+    this.started = true;
+    this.done = true;
+    this.chunks = [];
+    this.deadline?.cleanup();
+    delete this.stream[CALL];
+    this.shared.options.fallback(this.stream, this.headers, body, this.guarded);
   }
 
   /** Sends the response headers of a call that is still running when the event loop turns (see `start`). */
@@ -316,25 +353,24 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     if (!this.answered && !this.done && !this.stream.destroyed) this.respond();
   }
 
-  /** A request that cannot be read: its error, or for a stream with no message or two, the method's. */
-  private refuse(e: unknown): void {
-    // Connect finds a streaming call's missing or extra message in the handler, after the key check.
-    if (this.method.kind === "server_streaming" && e instanceof ConnectError && e.code === Code.Unimplemented) this.start(e);
-    else this.fail(e);
+  private start(request: MessageShape<DescMessage>): void {
+    this.started = true;
+    const authorized = this.guarded.authorize(request);
+    if (authorized) authorized.then(() => this.run(request), (e: unknown) => this.finish(ConnectError.from(e)));
+    else this.run(request);
   }
 
-  private start(protocolError: ConnectError | undefined, request: MessageShape<DescMessage> = create(this.method.input)): void {
-    this.started = true;
-    this.protocolError = protocolError;
+  private run(request: MessageShape<DescMessage>): void {
+    if (this.done) return;
     if (this.method.kind === "server_streaming") {
       this.method.handle(request, this).then(
-        () => this.finish(0, ""),
+        () => this.fail(undefined),
         (e: unknown) => this.fail(e),
       );
       return;
     }
     this.method.handle(request, this).then(
-      (message) => this.answer(message),
+      (answer) => this.answer(answer),
       (e: unknown) => {
         this.answered = true;
         this.fail(e);
@@ -345,20 +381,23 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     afterThisTurn(this);
   }
 
-  private answer(message: Uint8Array): void {
+  private answer(answer: FastAnswer): void {
     this.answered = true;
     if (this.done || this.stream.destroyed) return;
     this.done = true;
-    pacedAnswers.add({ call: this, message });
+    this.deadline?.cleanup();
+    this.guarded.sent(answer.token);
+    this.guarded.ended();
+    pacedAnswers.add({ call: this, answer });
   }
 
   /** Writes the answer (see {@link pacedAnswers}). */
-  writeAnswer(message: Uint8Array): void {
+  writeAnswer(answer: FastAnswer): void {
     if (this.stream.destroyed) return;
     try {
       this.respond();
       this.stream.once("wantTrailers", sendOkTrailers);
-      this.stream.end(this.shared.frameOf(message));
+      this.stream.end(this.shared.frameOf(answer.bytes));
     } catch {
       // A stream Node will no longer write to (closed by its session meanwhile): the caller is gone, and the
       // answers paced after this one must still be written.
@@ -372,13 +411,22 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders }, { waitForTrailers: true });
   }
 
+  /** Ends the call with `e` (OK when undefined), the guard told of it. */
+  private fail(e: unknown): void {
+    if (this.done) return;
+    const error = e === undefined ? undefined : e instanceof ConnectError ? e : internal(e, this.shared.options);
+    this.guarded.ended(error);
+    this.finish(error);
+  }
+
   /** Ends the call: trailers after the messages, or a trailers-only response. */
-  private finish(code: Code | 0, message: string): void {
+  private finish(error: ConnectError | undefined): void {
     if (this.done) return;
     this.done = true;
+    this.deadline?.cleanup();
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
-    const status = { "grpc-status": String(code), ...(message ? { "grpc-message": encodeMessage(message) } : {}) };
+    const status = error ? trailerOf(error) : OK;
     try {
       if (!this.headersSent) {
         this.headersSent = true;
@@ -391,48 +439,34 @@ class ServedCall implements FastStreamingCall, CancelSignal {
       stream.destroy();
     }
   }
-
-  private fail(e: unknown): void {
-    const error = e instanceof ConnectError ? e : internal(e, this.shared.options);
-    this.finish(error.code, error.rawMessage);
-  }
 }
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK);
 }
 
+/** The trailers of a call ended by `error`, as Connect writes them (`setTrailerStatus`). */
+function trailerOf(error: ConnectError): Record<string, string> {
+  const trailer: Record<string, string> = {};
+  setTrailerStatus(new Headers(), error).forEach((value, name) => (trailer[name] = value));
+  return trailer;
+}
+
 /**
- * The one request message of a call, or the ConnectError Connect answers such
- * a body with: envelopes are read in order as Connect's handler reads them
- * (size, completeness, compressed flag, parse), and a second one is read
- * whole before it counts as an extra message.
+ * The one request message of a body that holds exactly one whole,
+ * uncompressed envelope of at most `readMaxBytes` that parses; undefined for
+ * any other body (Connect answers those).
  */
-function readRequest(body: Buffer, methodKind: FastMethod["kind"], readMaxBytes: number, input: DescMessage): MessageShape<DescMessage> {
-  const kind = methodKind === "unary" ? "unary" : "server-streaming";
-  let first: MessageShape<DescMessage> | undefined;
-  let offset = 0;
-  while (offset < body.length) {
-    if (body.length - offset < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-    const size = body.readUInt32BE(offset + 1);
-    if (size > readMaxBytes) {
-      throw new ConnectError(`message size ${size} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
-    }
-    if (body.length - offset - 5 < size) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-    // Only bit 0 means anything in a request (compressed); Connect ignores the others.
-    if ((body[offset]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-    let message: MessageShape<DescMessage>;
-    try {
-      message = fromBinary(input, body.subarray(offset + 5, offset + 5 + size));
-    } catch (e) {
-      throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
-    }
-    if (first) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
-    first = message;
-    offset += 5 + size;
+function readOneMessage(body: Buffer, readMaxBytes: number, input: DescMessage): MessageShape<DescMessage> | undefined {
+  if (body.length < 5) return undefined;
+  const size = body.readUInt32BE(1);
+  // Only bit 0 of the flags means anything in a request (compressed); Connect ignores the others.
+  if (size > readMaxBytes || body.length !== 5 + size || (body[0]! & 1) === 1) return undefined;
+  try {
+    return fromBinary(input, body.subarray(5));
+  } catch {
+    return undefined;
   }
-  if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
-  return first;
 }
 
 function internal(e: unknown, options: GrpcFastPathOptions): ConnectError {
@@ -451,9 +485,4 @@ function drained(stream: http2.ServerHttp2Stream): Promise<void> {
     stream.on("drain", done);
     stream.on("close", done);
   });
-}
-
-/** `grpc-message` is percent-encoded (gRPC over HTTP/2: anything outside printable ASCII, and `%`). */
-function encodeMessage(message: string): string {
-  return /^[\x20-\x24\x26-\x7e]*$/.test(message) ? message : encodeURIComponent(message);
 }

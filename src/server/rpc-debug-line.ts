@@ -1,30 +1,31 @@
-import type { RequestSelector } from "../auth/first-message.js";
 import type { Logger } from "../logger.js";
+import { statusName, type GuardStep } from "./call-guard.js";
 
 /**
- * Starts the debug line of one TokenService call, shared by the Connect
- * interceptor and the gRPC fast path: the returned function, called
- * once the call ended (streams: when they end) with its status (`ok`,
- * `PermissionDenied`…), logs method, key name, tenant or connection, status
- * and duration (since `started`, default now); never a header or a token.
+ * The guard step of the debug log: one line per TokenService call once it
+ * ended (streams: when they end), refusals included: method, key name,
+ * tenant or connection, status (`ok`, `PermissionDenied`…) and duration;
+ * never a header or a token. Nothing is done unless the logger's level is
+ * debug.
  */
-export function startRpcDebugLine(
-  logger: Logger,
-  method: string,
-  selector: RequestSelector,
-  key: () => string | undefined,
-  started: number = performance.now(),
-): (code: string) => void {
-  return (code) =>
-    logger.debug(
-      {
-        event: "rpc",
-        method,
-        key: key(),
-        [selector.case ?? "selector"]: selector.case === undefined ? "none" : selector.value.slice(0, 128),
-        code,
-        ms: Math.round(performance.now() - started),
-      },
-      `${method} ${code}`,
-    );
+export function createDebugLineStep(logger: Logger): GuardStep {
+  return {
+    name: "debug-line",
+    ended(call, error) {
+      if (!logger.isLevelEnabled("debug")) return;
+      const { selector } = call;
+      const code = statusName(error);
+      logger.debug(
+        {
+          event: "rpc",
+          method: call.method,
+          key: call.principal?.name,
+          [selector.case ?? "selector"]: selector.case === undefined ? "none" : selector.value.slice(0, 128),
+          code,
+          ms: Math.round(performance.now() - call.started),
+        },
+        `${call.method} ${code}`,
+      );
+    },
+  };
 }

@@ -1,11 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { createAuditInterceptor } from "../audit/audit-interceptor.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuditLog } from "../audit/audit-log.js";
-import { auditCall } from "../audit/audit-call.js";
-import type { Principal } from "../auth/api-key.js";
-import { createAuthInterceptor, principalKey } from "../auth/auth-interceptor.js";
-import { createAuthorizer } from "../auth/authorize.js";
-import { firstMessage, selectorOf } from "../auth/first-message.js";
+import { createAuditStep } from "../audit/audit-step.js";
+import { createAuthStep } from "../auth/auth-step.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { adminOf, createAdminGate } from "../auth/require-admin.js";
 import type { RefreshEvent } from "../broker/refresh-events.js";
@@ -13,8 +9,9 @@ import type { WatchGate } from "../broker/watch-hub.js";
 import { errorFields, type Logger } from "../logger.js";
 import type { TokenStore } from "../store/token-store.js";
 import type { HttpRoute } from "./http-routes.js";
+import type { GuardStep } from "./call-guard.js";
 import { requestTarget } from "./request-target.js";
-import { startRpcDebugLine } from "./rpc-debug-line.js";
+import { createDebugLineStep } from "./rpc-debug-line.js";
 
 /** Authentication of the broker's port (see `startBrokerServer`'s `auth`). */
 export interface BrokerAuthOptions {
@@ -43,8 +40,12 @@ const REVOKED = "this API key was revoked; the stream is closed";
 
 /** What `startBrokerServer` adds to its port for authentication, scopes and audit. */
 export interface ServerSecurity {
-  /** Connect interceptors, outermost first: audit, then authentication and scope. */
-  interceptors: Interceptor[];
+  /**
+   * The guard steps of TokenService calls, outermost first: debug line,
+   * audit, then API key and scope (those configured). The port runs them
+   * on every path (see `createCallGuard`).
+   */
+  steps: GuardStep[];
   /** The plain-HTTP routes with admin-only ones wrapped in `requireAdmin`, plus `/login` and `/logout`. */
   guardRoutes(routes: HttpRoute[]): HttpRoute[];
   /** Records a refresh in the audit log. */
@@ -55,32 +56,6 @@ export interface ServerSecurity {
    * without API keys.
    */
   watchGate: WatchGate | undefined;
-  /**
-   * The same checks and records as {@link ServerSecurity.interceptors}, for a
-   * TokenService call served outside Connect (the gRPC fast path).
-   */
-  guardCall(method: string, authorization: string | undefined, message: unknown): GuardedCall;
-  /**
-   * Checks a TokenService call's API key from its headers alone, before its
-   * body is read: throws UNAUTHENTICATED (logged as `guardCall` logs it) for
-   * no, unknown or revoked key. Undefined when the port needs no key. The
-   * scope is checked later, from the request.
-   */
-  authenticate: ((method: string, authorization: string | undefined) => Promise<void>) | undefined;
-}
-
-/** One TokenService call served outside Connect, checked and recorded as the interceptors do (see `guardCall`). */
-export interface GuardedCall {
-  /**
-   * Checks the API key and its scope: throws the auth interceptor's
-   * ConnectErrors, and audits and logs a refusal. Resolves with the hash of
-   * the caller's key (undefined without API keys), which owns its streams.
-   */
-  authorize(): Promise<string | undefined>;
-  /** Audits a message sent (one entry if it carries a token). */
-  sent(token: { connectionId: string } | undefined): void;
-  /** Logs the call's debug line once it ended (after `authorize` succeeded), with its error if any. */
-  ended(error?: unknown): void;
 }
 
 /** Options for {@link createServerSecurity}. */
@@ -97,18 +72,12 @@ export interface ServerSecurityOptions {
 /** Wires API keys, tenant scopes, admin pages and the audit log into the broker's port. */
 export function createServerSecurity(options: ServerSecurityOptions): ServerSecurity {
   const { auth, audit } = options;
-  const interceptors: Interceptor[] = [];
-  const authorizer =
-    auth &&
-    createAuthorizer({
-      authenticator: auth.authenticator,
-      tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
-    });
-  if (options.logger) interceptors.push(debugLog(options.logger));
-  if (audit) interceptors.push(createAuditInterceptor({ audit }));
+  const steps: GuardStep[] = [];
+  if (options.logger) steps.push(createDebugLineStep(options.logger));
+  if (audit) steps.push(createAuditStep(audit));
   if (auth) {
-    interceptors.push(
-      createAuthInterceptor({
+    steps.push(
+      createAuthStep({
         authenticator: auth.authenticator,
         tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
       }),
@@ -141,46 +110,14 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     }
     return route.handle(req, res);
   };
-  const security: ServerSecurity = {
-    interceptors,
-    authenticate: undefined,
+  return {
+    steps,
     guardRoutes(routes) {
       if (!gate) return routes;
       return [
         ...routes.map((r) => (isPublic(r.path) ? r : { ...r, handle: gate.requireAdmin(audited(r)) })),
         ...gate.routes,
       ];
-    },
-    guardCall(method, authorization, message) {
-      // As the interceptors, outermost first: debug line, audit, then key and scope.
-      const logger = options.logger?.isLevelEnabled("debug") ? options.logger : undefined;
-      if (!authorizer && !audit && !logger) return UNGUARDED; // nothing to check or record: nothing held per call
-      const selector = selectorOf(message);
-      let principal: Principal | undefined;
-      const key = () => principal?.name;
-      const line = logger && startRpcDebugLine(logger, method, selector, key);
-      const calls = audit && auditCall(audit, method, selector, key);
-      const codeOf = (e: unknown) => Code[ConnectError.from(e).code] ?? "unknown";
-      return {
-        async authorize() {
-          if (!authorizer) return undefined;
-          try {
-            principal = await authorizer.authenticate(authorization);
-            await authorizer.checkScope(principal, selector);
-            return principal.keyHash;
-          } catch (e) {
-            calls?.failed(e);
-            line?.(codeOf(e));
-            throw e;
-          }
-        },
-        sent(token) {
-          calls?.handedOut(token);
-        },
-        ended(error) {
-          line?.(error === undefined ? "ok" : codeOf(error));
-        },
-      };
     },
     watchGate: auth && {
       everyMs: auth.revocationCheckMs ?? 500,
@@ -203,62 +140,5 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
         detail: event.cause,
       });
     },
-  };
-  if (authorizer) {
-    // The key alone, with the debug line of a refusal as guardCall writes it (no request read yet: no tenant in it).
-    security.authenticate = async (method, authorization) => {
-      const started = performance.now();
-      try {
-        await authorizer.authenticate(authorization);
-      } catch (e) {
-        if (options.logger?.isLevelEnabled("debug")) {
-          startRpcDebugLine(options.logger, method, { case: undefined }, () => undefined, started)(Code[ConnectError.from(e).code] ?? "unknown");
-        }
-        throw e;
-      }
-    };
-  }
-  return security;
-}
-
-/** The guard of a call on a port without keys, audit or debug logging. */
-const UNGUARDED: GuardedCall = {
-  authorize: async () => undefined,
-  sent: () => {},
-  ended: () => {},
-};
-
-/** One debug line per TokenService call, after it ended (streams: when they end): never a header or a token. */
-function debugLog(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    if (!logger.isLevelEnabled("debug") || req.service.typeName !== "tokenbroker.v1.TokenService") return next(req);
-    const started = performance.now();
-    const { message, request } = await firstMessage(req);
-    const line = startRpcDebugLine(logger, req.method.name, selectorOf(message), () => request.contextValues.get(principalKey)?.name, started);
-    try {
-      const res = await next(request);
-      if (!res.stream) {
-        line("ok");
-        return res;
-      }
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          let code = "ok";
-          try {
-            yield* messages;
-          } catch (e) {
-            code = Code[ConnectError.from(e).code] ?? "unknown";
-            throw e;
-          } finally {
-            line(code);
-          }
-        })(),
-      };
-    } catch (e) {
-      line(Code[ConnectError.from(e).code] ?? "unknown");
-      throw e;
-    }
   };
 }

@@ -12,7 +12,7 @@ import {
   type WatchTokenResponse,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker } from "../broker/token-broker.js";
-import { principalKey } from "../auth/auth-interceptor.js";
+import { principalKey } from "../server/guard-interceptor.js";
 import type { TokenRecord } from "../token-set.js";
 import { parseAccessToken, parseMinValidFor, parseSelector } from "./parse-request.js";
 import { toConnectError } from "./to-connect-error.js";

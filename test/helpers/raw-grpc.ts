@@ -13,10 +13,12 @@ export type TokenMethod = "GetToken" | "ReportExpired" | "WatchToken";
 export type RawSelector = { case: "tenantId" | "connectionId"; value: string } | undefined;
 
 /**
- * Headers that send a gRPC call to the Connect handler instead of the fast
- * path (which declines calls with a deadline); the deadline itself is far away.
+ * Headers that send a call to the Connect handler instead of the gRPC fast
+ * path: the same envelopes as gRPC-Web, which only connect-node serves (its
+ * status comes in a trailer frame at the end of the body, read by
+ * {@link rawCall} as trailers).
  */
-export const VIA_CONNECT: http2.OutgoingHttpHeaders = { "grpc-timeout": "60S" };
+export const VIA_CONNECT: http2.OutgoingHttpHeaders = { "content-type": "application/grpc-web+proto" };
 
 /** One raw gRPC call: headers, frames as they arrive, trailers. */
 export interface RawCall {
@@ -82,10 +84,12 @@ export function rawCall(
   headers: http2.OutgoingHttpHeaders = {},
 ): RawCall {
   const req = session.request({ ...grpcHeaders(method), ...headers });
+  let resolveWeb: ((t: http2.IncomingHttpHeaders) => void) | undefined;
   const result: RawCall = {
     headers: undefined,
     frames: [],
     ended: new Promise((resolve, reject) => {
+      resolveWeb = resolve;
       let trailersOnly: http2.IncomingHttpHeaders | undefined;
       req.on("response", (h) => {
         result.headers = h;
@@ -100,16 +104,32 @@ export function rawCall(
   result.ended.catch(() => {});
   req.on("error", () => {}); // a reset surfaces through `ended`
   let pending = Buffer.alloc(0);
+  let webTrailers: http2.IncomingHttpHeaders | undefined;
   req.on("data", (chunk: Buffer) => {
     pending = Buffer.concat([pending, chunk]);
     while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
       const size = pending.readUInt32BE(1);
-      result.frames.push(pending.subarray(5, 5 + size));
+      // gRPC-Web: flag 0x80 marks the trailers, as HTTP/1.1-style header lines.
+      if ((pending[0]! & 0x80) !== 0) webTrailers = parseTrailerBlock(pending.subarray(5, 5 + size).toString("utf8"));
+      else result.frames.push(pending.subarray(5, 5 + size));
       pending = pending.subarray(5 + size);
     }
   });
+  req.on("end", () => {
+    if (webTrailers) resolveWeb?.(webTrailers);
+  });
   req.end(body);
   return result;
+}
+
+/** A gRPC-Web trailer frame's `name: value` lines. */
+function parseTrailerBlock(text: string): http2.IncomingHttpHeaders {
+  const out: http2.IncomingHttpHeaders = {};
+  for (const line of text.split("\r\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return out;
 }
 
 /** The status in trailers (or a trailers-only response). */

@@ -4,28 +4,40 @@ import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, createEndStreamSerialization, endStreamFlag, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import { protocolOf } from "../metrics/served-metrics.js";
+import type { CallGuard, GuardedCall } from "./call-guard.js";
 import type { DualHandler } from "./one-port-server.js";
 
-/** Options for {@link authenticateBeforeBody}. */
-export interface AuthenticateBeforeBodyOptions {
-  /** The service whose calls need a key (`tokenbroker.v1.TokenService`). */
+/** Options for {@link guardBeforeBody}. */
+export interface GuardBeforeBodyOptions {
+  /** The service whose calls are guarded (`tokenbroker.v1.TokenService`). */
   service: string;
-  /** Checks the call's `authorization` header; throws a `ConnectError` (UNAUTHENTICATED) to refuse it. */
-  authenticate(method: string, authorization: string | undefined): Promise<void>;
+  /** The port's guard: its steps' header checks run here, the rest in `guardInterceptor`. */
+  guard: CallGuard;
+}
+
+const GUARDED = Symbol("tokenbroker.guardedCall");
+type Guarded = { [GUARDED]?: GuardedCall };
+
+/** The call {@link guardBeforeBody} started for a request (for `guardedCallKey`), if any. */
+export function guardedCallOf(req: object): GuardedCall | undefined {
+  return (req as Guarded)[GUARDED];
 }
 
 type Request = Parameters<DualHandler>[0];
 type Response = Parameters<DualHandler>[1];
 
 /**
- * Checks the API key of a call from its headers before the Connect handler
- * reads its body (connect-node reads the whole body before interceptors
- * run): a refused call is answered at once in its own protocol (gRPC
+ * Starts the guard of each call of the service from its headers and runs
+ * the steps' header checks (the API key) before the Connect handler reads
+ * its body (connect-node reads the whole body before interceptors run); the
+ * call is handed on to `guardInterceptor` (see {@link guardedCallOf}). A
+ * refused call is answered at once in its own protocol (gRPC
  * trailers-only, gRPC-Web trailers, Connect streaming end-of-stream, Connect
  * unary 401 JSON), and its body is never buffered. Other paths (health,
  * reflection, pages) go straight to `handler`.
  */
-export function authenticateBeforeBody(options: AuthenticateBeforeBodyOptions, handler: DualHandler): DualHandler {
+export function guardBeforeBody(options: GuardBeforeBodyOptions, handler: DualHandler): DualHandler {
   const prefix = `/${options.service}/`;
   return (req, res) => {
     const url = req.url ?? "";
@@ -35,8 +47,19 @@ export function authenticateBeforeBody(options: AuthenticateBeforeBodyOptions, h
     }
     const method = url.slice(prefix.length).split("?", 1)[0] ?? "";
     const authorization = req.headers["authorization"];
-    options
-      .authenticate(method, typeof authorization === "string" ? authorization : undefined)
+    const contentType = req.headers["content-type"];
+    const call = options.guard.start({
+      method,
+      protocol: protocolOf(typeof contentType === "string" ? contentType : null),
+      authorization: typeof authorization === "string" ? authorization : undefined,
+    });
+    (req as Guarded)[GUARDED] = call;
+    const checked = call.authenticate();
+    if (!checked) {
+      handler(req, res);
+      return;
+    }
+    checked
       .then(
         () => handler(req, res),
         (e: unknown) => refuse(req, res, ConnectError.from(e)),
