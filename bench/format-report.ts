@@ -30,9 +30,10 @@ function cachedSection(rows: NonNullable<BenchReport["cachedGetToken"]>): string
   out.push(
     "",
     "1. Cached GetToken: the broker (API keys and audit on) vs the plain server a user would write per protocol, same token bytes; load: h2load",
-    "   (req/s; mean latency ms; server CPU: % of one core, µs per request; ratio: median of the rounds' broker ÷ plain)",
+    "   (req/s; mean latency ms; server CPU: % of one core, µs per request; ratio: median of the rounds' broker ÷ plain req/s;",
+    "   CPU ratio: median of the rounds' plain ÷ broker CPU per request, what two saturated servers' rates would be)",
     formatTable(
-      ["protocol", "in flight", "broker req/s", "mean", "cpu%", "µs/req", "plain server", "req/s", "mean", "cpu%", "µs/req", "ratio"],
+      ["protocol", "in flight", "broker req/s", "mean", "cpu%", "µs/req", "plain server", "req/s", "mean", "cpu%", "µs/req", "ratio", "CPU ratio"],
       rows.map((x) => [
         x.label,
         x.connections * x.streams,
@@ -46,6 +47,7 @@ function cachedSection(rows: NonNullable<BenchReport["cachedGetToken"]>): string
         x.plain.serverCpuPct,
         x.plain.serverCpuUsPerRequest,
         x.ratio,
+        x.cpuRatio,
       ]),
     ),
   );

@@ -52,6 +52,12 @@ export interface CachedRow {
   ratio: number;
   /** The rounds' ratios, in order. */
   ratios: number[];
+  /**
+   * Median over the rounds of plain CPU µs per call ÷ broker CPU µs per call:
+   * the throughput ratio of two saturated servers, and much steadier than
+   * `ratio` on a machine whose cores other work takes.
+   */
+  cpuRatio: number;
 }
 
 /** Options of the cached-GetToken scenario (`npm run bench -- --only cached`). */
@@ -108,6 +114,8 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
         }
       }
       const ratios = runs.broker.map((b, i) => round(b.result.rps / runs.plain[i]!.result.rps, 3));
+      const perCall = (r: Run) => r.cpuUs / Math.max(1, r.result.done);
+      const cpuRatios = runs.broker.map((b, i) => perCall(runs.plain[i]!) / perCall(b));
       const l = load(p.h1);
       const row: CachedRow = {
         protocol,
@@ -119,9 +127,10 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
         plain: combine(runs.plain),
         ratio: round(median(ratios), 3),
         ratios,
+        cpuRatio: round(median(cpuRatios), 3),
       };
       ctx.progress(
-        `cached GetToken ${row.label}: broker ${row.broker.rps}/s (${row.broker.serverCpuUsPerRequest} µs CPU), ${p.plainLabel} ${row.plain.rps}/s (${row.plain.serverCpuUsPerRequest} µs), ratio ${row.ratio} [${ratios.join(", ")}]`,
+        `cached GetToken ${row.label}: broker ${row.broker.rps}/s (${row.broker.serverCpuUsPerRequest} µs CPU), ${p.plainLabel} ${row.plain.rps}/s (${row.plain.serverCpuUsPerRequest} µs), ratio ${row.ratio} [${ratios.join(", ")}], CPU ratio ${row.cpuRatio}`,
       );
       rows.push(row);
     }

@@ -31,10 +31,13 @@ export function guardInterceptor(guard: CallGuard, services: readonly string[] =
     let call = req.contextValues.get(guardedCallKey);
     if (!call) {
       call = guard.start({ method: req.method.name, protocol: protocolOf(req.header.get("content-type")), authorization: req.header.get("authorization") ?? undefined });
-      await call.authenticate();
+      const authenticated = call.authenticate();
+      if (authenticated) await authenticated;
     }
-    const { message, request } = await firstMessage(req);
-    await call.authorize(message);
+    // A unary request's message is at hand; a stream's first message is read (and replayed to the handler).
+    const { message, request } = req.stream ? await firstMessage(req) : { message: req.message, request: req };
+    const authorized = call.authorize(message);
+    if (authorized) await authorized;
     if (call.principal) request.contextValues.set(principalKey, call.principal);
     let res;
     try {
