@@ -22,7 +22,7 @@ import { connectFallback } from "./connect-fallback.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import type { GuardCounts } from "./connection-guard.js";
 import { limitLog } from "./limit-log.js";
-import { holdKey, holdOf, holdWatchStreams, markHoldable } from "./held-connections.js";
+import { holdKey, holdOf, holdWatchStream, markHoldable } from "./held-connections.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { tokenServiceFastMethods } from "./token-service-fast-methods.js";
 import { listenOnePort, type DualHandler, type OnePortServer, type OnePortTls } from "./one-port-server.js";
@@ -186,7 +186,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     shutdownSignal: shutdown.signal,
     // Longer deadlines are cut to this before Connect sees them (clampDeadlines); anything else longer is refused.
     maxTimeoutMs: MAX_DEADLINE_MS,
-    interceptors: [guardInterceptor(guard), holdWatchStreams()],
+    // One interceptor: Connect builds the chain of interceptors again for every call.
+    interceptors: [guardInterceptor(guard, [TOKEN_SERVICE], holdWatchStream)],
   } satisfies ConnectNodeAdapterOptions;
   const rpcHandler = connectNodeAdapter({
     ...connectOptions,

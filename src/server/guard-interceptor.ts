@@ -1,4 +1,4 @@
-import { createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createContextKey, type Interceptor, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import type { Principal } from "../auth/api-key.js";
 import { firstMessage } from "../auth/first-message.js";
 import { protocolOf } from "../metrics/served-metrics.js";
@@ -24,7 +24,12 @@ export const TOKEN_SERVICE = "tokenbroker.v1.TokenService";
  * `guardBeforeBody` ran them already), the request's checks, one `sent` per
  * response message, `ended` once with the call's error.
  */
-export function guardInterceptor(guard: CallGuard, services: readonly string[] = [TOKEN_SERVICE]): Interceptor {
+export function guardInterceptor(
+  guard: CallGuard,
+  services: readonly string[] = [TOKEN_SERVICE],
+  /** Told of each call that passed the guard's checks, before its handler runs (see `holdWatchStream`). */
+  onAuthorized?: (req: UnaryRequest | StreamRequest) => void,
+): Interceptor {
   const covered = new Set(services);
   return (next) => async (req) => {
     if (!covered.has(req.service.typeName)) return next(req);
@@ -39,6 +44,7 @@ export function guardInterceptor(guard: CallGuard, services: readonly string[] =
     const authorized = call.authorize(message);
     if (authorized) await authorized;
     if (call.principal) request.contextValues.set(principalKey, call.principal);
+    onAuthorized?.(request);
     let res;
     try {
       res = await next(request);

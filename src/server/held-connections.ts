@@ -1,6 +1,6 @@
 import * as http2 from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createContextKey, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 
 /**
  * Connections kept open past their idle timeout: those carrying an
@@ -58,14 +58,11 @@ export function holdOf(req: IncomingMessage | http2.Http2ServerRequest): (() => 
 }
 
 /**
- * A Connect interceptor, innermost (after the key was checked): a WatchToken
- * call that got this far holds its connection while it runs.
+ * Holds the connection of a WatchToken call that passed the guard (see
+ * `guardInterceptor`'s `onAuthorized`): it may send nothing for hours.
  */
-export function holdWatchStreams(): Interceptor {
-  return (next) => (req) => {
-    if (req.stream && req.method.name === "WatchToken" && req.service.typeName === "tokenbroker.v1.TokenService") {
-      req.contextValues.get(holdKey)?.();
-    }
-    return next(req);
-  };
+export function holdWatchStream(req: UnaryRequest | StreamRequest): void {
+  if (req.stream && req.method.name === "WatchToken" && req.service.typeName === "tokenbroker.v1.TokenService") {
+    req.contextValues.get(holdKey)?.();
+  }
 }
