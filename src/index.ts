@@ -35,6 +35,8 @@ export { createSqliteApiKeys, type SqliteApiKeys } from "./store/sqlite-api-keys
 export { createAuditLog, type AuditEntry, type AuditLog, type AuditLogOptions, type AuditSink } from "./audit/audit-log.js";
 export { createSqliteAuditSink, readAuditLog } from "./store/sqlite-audit-log.js";
 export type { BrokerAuthOptions } from "./server/server-security.js";
+export { createCallGuard, type CallGuard, type CallHead, type GuardedCall, type GuardStep } from "./server/call-guard.js";
+export { guardInterceptor } from "./server/guard-interceptor.js";
 export type { OnePortTls } from "./server/one-port-server.js";
 export { BrokerError, type BrokerErrorKind } from "./errors.js";
 export { ManualClock, systemClock, type Clock } from "./clock.js";

@@ -14,8 +14,16 @@ export function createAuthStep(options: AuthorizerOptions): GuardStep {
   const authorizer = createAuthorizer(options);
   return {
     name: "api-key",
-    async authenticate(call) {
-      call.principal = await authorizer.authenticate(call.authorization);
+    authenticate(call) {
+      // A key seen within the cache's life: no promise to wait for (the hot path of a cached GetToken).
+      const cached = options.authenticator.cached?.(call.authorization);
+      if (cached) {
+        call.principal = cached;
+        return;
+      }
+      return authorizer.authenticate(call.authorization).then((principal) => {
+        call.principal = principal;
+      });
     },
     authorize(call) {
       const principal = call.principal;

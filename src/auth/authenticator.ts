@@ -22,6 +22,12 @@ export interface AuthenticatorOptions {
 export interface Authenticator {
   /** The principal of a `Bearer` key, or undefined for no, malformed, unknown or revoked key. */
   authenticate(authorization: string | null | undefined): Promise<Principal | undefined>;
+  /**
+   * The principal of a `Bearer` key found in the cache, at once; undefined
+   * when it is not cached (ask `authenticate`). Optional: other
+   * authenticators may have no cache.
+   */
+  cached?(authorization: string | null | undefined): Principal | undefined;
   /** The principal of a key by its hash (sessions), or undefined once it is revoked. */
   byHash(keyHash: string): Promise<Principal | undefined>;
   /** Drops cached keys (all, or one), e.g. right after a revocation in this process. */
@@ -48,6 +54,15 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const cache = new Map<string, { principal: Principal; until: number }>();
   const lastMarked = new Map<string, number>();
 
+  /** Marks the key used in the store, at most every `lastUsedEveryMs`. */
+  function used(keyHash: string, t: number): void {
+    if (t - (lastMarked.get(keyHash) ?? -Infinity) >= usedEvery) {
+      lastMarked.set(keyHash, t);
+      if (lastMarked.size > MAX_CACHED) lastMarked.clear();
+      options.keys.markUsed(keyHash, t).catch(() => {}); // bookkeeping only
+    }
+  }
+
   async function byHash(keyHash: string): Promise<Principal | undefined> {
     const t = now();
     const hit = cache.get(keyHash);
@@ -62,11 +77,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (cache.size >= MAX_CACHED) cache.clear();
       cache.set(keyHash, { principal, until: t + ttl });
     }
-    if (t - (lastMarked.get(keyHash) ?? -Infinity) >= usedEvery) {
-      lastMarked.set(keyHash, t);
-      if (lastMarked.size > MAX_CACHED) lastMarked.clear();
-      options.keys.markUsed(keyHash, t).catch(() => {}); // bookkeeping only
-    }
+    used(keyHash, t);
     return principal;
   }
 
@@ -75,6 +86,16 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       const key = bearerKey(authorization);
       if (key === undefined || !isWellFormedKey(key)) return undefined;
       return byHash(hashApiKey(key));
+    },
+    cached(authorization) {
+      const key = bearerKey(authorization);
+      if (key === undefined || !isWellFormedKey(key)) return undefined;
+      const keyHash = hashApiKey(key);
+      const t = now();
+      const hit = cache.get(keyHash);
+      if (!hit || hit.until <= t) return undefined;
+      used(keyHash, t);
+      return hit.principal;
     },
     byHash,
     forget(keyHash) {
