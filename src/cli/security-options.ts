@@ -46,9 +46,10 @@ export interface EncryptionConfig {
 export function encryptionFromFlags(values: EncryptionValues, env: NodeJS.ProcessEnv): EncryptionConfig {
   const source: SettingsSource = { flags: values, env };
   const keyFile = readSetting(ENCRYPTION_KEY_FILE, source);
+  const clearText = readSetting(INSECURE_NO_ENCRYPTION, source);
   const keys = loadEncryptionKeys({ keyFile, env });
   if (!keys) {
-    if (readSetting(INSECURE_NO_ENCRYPTION, source)) return { cipher: undefined, keyFile: undefined };
+    if (clearText) return { cipher: undefined, keyFile: undefined };
     throw new ConfigError(NO_KEY_MESSAGE);
   }
   return { cipher: createTokenCipher(keys), keyFile };
