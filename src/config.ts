@@ -15,7 +15,7 @@ import {
 } from "./settings/upstream-settings.js";
 
 export { ConfigError } from "./settings/config-error.js";
-export { DEFAULT_DB, DEFAULT_LISTEN, parseListen, type ListenAddress } from "./settings/server-settings.js";
+export { DEFAULT_DB, parseListen, type ListenAddress } from "./settings/server-settings.js";
 export { positiveNumber } from "./settings/value-types.js";
 
 /** Everything needed to reach the identity server. */

@@ -6,7 +6,7 @@ import { ConfigError, positiveNumber } from "../config.js";
 import { CONNECT_SETTINGS } from "../settings/all-settings.js";
 import { flagOptions } from "../settings/setting.js";
 import { settingsHelp } from "../settings/settings-help.js";
-import { consentFromEnv, DEFAULT_REDIRECT_URI } from "../consent/consent-config.js";
+import { consentFromEnv } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
 import { routeHttp, type HttpRoute } from "../server/http-routes.js";
 import { CLAIM_PATH, consentRoutes } from "../web/consent-routes.js";
@@ -33,8 +33,8 @@ connection and its tenants. The URL is a one-time link on the redirect URI's
 host: the first browser to open it gets the consent (a cookie) and is sent
 to Xero; only that browser can complete it.
 
-Xero sends the browser back to TOKENBROKER_REDIRECT_URI (default
-${DEFAULT_REDIRECT_URI}), which must be registered with your Xero app.
+Xero sends the browser back to TOKENBROKER_REDIRECT_URI (below), which must
+be registered with your Xero app.
 When tokenbroker serve is listening there (with the same database), it
 completes the consent and this command waits for it; otherwise this command
 listens on that address itself until the consent comes back.

@@ -1,9 +1,7 @@
 import { ConfigError } from "../config.js";
-import { DEFAULT_REDIRECT_URI, REDIRECT_URI, SCOPES } from "../settings/consent-settings.js";
+import { REDIRECT_URI, SCOPES } from "../settings/consent-settings.js";
 import { readSetting, settingName, type SettingsSource } from "../settings/setting.js";
 import { ALLOW_INSECURE_ISSUER } from "../settings/upstream-settings.js";
-
-export { DEFAULT_REDIRECT_URI };
 
 /** Where the issuer sends the browser back, and what the broker asks for. */
 export interface ConsentConfig {

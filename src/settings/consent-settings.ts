@@ -9,15 +9,12 @@ export const CONSENT: SettingSection = {
   about: "The consent flow of the status page (`GET /connect`) and of `tokenbroker connect`.",
 };
 
-/** The default of `TOKENBROKER_REDIRECT_URI`. */
-export const DEFAULT_REDIRECT_URI = "http://localhost:50051/oauth/callback";
-
 /** `TOKENBROKER_REDIRECT_URI`. */
 export const REDIRECT_URI = {
   section: CONSENT,
   env: "TOKENBROKER_REDIRECT_URI",
   type: httpUrl({ noQuery: true }),
-  default: DEFAULT_REDIRECT_URI,
+  default: "http://localhost:50051/oauth/callback",
   description:
     "where Xero sends the browser back; register it, exactly, with your Xero app. https:// unless its host is localhost " +
     "(or TOKENBROKER_ALLOW_INSECURE_ISSUER is on)",

@@ -37,8 +37,6 @@ export const DATABASE: SettingSection = {
   about: "The SQLite file that holds the tokens, API keys and audit log; every command that reads or writes them takes it.",
 };
 
-/** Default listen address: loopback only. */
-export const DEFAULT_LISTEN = "127.0.0.1:50051";
 /** Default database file, relative to the working directory. */
 export const DEFAULT_DB = "tokenbroker.db";
 
@@ -49,7 +47,7 @@ export const LISTEN = {
   placeholder: "HOST:PORT",
   env: "TOKENBROKER_LISTEN",
   type: listenAddress,
-  default: DEFAULT_LISTEN,
+  default: "127.0.0.1:50051",
   description: "address to listen on; `[::1]:50051` for IPv6, `0.0.0.0:50051` for every interface",
 } satisfies Setting<ListenAddress>;
 
