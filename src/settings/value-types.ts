@@ -19,7 +19,7 @@ export function positiveNumberValue(options: { below?: { limit: number; why: str
   return {
     accepts: below ? `a positive number below ${below.limit}` : "a positive number",
     parse(text, ctx) {
-      const n = positiveNumber(ctx.name, text.trim(), NaN);
+      const n = positive(text, ctx);
       if (below && n >= below.limit) throw new ConfigError(`${ctx.name} must be less than ${below.limit} (${below.why}), not ${ctx.quoted}`);
       return n;
     },
@@ -31,12 +31,18 @@ export function wholeNumberValue(max = Number.MAX_SAFE_INTEGER): ValueType<numbe
   return {
     accepts: max === Number.MAX_SAFE_INTEGER ? "a positive whole number" : `a positive whole number up to ${max}`,
     parse(text, ctx) {
-      const n = positiveNumber(ctx.name, text.trim(), NaN);
+      const n = positive(text, ctx);
       if (!Number.isInteger(n)) throw new ConfigError(`${ctx.name} must be a whole number, not ${n}`);
       if (n > max) throw new ConfigError(`${ctx.name} must be at most ${max}, not ${n}`);
       return n;
     },
   };
+}
+
+function positive(text: string, ctx: ParseContext): number {
+  const n = Number(text.trim());
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${ctx.name} must be a positive number, not ${ctx.quoted}`);
+  return n;
 }
 
 /**
@@ -45,9 +51,7 @@ export function wholeNumberValue(max = Number.MAX_SAFE_INTEGER): ValueType<numbe
  */
 export function positiveNumber(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === "") return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${name} must be a positive number, not ${JSON.stringify(value)}`);
-  return n;
+  return positive(value, { name, quoted: JSON.stringify(value) });
 }
 
 /** One of `shown` (or of `alsoAccepted`, accepted but not advertised). */
