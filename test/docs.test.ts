@@ -19,7 +19,7 @@ const PAGES = [
     .map((f) => `docs/${f}`),
 ];
 
-/** Every `docSnippet("page", "name")` in the tests, as `page#name`. */
+/** Every docSnippet call with literal arguments in the tests, as `page#name`. */
 function snippetsReadByTests(): Set<string> {
   const found = new Set<string>();
   const visit = (dir: string) => {
