@@ -7,6 +7,7 @@ import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
 import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { docSnippet } from "./helpers/doc-snippets.js";
 import { scrapeMetrics, type Scrape } from "./helpers/prometheus-text.js";
 import { eventually, readStream, type StreamReader } from "./helpers/stream-reader.js";
 
@@ -180,7 +181,7 @@ describe("refreshes per expiry across two broker processes", () => {
 describe("deploy/prometheus-alerts.yml", () => {
   const root = join(import.meta.dirname, "..");
 
-  it("parses, has the two promised alerts, names only exported metrics, and is the README's copy", async () => {
+  it("parses, has the two promised alerts, names only exported metrics, and is the copy in docs/observability.md", async () => {
     const text = readFileSync(join(root, "deploy", "prometheus-alerts.yml"), "utf8");
     // promtool is not installed here: PyYAML (Debian's python3-yaml) checks that it is YAML at all.
     const parsed = JSON.parse(
@@ -205,6 +206,6 @@ describe("deploy/prometheus-alerts.yml", () => {
     } finally {
       await f.close();
     }
-    expect(readFileSync(join(root, "README.md"), "utf8")).toContain("```yaml\n" + text + "```");
+    expect(docSnippet("docs/observability.md", "prometheus-alerts")).toBe(text);
   });
 });
