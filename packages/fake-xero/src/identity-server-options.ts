@@ -1,7 +1,3 @@
-import type { Clock } from "../clock.js";
-import type { IdentityServer } from "../upstream/identity-server.js";
-import { createOidcIdentityServer } from "../upstream/oidc-identity-server.js";
-
 /** Where a fake Xero listens and the client it knows (a `FakeXero`, or its figures from another process). */
 export interface FakeXeroEndpoint {
   issuer: string;
@@ -10,18 +6,28 @@ export interface FakeXeroEndpoint {
   clientSecret: string;
 }
 
+/** The options of tokenbroker's `createOidcIdentityServer` that point the broker's real identity server at a fake Xero. */
+export interface FakeXeroIdentityOptions {
+  issuer: URL;
+  connectionsUrl: URL;
+  clientId: string;
+  clientSecret: string;
+  /** The fake listens on plain `http://` on loopback. */
+  allowInsecure: true;
+}
+
 /**
- * The broker's real identity server (openid-client) pointed at a fake Xero:
- * plain `http://` on loopback is allowed. Used by the demo, the bench and the
- * tests.
+ * Options for the broker's real identity server (openid-client) pointed at a
+ * fake Xero: `createOidcIdentityServer({ ...identityServerOptions(fake), clock })`.
+ * Used by the demo, the bench and the tests; the fake Xero itself imports
+ * nothing of the broker.
  */
-export function identityForFakeXero(fake: FakeXeroEndpoint, clock?: Clock): IdentityServer {
-  return createOidcIdentityServer({
+export function identityServerOptions(fake: FakeXeroEndpoint): FakeXeroIdentityOptions {
+  return {
     issuer: new URL(fake.issuer),
     connectionsUrl: new URL(fake.connectionsUrl),
     clientId: fake.clientId,
     clientSecret: fake.clientSecret,
     allowInsecure: true,
-    ...(clock ? { clock } : {}),
-  });
+  };
 }
