@@ -6,9 +6,10 @@ import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixtu
 import { startFakeXeroApi, type FakeXeroApi } from "./helpers/fake-xero-api.js";
 import { eventually } from "./helpers/stream-reader.js";
 
-// `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
+// `npm test` compiles packages/client to its dist/ before vitest runs; run `npm run build` first when running this file alone.
 const ROOT = resolve(import.meta.dirname, "..");
-const CLIENT_ENTRY = join(ROOT, "dist", "src", "client", "index.js");
+const CLIENT = join(ROOT, "packages", "client");
+const CLIENT_ENTRY = join(CLIENT, "dist", "index.js");
 
 /** The ```ts blocks of the README's "TypeScript client" section. */
 function readmeClientBlocks(): string[] {
@@ -55,7 +56,7 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
   return { files, packages };
 }
 
-describe("tokenbroker/client as a package", () => {
+describe("@tokenbroker/client as a package", () => {
   let f: BrokerFixture;
   let api: FakeXeroApi;
   let dir: ReturnType<typeof tempDir>;
@@ -75,13 +76,13 @@ describe("tokenbroker/client as a package", () => {
   it("imports nothing of the server: only Connect, the generated stubs and Node", () => {
     const { files, packages } = importGraph(CLIENT_ENTRY);
     for (const file of files) {
-      expect(file.startsWith(join(ROOT, "dist", "src", "client")) || file.startsWith(join(ROOT, "dist", "gen", "ts")), file).toBe(true);
+      expect(file.startsWith(join(CLIENT, "dist")), file).toBe(true);
     }
     for (const name of packages) {
       expect(/^(node:|@connectrpc\/connect(-node)?$|@bufbuild\/protobuf(\/|$))/.test(name), name).toBe(true);
     }
     expect(packages.has("@connectrpc/connect")).toBe(true);
-    expect(files.has(join(ROOT, "dist", "gen", "ts", "tokenbroker", "v1", "token_service_pb.js"))).toBe(true);
+    expect(files.has(join(CLIENT, "dist", "gen", "tokenbroker", "v1", "token_service_pb.js"))).toBe(true);
   });
 
   it("the README example type-checks against the package and runs, then the process exits by itself", async () => {
@@ -92,7 +93,7 @@ describe("tokenbroker/client as a package", () => {
     expect(illustration).toContain('xero.setTokenSet({ access_token: await tb.getToken(tenantId), token_type: "Bearer" })');
 
     let example = runnable[0]!;
-    expect(example).toContain('from "tokenbroker/client"');
+    expect(example).toContain('from "@tokenbroker/client"');
     for (const [from, to] of [
       ["http://127.0.0.1:50051", f.server.url],
       ["https://api.xero.com", api.url],
@@ -101,9 +102,9 @@ describe("tokenbroker/client as a package", () => {
       example = example.replaceAll(from, to);
     }
 
-    // A consumer project: tokenbroker in its node_modules, the example as its main module.
-    mkdirSync(join(dir.path, "node_modules"));
-    symlinkSync(ROOT, join(dir.path, "node_modules", "tokenbroker"), "dir");
+    // A consumer project: @tokenbroker/client in its node_modules, the example as its main module.
+    mkdirSync(join(dir.path, "node_modules", "@tokenbroker"), { recursive: true });
+    symlinkSync(CLIENT, join(dir.path, "node_modules", "@tokenbroker", "client"), "dir");
     writeFileSync(join(dir.path, "package.json"), JSON.stringify({ type: "module", private: true }));
     writeFileSync(join(dir.path, "example.ts"), example);
     writeFileSync(
