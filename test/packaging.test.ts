@@ -82,8 +82,8 @@ function nativeAddons(tree: Map<string, string>): string[] {
   return [...tree]
     .filter(([, dir]) => {
       const pkg = manifest(dir);
-      const scripts = pkg.scripts ?? {};
-      return existsSync(join(dir, "binding.gyp")) || pkg.gypfile === true || ["preinstall", "install", "postinstall"].some((s) => s in scripts);
+      const installs = ["preinstall", "install", "postinstall"].some((s) => s in (pkg.scripts ?? {}));
+      return installs || pkg.gypfile === true || existsSync(join(dir, "binding.gyp"));
     })
     .map(([name]) => name)
     .sort();
