@@ -6,7 +6,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";

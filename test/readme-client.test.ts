@@ -7,9 +7,10 @@ import { startFakeXeroApi, type FakeXeroApi } from "./helpers/fake-xero-api.js";
 import { docSnippet } from "./helpers/doc-snippets.js";
 import { eventually } from "./helpers/stream-reader.js";
 
-// `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
+// `npm test` compiles packages/client to its dist/ before vitest runs; run `npm run build` first when running this file alone.
 const ROOT = resolve(import.meta.dirname, "..");
-const CLIENT_ENTRY = join(ROOT, "dist", "src", "client", "index.js");
+const CLIENT = join(ROOT, "packages", "client");
+const CLIENT_ENTRY = join(CLIENT, "dist", "index.js");
 
 
 /** Runs a command to completion (killed after 12 s). */
@@ -47,7 +48,7 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
   return { files, packages };
 }
 
-describe("tokenbroker/client as a package", () => {
+describe("@tokenbroker/client as a package", () => {
   let f: BrokerFixture;
   let api: FakeXeroApi;
   let dir: ReturnType<typeof tempDir>;
@@ -67,13 +68,13 @@ describe("tokenbroker/client as a package", () => {
   it("imports nothing of the server: only Connect, the generated stubs and Node", () => {
     const { files, packages } = importGraph(CLIENT_ENTRY);
     for (const file of files) {
-      expect(file.startsWith(join(ROOT, "dist", "src", "client")) || file.startsWith(join(ROOT, "dist", "gen", "ts")), file).toBe(true);
+      expect(file.startsWith(join(CLIENT, "dist")), file).toBe(true);
     }
     for (const name of packages) {
       expect(/^(node:|@connectrpc\/connect(-node)?$|@bufbuild\/protobuf(\/|$))/.test(name), name).toBe(true);
     }
     expect(packages.has("@connectrpc/connect")).toBe(true);
-    expect(files.has(join(ROOT, "dist", "gen", "ts", "tokenbroker", "v1", "token_service_pb.js"))).toBe(true);
+    expect(files.has(join(CLIENT, "dist", "gen", "tokenbroker", "v1", "token_service_pb.js"))).toBe(true);
   });
 
   /**
@@ -89,10 +90,10 @@ describe("tokenbroker/client as a package", () => {
       example = example.replaceAll(from, to);
     }
     expect(example).toContain(f.server.url);
-    mkdirSync(join(dir.path, "node_modules"), { recursive: true });
-    // tokenbroker, and Connect for the examples that use it directly, as a consumer installs them.
+    mkdirSync(join(dir.path, "node_modules", "@tokenbroker"), { recursive: true });
+    // The packages as a consumer installs them: @tokenbroker/client, and Connect for the examples that use it directly.
     for (const [name, target] of [
-      ["tokenbroker", ROOT],
+      ["@tokenbroker/client", CLIENT],
       ["@connectrpc", join(ROOT, "node_modules", "@connectrpc")],
     ] as const) {
       if (!existsSync(join(dir.path, "node_modules", name))) symlinkSync(target, join(dir.path, "node_modules", name), "dir");
@@ -135,7 +136,7 @@ describe("tokenbroker/client as a package", () => {
 
   it("the client example of docs/clients.md type-checks against the package and runs, then the process exits by itself", async () => {
     const example = docSnippet("docs/clients.md", "ts-client");
-    expect(example).toContain('from "tokenbroker/client"');
+    expect(example).toContain('from "@tokenbroker/client"');
     expect(example).toContain("https://api.xero.com");
     const child = await runExample(example);
     const { token } = await f.client().getToken({ selector: { case: "tenantId", value: f.tenantId } });

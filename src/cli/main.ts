@@ -2,7 +2,6 @@
 import { ConfigError } from "../config.js";
 import { backupCommand } from "./backup.js";
 import type { Command, CommandIo } from "./command.js";
-import { demoCommand } from "./demo.js";
 import { importCommand } from "./import.js";
 import { serveCommand } from "./serve.js";
 import { connectCommand } from "./connect.js";
@@ -28,7 +27,6 @@ const commands: Command[] = [
   keygenCommand,
   rotateKeyCommand,
   auditCommand,
-  demoCommand,
 ];
 
 const usage = `Usage: tokenbroker <command> [options]
