@@ -6,7 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { ManualClock } from "../src/clock.js";
-import { startFakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero } from "@tokenbroker/fake-xero";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { LeaseLostError } from "../src/store/token-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";

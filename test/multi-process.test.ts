@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeGrant, type FakeXero, type FakeXeroOptions } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero, type FakeXeroOptions } from "@tokenbroker/fake-xero";
 import { protocols, tempDir } from "./helpers/broker-fixture.js";
 import {
   cliImport,

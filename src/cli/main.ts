@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { backupCommand } from "./backup.js";
 import type { Command, CommandIo } from "./command.js";
-import { demoCommand } from "./demo.js";
 import { importCommand } from "./import.js";
 import { serveCommand } from "./serve.js";
 import { connectCommand } from "./connect.js";
@@ -31,7 +30,6 @@ const commands: Command[] = [
   keygenCommand,
   rotateKeyCommand,
   auditCommand,
-  demoCommand,
 ];
 
 const usage = `Usage: tokenbroker <command> [options]

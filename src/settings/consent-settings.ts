@@ -6,7 +6,9 @@ import { httpUrl, wordList } from "./value-types.js";
 /** The consent section. */
 export const CONSENT: SettingSection = {
   title: "Connecting an organisation",
-  about: "The consent flow of the status page (`GET /connect`) and of `tokenbroker connect`.",
+  about:
+    "The consent flow of the status page (`GET /connect`) and of `tokenbroker connect`: see " +
+    "[Connecting an organisation](operations.md#connecting-an-organisation).",
 };
 
 /** `TOKENBROKER_REDIRECT_URI`. */

@@ -6,7 +6,9 @@ import { positiveNumberValue, wholeNumberValue } from "./value-types.js";
 /** The limits section. */
 export const LIMITS: SettingSection = {
   title: "Limits per client",
-  about: "What one client may hold on the port: streams, request bytes, time without headers or traffic, connections per address.",
+  about:
+    "What one client may hold on the port: streams, request bytes, time without headers or traffic, connections per address. " +
+    "What each protects, and what the log says when one is reached: [Limits per client](security.md#limits-per-client).",
 };
 
 /** `--max-concurrent-streams`. */
@@ -17,7 +19,9 @@ export const MAX_CONCURRENT_STREAMS = {
   env: "TOKENBROKER_MAX_CONCURRENT_STREAMS",
   type: wholeNumberValue(2 ** 31 - 1),
   default: String(D.maxConcurrentStreams),
-  description: "open HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client that opens more gets GOAWAY",
+  description:
+    "open HTTP/2 streams per connection, advertised in SETTINGS_MAX_CONCURRENT_STREAMS: clients queue their calls; " +
+    "one that opens more anyway gets GOAWAY and its connection closed",
 } satisfies Setting<number>;
 
 /** `--max-connection-buffer-kib`. */
@@ -50,7 +54,7 @@ export const IDLE_TIMEOUT = {
   env: "TOKENBROKER_IDLE_TIMEOUT_SECONDS",
   type: positiveNumberValue(),
   default: String(D.idleTimeoutMs / 1000),
-  description: "close a connection without traffic this long, unless it carries an authenticated WatchToken stream",
+  description: "close a connection without traffic this long (HTTP/2: GOAWAY first), unless it carries an authenticated WatchToken stream",
 } satisfies Setting<number>;
 
 /** `--max-connections-per-address`. */

@@ -5,7 +5,9 @@ import { httpUrl, positiveNumberValue, textValue } from "./value-types.js";
 /** The notifications section. */
 export const NOTIFY: SettingSection = {
   title: "Notifications",
-  about: "Connection events (a connection needs re-authorisation, a refresh token is about to die) are logged as warnings, and POSTed, signed, to a webhook if one is set.",
+  about:
+    "Connection events (a connection needs re-authorisation, a refresh token is about to die) are logged as warnings, " +
+    "and POSTed, signed, to a webhook if one is set: see [Alerts (webhooks)](observability.md#alerts-webhooks).",
 };
 
 /** `TOKENBROKER_WEBHOOK_URL`. */

@@ -5,7 +5,9 @@ import { positiveNumberValue } from "./value-types.js";
 /** The refresh section. */
 export const REFRESH: SettingSection = {
   title: "Refreshing",
-  about: "When tokens are refreshed ahead of need, and how long a refresh holds its lease on a token set.",
+  about:
+    "When tokens are refreshed ahead of need, and how long a refresh holds its lease on a token set: see " +
+    "[How it refreshes](design.md#how-it-refreshes) and [Crash safety](high-availability.md#crash-safety).",
 };
 
 /** `--lead-time`, in seconds. */

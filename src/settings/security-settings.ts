@@ -35,7 +35,8 @@ export const ENCRYPTION: SettingSection = {
   title: "Encryption at rest",
   about:
     "The key(s) that encrypt tokens in the database: a key file, or the key in the environment. " +
-    "Commands that read or write tokens (`serve`, `import`, `connect`, `disconnect`, `revoke`, `rotate-key`) take them.",
+    "Commands that read or write tokens (`serve`, `import`, `connect`, `disconnect`, `revoke`, `rotate-key`) take them; " +
+    "see [Encryption at rest](security.md#encryption-at-rest).",
 };
 
 /** `--encryption-key-file`. */
@@ -86,7 +87,9 @@ export const ENCRYPTION_SETTINGS = [ENCRYPTION_KEY_FILE, ENCRYPTION_KEY, OLD_ENC
 /** The access section. */
 export const ACCESS: SettingSection = {
   title: "API keys and TLS",
-  about: "Who may call `tokenbroker serve`, and over what: API keys (`tokenbroker keys create`), TLS and mutual TLS.",
+  about:
+    "Who may call `tokenbroker serve`, and over what: [API keys](security.md#api-keys) (`tokenbroker keys create`), " +
+    "[TLS](security.md#tls) and mutual TLS.",
 };
 
 /** `--insecure-no-auth`. */

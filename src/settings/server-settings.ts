@@ -28,13 +28,18 @@ const listenAddress: ValueType<ListenAddress> = {
 /** The server section. */
 export const SERVER: SettingSection = {
   title: "Server",
-  about: "Where `tokenbroker serve` listens, what it logs, and how long it takes to stop.",
+  about:
+    "Where `tokenbroker serve` listens, what it logs, and how long it takes to stop: see [Operations](operations.md#running-it) " +
+    "and [Shutdown](high-availability.md#shutdown).",
 };
 
 /** The database section. */
 export const DATABASE: SettingSection = {
   title: "Database",
-  about: "The SQLite file that holds the tokens, API keys and audit log; every command that reads or writes them takes it.",
+  about:
+    "The SQLite file that holds the tokens, API keys and audit log; every command that reads or writes them takes it. " +
+    "Several processes may share it ([High availability](high-availability.md#several-processes-on-one-database)); " +
+    "copy it with `tokenbroker backup` ([Backups](operations.md#backups)).",
 };
 
 /** Default database file, relative to the working directory. */

@@ -4,7 +4,7 @@ import { ConfigError } from "./config-error.js";
 export interface SettingSection {
   /** The heading, e.g. "Encryption at rest". */
   title: string;
-  /** One or two sentences under the heading of docs/settings.md. */
+  /** One or two sentences under the heading of docs/settings.md (Markdown; links are relative to docs/). */
   about: string;
 }
 

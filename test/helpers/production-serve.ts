@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./broker-fixture.js";
 import { fakeEnv, runCli, startServe, type ServeProcess } from "./serve-process.js";
 import { makeTestCertificates, type TestCertificates } from "./test-certificates.js";
