@@ -26,8 +26,7 @@ export const WEBHOOK_SECRET = {
   env: "TOKENBROKER_WEBHOOK_SECRET",
   type: textValue("text", { raw: true }),
   secret: true,
-  unset: "required with TOKENBROKER_WEBHOOK_URL",
-  description: "HMAC-SHA256 key of the tokenbroker-signature header",
+  description: "HMAC-SHA256 key of the tokenbroker-signature header; required with TOKENBROKER_WEBHOOK_URL",
 } satisfies Setting<string>;
 
 /** `TOKENBROKER_REFRESH_TOKEN_WARN_DAYS`. */

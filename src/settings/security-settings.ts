@@ -68,7 +68,6 @@ export const OLD_ENCRYPTION_KEYS = {
   env: "TOKENBROKER_OLD_ENCRYPTION_KEYS",
   type: encryptionKeyList,
   secret: true,
-  unset: "none",
   description: "older keys still accepted for reading during a rotation (see `tokenbroker rotate-key --help`)",
 } satisfies Setting<Buffer[]>;
 

@@ -32,7 +32,7 @@ function settingHelp(s: Setting<unknown>): string {
   const shown = defaultText(s);
   if (s.default !== undefined) notes.push(`default ${shown}`);
   else if (s.required !== undefined) notes.push("required");
-  else if (s.unset !== undefined && s.placeholder !== undefined) notes.push(`unset: ${shown}`);
+  else if (s.unset !== undefined && s.unset !== "off") notes.push(`unset: ${shown}`);
   if (s.secret) notes.push("secret");
   const text = [
     s.type.listed ? `${s.type.accepts}: ${s.description}` : s.description,
