@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -5,10 +6,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
-    // Two files at a time, also on 2 cores (vitest's default there is one): most integration files spend much of
-    // their time waiting (for a token to expire, a lease to lapse, a process to start or exit), and the tests that
-    // bound a time leave room for a loaded machine. `--maxWorkers=1` runs them one by one.
-    maxWorkers: 2,
+    // At least two files at a time, also on 2 cores (vitest's default is one fewer than the cores): most integration
+    // files spend much of their time waiting (for a token to expire, a lease to lapse, a process to start or exit),
+    // and the tests that bound a time leave room for a loaded machine. `--maxWorkers=1` runs them one by one.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     projects: [
       {
         extends: true,

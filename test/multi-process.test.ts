@@ -87,9 +87,9 @@ const refreshEvents = (brokers: ServeProcess[]) => brokers.flatMap((b) => b.logs
 
 describe("three broker processes on one SQLite file", () => {
   it("300 concurrent callers spread over the three at expiry make exactly 1 upstream refresh", async () => {
-    // Once the three listen, the grant is imported again with a short-lived token (3 s: the import lists the tenants with it), so that it expires in
-    // real time soon; nobody asks before it does, so no scheduler refreshes it ahead of expiry (a token set counts
-    // as in use once asked for).
+    // Once the three listen, the grant is imported again with a short-lived token (3 s: the import lists the
+    // tenants with it), so that it expires in real time soon; nobody asks before it does, so no scheduler refreshes
+    // it ahead of expiry (a token set counts as in use once asked for).
     const c = await startCluster();
     c.fake.setAccessTokenLifetime(3);
     await c.reimport();
