@@ -26,7 +26,9 @@ describe.each(protocols)("ReportExpired over $name", ({ transport }) => {
     const { token: current } = await client.getToken({ selector: { case: "tenantId", value: f.tenantId } });
     expect(current).toBeDefined();
     const before = f.fake.tokenEndpointCalls;
-    f.fake.setLatency(300); // keep the refresh in flight until every report has arrived
+    // Keep the refresh in flight until every report has arrived: over HTTP/1.1 that is 100 connections, which took
+    // more than 300 ms on a loaded 2-core machine (a report that arrives after the commit is rightly not refreshed).
+    f.fake.setLatency(1000);
 
     const results = await Promise.all(
       Array.from({ length: 100 }, (_, i) =>
