@@ -2,9 +2,10 @@
  * `npm run bench`: starts everything on loopback, measures the four scenarios
  * of issue 7 and the hostile neighbour of issue 12 in one run (or those named
  * by `--only`), prints the tables and writes them as JSON
- * (`bench/results/latest.json`, or `--out PATH`). `--quick` is a smoke run
- * with tiny counts. The server under test and the load generator run in
- * separate processes, so they never share an event loop.
+ * (`bench/results/latest.json`, or `--out PATH`). A full run (every scenario,
+ * not `--quick`) also writes docs/performance.json and docs/performance.md.
+ * `--quick` is a smoke run with tiny counts. The server under test and the
+ * load generator run in separate processes, so they never share an event loop.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startLoadHost, type BenchContext } from "./context.js";
 import { formatReport } from "./format-report.js";
+import { writePerformanceDocs } from "./write-performance-page.js";
 import { loadAverage, machine, type BenchReport } from "./report.js";
 import { checkTargets } from "./targets.js";
 import { benchCachedGetToken } from "./scenarios/cached-get-token.js";
@@ -30,6 +32,8 @@ const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
   --quick       smoke run: tiny counts and short windows (figures not meaningful)
   --only NAMES  run only these scenarios, comma-separated: ${SCENARIOS.join(", ")}
   --out PATH    where to write the JSON (default bench/results/latest.json)
+
+A full run (no --quick, no --only) also writes docs/performance.json and docs/performance.md.
 `;
 
 async function main(): Promise<number> {
@@ -78,6 +82,10 @@ async function main(): Promise<number> {
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
     process.stderr.write(`written to ${out}\n`);
+    if (!values.quick && values.only === undefined) {
+      const docs = writePerformanceDocs(report);
+      process.stderr.write(`written to ${docs.join(" and ")}\n`);
+    }
     return 0;
   } finally {
     await load.stop();

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
-import { DEFAULT_SCOPES } from "../src/fake-xero/index.js";
+import { DEFAULT_SCOPES } from "@tokenbroker/fake-xero";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 
 /** Options for {@link seedStore}. */

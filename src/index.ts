@@ -1,6 +1,7 @@
 /**
  * tokenbroker as a library: the server, its parts, and the generated API.
- * Channels that only call the broker need just `tokenbroker/proto`.
+ * Channels that only call the broker need `@tokenbroker/client` (its `/proto` export has
+ * the bare generated stubs), which has no native or server dependency.
  */
 export { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "./server/broker-server.js";
 export { createHealthMonitor, type HealthMonitor, type HealthMonitorOptions, type Readiness } from "./health/health-monitor.js";

@@ -6,7 +6,7 @@
 import { request } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { clientOf, createSignInThrottle } from "../src/auth/sign-in-throttle.js";
-import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 

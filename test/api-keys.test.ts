@@ -3,6 +3,7 @@
  * outside the key's scope → PERMISSION_DENIED whether or not the tenant or
  * connection exists; a revoked key stops working within a second.
  */
+import { execFile } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -10,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Health } from "../gen/ts/grpc/health/v1/health_pb.js";
 import { importRefreshToken } from "../src/importer.js";
 import { protocols } from "./helpers/broker-fixture.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { grpcJsGetToken } from "./helpers/grpc-js-get-token.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
@@ -192,21 +194,27 @@ describe("API keys", () => {
     expect(((await denied.json()) as { code: string }).code).toBe("permission_denied");
   });
 
-  it("curl sends the key with -H, as the README shows", async () => {
+  it("the docs' curl commands, run as written, send the key with -H: GetToken, then ReportExpired of that token", async () => {
     const key = f.createKey("curl", [tenantA]);
-    const { execFile } = await import("node:child_process");
-    const curl = (tenant: string) =>
+    const sh = (command: string) =>
       new Promise<string>((resolve, reject) =>
-        execFile(
-          "/bin/sh",
-          ["-c", `curl -s "$URL/tokenbroker.v1.TokenService/GetToken" -H 'content-type: application/json' -H "authorization: Bearer $KEY" -d "{\\"tenantId\\":\\"$TENANT\\"}"`],
-          { env: { PATH: process.env["PATH"] ?? "", URL: f.server.url, KEY: key, TENANT: tenant } },
-          (e, stdout) => (e ? reject(e) : resolve(stdout)),
-        ),
+        execFile("/bin/sh", ["-c", command], { env: { PATH: process.env["PATH"] ?? "", KEY: key } }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
       );
-    const ok = JSON.parse(await curl(tenantA)) as { token: { connectionId: string } };
-    expect(ok.token.connectionId).toBe(f.connectionId);
-    const denied = JSON.parse(await curl(tenantC)) as { code: string };
+    const fill = (command: string, tenant: string, token = "") =>
+      command
+        .replaceAll("http://127.0.0.1:50051", f.server.url)
+        .replaceAll("<tenant id>", tenant)
+        .replaceAll("<the token Xero answered 401 to>", token);
+    const [get, report, ...more] = shellCommands(docSnippet("docs/clients.md", "curl-get-token-and-report"));
+    expect(more).toEqual([]);
+    expect(shellCommands(docSnippet("README.md", "curl-get-token"))).toEqual([get]);
+
+    const first = JSON.parse(await sh(fill(get!, tenantA))) as { token: { accessToken: string; connectionId: string; version: string } };
+    expect(first.token.connectionId).toBe(f.connectionId);
+    const reported = JSON.parse(await sh(fill(report!, tenantA, first.token.accessToken))) as { token: { version: string }; refreshed: boolean };
+    expect(reported.refreshed).toBe(true);
+    expect(BigInt(reported.token.version)).toBe(BigInt(first.token.version) + 1n);
+    const denied = JSON.parse(await sh(fill(get!, tenantC))) as { code: string };
     expect(denied.code).toBe("permission_denied");
   });
 });

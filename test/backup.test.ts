@@ -6,7 +6,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { cliImport, fakeEnv, killAllServe, runCli, startServe } from "./helpers/serve-process.js";
 

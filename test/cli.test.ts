@@ -8,7 +8,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
@@ -117,7 +117,8 @@ describe("tokenbroker CLI: usage and configuration errors", () => {
     const r = await run(["--help"], { env: env() });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^Usage: tokenbroker <command>/);
-    for (const command of ["serve", "import", "demo"]) expect(r.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, "m"));
+    for (const command of ["serve", "import", "backup"]) expect(r.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, "m"));
+    expect(r.stdout).not.toMatch(/^\s+demo\s/m); // the demo needs the unpublished fake Xero: `npm run demo` in a checkout
     expect(r.stderr).toBe("");
   });
 

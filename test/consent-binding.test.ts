@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey } from "../src/crypto/encryption-keys.js";
-import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, consentAtXero, hop, openInBrowser, startConsent, type Hop } from "./helpers/consent-driver.js";
 

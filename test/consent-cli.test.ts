@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
-import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { readAuditLog } from "../src/store/sqlite-audit-log.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { UpstreamError } from "../src/upstream/identity-server.js";

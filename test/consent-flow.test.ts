@@ -5,7 +5,7 @@ import { randomPKCECodeVerifier, randomState } from "openid-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/config.js";
 import { consentFromEnv } from "../src/consent/consent-config.js";
-import type { FakeOrganisation } from "../src/fake-xero/index.js";
+import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, startConsent, type Hop } from "./helpers/consent-driver.js";
 

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 
 const run = promisify(execFile);
 const CURL = "/usr/bin/curl";
@@ -64,6 +65,16 @@ describe("curl with Connect JSON", () => {
 
   afterEach(async () => {
     await f?.close();
+  });
+
+  it("the health probes of docs/observability.md, run as written: alive and ready", async () => {
+    const commands = shellCommands(docSnippet("docs/observability.md", "health-probes"));
+    const answers = [];
+    for (const command of commands) {
+      expect(command).toContain("http://127.0.0.1:50051/");
+      answers.push(JSON.parse((await run("/bin/sh", ["-c", command.replace("http://127.0.0.1:50051", f.server.url)])).stdout));
+    }
+    expect(answers).toEqual([{ status: "alive" }, { status: "ready" }]);
   });
 
   it("GetToken by tenant id over HTTP/1.1 answers 200 with the token as JSON", async () => {

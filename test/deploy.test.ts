@@ -89,7 +89,7 @@ describe("deploy/tokenbroker.service", () => {
     const flag = words.indexOf("--shutdown-grace");
     // The unit's --shutdown-grace, or else serve's default as `serve --help` states it.
     const help = (await runCli(["serve", "--help"], { PATH: process.env["PATH"] ?? "" })).stdout;
-    const defaultGrace = /\[TOKENBROKER_SHUTDOWN_GRACE_SECONDS\] \(default (\d+)\)/.exec(help)?.[1];
+    const defaultGrace = /\[TOKENBROKER_SHUTDOWN_GRACE_SECONDS\]\s+\(default (\d+)\)/.exec(help)?.[1];
     const graceSeconds = Number(flag >= 0 ? words[flag + 1] : defaultGrace);
     expect(unit).not.toMatch(/TOKENBROKER_SHUTDOWN_GRACE_SECONDS/); // not set behind the test's back
     expect(graceSeconds).toBeGreaterThan(0);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher, DecryptionError, keyIdOf } from "../src/crypto/token-cipher.js";
-import { startFakeXero, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { startBrokerServer } from "../src/server/broker-server.js";
 import { reencryptTokenSets, tokenKeyIds } from "../src/store/reencrypt-token-sets.js";

@@ -11,7 +11,7 @@ import {
   type Configuration,
 } from "openid-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { decodeJwtClaims, startFakeXero, type FakeXero, type FakeXeroOptions } from "../src/fake-xero/index.js";
+import { decodeJwtClaims, startFakeXero, type FakeXero, type FakeXeroOptions } from "@tokenbroker/fake-xero";
 import { consentAtXero, hiddenFields, hop } from "./helpers/consent-driver.js";
 
 const REDIRECT = "http://127.0.0.1:9/oauth/callback"; // never contacted: the tests read the redirect

@@ -7,7 +7,7 @@ import {
   ResponseBodyError,
 } from "openid-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { decodeJwtClaims, startFakeXero, type FakeXero, type FakeXeroOptions } from "../src/fake-xero/index.js";
+import { decodeJwtClaims, startFakeXero, type FakeXero, type FakeXeroOptions } from "@tokenbroker/fake-xero";
 
 const open: FakeXero[] = [];
 

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConnectionState, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import type { FakeGrant } from "../src/fake-xero/index.js";
+import type { FakeGrant } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";

@@ -7,18 +7,21 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 const LUA = "lua5.1";
 const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [LUA, "-e", "require 'socket.http'; require 'ltn12'"]);
-/** The repository root: the commands below are the README's, run from there. */
+/** The repository root: the commands below are the docs', run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 /** No API key unless a test gives one. */
@@ -38,11 +41,38 @@ async function runLua(args: string[], extraEnv: Record<string, string> = {}): Pr
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
   );
-  const lines = done.stdout
+  return { ...done, lines: jsonLines(done.stdout) };
+}
+
+/** The JSON objects printed one a line. */
+function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout
     .split("\n")
     .filter((l) => l.trim() !== "")
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { ...done, lines };
+}
+
+/** A word for sh, quoted. */
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * Runs the command of docs/clients.md ("lua-script") with the broker, tenant,
+ * API URL and key given (without `TOKENBROKER_KEY=…` when there is no key).
+ */
+async function runDocsCommand(broker: string, tenant: string, apiUrl: string, key?: string): Promise<RunResult> {
+  const [command, ...more] = shellCommands(docSnippet("docs/clients.md", "lua-script"));
+  expect(more).toEqual([]);
+  expect(command).toBe("TOKENBROKER_KEY=tbk_… lua5.1 examples/iguana/run_example.lua http://127.0.0.1:50051 <tenant id> http://127.0.0.1:<port>/connections 2");
+  const filled = command!
+    .replace("TOKENBROKER_KEY=tbk_… ", key === undefined ? "" : `TOKENBROKER_KEY=${quote(key)} `)
+    .replace("http://127.0.0.1:50051", quote(broker))
+    .replace("<tenant id>", quote(tenant))
+    .replace("http://127.0.0.1:<port>/connections", quote(apiUrl));
+  const done = await promisify(execFile)("/bin/sh", ["-c", filled], { cwd: root, timeout: 20_000, env: inherited }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
+  );
+  return { ...done, lines: jsonLines(done.stdout) };
 }
 
 /** One request the API stand-in received. */
@@ -160,10 +190,10 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
     expect(f.fake.refreshes - refreshesBefore).toBe(1);
   });
 
-  it("the README command against the fake Xero's /connections: one GetToken for two calls, no refresh", async () => {
+  it("the docs' command against the fake Xero's /connections: one GetToken for two calls, no refresh", async () => {
     const refreshesBefore = f.fake.refreshes;
     const stored = (await f.store.getToken(f.connectionId))!;
-    const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, f.fake.connectionsUrl, "2"]);
+    const run = await runDocsCommand(f.server.url, f.tenantId, f.fake.connectionsUrl);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));
@@ -286,9 +316,46 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
     expect(run.stdout.includes(key) || run.stdout.includes(before.accessToken)).toBe(false);
   });
 
-  it("the README command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
+  it("the Iguana snippet of the README and docs/clients.md runs under the shim: two messages, one GetToken with the key, the API answers 200", async () => {
+    const snippet = docSnippet("README.md", "lua-iguana");
+    expect(docSnippet("docs/clients.md", "lua-iguana")).toBe(snippet);
     const stored = (await f.store.getToken(f.connectionId))!;
-    const readme = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, f.fake.connectionsUrl, "2"], { TOKENBROKER_KEY: key });
+    const filled = [
+      ["'http://127.0.0.1:50051'", tap.url],
+      ["'<tenant id>'", f.tenantId],
+      ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
+    ].reduce((code, [from, to]) => {
+      expect(code).toContain(from);
+      return code.replace(from!, `'${to}'`);
+    }, snippet);
+    const dir = tempDir();
+    try {
+      writeFileSync(join(dir.path, "channel.lua"), filled);
+      // What Iguana does: its globals, the module on the path, the script loaded once, main() per message.
+      const runner = [
+        "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
+        "net = require 'net'",
+        "json = require 'json'",
+        `dofile(${JSON.stringify(join(dir.path, "channel.lua"))})`,
+        "main('first message')",
+        "main('second message')",
+        "print('{\"step\":\"done\"}')",
+      ].join("\n");
+      const run = await runLua(["-e", runner], { TOKENBROKER_KEY: key });
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(run.lines).toEqual([{ step: "done" }]);
+    } finally {
+      dir.cleanup();
+    }
+    // One GetToken for two messages, with the channel's key; the token stayed the one stored.
+    expect(tap.requests).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
+    expect((await f.store.getToken(f.connectionId))!.version).toBe(stored.version);
+  });
+
+  it("the docs' command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const readme = await runDocsCommand(tap.url, f.tenantId, f.fake.connectionsUrl, key);
     expect(readme.stderr).toBe("");
     expect(readme.code).toBe(0);
     expect(readme.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));

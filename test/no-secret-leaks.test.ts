@@ -14,7 +14,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
-import { startFakeXero, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { fakeEnv, killAllServe, runCli, startServe } from "./helpers/serve-process.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
-import type { FakeGrant } from "../src/fake-xero/index.js";
+import type { FakeGrant } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { ConnectionMonitor } from "../src/notify/connection-monitor.js";
 import type { NotifierOptions } from "../src/notify/notifier.js";

@@ -1,22 +1,22 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { parsePrometheusText } from "./helpers/prometheus-text.js";
 import { startWebhookReceiver, type WebhookReceiver } from "./helpers/webhook-receiver.js";
 
 // `npm test` compiles src to dist/ first; run `npm run build` before running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
-const README = join(import.meta.dirname, "..", "README.md");
 const SECRET = "whsec_observability_test_0123456789";
 const PRETTY = /^\d{2}:\d{2}:\d{2}\.\d{3} (DEBUG|INFO |WARN |ERROR|FATAL) \S/;
 
@@ -69,9 +69,13 @@ async function run(args: string[], env: NodeJS.ProcessEnv) {
   }
 }
 
-/** `curl -s URL | grep '^tokenbroker_'`, as the README shows it. */
-const curlGrep = async (url: string) =>
-  (await promisify(execFile)("sh", ["-c", `curl -s ${url} | grep '^tokenbroker_'`], { timeout: 10_000 })).stdout;
+/** The command of docs/observability.md ("metrics-curl"), run as written against `base`. */
+async function curlGrep(base: string): Promise<string> {
+  const [command, ...more] = shellCommands(docSnippet("docs/observability.md", "metrics-curl"));
+  expect(more).toEqual([]);
+  expect(command).toContain("http://127.0.0.1:50051/metrics");
+  return (await promisify(execFile)("sh", ["-c", command!.replace("http://127.0.0.1:50051", base)], { timeout: 10_000 })).stdout;
+}
 const curl = async (url: string) => (await promisify(execFile)("curl", ["-s", url], { timeout: 10_000 })).stdout;
 
 afterEach(() => {
@@ -154,11 +158,9 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     expect(receiver.accepted().map((e) => e.type)).toEqual(["connection.needs_reauthorization"]);
     expect(receiver.received.every((r) => r.verified)).toBe(true);
 
-    // The README's verification snippet, run as written, accepts the delivery and refuses another secret.
-    const snippet = /<!-- verify-webhook\.mjs -->\s*```js\n([\s\S]*?)```/.exec(readFileSync(README, "utf8"))?.[1];
-    expect(snippet, "README has the verification snippet").toBeDefined();
+    // The docs' verification snippet, run as written, accepts the delivery and refuses another secret.
     const file = join(dir.path, "verify-webhook.mjs");
-    writeFileSync(file, snippet!);
+    writeFileSync(file, docSnippet("docs/observability.md", "verify-webhook"));
     const { verifyTokenbrokerSignature } = (await import(pathToFileURL(file).href)) as {
       verifyTokenbrokerSignature: (header: string, rawBody: string, secret: string) => boolean;
     };
@@ -167,7 +169,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     expect(verifyTokenbrokerSignature(delivery.signature!, delivery.body, "wrong")).toBe(false);
     expect(verifyTokenbrokerSignature(delivery.signature!, delivery.body.replace("Org A", "Org B"), SECRET)).toBe(false);
 
-    // What the README shows: curl /metrics.
+    // What the docs show: curl /metrics.
     const text = await curl(`${base}/metrics`);
     const m = parsePrometheusText(text);
     expect(m.value("tokenbroker_refreshes_total", { cause: "report", outcome: "invalid_grant" })).toBe(1);
@@ -175,7 +177,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     expect(m.value("tokenbroker_connection_needs_reauthorization", { connection_id: connectionId })).toBe(1);
     expect(m.value("tokenbroker_tokens_served_total", { rpc: "GetToken", protocol: "connect" })).toBe(1);
     expect(m.value("process_resident_memory_bytes")).toBeGreaterThan(0);
-    const grepped = await curlGrep(`${base}/metrics`);
+    const grepped = await curlGrep(base);
     expect(grepped).toContain(`tokenbroker_connection_needs_reauthorization{connection_id="${connectionId}"} 1`);
     expect(grepped.split("\n").filter((l) => l !== "").every((l) => l.startsWith("tokenbroker_"))).toBe(true);
 

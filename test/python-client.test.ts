@@ -8,12 +8,15 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { spawnLines, type LineProcess } from "./helpers/line-process.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
@@ -23,7 +26,7 @@ const noGrpc = missingSystemPackage("Python with grpcio", "apt-get install pytho
 /** No __pycache__ in gen/ or examples/; no API key unless a test gives one. */
 const { TOKENBROKER_KEY: _ignored, ...inherited } = process.env;
 const env = { ...inherited, PYTHONDONTWRITEBYTECODE: "1" };
-/** The repository root: the commands below are the README's, run from there. */
+/** The repository root: the commands below are the docs', run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -100,31 +103,39 @@ describe.skipIf(noGrpc !== undefined)(`Python client (grpcio)${noGrpc ? ` skippe
     expect(printed.includes(stored.accessToken) || printed.includes(report.token!.accessToken)).toBe(false);
   });
 
-  it("the example runs as a script: the README command prints the token set, not the token", async () => {
+  it("the example runs as a script: the docs' command prints the token set, not the token", async () => {
     const stored = (await f.store.getToken(f.connectionId))!;
     const target = new URL(f.server.url).host;
-    const { stdout, stderr } = await promisify(execFile)(PYTHON, ["examples/python/tokenbroker_client.py", target, f.tenantId], {
-      env,
-      cwd: root,
-      timeout: 15_000,
-    });
+    const { code, stdout, stderr } = await runScript(target, f.tenantId);
     expect(stderr).toBe("");
+    expect(code).toBe(0);
     expect(stdout).toContain(`connection ${f.connectionId}  version ${stored.version}  expires ${new Date(stored.expiresAt).toISOString().replace(".000Z", "Z")}`);
     for (const t of f.imported.tenants) expect(stdout).toContain(t.tenantId);
     expect(stdout.includes(stored.accessToken)).toBe(false);
 
-    const unknown = await promisify(execFile)(PYTHON, ["examples/python/tokenbroker_client.py", target, "no-such-tenant"], { env, cwd: root, timeout: 15_000 }).then(
-      () => undefined,
-      (e: { code?: number; stderr?: string }) => e,
-    );
-    expect(unknown?.code).toBe(1);
-    expect(unknown?.stderr).toMatch(/^tokenbroker: NOT_FOUND: .*no-such-tenant/);
+    const unknown = await runScript(target, "no-such-tenant");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^tokenbroker: NOT_FOUND: .*no-such-tenant/);
   });
 });
 
-/** Runs the README's command; resolves with the exit code and output (never rejects). */
-async function runScript(args: string[], extraEnv: Record<string, string> = {}) {
-  return promisify(execFile)(PYTHON, ["examples/python/tokenbroker_client.py", ...args], { env: { ...env, ...extraEnv }, cwd: root, timeout: 15_000 }).then(
+/** A word for sh, quoted. */
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * Runs the command of docs/clients.md ("python-script") with the broker's
+ * address, the tenant and the key (without `TOKENBROKER_KEY=…` when there is
+ * none); resolves with the exit code and output (never rejects).
+ */
+async function runScript(target: string, tenantId: string, key?: string) {
+  const [command, ...more] = shellCommands(docSnippet("docs/clients.md", "python-script"));
+  expect(more).toEqual([]);
+  expect(command).toMatch(/^TOKENBROKER_KEY=tbk_… \/usr\/bin\/python3 examples\/python\/tokenbroker_client\.py 127\.0\.0\.1:50051 <tenant id>$/);
+  const filled = command!
+    .replace("TOKENBROKER_KEY=tbk_… ", key === undefined ? "" : `TOKENBROKER_KEY=${quote(key)} `)
+    .replace("127.0.0.1:50051", quote(target))
+    .replace("<tenant id>", quote(tenantId));
+  return promisify(execFile)("/bin/sh", ["-c", filled], { env, cwd: root, timeout: 15_000 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" }),
   );
@@ -206,27 +217,43 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
     expect(new Set(byKey("other-channel"))).toEqual(new Set(["get_token permission_denied", "report_expired permission_denied"]));
   });
 
-  it("the README command with TOKENBROKER_KEY prints the token set; without it or with another tenant's key it says why", async () => {
+  it("the README's snippet gets the token with the key from TOKENBROKER_KEY", async () => {
     const stored = (await f.store.getToken(f.connectionId))!;
-    const ok = await runScript([target, f.tenantId], { TOKENBROKER_KEY: key });
+    const snippet = docSnippet("README.md", "python-get-token");
+    expect(snippet).toContain('"127.0.0.1:50051"');
+    const dir = tempDir();
+    const file = join(dir.path, "get_token.py");
+    writeFileSync(file, snippet.replace('"127.0.0.1:50051"', JSON.stringify(target)));
+    const { stdout, stderr } = await promisify(execFile)(PYTHON, [file], {
+      env: { ...env, PYTHONPATH: join(root, "examples", "python"), TOKENBROKER_KEY: key, XERO_TENANT_ID: f.tenantId },
+      cwd: root,
+      timeout: 15_000,
+    }).finally(() => dir.cleanup());
+    expect(stderr).toBe("");
+    expect(stdout).toBe(`version ${stored.version}, ${f.imported.tenants.length} tenants\n`);
+  });
+
+  it("the docs' command with TOKENBROKER_KEY prints the token set; without it or with another tenant's key it says why", async () => {
+    const stored = (await f.store.getToken(f.connectionId))!;
+    const ok = await runScript(target, f.tenantId, key);
     expect(ok.stderr).toBe("");
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`connection ${f.connectionId}  version ${stored.version}  expires `);
     for (const t of f.imported.tenants) expect(ok.stdout).toContain(t.tenantId);
 
-    const none = await runScript([target, f.tenantId]);
+    const none = await runScript(target, f.tenantId);
     expect(none.code).toBe(1);
     expect(none.stdout).toBe("");
     expect(none.stderr).toBe(
       "tokenbroker: UNAUTHENTICATED: a valid API key is required: send `authorization: Bearer <key>` (no API key was sent: pass api_key= or set TOKENBROKER_KEY)\n",
     );
 
-    const other = await runScript([target, f.tenantId], { TOKENBROKER_KEY: otherKey });
+    const other = await runScript(target, f.tenantId, otherKey);
     expect(other.code).toBe(1);
     expect(other.stdout).toBe("");
     expect(other.stderr).toBe("tokenbroker: PERMISSION_DENIED: this API key may not use that tenant or connection\n");
 
-    const malformed = await runScript([target, f.tenantId], { TOKENBROKER_KEY: `${key} trailing` });
+    const malformed = await runScript(target, f.tenantId, `${key} trailing`);
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toBe("tokenbroker: TOKENBROKER_KEY is not an API key: it must be visible ASCII characters, without spaces\n");
 

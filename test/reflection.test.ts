@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as v1 from "../gen/ts/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/ts/grpc/reflection/v1alpha/reflection_pb.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 
 const run = promisify(execFile);
 const BUF = join(process.cwd(), "node_modules/.bin/buf");
@@ -51,6 +52,30 @@ async function bufCurl(...args: string[]): Promise<{ stdout: string; stderr: str
 }
 
 describe("buf curl, with reflection only", () => {
+  it("the commands of docs/observability.md run as written: services, methods, a token, health", async () => {
+    const commands = shellCommands(docSnippet("docs/observability.md", "buf-curl"));
+    expect(commands).toHaveLength(4);
+    const outputs: string[] = [];
+    for (const command of commands) {
+      expect(command.startsWith("npx buf curl ")).toBe(true);
+      const filled = command
+        .replace("npx buf ", `${BUF} `)
+        .replaceAll("http://127.0.0.1:50051", f.server.url)
+        .replace("<tenant id>", f.tenantId);
+      const { stdout } = await run("/bin/sh", ["-c", filled], {
+        cwd: cwd.path,
+        timeout: 15_000,
+        env: { ...process.env, BUF_CACHE_DIR: join(cwd.path, ".cache") },
+      });
+      outputs.push(stdout);
+    }
+    const [services, methods, token, health] = outputs as [string, string, string, string];
+    expect(services.split("\n")).toContain("tokenbroker.v1.TokenService");
+    expect(methods.split("\n")).toEqual(expect.arrayContaining(["tokenbroker.v1.TokenService/GetToken", "grpc.health.v1.Health/Check"]));
+    expect((JSON.parse(token) as { token: { connectionId: string } }).token.connectionId).toBe(f.connectionId);
+    expect(JSON.parse(health)).toEqual({ status: "SERVING" });
+  });
+
   it("--list-services lists the token service, health and both reflection services", async () => {
     const { stdout, code } = await bufCurl("--list-services", f.server.url);
     expect(code).toBe(0);

@@ -37,10 +37,13 @@ async function h1(tls: boolean, head: string, body: Buffer = Buffer.alloc(0)): P
   return { status: Number(statusLine!.split(" ")[1]), headers, body: text.slice(text.indexOf("\r\n\r\n") + 4) };
 }
 
-/** One HTTP/2 request: its response headers (a streaming call is left after a second, its headers read). */
-async function h2(tls: boolean, headers: http2.OutgoingHttpHeaders, body?: Uint8Array): Promise<{ headers: Headers; body: Buffer }> {
+/**
+ * One HTTP/2 request: its response headers (a streaming call is left once `doneWhen` holds for its body so far,
+ * else after a second, its headers read).
+ */
+async function h2(tls: boolean, headers: http2.OutgoingHttpHeaders, body?: Uint8Array, doneWhen?: (body: Buffer) => boolean): Promise<{ headers: Headers; body: Buffer }> {
   const serve = tls ? b.tls : b.plain;
-  const r = await h2Request({ url: serve.url, ca: b.certs.ca }, headers, body, 1_000);
+  const r = await h2Request({ url: serve.url, ca: b.certs.ca }, headers, body, 1_000, doneWhen);
   expect(r.headers, r.error).toBeDefined();
   return { headers: r.headers!, body: r.body };
 }
@@ -55,6 +58,8 @@ const grpc = (method: string, extra: http2.OutgoingHttpHeaders = {}) => ({
   ...auth(),
   ...extra,
 });
+/** A watch stream has answered its first message (an envelope holding the token): what its headers came with. */
+const firstToken = (body: Buffer) => body.length >= 5 && body.readUInt32BE(1) > 100 && body.length >= 5 + body.readUInt32BE(1);
 /** A Connect streaming request: one JSON envelope. */
 const connectEnvelope = () => frame(Buffer.from(JSON.stringify({ tenantId: tenant() })));
 
@@ -66,7 +71,7 @@ const TOKEN_RESPONSES: Array<{ name: string; send(tls: boolean): Promise<{ heade
   },
   {
     name: "gRPC WatchToken (fast path)",
-    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken"), watchRequest({ case: "tenantId", value: tenant() }))), token: true }),
+    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken"), watchRequest({ case: "tenantId", value: tenant() }), firstToken)), token: true }),
   },
   {
     name: "gRPC GetToken with a deadline (through Connect)",
@@ -74,7 +79,7 @@ const TOKEN_RESPONSES: Array<{ name: string; send(tls: boolean): Promise<{ heade
   },
   {
     name: "gRPC WatchToken with a deadline (through Connect)",
-    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken", VIA_CONNECT), watchRequest({ case: "tenantId", value: tenant() }))), token: true }),
+    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken", VIA_CONNECT), watchRequest({ case: "tenantId", value: tenant() }), firstToken)), token: true }),
   },
   {
     name: "gRPC-Web GetToken (HTTP/1.1)",
@@ -108,7 +113,7 @@ const TOKEN_RESPONSES: Array<{ name: string; send(tls: boolean): Promise<{ heade
   {
     name: "Connect streaming WatchToken (HTTP/2, JSON)",
     send: async (tls) => {
-      const r = await h2(tls, { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/connect+json", ...auth() }, connectEnvelope());
+      const r = await h2(tls, { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/connect+json", ...auth() }, connectEnvelope(), (body) => body.includes('"accessToken"'));
       return { headers: r.headers, token: r.body.toString().includes('"accessToken"') };
     },
   },

@@ -9,7 +9,7 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { createTokenClient, type TokenClient } from "../src/client/index.js";
+import { createTokenClient, type TokenClient } from "@tokenbroker/client";
 import { useCliSandbox } from "./helpers/cli-sandbox.js";
 import { fakeEnv, killAllServe, runCli, startServe, type ServeProcess } from "./helpers/serve-process.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";

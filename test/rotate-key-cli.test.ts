@@ -13,7 +13,7 @@ import { keyIdOf } from "../src/crypto/token-cipher.js";
 import { clientOf, codeOf, oneLine, useCliSandbox } from "./helpers/cli-sandbox.js";
 import { fakeEnv, runCli, startServe } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
-import { makeTestCertificates } from "./helpers/test-certificates.js";
+import { makeTestCertificates, opensslMissing } from "./helpers/test-certificates.js";
 
 const sb = useCliSandbox();
 
@@ -85,7 +85,7 @@ describe("rotate-key", () => {
   });
 });
 
-describe("TLS flags", () => {
+describe.skipIf(opensslMissing())("TLS flags", () => {
   it("--tls-cert/--tls-key serve over TLS; --tls-client-ca requires a client certificate; a half-given pair is one line", async () => {
     await sb.keygen(sb.keyFile);
     await sb.importGrant();

@@ -4,14 +4,17 @@
  * encryption on by default, `--insecure-no-auth` only on loopback, `audit`.
  * (`rotate-key` and the TLS flags: test/rotate-key-cli.test.ts.)
  */
-import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { clientOf, codeOf, oneLine, useCliSandbox } from "./helpers/cli-sandbox.js";
-import { fakeEnv, runCli, startServe } from "./helpers/serve-process.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
+import { CLI, fakeEnv, runCli, startServe } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
+import { opensslMissing } from "./helpers/test-certificates.js";
 
 const sb = useCliSandbox();
 
@@ -49,8 +52,10 @@ describe("secure by default", () => {
   });
 
   it("--insecure-no-auth is refused off loopback, and warns at start-up on loopback", async () => {
-    // A key made with `openssl rand -base64 32 > tokenbroker.key` works as well as keygen's.
-    execFileSync("/bin/sh", ["-c", `openssl rand -base64 32 > "${sb.keyFile}"`]);
+    // A key made with `openssl rand -base64 32 > tokenbroker.key` works as well as keygen's
+    // (without openssl, the same 32 random bytes in base64 and a newline, as it writes them).
+    if (opensslMissing()) writeFileSync(sb.keyFile, `${randomBytes(32).toString("base64")}\n`);
+    else execFileSync("/bin/sh", ["-c", `openssl rand -base64 32 > "${sb.keyFile}"`]);
     const refused = await runCli(["serve", "--db", sb.db, "--listen", "0.0.0.0:0", "--insecure-no-auth", "--encryption-key-file", sb.keyFile], fakeEnv(sb.fake));
     expect(refused.code).toBe(2);
     expect(oneLine(refused.stderr)).toMatch(/--insecure-no-auth is refused on 0\.0\.0\.0: it is allowed only on a loopback address/);
@@ -66,6 +71,44 @@ describe("secure by default", () => {
 });
 
 describe("keys and audit", () => {
+  it("the keys commands of docs/security.md, run as written: two keys printed once, listed without them, one revoked", async () => {
+    await sb.keygen(sb.keyFile);
+    await sb.importGrant();
+    const [tenantA, tenantB] = sb.grant.tenants.map((t) => t.tenantId) as [string, string];
+    // `tokenbroker` on PATH, as after `npm install -g`; the database from TOKENBROKER_DB.
+    const bin = join(sb.dir, "bin");
+    mkdirSync(bin);
+    writeFileSync(join(bin, "tokenbroker"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+    chmodSync(join(bin, "tokenbroker"), 0o755);
+    const env = fakeEnv(sb.fake, { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: sb.db });
+    const sh = (command: string) =>
+      new Promise<{ code: number; stdout: string }>((resolve) =>
+        execFile("/bin/sh", ["-c", command], { env, cwd: sb.dir, timeout: 20_000 }, (e, stdout) => resolve({ code: e ? Number(e.code ?? -1) : 0, stdout })),
+      );
+    const commands = shellCommands(docSnippet("docs/security.md", "keys"));
+    expect(commands.map((c) => c.split(" ").slice(0, 3).join(" "))).toEqual([
+      "tokenbroker keys create",
+      "tokenbroker keys create",
+      "tokenbroker keys list",
+      "tokenbroker keys revoke",
+    ]);
+    const [createBilling, createOps, list, revoke] = commands as [string, string, string, string];
+    expect(createBilling).toContain("9a8b…,4c2d…");
+    const billing = await sh(createBilling.replace("9a8b…,4c2d…", `${tenantA},${tenantB}`));
+    const ops = await sh(createOps);
+    for (const made of [billing, ops]) {
+      expect(made.code).toBe(0);
+      expect(made.stdout.trim()).toMatch(/^tbk_[A-Za-z0-9_-]{43}$/);
+    }
+    const listed = await sh(list);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`^billing\\s+client\\s+${tenantA},${tenantB}\\s`, "m"));
+    expect(listed.stdout).toMatch(/^ops\s+admin\s+\*\s/m);
+    for (const made of [billing, ops]) expect(listed.stdout).not.toContain(made.stdout.trim());
+    expect(await sh(revoke)).toEqual({ code: 0, stdout: "key billing revoked\n" });
+    expect((await sh(list)).stdout).toMatch(/^billing\s.*\srevoked \d{4}-\d\d-\d\dT\S+$/m);
+  });
+
   it("keys create prints the key once; serve requires it; keys list never shows it; keys revoke stops it within a second; audit shows who got what", async () => {
     await sb.keygen(sb.keyFile);
     const connectionId = await sb.importGrant();

@@ -9,9 +9,9 @@ import { setTimeout as delay } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { describe, expect, it } from "vitest";
+import { describe, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { cliImport, fakeEnv, startServe, until, type ServeProcess } from "./helpers/serve-process.js";
 
@@ -104,11 +104,14 @@ async function sigtermWhileRefreshing(s: Scenario, p: ServeProcess, waitMs: numb
   return { exit, exitMs, attemptsAfterSignal: s.fake.tokenEndpointCalls - callsAtSignal, waiting: await waiting };
 }
 
-describe("SIGTERM while Xero's token endpoint hangs", () => {
+// The four scenarios run at the same time, each with its own fake Xero, database and process: each mostly waits
+// (for a token to expire, for the grace to run out), so the file takes about as long as the slowest (the default
+// 10 s grace) instead of the sum.
+describe.concurrent("SIGTERM while Xero's token endpoint hangs", () => {
   it(
     "with TOKENBROKER_SHUTDOWN_GRACE_SECONDS=2: exits 0 within the grace, sends nothing upstream after the signal, answers the waiting caller UNAVAILABLE; the next start recovers the connection",
     { timeout: 60_000 },
-    async ({ onTestFinished }) => {
+    async ({ expect, onTestFinished }) => {
       const graceMs = 2000;
       // The upstream timeout (5 s) is longer than the grace: only the shutdown deadline can end the hanging request.
       const s = await scenario(onTestFinished, {
@@ -181,7 +184,7 @@ describe("SIGTERM while Xero's token endpoint hangs", () => {
   it(
     "with the default grace (10 s) and an upstream timeout longer than it: exits 0 within 10 s of SIGTERM, with no attempt after the signal",
     { timeout: 90_000 },
-    async ({ onTestFinished }) => {
+    async ({ expect, onTestFinished }) => {
       const s = await scenario(onTestFinished, { env: { TOKENBROKER_UPSTREAM_TIMEOUT_MS: "20000" } });
       const p = await serve(s, []);
       s.fake.setLatency(600_000);

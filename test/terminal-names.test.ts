@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { terminalSafe } from "../src/cli/terminal-text.js";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { fakeEnv, runCli } from "./helpers/serve-process.js";
 

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startFakeXero, type FakeXero } from "../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { cliImport, fakeEnv, killAllServe, startServe, type ServeProcess } from "./helpers/serve-process.js";
 

@@ -13,13 +13,14 @@ import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { grpcJsGetToken } from "./helpers/grpc-js-get-token.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
-import { makeTestCertificates, type TestCertificates } from "./helpers/test-certificates.js";
+import { makeTestCertificates, opensslMissing, type TestCertificates } from "./helpers/test-certificates.js";
 
 let dir: ReturnType<typeof tempDir>;
 let certs: TestCertificates;
+const noOpenssl = opensslMissing();
 beforeAll(() => {
   dir = tempDir();
-  certs = makeTestCertificates(dir.path);
+  if (!noOpenssl) certs = makeTestCertificates(dir.path);
 });
 afterAll(() => dir.cleanup());
 
@@ -90,7 +91,7 @@ async function negotiated(url: string, h2: boolean): Promise<{ alpn: string | fa
   });
 }
 
-describe("TLS", () => {
+describe.skipIf(noOpenssl)("TLS", () => {
   let f: SecureBrokerFixture;
   let key: string;
   afterEach(async () => {

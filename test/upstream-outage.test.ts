@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, describe, expect, it } from "vitest";
-import type { FakeXero } from "../src/fake-xero/index.js";
+import type { FakeXero } from "@tokenbroker/fake-xero";
 import type { IdentityServer } from "../src/upstream/identity-server.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { protocols, startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./helpers/broker-fixture.js";

@@ -16,7 +16,8 @@ import { createAuthenticator } from "../../src/auth/authenticator.js";
 import { createSqliteApiKeys } from "../../src/store/sqlite-api-keys.js";
 import { createSqliteAuditSink } from "../../src/store/sqlite-audit-log.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
-import { identityForFakeXero } from "../../src/fake-xero/index.js";
+import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
+import { identityServerOptions } from "@tokenbroker/fake-xero";
 
 /** Options for {@link startBenchBroker}. */
 export interface BenchBrokerOptions {
@@ -62,7 +63,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
   try {
     // Tokens encrypted at rest, as `tokenbroker serve` stores them.
     store = openSqliteStore({ path: join(dir, "bench.db"), clock, encryption: createTokenCipher([randomBytes(32)]) });
-    const identity = identityForFakeXero(fake, clock);
+    const identity = createOidcIdentityServer({ ...identityServerOptions(fake), clock });
     const refreshToken = await upstream.call("addGrant", ["Bench Org A", "Bench Org B"]);
     const imported = await importRefreshToken(store, identity, refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;

@@ -5,7 +5,7 @@
  * must not run on the broker's event loop and be counted as the broker's.
  */
 import { serveHost } from "../ipc.js";
-import { startFakeXero, type FakeXero } from "../../src/fake-xero/index.js";
+import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 
 let fake: FakeXero | undefined;
 

@@ -2,8 +2,11 @@ import { createServer, type Server } from "node:http";
 import { connect as tcpConnect } from "node:net";
 import { parseArgs } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
-import { ConfigError, DEFAULT_DB, positiveNumber } from "../config.js";
-import { consentFromEnv, DEFAULT_REDIRECT_URI } from "../consent/consent-config.js";
+import { ConfigError, positiveNumber } from "../config.js";
+import { CONNECT_SETTINGS } from "../settings/all-settings.js";
+import { flagOptions } from "../settings/setting.js";
+import { settingsHelp } from "../settings/settings-help.js";
+import { consentFromEnv } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
 import { routeHttp, type HttpRoute } from "../server/http-routes.js";
 import { CLAIM_PATH, consentRoutes } from "../web/consent-routes.js";
@@ -11,7 +14,7 @@ import { renderDonePage } from "../web/done-page.js";
 import { newNonce, renderPage, sendPage } from "../web/page.js";
 import type { Command } from "./command.js";
 import { describeTenant } from "./describe-connection.js";
-import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
 import { terminalSafe } from "./terminal-text.js";
@@ -30,25 +33,20 @@ connection and its tenants. The URL is a one-time link on the redirect URI's
 host: the first browser to open it gets the consent (a cookie) and is sent
 to Xero; only that browser can complete it.
 
-Xero sends the browser back to TOKENBROKER_REDIRECT_URI (default
-${DEFAULT_REDIRECT_URI}), which must be registered with your Xero app.
+Xero sends the browser back to TOKENBROKER_REDIRECT_URI (below), which must
+be registered with your Xero app.
 When tokenbroker serve is listening there (with the same database), it
 completes the consent and this command waits for it; otherwise this command
 listens on that address itself until the consent comes back.
 
 Options:
-  --db PATH          SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --timeout SECONDS  give up after this long (default 600, a consent's lifetime)
-${ENCRYPTION_HELP}
   -h, --help         show this help
 
-Environment: TOKENBROKER_REDIRECT_URI, TOKENBROKER_SCOPES (default
-"openid profile email accounting.transactions accounting.settings offline_access";
-offline_access is always added), and the upstream variables of tokenbroker
-serve --help.
+${settingsHelp(CONNECT_SETTINGS)}
 `,
   async run(args, io) {
-    const { values } = parseArgs({ args, options: { db: { type: "string" }, timeout: { type: "string" }, ...ENCRYPTION_FLAGS }, allowPositionals: false });
+    const { values } = parseArgs({ args, options: { timeout: { type: "string" }, ...flagOptions(CONNECT_SETTINGS) }, allowPositionals: false });
     const timeoutMs = 1000 * positiveNumber("--timeout", values.timeout, 600);
     const identity = identityFromEnv(io.env);
     const { redirectUri, scopes } = consentFromEnv(io.env);

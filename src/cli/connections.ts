@@ -1,4 +1,5 @@
-import { DEFAULT_DB } from "../config.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import type { Command } from "./command.js";
 import { connectionJson, describeConnection } from "./describe-connection.js";
 import { listStored } from "./list-stored.js";
@@ -15,9 +16,10 @@ Lists every connection (one Xero user's grant) in the database: its state
 age, last refresh, last error and tenants. Prints no token or secret.
 
 Options:
-  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --json       print a JSON array
   -h, --help   show this help
+
+${settingsHelp([DB])}
 `,
   run: (args, io) =>
     listStored(args, io, (connections, json) => {

@@ -1,10 +1,13 @@
 import { parseArgs } from "node:util";
 import { TokenBroker } from "../broker/token-broker.js";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
+import { UPSTREAM_COMMAND_SETTINGS } from "../settings/all-settings.js";
+import { flagOptions } from "../settings/setting.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import { isBrokerError } from "../errors.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import type { Command } from "./command.js";
-import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
 import { terminalSafe } from "./terminal-text.js";
@@ -23,16 +26,14 @@ gone) is only removed locally.
 
 Options:
   --connection ID  the connection to disconnect it from, when two users' grants reach the tenant
-  --db PATH        SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
-${ENCRYPTION_HELP}
   -h, --help       show this help
 
-Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve --help).
+${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
 `,
   async run(args, io) {
     const { values, positionals } = parseArgs({
       args,
-      options: { db: { type: "string" }, connection: { type: "string" }, ...ENCRYPTION_FLAGS },
+      options: { connection: { type: "string" }, ...flagOptions(UPSTREAM_COMMAND_SETTINGS) },
       allowPositionals: true,
     });
     if (positionals.length !== 1) throw new ConfigError("name exactly one tenant id, e.g. tokenbroker disconnect 9a8b…");

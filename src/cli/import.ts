@@ -1,10 +1,13 @@
 import { parseArgs } from "node:util";
-import { ConfigError, DEFAULT_DB, upstreamFromEnv } from "../config.js";
+import { ConfigError, upstreamFromEnv } from "../config.js";
+import { UPSTREAM_COMMAND_SETTINGS } from "../settings/all-settings.js";
+import { flagOptions } from "../settings/setting.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import { importRefreshToken } from "../importer.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
-import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { terminalJson, terminalSafe } from "./terminal-text.js";
 
@@ -27,18 +30,15 @@ user's token set (this is how a connection that needs re-authorisation is
 brought back).
 
 Options:
-  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --json       print the result as JSON
-${ENCRYPTION_HELP}
   -h, --help   show this help
 
-Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (and the other
-upstream variables, see tokenbroker serve --help).
+${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
 `,
   async run(args, io) {
     const { values } = parseArgs({
       args,
-      options: { db: { type: "string" }, json: { type: "boolean" }, ...ENCRYPTION_FLAGS },
+      options: { json: { type: "boolean" }, ...flagOptions(UPSTREAM_COMMAND_SETTINGS) },
       allowPositionals: false,
     });
     const upstream = upstreamFromEnv(io.env);

@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-import { ConfigError } from "../config.js";
 import { backupCommand } from "./backup.js";
 import type { Command, CommandIo } from "./command.js";
-import { demoCommand } from "./demo.js";
 import { importCommand } from "./import.js";
 import { serveCommand } from "./serve.js";
 import { connectCommand } from "./connect.js";
@@ -14,6 +12,10 @@ import { auditCommand } from "./audit.js";
 import { keygenCommand } from "./keygen.js";
 import { keysCommand } from "./keys.js";
 import { rotateKeyCommand } from "./rotate-key.js";
+import { reportFailure } from "./report-failure.js";
+import { DEBUG } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
+import { DOCS_PAGE } from "../settings/settings-docs.js";
 
 const commands: Command[] = [
   serveCommand,
@@ -28,7 +30,6 @@ const commands: Command[] = [
   keygenCommand,
   rotateKeyCommand,
   auditCommand,
-  demoCommand,
 ];
 
 const usage = `Usage: tokenbroker <command> [options]
@@ -39,7 +40,10 @@ per expiry, served over gRPC, gRPC-Web and Connect on one port.
 Commands:
 ${commands.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`).join("\n")}
 
-Run \`tokenbroker <command> --help\` for a command's options.
+Run \`tokenbroker <command> --help\` for a command's options and settings
+(every setting: ${DOCS_PAGE}).
+
+${settingsHelp([DEBUG])}
 `;
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
@@ -61,19 +65,7 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      io.err.write(`tokenbroker ${command.name}: ${e.message}\n`);
-      return 2;
-    }
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
-      io.err.write(`tokenbroker ${command.name}: ${(e as Error).message}; see tokenbroker ${command.name} --help\n`);
-      return 2;
-    }
-    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-    io.err.write(`tokenbroker ${command.name}: unexpected error: ${what}\n`);
-    if (io.env["TOKENBROKER_DEBUG"] && e instanceof Error) io.err.write(`${e.stack}\n`);
-    return 1;
+    return reportFailure(command, e, io);
   }
 }
 

@@ -1,11 +1,14 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
+import { UPSTREAM_COMMAND_SETTINGS } from "../settings/all-settings.js";
+import { flagOptions } from "../settings/setting.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import { UnreadableTokenSetError } from "../store/token-store.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import type { Command } from "./command.js";
-import { checkEncryptionKeys, encryptionFromFlags, recordCliAction, ENCRYPTION_FLAGS, ENCRYPTION_HELP } from "./security-options.js";
+import { checkEncryptionKeys, encryptionFromFlags, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { identityFromEnv } from "./upstream-identity.js";
 import { terminalSafe } from "./terminal-text.js";
@@ -26,14 +29,12 @@ refresh lease, so that no broker process refreshes it meanwhile. A
 connection that needs re-authorisation is revoked and removed the same way.
 
 Options:
-  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
-${ENCRYPTION_HELP}
   -h, --help   show this help
 
-Needs TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET (see tokenbroker serve --help).
+${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
 `,
   async run(args, io) {
-    const { values, positionals } = parseArgs({ args, options: { db: { type: "string" }, ...ENCRYPTION_FLAGS }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: flagOptions(UPSTREAM_COMMAND_SETTINGS), allowPositionals: true });
     if (positionals.length !== 1) throw new ConfigError("name exactly one connection id, e.g. tokenbroker revoke 5b0d…");
     const connectionId = positionals[0]!;
     const identity = identityFromEnv(io.env);

@@ -12,41 +12,16 @@ import type { OnePortTls } from "../server/one-port-server.js";
 import { createSqliteApiKeys } from "../store/sqlite-api-keys.js";
 import { createSqliteAuditSink } from "../store/sqlite-audit-log.js";
 import type { SqliteStore } from "../store/sqlite-store.js";
+import {
+  ENCRYPTION_KEY_FILE,
+  INSECURE_NO_AUTH,
+  INSECURE_NO_ENCRYPTION,
+  TLS_CERT,
+  TLS_CLIENT_CA,
+  TLS_KEY,
+} from "../settings/security-settings.js";
+import { readSetting, type SettingsSource } from "../settings/setting.js";
 import { tokenKeyIds, unsealedTokenSets } from "../store/reencrypt-token-sets.js";
-
-/** The `parseArgs` options of encryption at rest (serve, import, rotate-key). */
-export const ENCRYPTION_FLAGS = {
-  "encryption-key-file": { type: "string" },
-  "insecure-no-encryption": { type: "boolean" },
-} as const;
-
-/** The `parseArgs` options of serve's security: encryption, authentication, TLS. */
-export const SERVE_SECURITY_FLAGS = {
-  ...ENCRYPTION_FLAGS,
-  "insecure-no-auth": { type: "boolean" },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "tls-client-ca": { type: "string" },
-} as const;
-
-/** `--help` lines of {@link ENCRYPTION_FLAGS}. */
-export const ENCRYPTION_HELP = `  --encryption-key-file PATH  key(s) that encrypt tokens at rest, base64, one a line, the
-                         current key first [TOKENBROKER_ENCRYPTION_KEY_FILE]; or set
-                         TOKENBROKER_ENCRYPTION_KEY (and TOKENBROKER_OLD_ENCRYPTION_KEYS
-                         during a rotation). Create one with
-                         \`tokenbroker keygen --out PATH\` (mode 0600); serve warns when
-                         group or others can read it, and refuses stored tokens that
-                         are not encrypted under a configured key
-  --insecure-no-encryption  store tokens in clear text (tests only)`;
-
-/** `--help` lines of serve's other security flags. */
-export const SERVE_SECURITY_HELP = `${ENCRYPTION_HELP}
-  --insecure-no-auth     serve tokens without API keys; only on a loopback address
-  --tls-cert PATH        serve HTTP/2 and HTTP/1.1 over TLS with this certificate (PEM)
-                         [TOKENBROKER_TLS_CERT]
-  --tls-key PATH         its private key (PEM) [TOKENBROKER_TLS_KEY]
-  --tls-client-ca PATH   require client certificates signed by this CA (mutual TLS)
-                         [TOKENBROKER_TLS_CLIENT_CA]`;
 
 type EncryptionValues = { "encryption-key-file"?: string | undefined; "insecure-no-encryption"?: boolean | undefined };
 type ServeSecurityValues = EncryptionValues & {
@@ -69,10 +44,12 @@ export interface EncryptionConfig {
  * `--insecure-no-encryption` is a one-line ConfigError saying how to make one.
  */
 export function encryptionFromFlags(values: EncryptionValues, env: NodeJS.ProcessEnv): EncryptionConfig {
-  const keyFile = values["encryption-key-file"] ?? env["TOKENBROKER_ENCRYPTION_KEY_FILE"];
+  const source: SettingsSource = { flags: values, env };
+  const keyFile = readSetting(ENCRYPTION_KEY_FILE, source);
+  const clearText = readSetting(INSECURE_NO_ENCRYPTION, source);
   const keys = loadEncryptionKeys({ keyFile, env });
   if (!keys) {
-    if (values["insecure-no-encryption"]) return { cipher: undefined, keyFile: undefined };
+    if (clearText) return { cipher: undefined, keyFile: undefined };
     throw new ConfigError(NO_KEY_MESSAGE);
   }
   return { cipher: createTokenCipher(keys), keyFile };
@@ -91,15 +68,17 @@ export interface ServeSecurityConfig extends EncryptionConfig {
 
 /** Reads and checks serve's security flags; `--insecure-no-auth` off loopback is a ConfigError. */
 export function serveSecurityFromFlags(values: ServeSecurityValues, env: NodeJS.ProcessEnv, host: string): ServeSecurityConfig {
-  if (values["insecure-no-auth"] && !isLoopback(host)) {
+  const source: SettingsSource = { flags: values, env };
+  const noAuth = readSetting(INSECURE_NO_AUTH, source) ?? false;
+  if (noAuth && !isLoopback(host)) {
     throw new ConfigError(
       `--insecure-no-auth is refused on ${host}: it is allowed only on a loopback address (127.0.0.1 or [::1]); ` +
         "create API keys with `tokenbroker keys create` instead",
     );
   }
-  const certFile = values["tls-cert"] ?? env["TOKENBROKER_TLS_CERT"];
-  const keyFile = values["tls-key"] ?? env["TOKENBROKER_TLS_KEY"];
-  const caFile = values["tls-client-ca"] ?? env["TOKENBROKER_TLS_CLIENT_CA"];
+  const certFile = readSetting(TLS_CERT, source);
+  const keyFile = readSetting(TLS_KEY, source);
+  const caFile = readSetting(TLS_CLIENT_CA, source);
   if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError("give both --tls-cert and --tls-key, or neither");
   if (caFile !== undefined && certFile === undefined) throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key");
   const tls =
@@ -110,7 +89,7 @@ export function serveSecurityFromFlags(values: ServeSecurityValues, env: NodeJS.
           key: readPem("--tls-key", keyFile),
           ...(caFile === undefined ? {} : { clientCa: readPem("--tls-client-ca", caFile) }),
         };
-  return { ...encryptionFromFlags(values, env), auth: !values["insecure-no-auth"], tls };
+  return { ...encryptionFromFlags(values, env), auth: !noAuth, tls };
 }
 
 function readPem(flag: string, path: string): Buffer {

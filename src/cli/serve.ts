@@ -1,14 +1,15 @@
 import { parseArgs } from "node:util";
-import { ConfigError, DEFAULT_DB, DEFAULT_LISTEN, parseListen, positiveNumber, upstreamFromEnv } from "../config.js";
-import { consentFromEnv } from "../consent/consent-config.js";
+import { ConfigError } from "../config.js";
 import { createLogger } from "../logger.js";
-import { notificationsFromEnv } from "../notify/notify-config.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
+import { SERVE_SETTINGS } from "../settings/all-settings.js";
+import { DOCS_PAGE } from "../settings/settings-docs.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
-import { checkEncryptionKeys, serveSecurityFromFlags, SERVE_SECURITY_FLAGS, SERVE_SECURITY_HELP, startServeSecurity } from "./security-options.js";
-import { dbPath, openStoreOrExplain } from "./store-options.js";
-import { LIMIT_FLAGS, LIMIT_HELP, limitsFromFlags } from "./limit-options.js";
+import { checkEncryptionKeys, startServeSecurity } from "./security-options.js";
+import { openStoreOrExplain } from "./store-options.js";
+import { SERVE_FLAGS, serveConfigFrom } from "./serve-config.js";
 import type { RefresherOptions } from "../broker/refresher.js";
 
 /**
@@ -28,44 +29,17 @@ export const serveCommand: Command = {
 Runs the token service: gRPC, gRPC-Web and Connect (JSON and binary) over
 HTTP/1.1 and HTTP/2 on one port. Stops gracefully on SIGTERM or Ctrl-C.
 
-Options (environment variable in brackets):
-  --listen HOST:PORT     address to listen on [TOKENBROKER_LISTEN] (default ${DEFAULT_LISTEN})
-  --db PATH              SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
-  --lead-time SECONDS    refresh tokens in use this long before they expire
-                         [TOKENBROKER_LEAD_TIME_SECONDS] (default 300; at most half a token's lifetime)
-  --keepalive-days DAYS  refresh idle token sets when their refresh token is this old
-                         [TOKENBROKER_KEEPALIVE_DAYS] (default 30; Xero's die at 60)
-  --lease-ttl SECONDS    how long a refresh lease lasts; a crashed process's refresh is
-                         finished by another (or the restarted) process this long after
-                         it began, plus at most 1 s [TOKENBROKER_LEASE_TTL_SECONDS]
-                         (default 30; must exceed TOKENBROKER_UPSTREAM_TIMEOUT_MS)
-  --shutdown-grace SECONDS  on SIGTERM or Ctrl-C, exit within this long: a refresh
-                         in flight may commit and calls finish until then, then its
-                         request is abandoned (the next start finishes it)
-                         [TOKENBROKER_SHUTDOWN_GRACE_SECONDS] (default 10)
-  --log-level LEVEL      debug, info, warn or error [TOKENBROKER_LOG_LEVEL] (default info)
-  --log-format FORMAT    json (one JSON object a line) or pretty (for people)
-                         [TOKENBROKER_LOG_FORMAT] (default json)
-${SERVE_SECURITY_HELP}
-${LIMIT_HELP}
+Settings: a flag wins over its environment variable (in brackets), which
+wins over the default. Xero's, the notifications' and the consent's are
+environment variables only, so that secrets stay out of the process list.
+Every setting, with what it accepts: ${DOCS_PAGE}.
+
+${settingsHelp(SERVE_SETTINGS)}
+
   -h, --help             show this help
 
 Callers need an API key (\`tokenbroker keys create\`), sent as
 \`authorization: Bearer <key>\`; SIGHUP re-reads the encryption key file.
-
-Upstream (environment only, so that secrets stay out of the process list):
-  TOKENBROKER_CLIENT_ID            your Xero app's client id (required)
-  TOKENBROKER_CLIENT_SECRET        your Xero app's client secret (required)
-  TOKENBROKER_ISSUER               default https://identity.xero.com
-  TOKENBROKER_CONNECTIONS_URL      default https://api.xero.com/connections
-  TOKENBROKER_UPSTREAM_TIMEOUT_MS  default 10000
-  TOKENBROKER_ALLOW_INSECURE_ISSUER=1  allow http:// URLs (local tests only)
-
-Notifications (a warning in the log, and a signed POST if a URL is set):
-  TOKENBROKER_WEBHOOK_URL              where connection events are POSTed
-  TOKENBROKER_WEBHOOK_SECRET           HMAC-SHA256 key of the tokenbroker-signature header
-  TOKENBROKER_REFRESH_TOKEN_WARN_DAYS  warn this many days before an unrefreshed
-                                       refresh token dies (default 7)
 
 Metrics: GET /metrics on the same port (Prometheus text format).
 
@@ -74,59 +48,16 @@ Memory: run it as npm start and deploy/tokenbroker.service do, with
 Under load, V8's defaults take 55-90 MB more (npm run bench, scenario 4).
 
 Status page: GET / on the same port; "Connect an organisation" (GET /connect)
-starts Xero's consent flow, which comes back to the redirect URI:
-  TOKENBROKER_REDIRECT_URI  default http://localhost:50051/oauth/callback
-                            (register it with your Xero app)
-  TOKENBROKER_SCOPES        default "openid profile email accounting.transactions
-                            accounting.settings offline_access" (offline_access always added)
+starts Xero's consent flow, which comes back to the redirect URI.
 `,
   async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        listen: { type: "string" },
-        db: { type: "string" },
-        "lead-time": { type: "string" },
-        "keepalive-days": { type: "string" },
-        "lease-ttl": { type: "string" },
-        "shutdown-grace": { type: "string" },
-        "log-level": { type: "string" },
-        "log-format": { type: "string" },
-        ...SERVE_SECURITY_FLAGS,
-        ...LIMIT_FLAGS,
-      },
-      allowPositionals: false,
-    });
+    const { values } = parseArgs({ args, options: SERVE_FLAGS, allowPositionals: false });
     const env = io.env;
-    const listen = parseListen(values.listen ?? env["TOKENBROKER_LISTEN"] ?? DEFAULT_LISTEN);
-    const upstream = upstreamFromEnv(env);
-    const consent = consentFromEnv(env);
-    const leadTimeMs =
-      1000 * positiveNumber("--lead-time", values["lead-time"] ?? env["TOKENBROKER_LEAD_TIME_SECONDS"], 300);
-    const keepAliveAfterMs =
-      86_400_000 * positiveNumber("--keepalive-days", values["keepalive-days"] ?? env["TOKENBROKER_KEEPALIVE_DAYS"], 30);
-    const leaseTtlMs = 1000 * positiveNumber("--lease-ttl", values["lease-ttl"] ?? env["TOKENBROKER_LEASE_TTL_SECONDS"], 30);
-    if (leaseTtlMs <= upstream.timeoutMs) {
-      // A lease that lapses while its request may still be answered would let a second process spend the same refresh token.
-      throw new ConfigError(
-        `--lease-ttl (${leaseTtlMs / 1000} s) must be longer than TOKENBROKER_UPSTREAM_TIMEOUT_MS (${upstream.timeoutMs} ms)`,
-      );
-    }
-    const shutdownGraceMs =
-      1000 * positiveNumber("--shutdown-grace", values["shutdown-grace"] ?? env["TOKENBROKER_SHUTDOWN_GRACE_SECONDS"], 10);
-    const logLevel = values["log-level"] ?? env["TOKENBROKER_LOG_LEVEL"] ?? "info";
-    if (!["debug", "info", "warn", "error", "silent", "trace", "fatal"].includes(logLevel)) {
-      throw new ConfigError(`--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`);
-    }
-    const logFormat = values["log-format"] ?? env["TOKENBROKER_LOG_FORMAT"] ?? "json";
-    if (logFormat !== "json" && logFormat !== "pretty") {
-      throw new ConfigError(`--log-format must be json or pretty, not ${JSON.stringify(logFormat)}`);
-    }
-    const notifications = notificationsFromEnv(env);
-    const limits = limitsFromFlags(values, env);
-    const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
-    const securityConfig = serveSecurityFromFlags(values, env, listen.host);
-    const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher, logger);
+    const config = serveConfigFrom(values, env);
+    const { listen, upstream, consent, leadTimeMs, keepAliveAfterMs, leaseTtlMs, shutdownGraceMs, notifications, limits } = config;
+    const securityConfig = config.security;
+    const logger = createLogger({ level: config.logLevel, destination: io.err, format: config.logFormat });
+    const store = openStoreOrExplain(config.db, securityConfig.cipher, logger);
     try {
       checkEncryptionKeys(store, securityConfig.cipher);
     } catch (e) {

@@ -1,11 +1,13 @@
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import type { Logger } from "../logger.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
+import { DB } from "../settings/server-settings.js";
+import { readSetting } from "../settings/setting.js";
 
 /** The database path from `--db`, `TOKENBROKER_DB` or the default. */
 export function dbPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  return flag ?? env["TOKENBROKER_DB"] ?? DEFAULT_DB;
+  return readSetting(DB, { flags: { db: flag }, env });
 }
 
 /**

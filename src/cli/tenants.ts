@@ -1,4 +1,5 @@
-import { DEFAULT_DB } from "../config.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 import type { Command } from "./command.js";
 import { stateLabel, tenantJson } from "./describe-connection.js";
 import { listStored } from "./list-stored.js";
@@ -17,9 +18,10 @@ is listed once per connection; GetToken uses the most recently authorised
 active one. Prints no token or secret.
 
 Options:
-  --db PATH    SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --json       print a JSON array
   -h, --help   show this help
+
+${settingsHelp([DB])}
 `,
   run: (args, io) =>
     listStored(args, io, (connections, json) => {

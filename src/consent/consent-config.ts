@@ -1,4 +1,7 @@
 import { ConfigError } from "../config.js";
+import { REDIRECT_URI, SCOPES } from "../settings/consent-settings.js";
+import { readSetting, settingName, type SettingsSource } from "../settings/setting.js";
+import { ALLOW_INSECURE_ISSUER } from "../settings/upstream-settings.js";
 
 /** Where the issuer sends the browser back, and what the broker asks for. */
 export interface ConsentConfig {
@@ -8,61 +11,33 @@ export interface ConsentConfig {
   scopes: string[];
 }
 
-/** `TOKENBROKER_REDIRECT_URI` unless set. */
-export const DEFAULT_REDIRECT_URI = "http://localhost:50051/oauth/callback";
 /** `TOKENBROKER_SCOPES` unless set. */
-export const DEFAULT_CONSENT_SCOPES: readonly string[] = [
-  "openid",
-  "profile",
-  "email",
-  "accounting.transactions",
-  "accounting.settings",
-  "offline_access",
-];
+export const DEFAULT_CONSENT_SCOPES: readonly string[] = Object.freeze(withOfflineAccess(readSetting(SCOPES, { flags: {}, env: {} })));
 
 /** Reads `TOKENBROKER_REDIRECT_URI` and `TOKENBROKER_SCOPES` (space- or comma-separated). */
 export function consentFromEnv(env: NodeJS.ProcessEnv): ConsentConfig {
-  const allowInsecure = ["1", "true", "yes", "on"].includes((env["TOKENBROKER_ALLOW_INSECURE_ISSUER"] ?? "").toLowerCase());
+  const source: SettingsSource = { flags: {}, env };
+  const allowInsecure = readSetting(ALLOW_INSECURE_ISSUER, source) ?? false;
   return {
-    redirectUri: parseRedirectUri(env["TOKENBROKER_REDIRECT_URI"] || DEFAULT_REDIRECT_URI, allowInsecure),
-    scopes: parseScopes(env["TOKENBROKER_SCOPES"]),
+    redirectUri: checkRedirectUri(readSetting(REDIRECT_URI, source), allowInsecure),
+    scopes: withOfflineAccess(readSetting(SCOPES, source)),
   };
 }
 
-/** The configured scopes, with `offline_access` added when missing. */
-export function parseScopes(value: string | undefined): string[] {
-  const scopes = value === undefined || value.trim() === "" ? [...DEFAULT_CONSENT_SCOPES] : value.split(/[\s,]+/).filter((s) => s !== "");
-  for (const scope of scopes) {
-    // RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
-    if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope)) {
-      throw new ConfigError(`TOKENBROKER_SCOPES has an invalid scope ${JSON.stringify(scope)}`);
-    }
-  }
+function withOfflineAccess(scopes: string[]): string[] {
   if (!scopes.includes("offline_access")) scopes.push("offline_access");
   return [...new Set(scopes)];
 }
 
 /**
- * Checks a redirect URI: absolute, no query or fragment (the issuer appends
- * its own), and https unless the host is this machine (Xero accepts
+ * Checks a redirect URI (absolute, no query or fragment, which the value type
+ * checks): https unless the host is this machine (Xero accepts
  * `http://localhost`) or insecure URLs are allowed for tests.
  */
-export function parseRedirectUri(value: string, allowInsecure: boolean): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(`TOKENBROKER_REDIRECT_URI ${JSON.stringify(value)} is not a URL`);
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new ConfigError("TOKENBROKER_REDIRECT_URI must be an http:// or https:// URL");
-  }
-  if (url.search !== "" || url.hash !== "") {
-    throw new ConfigError("TOKENBROKER_REDIRECT_URI must have no query or fragment");
-  }
+function checkRedirectUri(url: URL, allowInsecure: boolean): string {
   const loopback = ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
   if (url.protocol === "http:" && !loopback && !allowInsecure) {
-    throw new ConfigError("TOKENBROKER_REDIRECT_URI must use https:// unless its host is localhost");
+    throw new ConfigError(`${settingName(REDIRECT_URI)} must use https:// unless its host is localhost`);
   }
   return url.href;
 }

@@ -1,6 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../config.js";
+import { ENCRYPTION_KEY, ENCRYPTION_KEY_FILE, OLD_ENCRYPTION_KEYS, parseEncryptionKey } from "../settings/security-settings.js";
+import { readSetting, settingName, type SettingsSource } from "../settings/setting.js";
+
+export { parseEncryptionKey };
 
 /** Where the encryption keys of a command come from. */
 export interface EncryptionKeySource {
@@ -19,19 +23,6 @@ export const NO_KEY_MESSAGE =
 /** A new random AES-256 key, base64 (what `tokenbroker keygen` prints). */
 export function generateEncryptionKey(): string {
   return randomBytes(32).toString("base64");
-}
-
-/** Decodes one base64 (or base64url) key of exactly 32 bytes; `where` names its source in the error, never its value. */
-export function parseEncryptionKey(text: string, where: string): Buffer {
-  const trimmed = text.trim();
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) {
-    throw new ConfigError(`${where} is not base64; create a key with \`tokenbroker keygen\``);
-  }
-  const key = Buffer.from(trimmed.replace(/-/g, "+").replace(/_/g, "/"), "base64");
-  if (key.length !== 32) {
-    throw new ConfigError(`${where} decodes to ${key.length} bytes, not 32; create a key with \`tokenbroker keygen\``);
-  }
-  return key;
 }
 
 /** The keys of a key file: one a line, current first; blank lines and `#` comments are skipped. */
@@ -54,19 +45,17 @@ export function readKeyFile(path: string): Buffer[] {
  * error: one source of truth.
  */
 export function loadEncryptionKeys(source: EncryptionKeySource): Buffer[] | undefined {
-  const file = source.keyFile ?? source.env["TOKENBROKER_ENCRYPTION_KEY_FILE"];
-  const envKey = source.env["TOKENBROKER_ENCRYPTION_KEY"]?.trim();
-  const oldKeys = (source.env["TOKENBROKER_OLD_ENCRYPTION_KEYS"] ?? "").split(/[\s,]+/).filter((k) => k !== "");
-  if (file !== undefined && file !== "") {
-    if (envKey) throw new ConfigError("give the encryption key either as a key file or as TOKENBROKER_ENCRYPTION_KEY, not both");
-    return [...readKeyFile(file), ...oldKeys.map((k, i) => parseEncryptionKey(k, `key ${i + 1} of TOKENBROKER_OLD_ENCRYPTION_KEYS`))];
+  const settings: SettingsSource = { flags: { [ENCRYPTION_KEY_FILE.flag.slice(2)]: source.keyFile }, env: source.env };
+  const file = readSetting(ENCRYPTION_KEY_FILE, settings);
+  const envKey = readSetting(ENCRYPTION_KEY, settings);
+  const oldKeys = readSetting(OLD_ENCRYPTION_KEYS, settings) ?? [];
+  if (file !== undefined) {
+    if (envKey) throw new ConfigError(`give the encryption key either as a key file or as ${settingName(ENCRYPTION_KEY)}, not both`);
+    return [...readKeyFile(file), ...oldKeys];
   }
   if (!envKey) {
-    if (oldKeys.length > 0) throw new ConfigError("TOKENBROKER_OLD_ENCRYPTION_KEYS is set but TOKENBROKER_ENCRYPTION_KEY is not");
+    if (oldKeys.length > 0) throw new ConfigError(`${settingName(OLD_ENCRYPTION_KEYS)} is set but ${settingName(ENCRYPTION_KEY)} is not`);
     return undefined;
   }
-  return [
-    parseEncryptionKey(envKey, "TOKENBROKER_ENCRYPTION_KEY"),
-    ...oldKeys.map((k, i) => parseEncryptionKey(k, `key ${i + 1} of TOKENBROKER_OLD_ENCRYPTION_KEYS`)),
-  ];
+  return [envKey, ...oldKeys];
 }

@@ -6,11 +6,12 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { ManualClock } from "../../src/clock.js";
 import type { TokenCipher } from "../../src/crypto/token-cipher.js";
-import { identityForFakeXero, startFakeXero, type FakeXero, type FakeXeroOptions } from "../../src/fake-xero/index.js";
+import { identityServerOptions, startFakeXero, type FakeXero, type FakeXeroOptions } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../../src/importer.js";
 import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "../../src/server/broker-server.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import type { IdentityServer } from "../../src/upstream/identity-server.js";
+import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
 
 /** A temporary directory removed by `cleanup`. */
 export function tempDir(): { path: string; cleanup: () => void } {
@@ -78,7 +79,7 @@ export async function startBroker(options: BrokerFixtureOptions = {}): Promise<B
   const dir = tempDir();
   const dbPath = join(dir.path, "tokenbroker.db");
   const store = openSqliteStore({ path: dbPath, clock, ...(options.encryption ? { encryption: options.encryption } : {}) });
-  const identity = identityForFakeXero(fake, clock);
+  const identity = createOidcIdentityServer({ ...identityServerOptions(fake), clock });
   let imported: ImportResult = { connectionId: "", created: false, xeroUserId: undefined, tenants: [] };
   if (!options.noImport) {
     const grant = fake.addGrant({ tenants: options.tenants ?? [{ tenantName: "Org A" }, { tenantName: "Org B" }] });

@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, expect } from "vitest";
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./broker-fixture.js";
 import { fakeEnv, killAllServe, runCli } from "./serve-process.js";
 

@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { startFakeXero, type FakeGrant, type FakeXero } from "../../src/fake-xero/index.js";
+import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { tempDir } from "./broker-fixture.js";
 import { fakeEnv, runCli, startServe, type ServeProcess } from "./serve-process.js";
 import { makeTestCertificates, type TestCertificates } from "./test-certificates.js";
@@ -59,12 +59,10 @@ export async function startProductionBrokers(): Promise<ProductionBrokers> {
     plain: await startServe({ env: fakeEnv(fake), db, secure: true, args }),
     tls: await startServe({ env: fakeEnv(fake), db, secure: true, args: tlsArgs }),
     async respawn() {
-      if (!(await isAlive(brokers.plain))) {
-        brokers.plain = await startServe({ env: fakeEnv(fake), db, secure: true, args });
-      }
-      if (!(await isAlive(brokers.tls))) {
-        brokers.tls = await startServe({ env: fakeEnv(fake), db, secure: true, args: tlsArgs });
-      }
+      // Both looked at together: each look gives a dying process 200 ms to be seen.
+      const [plainAlive, tlsAlive] = await Promise.all([isAlive(brokers.plain), isAlive(brokers.tls)]);
+      if (!plainAlive) brokers.plain = await startServe({ env: fakeEnv(fake), db, secure: true, args });
+      if (!tlsAlive) brokers.tls = await startServe({ env: fakeEnv(fake), db, secure: true, args: tlsArgs });
     },
     async close() {
       await Promise.all([brokers.plain.kill("SIGKILL"), brokers.tls.kill("SIGKILL")]);

@@ -135,13 +135,16 @@ export function readFrames(bytes: Buffer): Array<{ type: number; flags: number; 
 /**
  * One HTTP/2 request with Node's client (which decodes the answer): the
  * response headers, or the error the stream ended with. `headers` may carry
- * any `:path`, valid or not.
+ * any `:path`, valid or not. With `doneWhen`, a stream that never ends (a
+ * watch) is left as soon as its headers came and its body so far satisfies it,
+ * instead of at the timeout.
  */
 export async function h2Request(
   target: RawTarget,
   headers: http2.OutgoingHttpHeaders,
   body?: Uint8Array,
   timeoutMs = EXCHANGE_MS,
+  doneWhen?: (body: Buffer) => boolean,
 ): Promise<{ headers?: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders; body: Buffer; error?: string }> {
   const session = http2.connect(target.url, target.ca ? { ca: target.ca, servername: "localhost" } : {});
   session.on("error", () => {});
@@ -154,7 +157,13 @@ export async function h2Request(
       const req = session.request(headers, { endStream: body === undefined });
       req.on("response", (h) => (got = h));
       req.on("trailers", (t) => (trailers = t));
-      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("data", (c: Buffer) => {
+        chunks.push(c);
+        if (got && doneWhen?.(Buffer.concat(chunks))) {
+          clearTimeout(timer);
+          resolve({ headers: got, body: Buffer.concat(chunks) });
+        }
+      });
       req.on("error", (e: Error) => {
         clearTimeout(timer);
         resolve({ ...(got ? { headers: got } : {}), body: Buffer.concat(chunks), error: e.message });

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import type { FakeXero } from "../../src/fake-xero/index.js";
+import type { FakeXero } from "@tokenbroker/fake-xero";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running a file alone.
 /** The compiled CLI. */

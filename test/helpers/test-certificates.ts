@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { missingSystemPackage } from "./system-requirement.js";
 
 /** PEM files made for one test run. */
 export interface TestCertificates {
@@ -20,6 +21,14 @@ export interface TestCertificates {
 
 function openssl(args: string[]): void {
   execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/**
+ * Why the TLS tests cannot run here (`openssl` makes their certificates), or `undefined`:
+ * see {@link missingSystemPackage}.
+ */
+export function opensslMissing(): string | undefined {
+  return missingSystemPackage("openssl", "apt-get install openssl", ["openssl", "version"]);
 }
 
 /** A CA and the certificates it signs, made with `openssl` (P-256, valid one day) in `dir`. */

@@ -1,4 +1,4 @@
-import type { Token } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import type { Token } from "./gen/tokenbroker/v1/token_service_pb.js";
 
 /** An access token as the client hands it out. */
 export interface TokenInfo {

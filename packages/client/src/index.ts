@@ -1,5 +1,5 @@
 /**
- * `tokenbroker/client`: a broker client for channels written in TypeScript,
+ * `@tokenbroker/client`: a broker client for channels written in TypeScript,
  * with a local token cache kept current by `WatchToken` streams and a `fetch`
  * that sends the token and retries once on 401. Imports nothing of the server.
  */

@@ -35,14 +35,28 @@ export interface JwtSignerOptions {
   modulusLength?: number;
 }
 
-/** Generates a fresh RSA key pair and returns a signer for it. */
+/**
+ * RSA key pairs by modulus length, generated once per process: one costs about 140 ms of CPU, and the test
+ * suite starts hundreds of fakes. Fakes sharing a key still refuse each other's access tokens (each accepts only
+ * the ones it minted), and their id tokens name their own issuer.
+ */
+const keyPairs = new Map<number, Promise<{ privateKey: KeyObject; publicKey: KeyObject }>>();
+
+function rsaKeyPair(modulusLength: number): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
+  let pair = keyPairs.get(modulusLength);
+  if (!pair) {
+    pair = new Promise((resolve, reject) =>
+      generateKeyPair("rsa", { modulusLength }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))),
+    );
+    pair.catch(() => keyPairs.delete(modulusLength));
+    keyPairs.set(modulusLength, pair);
+  }
+  return pair;
+}
+
+/** Returns a signer for an RSA key pair (generated at the first call of the process for that modulus length). */
 export async function createJwtSigner(options: JwtSignerOptions = {}): Promise<JwtSigner> {
-  const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>(
-    (resolve, reject) =>
-      generateKeyPair("rsa", { modulusLength: options.modulusLength ?? 2048 }, (err, pub, priv) =>
-        err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }),
-      ),
-  );
+  const { privateKey, publicKey } = await rsaKeyPair(options.modulusLength ?? 2048);
   const exported = publicKey.export({ format: "jwk" });
   const n = String(exported.n);
   const e = String(exported.e);

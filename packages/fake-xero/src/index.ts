@@ -18,5 +18,5 @@ export type { TokenEndpointFailure } from "./context.js";
 export type { TokenResponseBody } from "./access-tokens.js";
 export type { TenantInit } from "./grants.js";
 export { FakeXeroError, type FakeXeroErrorCode } from "./errors.js";
-export { identityForFakeXero, type FakeXeroEndpoint } from "./fake-identity.js";
+export { identityServerOptions, type FakeXeroEndpoint, type FakeXeroIdentityOptions } from "./identity-server-options.js";
 export { decodeJwtClaims, type JwtClaims } from "./jwt.js";

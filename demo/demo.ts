@@ -5,20 +5,21 @@ import { setMaxListeners } from "node:events";
 import { parseArgs } from "node:util";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { sleep } from "../broker/abortable.js";
-import { ConfigError, parseListen, positiveNumber } from "../config.js";
-import { identityForFakeXero, startFakeXero } from "../fake-xero/index.js";
-import { importRefreshToken } from "../importer.js";
-import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
-import { openSqliteStore } from "../store/sqlite-store.js";
-import type { Command } from "./command.js";
+import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { sleep } from "../src/broker/abortable.js";
+import { ConfigError, parseListen, positiveNumber } from "../src/config.js";
+import { identityServerOptions, startFakeXero } from "@tokenbroker/fake-xero";
+import { importRefreshToken } from "../src/importer.js";
+import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Command } from "../src/cli/command.js";
+import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 
-/** `tokenbroker demo`: the whole system on loopback, with a fake Xero. */
+/** `npm run demo`: the whole system on loopback, with a fake Xero (not part of the published package). */
 export const demoCommand: Command = {
   name: "demo",
   summary: "watch many channels share one token: a fake Xero, the broker and demo channels on loopback",
-  help: `Usage: tokenbroker demo [options]
+  help: `Usage: npm run demo -- [options]
 
 Starts a fake Xero identity server, the broker (against it, with short-lived
 access tokens) and a crowd of demo channels that ask the broker for a token
@@ -56,7 +57,7 @@ Options:
     const grant = fake.addGrant({ tenants: [{ tenantName: "Demo Company (AU)" }, { tenantName: "Demo Company (NZ)" }] });
     const dir = mkdtempSync(join(tmpdir(), "tokenbroker-demo-"));
     const store = openSqliteStore({ path: join(dir, "demo.db") });
-    const identity = identityForFakeXero(fake);
+    const identity = createOidcIdentityServer(identityServerOptions(fake));
     const imported = await importRefreshToken(store, identity, grant.refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;
     if (!tenantId) throw new Error("the fake Xero listed no tenants");

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { TokenService } from "./gen/tokenbroker/v1/token_service_pb.js";
 import { authorizedFetch, type TokenFetchInit } from "./authorized-fetch.js";
 import { defaultReconnect, type ReconnectOptions } from "./backoff.js";
 import { createClientTransport } from "./client-transport.js";

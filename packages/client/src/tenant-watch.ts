@@ -4,7 +4,7 @@ import {
   type Token,
   type TokenService,
   type WatchTokenResponse,
-} from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+} from "./gen/tokenbroker/v1/token_service_pb.js";
 import { backoffDelay, sleep, type ReconnectOptions } from "./backoff.js";
 import { isNewer, isValidFor, toTokenInfo, type CachedToken, type TokenInfo } from "./token-info.js";
 

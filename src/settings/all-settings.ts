@@ -1,0 +1,30 @@
+/** Every setting of tokenbroker, section by section: what docs/settings.md lists. */
+import { CONSENT_SETTINGS } from "./consent-settings.js";
+import { LIMIT_SETTINGS } from "./limit-settings.js";
+import { NOTIFY_SETTINGS } from "./notify-settings.js";
+import { REFRESH_SETTINGS } from "./refresh-settings.js";
+import { ACCESS_SETTINGS, ENCRYPTION_SETTINGS } from "./security-settings.js";
+import { DB, DEBUG, SERVER_SETTINGS } from "./server-settings.js";
+import type { Setting } from "./setting.js";
+import { UPSTREAM_SETTINGS } from "./upstream-settings.js";
+
+/** The settings `tokenbroker serve` reads, in `--help` order. */
+export const SERVE_SETTINGS = [
+  ...SERVER_SETTINGS,
+  ...REFRESH_SETTINGS,
+  ...ENCRYPTION_SETTINGS,
+  ...ACCESS_SETTINGS,
+  ...LIMIT_SETTINGS,
+  ...UPSTREAM_SETTINGS,
+  ...NOTIFY_SETTINGS,
+  ...CONSENT_SETTINGS,
+] as const;
+
+/** The settings of the commands that reach Xero and the stored tokens: `import`, `disconnect`, `revoke`. */
+export const UPSTREAM_COMMAND_SETTINGS = [DB, ...ENCRYPTION_SETTINGS, ...UPSTREAM_SETTINGS] as const;
+
+/** The settings of `tokenbroker connect`. */
+export const CONNECT_SETTINGS = [...UPSTREAM_COMMAND_SETTINGS, ...CONSENT_SETTINGS] as const;
+
+/** Every setting, in docs order. */
+export const ALL_SETTINGS: readonly Setting<unknown>[] = [...SERVE_SETTINGS, DEBUG];

@@ -1,0 +1,132 @@
+/**
+ * The in-memory store of the unit tests (test/helpers/memory-token-store.ts) behaves as the SQLite store in
+ * everything the token logic relies on: leases, the commit under the lease and the version, re-authorisation,
+ * lapsed leases and token states. The same scenarios run against both, so the unit tests prove something
+ * about the real store's contract and the fake cannot drift from it unseen.
+ */
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../src/clock.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import { LeaseLostError, type TokenStore } from "../src/store/token-store.js";
+import type { NewTokenSet } from "../src/token-set.js";
+import { tempDir } from "./helpers/broker-fixture.js";
+import { MemoryTokenStore } from "./helpers/memory-token-store.js";
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const stores: Array<{ name: string; open(clock: ManualClock): TokenStore }> = [
+  {
+    name: "SQLite",
+    open(clock) {
+      const dir = tempDir();
+      const store = openSqliteStore({ path: join(dir.path, "t.db"), clock });
+      cleanups.push(async () => {
+        await store.close();
+        dir.cleanup();
+      });
+      return store;
+    },
+  },
+  { name: "memory", open: (clock) => new MemoryTokenStore(clock) },
+];
+
+function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
+  return {
+    accessToken: `access-${tag}`,
+    refreshToken: `refresh-${tag}`,
+    idToken: undefined,
+    tokenType: "Bearer",
+    scopes: ["offline_access"],
+    obtainedAt: clock.now(),
+    expiresAt: clock.now() + 30 * 60_000,
+    refreshTokenIssuedAt: clock.now(),
+  };
+}
+
+const tenant = (tenantId: string) => ({ tenantId, xeroConnectionId: undefined, tenantName: undefined, tenantType: undefined, authEventId: undefined });
+
+describe.each(stores)("the $name store", ({ open }) => {
+  async function setUp() {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const store = open(clock);
+    const { connectionId } = await store.saveConnection({ xeroUserId: "u1", tokenSet: tokenSet(clock, "1"), tenants: [tenant("t1")] });
+    return { clock, store, connectionId };
+  }
+
+  it("one lease holder at a time; a lapsed lease, or one taken 'in the future' (the clock went back), can be taken over", async () => {
+    const { clock, store, connectionId } = await setUp();
+    expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
+    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: false, holder: "A", expiresAt: clock.now() + 30_000 });
+    expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true }); // renewed by its holder
+    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
+    clock.advance(30_000);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([connectionId]);
+    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: true });
+    clock.advance(-60_000);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([connectionId]);
+    expect(await store.tryAcquireLease(connectionId, "C", 30_000)).toEqual({ acquired: true });
+    await store.releaseLease(connectionId, "B"); // not B's any more: nothing happens
+    expect((await store.tryAcquireLease(connectionId, "D", 30_000)).acquired).toBe(false);
+    await store.releaseLease(connectionId, "C");
+    expect((await store.tryAcquireLease(connectionId, "D", 30_000)).acquired).toBe(true);
+  });
+
+  it("only the lease holder commits, from the stored version; the commit releases the lease", async () => {
+    const { clock, store, connectionId } = await setUp();
+    await store.tryAcquireLease(connectionId, "A", 30_000);
+    clock.advance(30_000);
+    await store.tryAcquireLease(connectionId, "B", 30_000);
+    await expect(store.commitRefresh(connectionId, "A", 1, tokenSet(clock, "A"))).rejects.toBeInstanceOf(LeaseLostError);
+    const wrongVersion = await store.commitRefresh(connectionId, "B", 7, tokenSet(clock, "B")).catch((e: unknown) => e);
+    expect(wrongVersion).toBeInstanceOf(Error);
+    expect(wrongVersion).not.toBeInstanceOf(LeaseLostError);
+    expect((await store.getToken(connectionId))?.version).toBe(1);
+    const committed = await store.commitRefresh(connectionId, "B", 1, tokenSet(clock, "B"));
+    expect(committed).toMatchObject({ connectionId, version: 2, accessToken: "access-B", refreshToken: "refresh-B", state: "active", tenantIds: ["t1"] });
+    expect(await store.getToken(connectionId)).toMatchObject({ version: 2, accessToken: "access-B" });
+    expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true);
+    // A lease that lapsed but nobody took over is still its holder's to commit under.
+    clock.advance(120_000);
+    expect((await store.commitRefresh(connectionId, "C", 2, tokenSet(clock, "C"))).version).toBe(3);
+  });
+
+  it("re-authorisation is needed after markNeedsReauthorization (lease dropped, no lapsed lease listed), until the same user consents again", async () => {
+    const { clock, store, connectionId } = await setUp();
+    await store.tryAcquireLease(connectionId, "A", 30_000);
+    await store.markNeedsReauthorization(connectionId, "invalid_grant");
+    expect((await store.getToken(connectionId))?.state).toBe("needs_reauthorization");
+    expect((await store.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
+    clock.advance(60_000);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
+    const again = await store.saveConnection({ xeroUserId: "u1", tokenSet: tokenSet(clock, "2"), tenants: [] });
+    expect(again).toEqual({ connectionId, created: false });
+    expect(await store.getToken(connectionId)).toMatchObject({ state: "active", version: 2, accessToken: "access-2" });
+    expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true); // the consent dropped B's lease
+  });
+
+  it("lists token states without secrets, and finds a connection by tenant", async () => {
+    const { store, connectionId } = await setUp();
+    const stored = await store.getToken(connectionId);
+    expect(await store.listTokenStates()).toEqual([
+      {
+        connectionId,
+        version: 1,
+        state: "active",
+        expiresAt: stored!.expiresAt,
+        obtainedAt: stored!.obtainedAt,
+        refreshTokenIssuedAt: stored!.refreshTokenIssuedAt,
+      },
+    ]);
+    expect(await store.findConnectionByTenant("t1")).toBe(connectionId);
+    expect(await store.findConnectionByTenant("t2")).toBeUndefined();
+    await store.saveTenants(connectionId, [tenant("t2")]);
+    expect(await store.findConnectionByTenant("t2")).toBe(connectionId);
+    expect(await store.getToken("no-such-connection")).toBeUndefined();
+    await store.recordError(connectionId, "refresh: HTTP 503");
+    expect((await store.listConnections())[0]).toMatchObject({ connectionId, lastError: "refresh: HTTP 503", version: 1 });
+  });
+});
