@@ -113,14 +113,14 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
   });
 
   it("calls the API with the cached token; on a 401 reports it, the broker refreshes once, the retry succeeds", async () => {
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     const refreshesBefore = f.fake.refreshes;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
 
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "3"]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    const after = (await f.store.getToken(f.connectionId))!;
+    const after = (await f.store.tokens.getToken(f.connectionId))!;
 
     expect(run.lines).toEqual([
       { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
@@ -147,7 +147,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
 
   it("retries only once: a second 401 is returned to the caller after one report and one refresh", async () => {
     const refreshesBefore = f.fake.refreshes;
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 1, rejectAll: true });
 
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "1"]);
@@ -162,7 +162,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
 
   it("the README command against the fake Xero's /connections: one GetToken for two calls, no refresh", async () => {
     const refreshesBefore = f.fake.refreshes;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, f.fake.connectionsUrl, "2"]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
@@ -176,7 +176,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
   });
 
   it("caches the token until `margin` seconds before expiresAt; broker errors become Lua errors", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runLua(["test/lua/check_module.lua", f.server.url, f.tenantId]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
@@ -263,7 +263,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   });
 
   it("sends TOKENBROKER_KEY on GetToken and ReportExpired: a 401 from the API is reported, refreshed once, retried", async () => {
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     const refreshesBefore = f.fake.refreshes;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
 
@@ -287,7 +287,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   });
 
   it("the README command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const readme = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, f.fake.connectionsUrl, "2"], { TOKENBROKER_KEY: key });
     expect(readme.stderr).toBe("");
     expect(readme.code).toBe(0);
@@ -317,7 +317,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   });
 
   it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runLua(["test/lua/check_auth.lua", tap.url, f.tenantId], { TOKENBROKER_KEY: key, OTHER_KEY: otherKey });
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { systemClock, type Clock } from "../clock.js";
 import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
@@ -15,7 +15,8 @@ export type Selector = { tenantId: string } | { connectionId: string };
 
 /** Options for {@link TokenBroker}. */
 export interface TokenBrokerOptions {
-  store: TokenStore;
+  /** Where token sets are read, and tenants resolved to connections. */
+  store: Pick<Store, "tokens" | "connections">;
   identity: IdentityServer;
   clock?: Clock;
   /** Default for {@link TokenBroker.getToken}'s minimum validity, ms (default 60 000: the clock-skew margin). */
@@ -49,7 +50,7 @@ export class TokenBroker {
   readonly hub: WatchHub;
   /** Performs the refreshes. */
   readonly refresher: Refresher;
-  private readonly store: TokenStore;
+  private readonly store: Pick<Store, "tokens" | "connections">;
   private readonly clock: Clock;
   private readonly defaultMinValidForMs: number;
   private readonly validTokenWaitMs: number;
@@ -76,7 +77,7 @@ export class TokenBroker {
   /** The connection id a selector names; `not_found` for an unknown tenant (an unknown connection id fails at the read that follows). */
   async resolve(selector: Selector): Promise<string> {
     if ("tenantId" in selector) {
-      const id = await this.store.findConnectionByTenant(selector.tenantId);
+      const id = await this.store.connections.findConnectionByTenant(selector.tenantId);
       if (id === undefined) throw new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
       return id;
     }
@@ -291,7 +292,7 @@ export class TokenBroker {
   }
 
   private async current(connectionId: string): Promise<TokenRecord> {
-    return readStoredToken(this.store, connectionId);
+    return readStoredToken(this.store.tokens, connectionId);
   }
 
   private touch(connectionId: string): void {

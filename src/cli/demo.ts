@@ -11,7 +11,7 @@ import { ConfigError, parseListen, positiveNumber } from "../config.js";
 import { identityForFakeXero, startFakeXero } from "../fake-xero/index.js";
 import { importRefreshToken } from "../importer.js";
 import { startBrokerServer, type BrokerServer } from "../server/broker-server.js";
-import { openSqliteStore } from "../store/sqlite-store.js";
+import { openStore } from "../store/open-store.js";
 import type { Command } from "./command.js";
 
 /** `tokenbroker demo`: the whole system on loopback, with a fake Xero. */
@@ -55,7 +55,7 @@ Options:
     const fake = await startFakeXero({ accessTokenLifetimeSeconds: lifetimeS });
     const grant = fake.addGrant({ tenants: [{ tenantName: "Demo Company (AU)" }, { tenantName: "Demo Company (NZ)" }] });
     const dir = mkdtempSync(join(tmpdir(), "tokenbroker-demo-"));
-    const store = openSqliteStore({ path: join(dir, "demo.db") });
+    const store = await openStore(join(dir, "demo.db"));
     const identity = identityForFakeXero(fake);
     const imported = await importRefreshToken(store, identity, grant.refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;

@@ -126,9 +126,9 @@ starts Xero's consent flow, which comes back to the redirect URI:
     const limits = limitsFromFlags(values, env);
     const logger = createLogger({ level: logLevel, destination: io.err, format: logFormat });
     const securityConfig = serveSecurityFromFlags(values, env, listen.host);
-    const store = openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher, logger);
+    const store = await openStoreOrExplain(dbPath(values.db, env), securityConfig.cipher, logger);
     try {
-      checkEncryptionKeys(store, securityConfig.cipher);
+      await checkEncryptionKeys(store, securityConfig.cipher);
     } catch (e) {
       await store.close();
       throw e;
@@ -169,7 +169,7 @@ starts Xero's consent flow, which comes back to the redirect URI:
       }
       throw e;
     }
-    security.announce();
+    await security.announce();
     const signal = await stopped;
     logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
     await server.close();

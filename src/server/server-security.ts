@@ -11,7 +11,7 @@ import { adminOf, createAdminGate } from "../auth/require-admin.js";
 import type { RefreshEvent } from "../broker/refresh-events.js";
 import type { WatchGate } from "../broker/watch-hub.js";
 import { errorFields, type Logger } from "../logger.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { HttpRoute } from "./http-routes.js";
 import { requestTarget } from "./request-target.js";
 import { startRpcDebugLine } from "./rpc-debug-line.js";
@@ -87,7 +87,7 @@ export interface GuardedCall {
 export interface ServerSecurityOptions {
   auth: BrokerAuthOptions | undefined;
   audit: AuditLog | undefined;
-  store: TokenStore;
+  store: Pick<Store, "tokens">;
   /** Served over TLS (cookies get `Secure`). */
   tls: boolean;
   /** Gets one debug line per call: method, key name, tenant or connection, status, duration. */
@@ -102,7 +102,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     auth &&
     createAuthorizer({
       authenticator: auth.authenticator,
-      tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
+      tenantsOfConnection: async (id) => (await options.store.tokens.getToken(id))?.tenantIds,
     });
   if (options.logger) interceptors.push(debugLog(options.logger));
   if (audit) interceptors.push(createAuditInterceptor({ audit }));
@@ -110,7 +110,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     interceptors.push(
       createAuthInterceptor({
         authenticator: auth.authenticator,
-        tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
+        tenantsOfConnection: async (id) => (await options.store.tokens.getToken(id))?.tenantIds,
       }),
     );
   }

@@ -9,7 +9,8 @@ import type { TokenCipher } from "../../src/crypto/token-cipher.js";
 import { identityForFakeXero, startFakeXero, type FakeXero, type FakeXeroOptions } from "../../src/fake-xero/index.js";
 import { importRefreshToken, type ImportResult } from "../../src/importer.js";
 import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "../../src/server/broker-server.js";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { openSqliteStore } from "../../src/store/sqlite-store.js";
+import type { Store } from "../../src/store/store.js";
 import type { IdentityServer } from "../../src/upstream/identity-server.js";
 
 /** A temporary directory removed by `cleanup`. */
@@ -50,7 +51,7 @@ export interface BrokerFixtureOptions {
 export interface BrokerFixture {
   fake: FakeXero;
   clock: ManualClock;
-  store: SqliteStore;
+  store: Store;
   identity: IdentityServer;
   server: BrokerServer;
   dbPath: string;
@@ -105,7 +106,7 @@ export async function startBroker(options: BrokerFixtureOptions = {}): Promise<B
     connectionId: imported.connectionId,
     client: (transport = protocols[0]!.transport) => createClient(TokenService, transport(server.url)),
     async expireToken() {
-      const token = await store.getToken(imported.connectionId);
+      const token = await store.tokens.getToken(imported.connectionId);
       if (token) clock.set(token.expiresAt + 1000);
     },
     async close() {
