@@ -129,27 +129,50 @@ export class TokenBroker {
    * state, in order of version. Ends when `signal` aborts or the broker closes;
    * throws the gate's reason when the gate refuses `owner` (see
    * {@link TokenBrokerOptions.watchGate}).
+   *
+   * An async iterator over {@link subscribe}: the same records under the same
+   * rules. A record published while the reader is busy waits in a queue of
+   * its own, and its owner is checked with the gate again when it is taken.
    */
   async *watch(selector: Selector, signal?: AbortSignal, owner?: string): AsyncGenerator<TokenRecord> {
-    const connectionId = await this.resolve(selector);
-    const subscription = this.hub.subscribe(connectionId, owner);
+    const queue: TokenRecord[] = [];
+    let reader: ((record: TokenRecord | undefined) => void) | undefined;
+    const wake = (record: TokenRecord | undefined) => {
+      const r = reader;
+      reader = undefined;
+      r?.(record);
+    };
+    const subscription = this.subscribe(selector, (record) => (reader ? wake(record) : queue.push(record)), owner);
+    let failed: { reason: unknown } | undefined;
+    let over = false;
+    subscription.ended.then(
+      () => ((over = true), wake(undefined)),
+      (reason: unknown) => ((over = true), (failed = { reason }), wake(undefined)),
+    );
+    const abort = () => subscription.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    if (signal?.aborted) abort();
     try {
-      const current = await this.current(connectionId);
-      const first =
-        current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, { signal }) : current;
-      const refused = this.hub.refusal(subscription.owner);
-      if (refused !== undefined) throw refused;
-      subscription.delivered(first);
-      yield first;
       for (;;) {
-        const next = await subscription.next(signal);
-        if (!next) {
-          if (subscription.endReason !== undefined) throw subscription.endReason;
-          return;
+        let record = subscription.active ? queue.shift() : undefined;
+        if (record !== undefined) {
+          // Queued while the reader was busy: its owner was let through then, but is checked again now.
+          const refused = this.hub.refusal(owner);
+          if (refused !== undefined) {
+            this.hub.endOwner(owner!, refused);
+            throw refused;
+          }
+        } else {
+          if (!over) record = await new Promise<TokenRecord | undefined>((resolve) => (reader = resolve));
+          if (record === undefined) {
+            if (failed) throw failed.reason;
+            return;
+          }
         }
-        yield next;
+        yield record;
       }
     } finally {
+      signal?.removeEventListener("abort", abort);
       subscription.close();
     }
   }
@@ -161,10 +184,12 @@ export class TokenBroker {
    * iterator, and no abort signal held per subscriber. `ended` resolves when
    * the subscription ends (`close()` or the broker closing) and rejects as
    * `watch` throws: before any record, or with the gate's reason when it
-   * refuses `owner`.
+   * refuses `owner`. The delivery rules live here; {@link watch} is built on it.
    */
   subscribe(selector: Selector, onRecord: (record: TokenRecord) => void, owner?: string): TokenSubscription {
     let closed = false;
+    /** Set, at once, when a subscription that delivered its first record ends (before `ended` settles). */
+    let over = false;
     let subscription: Subscription | undefined;
     // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
     // lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
@@ -202,6 +227,7 @@ export class TokenBroker {
       // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
       return new Promise<void>((resolve, reject) => {
         sub.listen(onRecord, (reason) => {
+          over = true;
           sub.close();
           if (reason === undefined) resolve();
           else reject(reason);
@@ -210,6 +236,9 @@ export class TokenBroker {
     })();
     return {
       ended,
+      get active() {
+        return !closed && !over;
+      },
       close() {
         closed = true;
         firstWait?.abort();
@@ -304,6 +333,8 @@ export class TokenBroker {
 export interface TokenSubscription {
   /** Resolves when the subscription ended; rejects (before any record) if the token set cannot be watched. */
   readonly ended: Promise<void>;
+  /** False once the subscription ended or was closed (at once, before `ended` settles). */
+  readonly active: boolean;
   /** Ends the subscription (a first token still being fetched is not delivered). */
   close(): void;
 }
