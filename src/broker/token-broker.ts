@@ -154,7 +154,8 @@ export class TokenBroker {
     if (signal?.aborted) abort();
     try {
       for (;;) {
-        let record = subscription.active ? queue.shift() : undefined;
+        // Nothing queued is handed out once the watch was aborted or the broker closed (the gate is checked below).
+        let record = signal?.aborted || this.hub.closed ? undefined : queue.shift();
         if (record !== undefined) {
           // Queued while the reader was busy: its owner was let through then, but is checked again now.
           const refused = this.hub.refusal(owner);
@@ -188,8 +189,6 @@ export class TokenBroker {
    */
   subscribe(selector: Selector, onRecord: (record: TokenRecord) => void, owner?: string): TokenSubscription {
     let closed = false;
-    /** Set, at once, when a subscription that delivered its first record ends (before `ended` settles). */
-    let over = false;
     let subscription: Subscription | undefined;
     // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
     // lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
@@ -227,7 +226,6 @@ export class TokenBroker {
       // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
       return new Promise<void>((resolve, reject) => {
         sub.listen(onRecord, (reason) => {
-          over = true;
           sub.close();
           if (reason === undefined) resolve();
           else reject(reason);
@@ -236,9 +234,6 @@ export class TokenBroker {
     })();
     return {
       ended,
-      get active() {
-        return !closed && !over;
-      },
       close() {
         closed = true;
         firstWait?.abort();
@@ -333,8 +328,6 @@ export class TokenBroker {
 export interface TokenSubscription {
   /** Resolves when the subscription ended; rejects (before any record) if the token set cannot be watched. */
   readonly ended: Promise<void>;
-  /** False once the subscription ended or was closed (at once, before `ended` settles). */
-  readonly active: boolean;
   /** Ends the subscription (a first token still being fetched is not delivered). */
   close(): void;
 }

@@ -39,7 +39,7 @@ export class WatchHub {
   /** Open subscriptions by owner (only with a gate). */
   private readonly owned = new Map<string, Set<Subscription>>();
   private timer: NodeJS.Timeout | undefined;
-  private closed = false;
+  private isClosed = false;
 
   constructor(private readonly gate?: WatchGate) {}
 
@@ -50,7 +50,7 @@ export class WatchHub {
   subscribe(connectionId: string, owner?: string): Subscription {
     const gated = this.gate && owner !== undefined ? owner : undefined;
     const sub = new Subscription(this, connectionId, gated);
-    if (this.closed) {
+    if (this.isClosed) {
       sub.end();
       return sub;
     }
@@ -127,6 +127,11 @@ export class WatchHub {
     for (const sub of [...mine]) sub.close(reason);
   }
 
+  /** Whether {@link closeAll} ended everything (a server shutting down). */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
   /** Number of open subscriptions for a connection. */
   count(connectionId: string): number {
     return this.subscribers.get(connectionId)?.size ?? 0;
@@ -146,7 +151,7 @@ export class WatchHub {
 
   /** Ends every subscription (server shutdown); later subscriptions end at once. */
   closeAll(): void {
-    this.closed = true;
+    this.isClosed = true;
     for (const set of this.subscribers.values()) for (const sub of set) sub.end();
     this.subscribers.clear();
     this.owned.clear();

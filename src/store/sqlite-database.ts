@@ -34,9 +34,13 @@ export interface SqliteStoreOptions extends StoreOptions {
  * others can read is made 0600, with a warning in the log.
  */
 export class SqliteDatabase {
+  /** The connection: never handed outside `src/store`. */
   readonly db: Database.Database;
+  /** Time source for timestamps and lease expiry. */
   readonly clock: Clock;
+  /** Seals the secret columns of token sets; undefined: clear text. */
   readonly cipher: TokenCipher | undefined;
+  /** Hears of refused token sets and files made private (never a token). */
   readonly logger: Logger;
   /** The hot reads of a cached GetToken, remembered until the database changes. */
   readonly reads: ReadCache;
@@ -105,6 +109,7 @@ export class SqliteDatabase {
     }
   }
 
+  /** Closes the connection (once; later calls do nothing). */
   close(): void {
     if (this.db.open) this.db.close();
   }

@@ -7,7 +7,6 @@ import { SqliteTokenSets } from "./sqlite-token-sets.js";
 import type { Store } from "./store.js";
 
 export type { SqliteStoreOptions } from "./sqlite-database.js";
-export { REFUSAL_LOG_EVERY_MS } from "./sqlite-token-sets.js";
 
 /**
  * Opens (creating and migrating if needed) a {@link Store} in one SQLite
