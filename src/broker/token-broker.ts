@@ -130,32 +130,33 @@ export class TokenBroker {
    * throws the gate's reason when the gate refuses `owner` (see
    * {@link TokenBrokerOptions.watchGate}).
    *
-   * An async iterator over {@link subscribe}: the same records under the same
-   * rules. A record published while the reader is busy waits in a queue of
-   * its own, and its owner is checked with the gate again when it is taken.
+   * The pulling side of {@link subscribe}, on the same first delivery and the
+   * same hub subscription: the same records under the same rules. A record
+   * published while the reader is busy waits in a queue of its own, and its
+   * owner is checked with the gate again when it is taken.
    */
   async *watch(selector: Selector, signal?: AbortSignal, owner?: string): AsyncGenerator<TokenRecord> {
-    const queue: TokenRecord[] = [];
-    let reader: ((record: TokenRecord | undefined) => void) | undefined;
-    const wake = (record: TokenRecord | undefined) => {
-      const r = reader;
-      reader = undefined;
-      r?.(record);
-    };
-    const subscription = this.subscribe(selector, (record) => (reader ? wake(record) : queue.push(record)), owner);
-    let failed: { reason: unknown } | undefined;
-    let over = false;
-    subscription.ended.then(
-      () => ((over = true), wake(undefined)),
-      (reason: unknown) => ((over = true), (failed = { reason }), wake(undefined)),
-    );
-    const abort = () => subscription.close();
+    const handle = new BrokerSubscription();
+    const abort = () => handle.close();
     signal?.addEventListener("abort", abort, { once: true });
     if (signal?.aborted) abort();
     try {
+      let first: TokenRecord | undefined;
+      const sub = await this.deliverFirst(selector, (record) => (first = record), owner, handle);
+      if (!sub || !first) return;
+      yield first;
+      // One small object of state, one callback for records and one for the end: what each watcher holds.
+      const pull: Pull = { queue: undefined, reader: undefined, over: false, failure: undefined };
+      sub.listen(
+        (record) => hand(pull, record),
+        (reason) => {
+          sub.close();
+          end(pull, reason === undefined ? undefined : { reason });
+        },
+      );
       for (;;) {
         // Nothing queued is handed out once the watch was aborted or the broker closed (the gate is checked below).
-        let record = signal?.aborted || this.hub.closed ? undefined : queue.shift();
+        let record = signal?.aborted || this.hub.closed ? undefined : pull.queue?.shift();
         if (record !== undefined) {
           // Queued while the reader was busy: its owner was let through then, but is checked again now.
           const refused = this.hub.refusal(owner);
@@ -164,9 +165,9 @@ export class TokenBroker {
             throw refused;
           }
         } else {
-          if (!over) record = await new Promise<TokenRecord | undefined>((resolve) => (reader = resolve));
+          if (!pull.over) record = await new Promise<TokenRecord | undefined>((resolve) => (pull.reader = resolve));
           if (record === undefined) {
-            if (failed) throw failed.reason;
+            if (pull.failure) throw pull.failure.reason;
             return;
           }
         }
@@ -174,7 +175,8 @@ export class TokenBroker {
       }
     } finally {
       signal?.removeEventListener("abort", abort);
-      subscription.close();
+      handle.close();
+      handle.subscription?.close();
     }
   }
 
@@ -185,61 +187,59 @@ export class TokenBroker {
    * iterator, and no abort signal held per subscriber. `ended` resolves when
    * the subscription ends (`close()` or the broker closing) and rejects as
    * `watch` throws: before any record, or with the gate's reason when it
-   * refuses `owner`. The delivery rules live here; {@link watch} is built on it.
+   * refuses `owner`. The delivery rules live here (the first record) and in
+   * the hub (the rest); {@link watch} pulls from the same two.
    */
   subscribe(selector: Selector, onRecord: (record: TokenRecord) => void, owner?: string): TokenSubscription {
-    let closed = false;
-    let subscription: Subscription | undefined;
-    // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
-    // lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
-    let firstWait: AbortController | undefined;
-    const waiting = {
-      get signal(): AbortSignal {
-        firstWait ??= new AbortController();
-        if (closed) firstWait.abort();
-        return firstWait.signal;
-      },
-    };
-    const ended = (async () => {
-      const connectionId = await this.resolve(selector);
-      if (closed) return;
-      const sub = (subscription = this.hub.subscribe(connectionId, owner));
-      let first: TokenRecord;
-      try {
-        const current = await this.current(connectionId);
-        first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, waiting) : current;
-        const refused = this.hub.refusal(sub.owner);
-        if (refused !== undefined) throw refused;
-      } catch (e) {
-        sub.close();
-        if (closed) return; // closed while the first token was awaited: an end, not an error
-        throw e;
-      } finally {
-        firstWait = undefined;
-      }
-      if (closed) {
-        sub.close();
-        return;
-      }
-      sub.delivered(first);
-      onRecord(first);
-      // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
-      return new Promise<void>((resolve, reject) => {
+    const handle = new BrokerSubscription();
+    handle.ended = new Promise<void>((resolve, reject) => {
+      this.deliverFirst(selector, onRecord, owner, handle).then((sub) => {
+        if (!sub) return resolve();
+        // While it stays open, a subscriber holds its listener and nothing suspended.
         sub.listen(onRecord, (reason) => {
           sub.close();
           if (reason === undefined) resolve();
           else reject(reason);
         });
-      });
-    })();
-    return {
-      ended,
-      close() {
-        closed = true;
-        firstWait?.abort();
-        subscription?.end();
-      },
-    };
+      }, reject);
+    });
+    return handle;
+  }
+
+  /**
+   * The first record of a subscription: subscribes to the hub, reads (or
+   * refreshes) the token, asks the gate, and hands the record to `onRecord`.
+   * Returns the hub's subscription, or undefined if `handle` was closed first.
+   */
+  private async deliverFirst(
+    selector: Selector,
+    onRecord: (record: TokenRecord) => void,
+    owner: string | undefined,
+    handle: BrokerSubscription,
+  ): Promise<Subscription | undefined> {
+    const connectionId = await this.resolve(selector);
+    if (handle.closed) return undefined;
+    const sub = (handle.subscription = this.hub.subscribe(connectionId, owner));
+    let first: TokenRecord;
+    try {
+      const current = await this.current(connectionId);
+      first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, handle) : current;
+      const refused = this.hub.refusal(sub.owner);
+      if (refused !== undefined) throw refused;
+    } catch (e) {
+      sub.close();
+      if (handle.closed) return undefined; // closed while the first token was awaited: an end, not an error
+      throw e;
+    } finally {
+      handle.firstWait = undefined;
+    }
+    if (handle.closed) {
+      sub.close();
+      return undefined;
+    }
+    sub.delivered(first);
+    onRecord(first);
+    return sub;
   }
 
   /** Connection ids asked for since `since` (ms), or watched now: the ones worth refreshing ahead of expiry. */
@@ -330,6 +330,65 @@ export interface TokenSubscription {
   readonly ended: Promise<void>;
   /** Ends the subscription (a first token still being fetched is not delivered). */
   close(): void;
+}
+
+/**
+ * A subscription made by {@link TokenBroker.subscribe}: a class, so that
+ * each of thousands of subscribers holds a few fields and shares its methods.
+ */
+class BrokerSubscription implements TokenSubscription {
+  ended!: Promise<void>;
+  /** Set by close(). */
+  closed = false;
+  /** The hub's subscription, once made. */
+  subscription: Subscription | undefined;
+  /**
+   * Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
+   * lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
+   */
+  firstWait: AbortController | undefined;
+
+  /** What the first token's wait for a refresh obeys. */
+  get signal(): AbortSignal {
+    this.firstWait ??= new AbortController();
+    if (this.closed) this.firstWait.abort();
+    return this.firstWait.signal;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.firstWait?.abort();
+    this.subscription?.end();
+  }
+}
+
+/** What {@link TokenBroker.watch} holds between its reader and its subscription. */
+interface Pull {
+  /** Records published while the reader was busy (made at the first). */
+  queue: TokenRecord[] | undefined;
+  /** The reader waiting for the next record, if it is waiting. */
+  reader: ((record: TokenRecord | undefined) => void) | undefined;
+  /** The subscription ended (`failure`: with an error). */
+  over: boolean;
+  failure: { reason: unknown } | undefined;
+}
+
+/** A record for the reader: to it at once if it waits, else queued. */
+function hand(pull: Pull, record: TokenRecord | undefined): void {
+  const reader = pull.reader;
+  if (reader) {
+    pull.reader = undefined;
+    reader(record);
+  } else if (record !== undefined) {
+    (pull.queue ??= []).push(record);
+  }
+}
+
+/** The subscription ended: a waiting reader wakes to the end. */
+function end(pull: Pull, failure: { reason: unknown } | undefined): void {
+  pull.over = true;
+  pull.failure = failure;
+  hand(pull, undefined);
 }
 
 /** Compares two tokens in constant time. */
