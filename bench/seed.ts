@@ -21,9 +21,8 @@ export interface SeedOptions {
  * Returns the tenant ids.
  */
 export async function seedStore(options: SeedOptions): Promise<string[]> {
-  const store = openSqliteStore({ path: options.path, encryption: createTokenCipher([options.encryptionKey]) });
   // One fsync per import is the store's durability promise; seeding needs none of it.
-  store.database.pragma("synchronous = OFF");
+  const store = openSqliteStore({ path: options.path, encryption: createTokenCipher([options.encryptionKey]), synchronous: "off" });
   const tenantIds: string[] = [];
   try {
     const now = Date.now();
@@ -35,7 +34,7 @@ export async function seedStore(options: SeedOptions): Promise<string[]> {
         tenantType: "ORGANISATION",
         authEventId: randomUUID(),
       }));
-      await store.saveConnection({
+      await store.connections.saveConnection({
         xeroUserId: randomUUID(),
         tokenSet: {
           accessToken: randomBytes(900).toString("base64url"),

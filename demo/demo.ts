@@ -11,7 +11,7 @@ import { ConfigError, parseListen, positiveNumber } from "../src/config.js";
 import { identityServerOptions, startFakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
-import { openSqliteStore } from "../src/store/sqlite-store.js";
+import { openStore } from "../src/store/open-store.js";
 import type { Command } from "../src/cli/command.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 
@@ -56,7 +56,7 @@ Options:
     const fake = await startFakeXero({ accessTokenLifetimeSeconds: lifetimeS });
     const grant = fake.addGrant({ tenants: [{ tenantName: "Demo Company (AU)" }, { tenantName: "Demo Company (NZ)" }] });
     const dir = mkdtempSync(join(tmpdir(), "tokenbroker-demo-"));
-    const store = openSqliteStore({ path: join(dir, "demo.db") });
+    const store = await openStore(join(dir, "demo.db"));
     const identity = createOidcIdentityServer(identityServerOptions(fake));
     const imported = await importRefreshToken(store, identity, grant.refreshToken);
     const tenantId = imported.tenants[0]?.tenantId;

@@ -1,5 +1,5 @@
 import { storeGrant } from "./consent/store-grant.js";
-import type { TokenStore } from "./store/token-store.js";
+import type { Store } from "./store/store.js";
 import type { Tenant } from "./token-set.js";
 import type { IdentityServer } from "./upstream/identity-server.js";
 
@@ -23,7 +23,7 @@ export interface ImportResult {
  * loses nothing.
  */
 export async function importRefreshToken(
-  store: TokenStore,
+  store: Pick<Store, "connections">,
   identity: IdentityServer,
   refreshToken: string,
 ): Promise<ImportResult> {

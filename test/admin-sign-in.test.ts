@@ -93,7 +93,7 @@ describe("admin sign-in", () => {
     const callback = await consentAtXero(browser.url, { user: "alice@example.com", tenantIds: [au.tenantId, nz.tenantId] });
     const back = await hop(callback, { cookie: browser.cookie });
     expect(back.status, back.body.slice(0, 300)).toBe(303);
-    const [connection] = await f.store.listConnections();
+    const [connection] = await f.store.connections.listConnections();
 
     const consent = (await f.auditEntries()).filter((e) => e.action === "consent");
     expect(consent).toHaveLength(1);

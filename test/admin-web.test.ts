@@ -122,7 +122,7 @@ describe("admin pages", () => {
 
     const second = sessionOf(await login(admin))!;
     expect((await get("/", { cookie: second })).status).toBe(200);
-    f.keys.revoke("ops", Date.now());
+    await f.keys.revoke("ops", Date.now());
     await new Promise((r) => setTimeout(r, 600)); // the key cache lives 500 ms
     expect((await get("/", { cookie: second })).status).toBe(401);
   });

@@ -14,6 +14,7 @@ import { protocols } from "./helpers/broker-fixture.js";
 import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { grpcJsGetToken } from "./helpers/grpc-js-get-token.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 const UNKNOWN_TENANT = "00000000-0000-0000-0000-000000000000";
 
@@ -64,7 +65,7 @@ describe("API keys", () => {
       expect(await codeOf(client.getToken(req, { headers: { authorization: `bearer ${key}` } }))).toBe("ok");
 
       const revoked = f.createKey("gone", "*");
-      f.keys.revoke("gone", Date.now());
+      await f.keys.revoke("gone", Date.now());
       expect(await codeOf(client.getToken(req, withKey(revoked)))).toBe(Code.Unauthenticated);
     });
 
@@ -131,11 +132,10 @@ describe("API keys", () => {
     const req = { selector: { case: "tenantId" as const, value: tenantA } };
     expect(await codeOf(client.getToken(req, withKey(key)))).toBe("ok"); // now cached
     const { openSqliteStore } = await import("../src/store/sqlite-store.js");
-    const { createSqliteApiKeys } = await import("../src/store/sqlite-api-keys.js");
     const other = openSqliteStore({ path: f.dbPath });
     const revokedAt = performance.now();
     try {
-      expect(createSqliteApiKeys(other.database).revoke("soon-revoked", Date.now())).toBe(true);
+      expect(await other.apiKeys.revoke("soon-revoked", Date.now())).toBe(true);
     } finally {
       await other.close();
     }
@@ -150,13 +150,13 @@ describe("API keys", () => {
 
   it("keys are stored hashed, and last use is recorded", async () => {
     const key = f.createKey("hashed", [tenantA]);
-    const rows = f.store.database.prepare("SELECT * FROM api_keys").all() as Array<Record<string, unknown>>;
+    const rows = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT * FROM api_keys").all()) as Array<Record<string, unknown>>;
     expect(JSON.stringify(rows)).not.toContain(key);
     expect(JSON.stringify(rows)).not.toContain(key.slice(4));
-    expect(f.keys.list()[0]?.lastUsedAt).toBeUndefined();
+    expect((await f.keys.list())[0]?.lastUsedAt).toBeUndefined();
     await f.client().getToken({ selector: { case: "tenantId", value: tenantA } }, withKey(key));
     await new Promise((r) => setTimeout(r, 50));
-    expect(f.keys.list()[0]?.lastUsedAt).toBeGreaterThan(0);
+    expect((await f.keys.list())[0]?.lastUsedAt).toBeGreaterThan(0);
   });
 
   it("@grpc/grpc-js sends the key as metadata", async () => {

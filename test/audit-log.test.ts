@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAuditLog, type AuditEntry } from "../src/audit/audit-log.js";
 import { readStream } from "./helpers/stream-reader.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 describe("audit log batching", () => {
   it("entries are written in one batch per interval, and close writes what is left", async () => {
@@ -74,7 +75,7 @@ describe("audit log of a serving broker", () => {
     expect(entries.find((e) => e.action === "refresh")?.detail).toBe("report");
     for (const e of entries) expect(e.at).toBeGreaterThanOrEqual(started);
 
-    const table = JSON.stringify(f.store.database.prepare("SELECT * FROM audit_log").all());
+    const table = JSON.stringify(withRawDatabase(f.dbPath, (db) => db.prepare("SELECT * FROM audit_log").all()));
     for (const secret of [token!.accessToken, fresh!.accessToken, key]) expect(table).not.toContain(secret);
   });
 });

@@ -125,7 +125,7 @@ describe("bad input", () => {
 
   beforeEach(async () => {
     f = await startBroker();
-    before = fingerprint(await f.store.getToken(f.connectionId));
+    before = fingerprint(await f.store.tokens.getToken(f.connectionId));
     expect(before?.version).toBe(1);
     callsBefore = f.fake.tokenEndpointCalls;
   });
@@ -142,8 +142,8 @@ describe("bad input", () => {
       expect(token?.version).toBe(1n);
       expect(token?.tokenType).toBe("Bearer");
     }
-    expect(fingerprint(await f.store.getToken(f.connectionId))).toEqual(before);
-    const connections = await f.store.listConnections();
+    expect(fingerprint(await f.store.tokens.getToken(f.connectionId))).toEqual(before);
+    const connections = await f.store.connections.listConnections();
     expect(connections.map((c) => c.connectionId)).toEqual([f.connectionId]);
     expect(connections[0]!.tenants.map((t) => t.tenantId).sort()).toEqual(f.imported.tenants.map((t) => t.tenantId).sort());
     expect(f.fake.tokenEndpointCalls).toBe(callsBefore);
@@ -225,7 +225,7 @@ describe("bad input", () => {
 
     it("min_valid_for longer than the token's lifetime does not make every call refresh", async () => {
       const client = f.client(transport);
-      const stored = (await f.store.getToken(f.connectionId))!;
+      const stored = (await f.store.tokens.getToken(f.connectionId))!;
       const lifetime = stored.expiresAt - stored.obtainedAt;
       expect(lifetime).toBe(30 * 60_000); // Xero's 30 minutes
       // 20 minutes in: 10 minutes left, less than the honoured half-lifetime (15 minutes).

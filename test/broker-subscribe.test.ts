@@ -94,7 +94,7 @@ describe("TokenBroker.subscribe", () => {
   it("first hands out a refreshed token when the stored one has expired: one upstream call for 50 subscribers", async () => {
     f = await startBroker();
     const broker = f.server.broker;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     await f.expireToken();
     const before = f.fake.tokenEndpointCalls;
     const subs = Array.from({ length: 50 }, () => subscribe(broker, { tenantId: f!.tenantId }));
@@ -114,7 +114,7 @@ describe("TokenBroker.subscribe", () => {
   it("close() while the first token is being fetched: nothing is delivered and the subscription is gone at once", async () => {
     f = await startBroker();
     const broker = f.server.broker;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     await f.expireToken();
     f.fake.setLatency(1500);
     const before = f.fake.tokenEndpointCalls;
@@ -130,7 +130,7 @@ describe("TokenBroker.subscribe", () => {
     expect(broker.hub.size).toBe(0);
 
     await broker.refresher.drain(); // the refresh goes on, and is published, but not to this subscriber
-    expect((await f.store.getToken(f.connectionId))!.version).toBe(stored.version + 1);
+    expect((await f.store.tokens.getToken(f.connectionId))!.version).toBe(stored.version + 1);
     expect(s.records).toEqual([]);
     expect(broker.hub.size).toBe(0);
   });
@@ -188,7 +188,7 @@ describe("TokenBroker.subscribe", () => {
     await until(all([watcher, ...subs], 1), "first tokens");
 
     f.fake.revokeGrant(grant.grantId);
-    const stored = (await f.store.getToken(connectionId))!;
+    const stored = (await f.store.tokens.getToken(connectionId))!;
     f.clock.set(stored.expiresAt + 1000);
     await expect(broker.getToken(selector)).rejects.toMatchObject({ kind: "needs_reauthorization" });
     expect(f.fake.invalidGrants).toBe(1);

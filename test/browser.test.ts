@@ -82,7 +82,7 @@ describe("the status page in a real browser", () => {
     await expect.poll(() => countdown.textContent(), { timeout: 3000, interval: 200 }).not.toBe(before);
 
     // Xero revokes the grant; a channel's GetToken triggers the refresh, which gets invalid_grant.
-    const stored = (await f.store.getToken(connectionId))!;
+    const stored = (await f.store.tokens.getToken(connectionId))!;
     const grantId = JSON.parse(Buffer.from(stored.accessToken.split(".")[1]!, "base64url").toString())["global_session_id"];
     f.fake.revokeGrant(String(grantId));
     f.clock.set(stored.expiresAt + 1000);
@@ -113,7 +113,7 @@ describe("the status page in a real browser", () => {
     expect(existsSync(join(ARTIFACTS, "status-page.png"))).toBe(true);
     // No secret reached the browser.
     const html = await page.content();
-    const now = (await f.store.getToken(connectionId))!;
+    const now = (await f.store.tokens.getToken(connectionId))!;
     for (const secret of [now.accessToken, now.refreshToken, stored.refreshToken]) expect(html).not.toContain(secret);
   });
 

@@ -267,7 +267,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     const store = openStore(db);
     let record;
     try {
-      record = await store.getToken(connectionId);
+      record = await store.tokens.getToken(connectionId);
     } finally {
       await store.close();
     }
@@ -291,7 +291,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     expect(secretsIn(r.stderr, [grant.refreshToken])).toEqual([]);
     const store = openStore(db);
     try {
-      expect(await store.listConnections()).toEqual([]);
+      expect(await store.connections.listConnections()).toEqual([]);
     } finally {
       await store.close();
     }

@@ -26,7 +26,7 @@ async function tick(fx: BrokerFixture): Promise<void> {
 }
 
 async function stored(fx: BrokerFixture) {
-  const record = await fx.store.getToken(fx.connectionId);
+  const record = await fx.store.tokens.getToken(fx.connectionId);
   if (!record) throw new Error("no stored token set");
   return record;
 }
@@ -84,7 +84,7 @@ describe("a clock that jumps backwards", () => {
     const fx = await start();
     const initial = await stored(fx);
     // A process (now dead) took the lease just before the clock was stepped back an hour.
-    expect((await fx.store.tryAcquireLease(fx.connectionId, "other-host:4242:dead", 30_000)).acquired).toBe(true);
+    expect((await fx.store.tokens.tryAcquireLease(fx.connectionId, "other-host:4242:dead", 30_000)).acquired).toBe(true);
     fx.clock.advance(-HOUR);
     const before = fx.fake.tokenEndpointCalls;
 
@@ -93,7 +93,7 @@ describe("a clock that jumps backwards", () => {
     const after = await stored(fx);
     expect(after.version).toBe(initial.version + 1);
     expect(after.state).toBe("active");
-    expect(await fx.store.listLapsedLeases(fx.clock.now())).toEqual([]);
+    expect(await fx.store.tokens.listLapsedLeases(fx.clock.now())).toEqual([]);
     expect(fx.fake.invalidGrants).toBe(0);
   });
 });

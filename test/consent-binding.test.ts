@@ -12,6 +12,7 @@ import { generateEncryptionKey } from "../src/crypto/encryption-keys.js";
 import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, consentAtXero, hop, openInBrowser, startConsent, type Hop } from "./helpers/consent-driver.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -48,7 +49,7 @@ function cancelled(callback: URL): URL {
 
 /** What the database says of a state: pending (usable), or used. */
 function stateRow(state: string): { used_at: number | null; error: string | null; connection_id: string | null } {
-  return f.store.database.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state) as never;
+  return withRawDatabase(f.dbPath, (db) => db.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state)) as never;
 }
 
 describe("the status page's Connect an organisation", () => {
@@ -62,10 +63,10 @@ describe("the status page's Connect an organisation", () => {
     expectOtherBrowserRefused(await hop(callback, { cookie: cookie.replace(/=[^;]*/, "=forged") })); // a wrong cookie
     expect(stateRow(state)).toEqual({ used_at: null, error: null, connection_id: null });
     expect(f.fake.codeExchanges).toBe(0);
-    expect(await f.store.listConnections()).toEqual([]);
+    expect(await f.store.connections.listConnections()).toEqual([]);
 
     const id = connectedId(await hop(callback, { cookie }));
-    expect((await f.store.listConnections()).map((c) => c.connectionId)).toEqual([id]);
+    expect((await f.store.connections.listConnections()).map((c) => c.connectionId)).toEqual([id]);
   });
 
   it("the operator's own Cancel uses the state up", async () => {

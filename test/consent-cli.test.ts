@@ -6,11 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import type { FakeOrganisation } from "@tokenbroker/fake-xero";
-import { readAuditLog } from "../src/store/sqlite-audit-log.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { UpstreamError } from "../src/upstream/identity-server.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -111,11 +111,11 @@ async function connect(user: string, orgs: FakeOrganisation[]): Promise<string> 
 /** Every secret the broker holds, to check that no output carries one. */
 async function secrets(): Promise<string[]> {
   const all: string[] = [f.fake.clientSecret];
-  for (const c of await f.store.listConnections()) {
-    const t = await f.store.getToken(c.connectionId);
+  for (const c of await f.store.connections.listConnections()) {
+    const t = await f.store.tokens.getToken(c.connectionId);
     all.push(t!.accessToken, t!.refreshToken, t!.idToken ?? "");
   }
-  const verifiers = f.store.database.prepare("SELECT code_verifier FROM oauth_states").all() as Array<{ code_verifier: string }>;
+  const verifiers = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states").all()) as Array<{ code_verifier: string }>;
   return [...all, ...verifiers.map((v) => v.code_verifier)].filter((s) => s !== "");
 }
 
@@ -124,7 +124,7 @@ describe("tokenbroker connections and tenants", () => {
     const alice = await connect("alice@example.com", [au, nz]);
     f.clock.advance(1000); // listed in the order they were connected
     const bob = await connect("bob@example.com", [nz, uk]);
-    await f.store.markNeedsReauthorization(bob, "refresh: the refresh token was rejected (invalid_grant)");
+    await f.store.connections.markNeedsReauthorization(bob, "refresh: the refresh token was rejected (invalid_grant)");
 
     const text = await run(["connections"], env());
     expect(text.code, text.stderr).toBe(0);
@@ -167,9 +167,9 @@ describe("tokenbroker disconnect and revoke against the fake Xero", () => {
     const r = await run(["disconnect", au.tenantId], env());
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`tenant ${au.tenantId}  Demo Company (AU)  disconnected at Xero; removed from connection ${alice}\n`);
-    const [summary] = (await f.store.listConnections()).filter((c) => c.connectionId === alice);
+    const [summary] = (await f.store.connections.listConnections()).filter((c) => c.connectionId === alice);
     expect(summary!.tenants.map((t) => t.tenantId)).toEqual([nz.tenantId]);
-    const atXero = await f.identity.listConnections((await f.store.getToken(alice))!.accessToken);
+    const atXero = await f.identity.listConnections((await f.store.tokens.getToken(alice))!.accessToken);
     expect(atXero.map((c) => c.tenantId)).toEqual([nz.tenantId]);
 
     const ambiguous = await run(["disconnect", nz.tenantId], env());
@@ -177,8 +177,8 @@ describe("tokenbroker disconnect and revoke against the fake Xero", () => {
     expect(ambiguous.stderr).toMatch(/reachable through 2 connections .*--connection/);
     const chosen = await run(["disconnect", nz.tenantId, "--connection", bob], env());
     expect(chosen.code, chosen.stderr).toBe(0);
-    expect((await f.store.getToken(bob))!.tenantIds).toEqual([]);
-    expect((await f.store.getToken(alice))!.tenantIds).toEqual([nz.tenantId]);
+    expect((await f.store.tokens.getToken(bob))!.tenantIds).toEqual([]);
+    expect((await f.store.tokens.getToken(alice))!.tenantIds).toEqual([nz.tenantId]);
 
     const unknown = await run(["disconnect", "no-such-tenant"], env());
     expect(unknown.code).toBe(2);
@@ -188,12 +188,12 @@ describe("tokenbroker disconnect and revoke against the fake Xero", () => {
   it("revoke revokes the grant at Xero's revocation endpoint and removes the connection; its refresh token is dead", async () => {
     const alice = await connect("alice@example.com", [au]);
     const bob = await connect("bob@example.com", [uk]);
-    const refreshToken = (await f.store.getToken(alice))!.refreshToken;
+    const refreshToken = (await f.store.tokens.getToken(alice))!.refreshToken;
 
     const r = await run(["revoke", alice], env());
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`connection ${alice}  alice@example.com  revoked at Xero; removed with 1 tenant\n  tenant ${au.tenantId}  Demo Company (AU)\n`);
-    expect((await f.store.listConnections()).map((c) => c.connectionId)).toEqual([bob]);
+    expect((await f.store.connections.listConnections()).map((c) => c.connectionId)).toEqual([bob]);
     const refused = await f.identity.refresh(refreshToken).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(UpstreamError);
     expect((refused as UpstreamError).kind).toBe("invalid_grant");
@@ -228,15 +228,15 @@ describe("tokenbroker connect", () => {
       expect(result.code, result.stderr).toBe(0);
       const store = openSqliteStore({ path: db, encryption: createTokenCipher([parseEncryptionKey(KEY, "test key")]) });
       try {
-        const [c] = await store.listConnections();
+        const [c] = await store.connections.listConnections();
         expect(c).toMatchObject({ xeroUserId: "carol@example.com", state: "active" });
         expect(result.stdout).toContain(`connection ${c!.connectionId}  carol@example.com\n`);
         expect(result.stdout).toContain(`  tenant ${au.tenantId}  Demo Company (AU)\n`);
         expect(result.stdout).toContain(`  tenant ${uk.tenantId}  Demo Company (UK)\n`);
-        const t = await store.getToken(c!.connectionId);
+        const t = await store.tokens.getToken(c!.connectionId);
         for (const secret of [t!.accessToken, t!.refreshToken]) expect(result.stdout + result.stderr).not.toContain(secret);
         // The stored consent is audited with its connection and tenants.
-        const audited = readAuditLog(store.database, { limit: 100 }).filter((e) => e.action === "connect");
+        const audited = (await store.auditLog.read({ limit: 100 })).filter((e) => e.action === "connect");
         expect(audited).toEqual([
           expect.objectContaining({ connectionId: c!.connectionId, outcome: "ok", detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}` }),
         ]);
@@ -269,6 +269,6 @@ describe("tokenbroker connect", () => {
     const result = await cli.exited;
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/the consent failed, nothing stored: access_denied/);
-    expect(await f.store.listConnections()).toEqual([]);
+    expect(await f.store.connections.listConnections()).toEqual([]);
   });
 });

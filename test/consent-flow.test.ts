@@ -8,6 +8,7 @@ import { consentFromEnv } from "../src/consent/consent-config.js";
 import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, startConsent, type Hop } from "./helpers/consent-driver.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 const MINUTE = 60_000;
 
@@ -53,7 +54,7 @@ function expectRefused(r: Hop, why: RegExp, status = 400): void {
 }
 
 async function expectNothingStored(): Promise<void> {
-  expect(await f.store.listConnections()).toEqual([]);
+  expect(await f.store.connections.listConnections()).toEqual([]);
   expect(f.fake.codeExchanges).toBe(0);
 }
 
@@ -73,7 +74,7 @@ describe("connecting an organisation over HTTP", () => {
     expect(p.get("code_challenge_method")).toBe("S256");
     expect(p.get("state")).toMatch(/^[\w-]{40,}$/);
     // The verifier stays in the database; only its S256 challenge travels.
-    const row = f.store.database.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state")) as
+    const row = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state"))) as
       | { code_verifier: string }
       | undefined;
     expect(createHash("sha256").update(row!.code_verifier).digest("base64url")).toBe(p.get("code_challenge"));
@@ -93,7 +94,7 @@ describe("connecting an organisation over HTTP", () => {
       req.end();
     });
     expect(answer).toEqual({ status: 303, location: `${f.server.url}/connect?moved=1` });
-    expect(await f.store.listConnections()).toEqual([]);
+    expect(await f.store.connections.listConnections()).toEqual([]);
   });
 
   it("the callback stores the user's token set and the tenants consented to, then redirects to the status page, which lists them", async () => {
@@ -106,14 +107,14 @@ describe("connecting an organisation over HTTP", () => {
     expect([...token.tenantIds].sort()).toEqual([au.tenantId, nz.tenantId].sort());
     expect(f.fake.tokenEndpointCalls).toBe(1); // the code exchange; the fresh token needed no refresh
 
-    const [summary] = await f.store.listConnections();
+    const [summary] = await f.store.connections.listConnections();
     expect(summary).toMatchObject({ connectionId: id, xeroUserId: "alice@example.com", userName: "alice@example.com", state: "active" });
     const page = await hop(`${f.server.url}${r.location}`);
     expect(page.status).toBe(200);
     expect(page.body).toContain("Connected alice@example.com: 2 organisations");
     for (const name of ["Demo Company (AU)", "Demo Company (NZ)"]) expect(page.body).toContain(name);
     expect(page.body).not.toContain("Demo Company (UK)");
-    const stored = await f.store.getToken(id);
+    const stored = await f.store.tokens.getToken(id);
     for (const secret of [stored!.accessToken, stored!.refreshToken, stored!.idToken!]) expect(page.body).not.toContain(secret);
   });
 
@@ -138,10 +139,10 @@ describe("connecting an organisation over HTTP", () => {
   it("a reused state is refused: the second answer changes nothing and spends no code", async () => {
     const r = await connectOverHttp(f.server.url, { user: "alice@example.com", tenantIds: [au.tenantId] });
     const id = connectedId(r);
-    const before = await f.store.getToken(id);
+    const before = await f.store.tokens.getToken(id);
     expectRefused(await hop(r.callbackUrl, { cookie: r.cookie }), /already completed/);
     expect(f.fake.codeExchanges).toBe(1);
-    expect(await f.store.getToken(id)).toEqual(before);
+    expect(await f.store.tokens.getToken(id)).toEqual(before);
   });
 
   it("a state older than 10 minutes has expired: refused, nothing stored", async () => {
@@ -170,9 +171,9 @@ describe("connecting an organisation over HTTP", () => {
   it("PKCE: the fake Xero rejects a wrong code verifier, so nothing is stored", async () => {
     const { authorizeUrl, cookie } = await startConsent(f.server.url);
     const callback = await consentAtXero(authorizeUrl, { user: "alice@example.com", tenantIds: [au.tenantId] });
-    f.store.database
-      .prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?")
-      .run(randomPKCECodeVerifier(), callback.searchParams.get("state"));
+    withRawDatabase(f.dbPath, (db) =>
+      db.prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?").run(randomPKCECodeVerifier(), callback.searchParams.get("state")),
+    );
     expectRefused(await hop(callback, { cookie }), /Xero refused the authorisation code/);
     expect(f.fake.invalidGrants).toBe(1);
     await expectNothingStored();
@@ -193,8 +194,8 @@ describe("many users, many tenants", () => {
     const bob = await connect("bob@example.com", [nz, uk]);
     expect(bob).not.toBe(alice);
 
-    const a = (await f.store.getToken(alice))!;
-    const b = (await f.store.getToken(bob))!;
+    const a = (await f.store.tokens.getToken(alice))!;
+    const b = (await f.store.tokens.getToken(bob))!;
     expect(a.accessToken).not.toBe(b.accessToken);
     expect(a.refreshToken).not.toBe(b.refreshToken);
     const userOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString())["xero_userid"];
@@ -208,11 +209,11 @@ describe("many users, many tenants", () => {
     f.clock.advance(MINUTE);
     expect(await connect("alice@example.com", [nz])).toBe(alice);
     expect((await tokenFor(nz.tenantId)).connectionId).toBe(alice);
-    expect((await f.store.listConnections()).length).toBe(2);
+    expect((await f.store.connections.listConnections()).length).toBe(2);
 
     // Alice's grant is revoked: once her token expires she needs re-authorisation, and bob serves NZ.
-    await f.identity.revoke((await f.store.getToken(alice))!.refreshToken);
-    f.clock.set((await f.store.getToken(alice))!.expiresAt + 1000);
+    await f.identity.revoke((await f.store.tokens.getToken(alice))!.refreshToken);
+    f.clock.set((await f.store.tokens.getToken(alice))!.expiresAt + 1000);
     const err = await rejection(f.client().getToken({ selector: { case: "connectionId", value: alice } }));
     expect(err.code).toBe(Code.FailedPrecondition);
     const viaNz = await tokenFor(nz.tenantId);
@@ -222,26 +223,26 @@ describe("many users, many tenants", () => {
 
   it("the same user consenting again replaces the token set and adds the new tenants: still one connection", async () => {
     const first = await connect("alice@example.com", [au]);
-    const before = (await f.store.getToken(first))!;
+    const before = (await f.store.tokens.getToken(first))!;
     f.clock.advance(MINUTE);
     expect(await connect("alice@example.com", [uk])).toBe(first);
-    const after = (await f.store.getToken(first))!;
+    const after = (await f.store.tokens.getToken(first))!;
     expect(after.version).toBe(before.version + 1);
     expect(after.refreshToken).not.toBe(before.refreshToken);
     expect([...after.tenantIds].sort()).toEqual([au.tenantId, uk.tenantId].sort());
-    expect(await f.store.listConnections()).toHaveLength(1);
+    expect(await f.store.connections.listConnections()).toHaveLength(1);
   });
 
   it("a tenant that vanished from Xero's list is marked gone at the next consent: no longer served, shown as gone", async () => {
     const alice = await connect("alice@example.com", [au, nz]);
     // The user removes AU at Xero (as in Xero's "connected apps" page).
     const access = (await tokenFor(au.tenantId)).accessToken;
-    const xeroId = (await f.store.listConnections())[0]!.tenants.find((t) => t.tenantId === au.tenantId)!.xeroConnectionId!;
+    const xeroId = (await f.store.connections.listConnections())[0]!.tenants.find((t) => t.tenantId === au.tenantId)!.xeroConnectionId!;
     const res = await fetch(`${f.fake.connectionsUrl}/${xeroId}`, { method: "DELETE", headers: { authorization: `Bearer ${access}` } });
     expect(res.status).toBe(204);
 
     await connect("alice@example.com", [uk]);
-    const [summary] = await f.store.listConnections();
+    const [summary] = await f.store.connections.listConnections();
     const states = Object.fromEntries(summary!.tenants.map((t) => [t.tenantName, t.state]));
     expect(states).toEqual({ "Demo Company (AU)": "gone", "Demo Company (NZ)": "active", "Demo Company (UK)": "active" });
     expect(summary!.tenants.find((t) => t.tenantId === au.tenantId)?.goneAt).toBe(f.clock.now());
@@ -258,7 +259,7 @@ describe("the status page", () => {
   it("shows each connection's user, state, countdown, refresh-token age, last refresh and last error, escaped, with Re-authorise only where needed", async () => {
     const alice = await connect("alice@example.com", [au]);
     const bob = await connect("bob@example.com", [uk]);
-    await f.store.markNeedsReauthorization(bob, 'invalid_grant <script>alert("x")</script>');
+    await f.store.connections.markNeedsReauthorization(bob, 'invalid_grant <script>alert("x")</script>');
     f.clock.advance(5 * MINUTE);
 
     const page = await hop(`${f.server.url}/`);

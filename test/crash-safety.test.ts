@@ -8,7 +8,7 @@ import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { ManualClock } from "../src/clock.js";
 import { startFakeXero } from "@tokenbroker/fake-xero";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
-import { LeaseLostError } from "../src/store/token-store.js";
+import { LeaseLostError } from "../src/store/token-set-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { cliImport, fakeEnv, startServe, until, type ServeProcess } from "./helpers/serve-process.js";
 
@@ -237,20 +237,20 @@ describe("commit only under the lease", () => {
         expiresAt: clock.now() + 1_800_000,
         refreshTokenIssuedAt: clock.now(),
       });
-      const { connectionId } = await a.saveConnection({ xeroUserId: "u", tokenSet: tokenSet("1"), tenants: [] });
-      expect((await a.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
+      const { connectionId } = await a.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet("1"), tenants: [] });
+      expect((await a.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
       clock.advance(30_000); // A stalls; its lease lapses and B takes over
-      expect((await b.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
+      expect((await b.tokens.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
 
-      await expect(a.commitRefresh(connectionId, "A", 1, tokenSet("A"))).rejects.toBeInstanceOf(LeaseLostError);
-      expect((await a.getToken(connectionId))?.version).toBe(1);
-      const committed = await b.commitRefresh(connectionId, "B", 1, tokenSet("B"));
+      await expect(a.tokens.commitRefresh(connectionId, "A", 1, tokenSet("A"))).rejects.toBeInstanceOf(LeaseLostError);
+      expect((await a.tokens.getToken(connectionId))?.version).toBe(1);
+      const committed = await b.tokens.commitRefresh(connectionId, "B", 1, tokenSet("B"));
       expect(committed).toMatchObject({ version: 2, refreshToken: "refresh-B" });
 
       // A lease that lapsed but nobody took over is still its holder's to commit under.
-      expect((await a.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
+      expect((await a.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
       clock.advance(60_000);
-      expect((await a.commitRefresh(connectionId, "A", 2, tokenSet("A2"))).version).toBe(3);
+      expect((await a.tokens.commitRefresh(connectionId, "A", 2, tokenSet("A2"))).version).toBe(3);
     } finally {
       await a.close();
       await b.close();

@@ -79,7 +79,7 @@ describe("curl with Connect JSON", () => {
 
   it("GetToken by tenant id over HTTP/1.1 answers 200 with the token as JSON", async () => {
     const before = f.fake.tokenEndpointCalls;
-    const stored = await f.store.getToken(f.connectionId);
+    const stored = await f.store.tokens.getToken(f.connectionId);
     const res = await curlGetToken(f.server.url, JSON.stringify({ tenantId: f.tenantId }));
     expect(res.status).toBe(200);
     expect(res.httpVersion).toBe("1.1");
@@ -123,7 +123,7 @@ describe("curl with Connect JSON", () => {
     const { token } = res.body as { token: { accessToken: string; connectionId: string; tokenType: string } };
     expect(token.connectionId).toBe(f.connectionId);
     expect(token.tokenType).toBe("Bearer");
-    expect(token.accessToken === (await f.store.getToken(f.connectionId))!.accessToken, "the stored access token is served").toBe(true);
+    expect(token.accessToken === (await f.store.tokens.getToken(f.connectionId))!.accessToken, "the stored access token is served").toBe(true);
 
     const notFound = await curlGetToken(f.server.url, JSON.stringify({ connectionId: "nope" }), "--http2-prior-knowledge");
     expect(notFound.status).toBe(404);

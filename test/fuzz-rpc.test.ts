@@ -15,6 +15,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 const SERVICE = "/tokenbroker.v1.TokenService";
 /** The statuses a well-behaved broker answers generated requests with. */
@@ -31,13 +32,12 @@ let before: string;
 
 /** Everything stored about token sets, hashed (so a failure shows no secret). */
 function snapshot(): string {
-  const db = f.store.database;
-  const rows = [
+  const rows = withRawDatabase(f.dbPath, (db) => [
     db.prepare("SELECT * FROM token_sets ORDER BY connection_id").all(),
     db.prepare("SELECT * FROM connections ORDER BY id").all(),
     db.prepare("SELECT * FROM tenants ORDER BY connection_id, tenant_id").all(),
     db.prepare("SELECT * FROM refresh_leases").all(),
-  ];
+  ]);
   return createHash("sha256").update(JSON.stringify(rows)).digest("hex");
 }
 
@@ -48,7 +48,7 @@ beforeAll(async () => {
     scoped: f.createKey("scoped", [f.tenantId]),
     revoked: f.createKey("revoked", "*"),
   };
-  f.keys.revoke("revoked", Date.now());
+  await f.keys.revoke("revoked", Date.now());
   grpcClient = createClient(TokenService, createGrpcTransport({ baseUrl: f.server.url }));
   jsonClient = createClient(TokenService, createConnectTransport({ baseUrl: f.server.url, httpVersion: "1.1" }));
   h2 = http2.connect(f.server.url);

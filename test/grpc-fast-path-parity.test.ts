@@ -146,7 +146,7 @@ describe.each(methods)("gRPC fast path: $method with API keys, audit and debug l
       };
       for (const { name, body } of m.extra) codes[name] = await status(body(tenantA), bearer(onlyA));
       if (m.method !== "WatchToken") codes["truncatedBody"] = await status(tenant(tenantA).subarray(0, 7), bearer(onlyA));
-      const current = (await f.store.getToken(f.connectionId))!.accessToken; // ReportExpired reports it
+      const current = (await f.store.tokens.getToken(f.connectionId))!.accessToken; // ReportExpired reports it
       const ok = rawCall(session, m.method, tenant(tenantA, current), { ...extra, ...bearer(onlyA) });
       const token = await m.ok(ok);
       await eventually(() => f.server.broker.hub.size === 0, 3000, "the call closed");

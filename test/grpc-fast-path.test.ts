@@ -138,7 +138,7 @@ describe("gRPC fast path: GetToken and ReportExpired", () => {
 
   it("GetToken answers the stored token in one frame, then the same bytes again, with no upstream call", async () => {
     const { f, session } = ctx;
-    const stored = await f.store.getToken(f.connectionId);
+    const stored = await f.store.tokens.getToken(f.connectionId);
     const before = f.fake.tokenEndpointCalls;
     const first = await getToken(session, { case: "tenantId", value: f.tenantId });
     // The fast path answered (Connect says `application/grpc+proto` and no grpc-accept-encoding).
@@ -157,7 +157,7 @@ describe("gRPC fast path: GetToken and ReportExpired", () => {
 
   it("GetToken with min_valid_for beyond the remaining validity refreshes once", async () => {
     const { f, session } = ctx;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     f.clock.set(stored.expiresAt - 600_000); // 10 minutes left of 30
     const before = f.fake.tokenEndpointCalls;
     const selector = { case: "connectionId", value: f.connectionId } as const;

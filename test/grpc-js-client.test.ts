@@ -150,7 +150,7 @@ describe("@grpc/grpc-js client against the broker server", () => {
 
   it("GetToken by tenant id returns the stored token with every field right", async () => {
     const before = f.fake.tokenEndpointCalls;
-    const stored = await f.store.getToken(f.connectionId);
+    const stored = await f.store.tokens.getToken(f.connectionId);
     const { token } = await client.getToken({ selector: { case: "tenantId", value: f.tenantId } });
     expect(token).toBeDefined();
     expect(token!.accessToken === stored!.accessToken, "the stored access token is served").toBe(true);
@@ -191,7 +191,7 @@ describe("@grpc/grpc-js client against the broker server", () => {
     try {
       const first = await watched.next(1);
       expect(first.state).toBe(ConnectionState.ACTIVE);
-      const stored = await f.store.getToken(f.connectionId);
+      const stored = await f.store.tokens.getToken(f.connectionId);
       expect(first.token?.accessToken === stored!.accessToken, "first message carries the stored token").toBe(true);
       expect(first.token?.version).toBe(BigInt(stored!.version));
 

@@ -50,7 +50,7 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
   }
 
   async function expireStoredToken(): Promise<void> {
-    const token = await f.store.getToken(connectionId);
+    const token = await f.store.tokens.getToken(connectionId);
     f.clock.set(token!.expiresAt + 1000);
   }
 
@@ -108,10 +108,10 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
     // The store, read from the database file, says so too.
     const reader = openSqliteStore({ path: f.dbPath });
     try {
-      const summary = (await reader.listConnections()).find((c) => c.connectionId === connectionId);
+      const summary = (await reader.connections.listConnections()).find((c) => c.connectionId === connectionId);
       expect(summary?.state).toBe("needs_reauthorization");
       expect(summary?.lastError).toMatch(/invalid_grant/);
-      expect((await reader.getToken(connectionId))?.state).toBe("needs_reauthorization");
+      expect((await reader.tokens.getToken(connectionId))?.state).toBe("needs_reauthorization");
     } finally {
       await reader.close();
     }
@@ -125,7 +125,7 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
     expect(reimported.connectionId).toBe(connectionId);
     expect(reimported.created).toBe(false);
 
-    const summary = (await f.store.listConnections()).find((c) => c.connectionId === connectionId);
+    const summary = (await f.store.connections.listConnections()).find((c) => c.connectionId === connectionId);
     expect(summary?.state).toBe("active");
     expect(summary?.lastError).toBeUndefined();
 
@@ -172,6 +172,6 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
       }
     }
     expect(f.fake.tokenEndpointCalls - before).toBe(1);
-    expect((await f.store.getToken(connectionId))?.state).toBe("needs_reauthorization");
+    expect((await f.store.tokens.getToken(connectionId))?.state).toBe("needs_reauthorization");
   });
 });

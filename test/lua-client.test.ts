@@ -143,14 +143,14 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
   });
 
   it("calls the API with the cached token; on a 401 reports it, the broker refreshes once, the retry succeeds", async () => {
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     const refreshesBefore = f.fake.refreshes;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
 
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "3"]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    const after = (await f.store.getToken(f.connectionId))!;
+    const after = (await f.store.tokens.getToken(f.connectionId))!;
 
     expect(run.lines).toEqual([
       { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
@@ -177,7 +177,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
 
   it("retries only once: a second 401 is returned to the caller after one report and one refresh", async () => {
     const refreshesBefore = f.fake.refreshes;
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 1, rejectAll: true });
 
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "1"]);
@@ -192,7 +192,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
 
   it("the docs' command against the fake Xero's /connections: one GetToken for two calls, no refresh", async () => {
     const refreshesBefore = f.fake.refreshes;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runDocsCommand(f.server.url, f.tenantId, f.fake.connectionsUrl);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
@@ -206,7 +206,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
   });
 
   it("caches the token until `margin` seconds before expiresAt; broker errors become Lua errors", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runLua(["test/lua/check_module.lua", f.server.url, f.tenantId]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
@@ -293,7 +293,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   });
 
   it("sends TOKENBROKER_KEY on GetToken and ReportExpired: a 401 from the API is reported, refreshed once, retried", async () => {
-    const before = (await f.store.getToken(f.connectionId))!;
+    const before = (await f.store.tokens.getToken(f.connectionId))!;
     const refreshesBefore = f.fake.refreshes;
     api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
 
@@ -319,7 +319,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   it("the Iguana snippet of the README and docs/clients.md runs under the shim: two messages, one GetToken with the key, the API answers 200", async () => {
     const snippet = docSnippet("README.md", "lua-iguana");
     expect(docSnippet("docs/clients.md", "lua-iguana")).toBe(snippet);
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const filled = [
       ["'http://127.0.0.1:50051'", tap.url],
       ["'<tenant id>'", f.tenantId],
@@ -350,11 +350,11 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
     }
     // One GetToken for two messages, with the channel's key; the token stayed the one stored.
     expect(tap.requests).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
-    expect((await f.store.getToken(f.connectionId))!.version).toBe(stored.version);
+    expect((await f.store.tokens.getToken(f.connectionId))!.version).toBe(stored.version);
   });
 
   it("the docs' command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const readme = await runDocsCommand(tap.url, f.tenantId, f.fake.connectionsUrl, key);
     expect(readme.stderr).toBe("");
     expect(readme.code).toBe(0);
@@ -384,7 +384,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
   });
 
   it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const run = await runLua(["test/lua/check_auth.lua", tap.url, f.tenantId], { TOKENBROKER_KEY: key, OTHER_KEY: otherKey });
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);

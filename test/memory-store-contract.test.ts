@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
-import { LeaseLostError, type TokenStore } from "../src/store/token-store.js";
+import { LeaseLostError } from "../src/store/token-set-store.js";
 import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
-import { MemoryTokenStore } from "./helpers/memory-token-store.js";
+import { MemoryTokenStore, type TokenStore } from "./helpers/memory-token-store.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -28,7 +28,15 @@ const stores: Array<{ name: string; open(clock: ManualClock): TokenStore }> = [
         await store.close();
         dir.cleanup();
       });
-      return store;
+      // The SQLite store's token-set and connection parts, seen as one object as the memory store is.
+      const parts = [store.tokens, store.connections] as const;
+      return new Proxy({} as TokenStore, {
+        get(_, name) {
+          const part = parts.find((p) => name in p) as Record<PropertyKey, unknown> | undefined;
+          const value = part?.[name];
+          return typeof value === "function" ? value.bind(part) : value;
+        },
+      });
     },
   },
   { name: "memory", open: (clock) => new MemoryTokenStore(clock) },

@@ -5,7 +5,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { docSnippet } from "./helpers/doc-snippets.js";
 import { scrapeMetrics, type Scrape } from "./helpers/prometheus-text.js";
@@ -104,7 +105,7 @@ describe("GET /metrics", () => {
     expect((await scrapeMetrics(f.server.url)).value("tokenbroker_watch_streams")).toBe(1);
 
     // No token or secret anywhere in the exposition.
-    const stored = await f.store.getToken(f.connectionId);
+    const stored = await f.store.tokens.getToken(f.connectionId);
     for (const secret of [old.accessToken, results[0]!.token!.accessToken, stored!.refreshToken, f.fake.clientSecret]) {
       expect(after.text).not.toContain(secret);
     }
@@ -115,7 +116,7 @@ describe("GET /metrics", () => {
     const { importRefreshToken } = await import("../src/importer.js");
     const imported = await importRefreshToken(f.store, f.identity, grant.refreshToken);
     f.fake.revokeGrant(grant.grantId);
-    const token = await f.store.getToken(imported.connectionId);
+    const token = await f.store.tokens.getToken(imported.connectionId);
     f.clock.set(token!.expiresAt + 1000);
     const error = await f
       .client()
@@ -136,7 +137,7 @@ describe("GET /metrics", () => {
 
 describe("refreshes per expiry across two broker processes", () => {
   let f: BrokerFixture;
-  let storeB: SqliteStore;
+  let storeB: Store;
   let serverB: BrokerServer;
 
   beforeEach(async () => {

@@ -133,7 +133,7 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   const store = openSqliteStore({ path: db, encryption: createTokenCipher([Buffer.from(encryptionKey, "base64")]) });
   const stored = [];
   try {
-    for (const c of await store.listConnections()) stored.push((await store.getToken(c.connectionId))!);
+    for (const c of await store.connections.listConnections()) stored.push((await store.tokens.getToken(c.connectionId))!);
   } finally {
     await store.close();
   }

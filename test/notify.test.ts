@@ -57,7 +57,7 @@ describe("failure notifications", () => {
 
   /** Every secret the test knows of that must never reach a log line or a webhook body. */
   async function secrets(grants: FakeGrant[], connectionId: string): Promise<string[]> {
-    const stored = await f!.store.getToken(connectionId);
+    const stored = await f!.store.tokens.getToken(connectionId);
     return [
       SECRET,
       f!.fake.clientSecret,
@@ -77,7 +77,7 @@ describe("failure notifications", () => {
     expect(receiver.received).toEqual([]); // a healthy connection: nothing to say
 
     f.fake.revokeGrant(grant.grantId);
-    const stored = await f.store.getToken(connectionId);
+    const stored = await f.store.tokens.getToken(connectionId);
     f.clock.set(stored!.expiresAt + 1000);
     const err = await f
       .client()
@@ -132,7 +132,7 @@ describe("failure notifications", () => {
   it("a refresh token 54 days old and never refreshed is announced once; a refresh re-arms the warning", async () => {
     const { f, receiver } = await start();
     const callsBefore = f.fake.tokenEndpointCalls;
-    const issuedAt = (await f.store.getToken(f.connectionId))!.refreshTokenIssuedAt;
+    const issuedAt = (await f.store.tokens.getToken(f.connectionId))!.refreshTokenIssuedAt;
     await pass();
     f.clock.set(issuedAt + 52 * DAY);
     await pass();
@@ -169,7 +169,7 @@ describe("failure notifications", () => {
   it("a receiver that answers 503 gets the same event again, with backoff, until it accepts it", async () => {
     const { f, receiver } = await start();
     receiver.failNext(2, 503);
-    const issuedAt = (await f.store.getToken(f.connectionId))!.refreshTokenIssuedAt;
+    const issuedAt = (await f.store.tokens.getToken(f.connectionId))!.refreshTokenIssuedAt;
     f.clock.set(issuedAt + 55 * DAY);
     const started = Date.now();
     await pass();
@@ -184,7 +184,7 @@ describe("failure notifications", () => {
 
   it("a delivery signed with the wrong secret is refused by the receiver, not retried, and logged as a warning", async () => {
     const { f, receiver } = await start({ secret: "not-the-receivers-secret" });
-    f.clock.set((await f.store.getToken(f.connectionId))!.refreshTokenIssuedAt + 55 * DAY);
+    f.clock.set((await f.store.tokens.getToken(f.connectionId))!.refreshTokenIssuedAt + 55 * DAY);
     await pass();
     expect(receiver.received).toHaveLength(1);
     expect(receiver.received[0]!.verified).toBe(false);
@@ -200,7 +200,7 @@ describe("failure notifications", () => {
   it("an unreachable receiver: a few attempts, then a warning naming the reason", async () => {
     const { f, receiver } = await start({ notifications: { delivery: { attempts: 3, retryBaseMs: 10, timeoutMs: 1000 } } });
     await receiver.close(); // nothing listens on the URL any more
-    f.clock.set((await f.store.getToken(f.connectionId))!.refreshTokenIssuedAt + 55 * DAY);
+    f.clock.set((await f.store.tokens.getToken(f.connectionId))!.refreshTokenIssuedAt + 55 * DAY);
     await pass();
     const failed = log.records().find((r) => r["event"] === "webhook" && r["level"] === 40);
     expect(failed?.["attempts"]).toBe(3);

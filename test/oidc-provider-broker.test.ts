@@ -13,7 +13,8 @@ import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { ManualClock } from "../src/clock.js";
 import { importRefreshToken } from "../src/importer.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { startOidcProvider, type OidcProviderHarness } from "./helpers/oidc-provider.js";
@@ -25,7 +26,7 @@ const TENANT_ID = "3f1c1a52-7d0e-4c55-9a43-0d7f8c2b6e11";
 describe("broker against oidc-provider with rotating refresh tokens", () => {
   let op: OidcProviderHarness;
   let clock: ManualClock;
-  let store: SqliteStore;
+  let store: Store;
   let server: BrokerServer;
   let dir: { path: string; cleanup: () => void };
   let connectionId: string;
@@ -52,7 +53,7 @@ describe("broker against oidc-provider with rotating refresh tokens", () => {
     expect(imported.tenantsError).toEqual(expect.any(String));
     connectionId = imported.connectionId;
     // Give the connection a tenant by hand, so both selectors can be used.
-    await store.saveTenants(connectionId, [
+    await store.connections.saveTenants(connectionId, [
       { tenantId: TENANT_ID, xeroConnectionId: undefined, tenantName: "Org A", tenantType: "ORGANISATION", authEventId: undefined },
     ]);
     server = await startBrokerServer({ port: 0, store, identity, clock });
@@ -75,7 +76,7 @@ describe("broker against oidc-provider with rotating refresh tokens", () => {
     ];
     const clients: Array<Client<typeof TokenService>> = transports.map((t) => createClient(TokenService, t));
 
-    let previous = await store.getToken(connectionId);
+    let previous = await store.tokens.getToken(connectionId);
     expect(previous?.state).toBe("active");
     expect(previous?.version).toBe(1);
 
@@ -103,7 +104,7 @@ describe("broker against oidc-provider with rotating refresh tokens", () => {
         expect(token?.tokenType).toBe("Bearer");
       }
 
-      const stored = await store.getToken(connectionId);
+      const stored = await store.tokens.getToken(connectionId);
       expect(stored?.state).toBe("active");
       expect(stored?.version).toBe(previous!.version + 1);
       // Tokens are compared as booleans, so a failing assertion prints none.
@@ -120,7 +121,7 @@ describe("broker against oidc-provider with rotating refresh tokens", () => {
     expect(op.revokedGrants).toBe(0);
 
     // The last stored refresh token is still live: one more refresh through the broker works.
-    const stored = await store.getToken(connectionId);
+    const stored = await store.tokens.getToken(connectionId);
     const report = await clients[0]!.reportExpired({
       selector: { case: "connectionId", value: connectionId },
       accessToken: stored!.accessToken,

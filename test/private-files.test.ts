@@ -44,7 +44,7 @@ describe.each(["022", "000"])("under umask %s", (mask) => {
       const store = openSqliteStore({ path, encryption: createTokenCipher([randomBytes(32)]) });
       try {
         const now = Date.now();
-        await store.saveConnection({
+        await store.connections.saveConnection({
           xeroUserId: "user-1",
           tokenSet: { accessToken: "a", refreshToken: "r", idToken: undefined, tokenType: "Bearer", scopes: [], expiresAt: now + 60_000, obtainedAt: now, refreshTokenIssuedAt: now },
           tenants: [],

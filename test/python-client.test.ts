@@ -45,7 +45,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client (grpcio)${noGrpc ? ` skippe
 
   it("gets a token by tenant, watches a refresh arrive as version + 1, and maps NOT_FOUND and INVALID_ARGUMENT", async () => {
     const target = new URL(f.server.url).host;
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const callsBefore = f.fake.tokenEndpointCalls;
     child = spawnLines(PYTHON, ["test/python/check_client.py", target, f.tenantId], { env, cwd: root });
 
@@ -104,7 +104,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client (grpcio)${noGrpc ? ` skippe
   });
 
   it("the example runs as a script: the docs' command prints the token set, not the token", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const target = new URL(f.server.url).host;
     const { code, stdout, stderr } = await runScript(target, f.tenantId);
     expect(stderr).toBe("");
@@ -159,7 +159,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
   });
 
   it("sends TOKENBROKER_KEY on GetToken, ReportExpired and WatchToken; no, unknown or other-tenant keys raise NotAuthorized", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const refreshesBefore = f.fake.refreshes;
     const child = spawnLines(PYTHON, ["test/python/check_auth.py", target, f.tenantId], {
       env: { ...env, TOKENBROKER_KEY: key, OTHER_KEY: otherKey },
@@ -168,7 +168,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
     try {
       expect(await child.waitFor("get_token")).toEqual({ step: "get_token", sha256: sha256(stored.accessToken), version: stored.version });
       const report = await child.waitFor("report_expired");
-      const current = (await f.store.getToken(f.connectionId))!;
+      const current = (await f.store.tokens.getToken(f.connectionId))!;
       expect(report).toEqual({ step: "report_expired", refreshed: true, sha256: sha256(current.accessToken), version: stored.version + 1 });
       expect(f.fake.refreshes - refreshesBefore).toBe(1);
       expect(await child.waitFor("watch")).toEqual({
@@ -218,7 +218,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
   });
 
   it("the README's snippet gets the token with the key from TOKENBROKER_KEY", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const snippet = docSnippet("README.md", "python-get-token");
     expect(snippet).toContain('"127.0.0.1:50051"');
     const dir = tempDir();
@@ -234,7 +234,7 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
   });
 
   it("the docs' command with TOKENBROKER_KEY prints the token set; without it or with another tenant's key it says why", async () => {
-    const stored = (await f.store.getToken(f.connectionId))!;
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
     const ok = await runScript(target, f.tenantId, key);
     expect(ok.stderr).toBe("");
     expect(ok.code).toBe(0);

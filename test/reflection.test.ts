@@ -117,7 +117,7 @@ describe("buf curl, with reflection only", () => {
     const body = JSON.parse(stdout) as {
       token: { accessToken: string; tokenType: string; expiresAt: string; connectionId: string; tenantIds: string[]; version: string };
     };
-    const stored = await f.store.getToken(f.connectionId);
+    const stored = await f.store.tokens.getToken(f.connectionId);
     // Compared without printing: a failure message must not show a token.
     expect(body.token.accessToken === stored!.accessToken, "the stored access token").toBe(true);
     expect(body.token.tokenType).toBe("Bearer");

@@ -8,8 +8,8 @@ import { Scheduler } from "../src/broker/scheduler.js";
 import { TokenBroker } from "../src/broker/token-broker.js";
 import { importRefreshToken } from "../src/importer.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
-import type { TokenStore } from "../src/store/token-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./helpers/broker-fixture.js";
 import { captureLog, type LogCapture } from "./helpers/log-capture.js";
@@ -42,7 +42,7 @@ async function tick(server: BrokerServer): Promise<void> {
 }
 
 async function stored(fx: BrokerFixture) {
-  const record = await fx.store.getToken(fx.connectionId);
+  const record = await fx.store.tokens.getToken(fx.connectionId);
   if (!record) throw new Error("no stored token set");
   return record;
 }
@@ -189,7 +189,7 @@ describe("Scheduler: proactive refresh of token sets in use", () => {
     const gate = gateListTokenStates(fx.store);
     const events: RefreshEvent[] = [];
     const broker = new TokenBroker({ store: gate.store, identity: fx.identity, clock: fx.clock, onRefresh: (e) => events.push(e) });
-    const scheduler = new Scheduler(broker, gate.store, fx.clock);
+    const scheduler = new Scheduler(broker, gate.store.tokens, fx.clock);
     cleanups.push(() => broker.close());
     const first = await broker.getToken({ tenantId: fx.tenantId }); // in use
     await fx.expireToken();
@@ -245,7 +245,7 @@ describe("Scheduler: keep-alive of idle token sets", () => {
     const fx = await start({ noImport: true });
     const grant = fx.fake.addGrant({ tenants: [{ tenantName: "Idle Org" }] });
     const { connectionId } = await importRefreshToken(fx.store, fx.identity, grant.refreshToken);
-    const load = async () => (await fx.store.getToken(connectionId))!;
+    const load = async () => (await fx.store.tokens.getToken(connectionId))!;
     const before = fx.fake.tokenEndpointCalls;
     const initial = await load();
 
@@ -281,7 +281,7 @@ describe("Scheduler: keep-alive of idle token sets", () => {
 });
 
 describe("Scheduler: two brokers on one database", () => {
-  async function startSecondBroker(fx: BrokerFixture): Promise<{ server: BrokerServer; store: SqliteStore; client: Client<typeof TokenService> }> {
+  async function startSecondBroker(fx: BrokerFixture): Promise<{ server: BrokerServer; store: Store; client: Client<typeof TokenService> }> {
     const store = openSqliteStore({ path: fx.dbPath, clock: fx.clock });
     const identity = createOidcIdentityServer({
       issuer: new URL(fx.fake.issuer),
@@ -333,14 +333,15 @@ describe("Scheduler: two brokers on one database", () => {
   });
 });
 
-/** Wraps a store so that the next listTokenStates() pauses after reading, until released. */
-function gateListTokenStates(inner: TokenStore) {
+/** Wraps a store so that the next tokens.listTokenStates() pauses after reading, until released. */
+function gateListTokenStates(outer: Store) {
+  const inner = outer.tokens;
   let release!: () => void;
   let readDone!: () => void;
   const released = new Promise<void>((r) => (release = r));
   const read = new Promise<void>((r) => (readDone = r));
   let armed = true;
-  const store = new Proxy(inner, {
+  const tokens = new Proxy(inner, {
     get(target, prop) {
       if (prop === "listTokenStates") {
         return async () => {
@@ -357,5 +358,6 @@ function gateListTokenStates(inner: TokenStore) {
       return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
+  const store: Store = { ...outer, tokens };
   return { store, read, release };
 }

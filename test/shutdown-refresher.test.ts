@@ -10,7 +10,8 @@ import type { RefreshEvent } from "../src/broker/refresh-events.js";
 import { TokenBroker } from "../src/broker/token-broker.js";
 import { ManualClock } from "../src/clock.js";
 import { isBrokerError } from "../src/errors.js";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../src/upstream/identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { until } from "./helpers/serve-process.js";
@@ -27,7 +28,7 @@ type Answer = "hang" | "hang-ignoring-abort" | "transient" | { afterMs: number }
 async function setUp(answers: Answer[]) {
   const dir = tempDir();
   const clock = new ManualClock();
-  const store: SqliteStore = openSqliteStore({ path: join(dir.path, "t.db"), clock });
+  const store: Store = openSqliteStore({ path: join(dir.path, "t.db"), clock });
   const calls: Array<{ signal: AbortSignal | undefined }> = [];
   const obtained = (tag: string): ObtainedTokenSet => ({
     ...tokenSet(clock, tag),
@@ -64,7 +65,7 @@ async function setUp(answers: Answer[]) {
     // A long back-off between attempts: a shutdown during it must not wait for it.
     refresher: { retryBaseMs: 4000, leaseTtlMs: 30_000 },
   });
-  const { connectionId } = await store.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(clock, "old"), tenants: [] });
+  const { connectionId } = await store.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(clock, "old"), tenants: [] });
   clock.advance(31 * 60_000); // the stored access token (30 minutes) has expired
   cleanups.push(async () => {
     await broker.close(AbortSignal.timeout(0));
@@ -73,8 +74,8 @@ async function setUp(answers: Answer[]) {
   });
   /** True if another holder could take the lease now (it was released). */
   const leaseFree = async () => {
-    const taken = await store.tryAcquireLease(connectionId, "someone-else", 30_000);
-    if (taken.acquired) await store.releaseLease(connectionId, "someone-else");
+    const taken = await store.tokens.tryAcquireLease(connectionId, "someone-else", 30_000);
+    if (taken.acquired) await store.tokens.releaseLease(connectionId, "someone-else");
     return taken.acquired;
   };
   return { store, broker, calls, events, connectionId, leaseFree, clock };
@@ -123,7 +124,7 @@ describe("TokenBroker.close with a deadline", () => {
       expect(t.calls[0]!.signal?.aborted).toBe(true);
       const { error } = await waiting;
       expect(shuttingDown(error), String(error)).toBe(true);
-      expect((await t.store.getToken(t.connectionId))?.version).toBe(1);
+      expect((await t.store.tokens.getToken(t.connectionId))?.version).toBe(1);
       expect(await t.leaseFree()).toBe(true);
       expect(t.calls).toHaveLength(1);
       expect(t.events).toEqual([
@@ -141,7 +142,7 @@ describe("TokenBroker.close with a deadline", () => {
     await t.broker.close(deadline);
     expect(performance.now() - started).toBeLessThan(2000); // it waited for the answer, not for the deadline
     expect((await caller).version).toBe(2);
-    expect((await t.store.getToken(t.connectionId))?.version).toBe(2);
+    expect((await t.store.tokens.getToken(t.connectionId))?.version).toBe(2);
     expect(t.events).toEqual([expect.objectContaining({ outcome: "ok", attempts: 1 })]);
   });
 
@@ -171,7 +172,7 @@ describe("TokenBroker.close with a deadline", () => {
 
   it("a refresh waiting for another process's lease ends at the shutdown, without a request", async () => {
     const t = await setUp([{ afterMs: 0 }]);
-    expect((await t.store.tryAcquireLease(t.connectionId, "other-process", 30_000)).acquired).toBe(true);
+    expect((await t.store.tokens.tryAcquireLease(t.connectionId, "other-process", 30_000)).acquired).toBe(true);
     const waiting = rejection(t.broker.getToken({ connectionId: t.connectionId }));
     await delay(150); // polling the other holder's lease
     const started = performance.now();

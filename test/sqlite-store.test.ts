@@ -5,9 +5,11 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { migrations } from "../src/store/migrations.js";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import type { NewTokenSet, Tenant } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 const MINUTE = 60_000;
 
@@ -29,11 +31,11 @@ function tenant(tenantId: string, name = `Org ${tenantId}`): Tenant {
   return { tenantId, xeroConnectionId: `xc-${tenantId}`, tenantName: name, tenantType: "ORGANISATION", authEventId: "ae-1" };
 }
 
-describe("SqliteStore on a file", () => {
+describe("Store on a file", () => {
   let dir: ReturnType<typeof tempDir>;
   let path: string;
   let clock: ManualClock;
-  const opened: SqliteStore[] = [];
+  const opened: Store[] = [];
   const open = () => {
     const s = openSqliteStore({ path, clock });
     opened.push(s);
@@ -52,10 +54,10 @@ describe("SqliteStore on a file", () => {
 
   it("migrates a new file to the latest user_version, and reopening it keeps the data", async () => {
     const store = open();
-    expect(store.database.pragma("user_version", { simple: true })).toBe(migrations.length);
+    expect(withRawDatabase(path, (db) => db.pragma("user_version", { simple: true }))).toBe(migrations.length);
     expect(migrations.length).toBeGreaterThan(0);
     const ts = tokenSet(clock.now());
-    const { connectionId, created } = await store.saveConnection({
+    const { connectionId, created } = await store.connections.saveConnection({
       xeroUserId: "user-1",
       tokenSet: ts,
       tenants: [tenant("t-1"), tenant("t-2")],
@@ -64,17 +66,17 @@ describe("SqliteStore on a file", () => {
     await store.close();
 
     const again = open();
-    expect(again.database.pragma("user_version", { simple: true })).toBe(migrations.length);
-    const record = await again.getToken(connectionId);
+    expect(withRawDatabase(path, (db) => db.pragma("user_version", { simple: true }))).toBe(migrations.length);
+    const record = await again.tokens.getToken(connectionId);
     expect(record).toMatchObject({ ...ts, connectionId, version: 1, state: "active", tenantIds: ["t-1", "t-2"] });
-    expect(await again.findConnectionByTenant("t-2")).toBe(connectionId);
-    const [summary] = await again.listConnections();
+    expect(await again.connections.findConnectionByTenant("t-2")).toBe(connectionId);
+    const [summary] = await again.connections.listConnections();
     expect(summary?.tenants.map((t) => t.tenantName)).toEqual(["Org t-1", "Org t-2"]);
   });
 
   it("puts the database file in WAL mode", async () => {
     const store = open();
-    await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     // Journal mode WAL is a property of the file: a second, independent connection sees it.
     const other = new Database(path, { readonly: true });
     try {
@@ -103,155 +105,155 @@ describe("SqliteStore on a file", () => {
   it("saveConnection for the same Xero user replaces the token set; a different user gets a second connection", async () => {
     const store = open();
     const first = tokenSet(clock.now());
-    const a = await store.saveConnection({ xeroUserId: "user-a", tokenSet: first, tenants: [tenant("t-1")] });
+    const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: first, tenants: [tenant("t-1")] });
     clock.advance(MINUTE);
     const second = tokenSet(clock.now());
-    const again = await store.saveConnection({ xeroUserId: "user-a", tokenSet: second, tenants: [tenant("t-1")] });
+    const again = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: second, tenants: [tenant("t-1")] });
     expect(again).toEqual({ connectionId: a.connectionId, created: false });
-    const recordA = await store.getToken(a.connectionId);
+    const recordA = await store.tokens.getToken(a.connectionId);
     expect(recordA).toMatchObject({ ...second, version: 2, tenantIds: ["t-1"] });
     expect(recordA?.refreshToken).not.toBe(first.refreshToken);
 
     const third = tokenSet(clock.now());
-    const b = await store.saveConnection({ xeroUserId: "user-b", tokenSet: third, tenants: [tenant("t-9")] });
+    const b = await store.connections.saveConnection({ xeroUserId: "user-b", tokenSet: third, tenants: [tenant("t-9")] });
     expect(b.created).toBe(true);
     expect(b.connectionId).not.toBe(a.connectionId);
     // Each connection keeps its own token set: user B's import did not touch user A's.
-    expect(await store.getToken(a.connectionId)).toMatchObject({ accessToken: second.accessToken, refreshToken: second.refreshToken, version: 2 });
-    expect(await store.getToken(b.connectionId)).toMatchObject({ accessToken: third.accessToken, refreshToken: third.refreshToken, version: 1 });
-    expect(await store.findConnectionByTenant("t-1")).toBe(a.connectionId);
-    expect(await store.findConnectionByTenant("t-9")).toBe(b.connectionId);
-    expect((await store.listConnections()).map((c) => c.xeroUserId).sort()).toEqual(["user-a", "user-b"]);
+    expect(await store.tokens.getToken(a.connectionId)).toMatchObject({ accessToken: second.accessToken, refreshToken: second.refreshToken, version: 2 });
+    expect(await store.tokens.getToken(b.connectionId)).toMatchObject({ accessToken: third.accessToken, refreshToken: third.refreshToken, version: 1 });
+    expect(await store.connections.findConnectionByTenant("t-1")).toBe(a.connectionId);
+    expect(await store.connections.findConnectionByTenant("t-9")).toBe(b.connectionId);
+    expect((await store.connections.listConnections()).map((c) => c.xeroUserId).sort()).toEqual(["user-a", "user-b"]);
   });
 
   it("re-importing a user who needs re-authorisation makes the connection active again", async () => {
     const store = open();
-    const { connectionId } = await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
-    await store.markNeedsReauthorization(connectionId, "invalid_grant");
-    expect((await store.getToken(connectionId))?.state).toBe("needs_reauthorization");
-    await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
-    expect((await store.getToken(connectionId))?.state).toBe("active");
-    expect((await store.listConnections())[0]?.lastError).toBeUndefined();
+    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    await store.connections.markNeedsReauthorization(connectionId, "invalid_grant");
+    expect((await store.tokens.getToken(connectionId))?.state).toBe("needs_reauthorization");
+    await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    expect((await store.tokens.getToken(connectionId))?.state).toBe("active");
+    expect((await store.connections.listConnections())[0]?.lastError).toBeUndefined();
   });
 
   it("findConnectionByTenant prefers the most recently authorised active connection when two users share a tenant", async () => {
     const store = open();
-    const a = await store.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
     clock.advance(MINUTE);
-    const b = await store.saveConnection({ xeroUserId: "user-b", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
-    expect(await store.findConnectionByTenant("shared")).toBe(b.connectionId);
+    const b = await store.connections.saveConnection({ xeroUserId: "user-b", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    expect(await store.connections.findConnectionByTenant("shared")).toBe(b.connectionId);
 
     // User A authorises again later: A is now the most recent.
     clock.advance(MINUTE);
-    await store.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
-    expect(await store.findConnectionByTenant("shared")).toBe(a.connectionId);
+    await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    expect(await store.connections.findConnectionByTenant("shared")).toBe(a.connectionId);
 
     // A loses its grant: the older but active B serves the tenant.
-    await store.markNeedsReauthorization(a.connectionId, "invalid_grant");
-    expect(await store.findConnectionByTenant("shared")).toBe(b.connectionId);
-    expect(await store.findConnectionByTenant("nobody")).toBeUndefined();
+    await store.connections.markNeedsReauthorization(a.connectionId, "invalid_grant");
+    expect(await store.connections.findConnectionByTenant("shared")).toBe(b.connectionId);
+    expect(await store.connections.findConnectionByTenant("nobody")).toBeUndefined();
   });
 
   it("tryAcquireLease: a second holder is refused while the lease is live and gets it once it lapses", async () => {
     const store = open();
-    const { connectionId } = await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
-    expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
-    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({
+    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    expect(await store.tokens.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
+    expect(await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).toEqual({
       acquired: false,
       holder: "A",
       expiresAt: clock.now() + 30_000,
     });
     // The holder itself may renew.
-    expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
+    expect(await store.tokens.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
     clock.advance(29_999);
-    expect((await store.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(false);
+    expect((await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(false);
     clock.advance(1);
-    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: true });
-    expect((await store.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(false);
+    expect(await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: true });
+    expect((await store.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(false);
     // Release only by the holder.
-    await store.releaseLease(connectionId, "A");
-    expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(false);
-    await store.releaseLease(connectionId, "B");
-    expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true);
+    await store.tokens.releaseLease(connectionId, "A");
+    expect((await store.tokens.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(false);
+    await store.tokens.releaseLease(connectionId, "B");
+    expect((await store.tokens.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true);
   });
 
   it("a lease taken in one store is seen by a second store on the same file", async () => {
     const one = open();
     const two = open();
-    const { connectionId } = await one.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
-    expect((await one.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
-    expect(await two.tryAcquireLease(connectionId, "B", 30_000)).toMatchObject({ acquired: false, holder: "A" });
+    const { connectionId } = await one.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    expect((await one.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
+    expect(await two.tokens.tryAcquireLease(connectionId, "B", 30_000)).toMatchObject({ acquired: false, holder: "A" });
   });
 
   it("commitRefresh stores the new token set, bumps the version and releases the lease", async () => {
     const store = open();
-    const { connectionId } = await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
-    await store.tryAcquireLease(connectionId, "A", 30_000);
+    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     clock.advance(MINUTE);
     const next = tokenSet(clock.now());
-    const record = await store.commitRefresh(connectionId, "A", 1, next);
+    const record = await store.tokens.commitRefresh(connectionId, "A", 1, next);
     expect(record).toMatchObject({ ...next, connectionId, version: 2, state: "active", tenantIds: ["t"] });
-    expect(await store.getToken(connectionId)).toEqual(record);
-    expect((await store.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
-    expect((await store.listConnections())[0]?.lastRefreshAt).toBe(clock.now());
+    expect(await store.tokens.getToken(connectionId)).toEqual(record);
+    expect((await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
+    expect((await store.connections.listConnections())[0]?.lastRefreshAt).toBe(clock.now());
   });
 
   it("commitRefresh with a stale fromVersion throws and changes nothing", async () => {
     const store = open();
-    const { connectionId } = await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
-    await store.tryAcquireLease(connectionId, "A", 30_000);
-    await store.commitRefresh(connectionId, "A", 1, tokenSet(clock.now())); // now version 2
-    await store.tryAcquireLease(connectionId, "A", 30_000);
-    const before = await store.getToken(connectionId);
-    const connectionsBefore = await store.listConnections();
+    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
+    await store.tokens.commitRefresh(connectionId, "A", 1, tokenSet(clock.now())); // now version 2
+    await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
+    const before = await store.tokens.getToken(connectionId);
+    const connectionsBefore = await store.connections.listConnections();
 
-    await expect(store.commitRefresh(connectionId, "A", 1, tokenSet(clock.now()))).rejects.toThrow(/expected version 1/);
+    await expect(store.tokens.commitRefresh(connectionId, "A", 1, tokenSet(clock.now()))).rejects.toThrow(/expected version 1/);
 
-    expect(await store.getToken(connectionId)).toEqual(before);
-    expect(await store.listConnections()).toEqual(connectionsBefore);
+    expect(await store.tokens.getToken(connectionId)).toEqual(before);
+    expect(await store.connections.listConnections()).toEqual(connectionsBefore);
     // The lease was not released by the failed commit.
-    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toMatchObject({ acquired: false, holder: "A" });
+    expect(await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).toMatchObject({ acquired: false, holder: "A" });
   });
 
   it("markNeedsReauthorization sets the state and the reason, and removes the lease", async () => {
     const store = open();
-    const { connectionId } = await store.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
-    await store.tryAcquireLease(connectionId, "A", 30_000);
-    await store.markNeedsReauthorization(connectionId, "refresh: the refresh token was rejected (invalid_grant)");
-    const record = await store.getToken(connectionId);
+    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
+    await store.connections.markNeedsReauthorization(connectionId, "refresh: the refresh token was rejected (invalid_grant)");
+    const record = await store.tokens.getToken(connectionId);
     expect(record?.state).toBe("needs_reauthorization");
     expect(record?.version).toBe(1);
-    const [summary] = await store.listConnections();
+    const [summary] = await store.connections.listConnections();
     expect(summary?.state).toBe("needs_reauthorization");
     expect(summary?.lastError).toMatch(/invalid_grant/);
     // No lease left: another holder gets it at once, and it is not reported as lapsed later.
     clock.advance(MINUTE);
-    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
-    expect((await store.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
+    expect(await store.tokens.listLapsedLeases(clock.now())).toEqual([]);
+    expect((await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).acquired).toBe(true);
   });
 
   it("listLapsedLeases lists only connections whose lease has lapsed", async () => {
     const store = open();
     const ids: string[] = [];
     for (const user of ["a", "b", "c", "d"]) {
-      ids.push((await store.saveConnection({ xeroUserId: user, tokenSet: tokenSet(clock.now()), tenants: [] })).connectionId);
+      ids.push((await store.connections.saveConnection({ xeroUserId: user, tokenSet: tokenSet(clock.now()), tenants: [] })).connectionId);
     }
     const [a, b, c, d] = ids as [string, string, string, string];
-    await store.tryAcquireLease(a, "A", 10_000); // lapses at +10 s
-    await store.tryAcquireLease(b, "B", 60_000); // lapses at +60 s
-    await store.tryAcquireLease(c, "C", 10_000);
-    await store.releaseLease(c, "C"); // finished normally
+    await store.tokens.tryAcquireLease(a, "A", 10_000); // lapses at +10 s
+    await store.tokens.tryAcquireLease(b, "B", 60_000); // lapses at +60 s
+    await store.tokens.tryAcquireLease(c, "C", 10_000);
+    await store.tokens.releaseLease(c, "C"); // finished normally
     // d never had a lease.
-    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
+    expect(await store.tokens.listLapsedLeases(clock.now())).toEqual([]);
     clock.advance(10_000);
-    expect(await store.listLapsedLeases(clock.now())).toEqual([a]);
+    expect(await store.tokens.listLapsedLeases(clock.now())).toEqual([a]);
     clock.advance(50_000);
-    expect((await store.listLapsedLeases(clock.now())).sort()).toEqual([a, b].sort());
-    expect(await store.listLapsedLeases(clock.now())).not.toContain(d);
+    expect((await store.tokens.listLapsedLeases(clock.now())).sort()).toEqual([a, b].sort());
+    expect(await store.tokens.listLapsedLeases(clock.now())).not.toContain(d);
     // A connection that needs re-authorisation is not recovered.
-    await store.tryAcquireLease(d, "D", 1);
-    store.database.prepare("UPDATE connections SET state = 'needs_reauthorization' WHERE id = ?").run(d);
+    await store.tokens.tryAcquireLease(d, "D", 1);
+    withRawDatabase(path, (db) => db.prepare("UPDATE connections SET state = 'needs_reauthorization' WHERE id = ?").run(d));
     clock.advance(1000);
-    expect(await store.listLapsedLeases(clock.now())).not.toContain(d);
+    expect(await store.tokens.listLapsedLeases(clock.now())).not.toContain(d);
   });
 });

@@ -11,9 +11,11 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { openSqliteStore, type SqliteStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { Store } from "../src/store/store.js";
 import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { withRawDatabase } from "./helpers/raw-database.js";
 
 function tokenSet(now: number): NewTokenSet {
   return {
@@ -40,7 +42,7 @@ for (;;) insert.run(Date.now());
 
 let dir: ReturnType<typeof tempDir> | undefined;
 let writer: ChildProcess | undefined;
-let store: SqliteStore | undefined;
+let store: Store | undefined;
 afterEach(async () => {
   writer?.kill("SIGKILL");
   await store?.close();
@@ -52,7 +54,7 @@ it("500 lease-and-commit refreshes succeed while another process commits writes 
   const path = join(dir.path, "tokenbroker.db");
   store = openSqliteStore({ path });
   const now = Date.now();
-  const { connectionId } = await store.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(now), tenants: [] });
+  const { connectionId } = await store.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(now), tenants: [] });
 
   const script = join(dir.path, "writer.cjs");
   writeFileSync(script, WRITER);
@@ -60,12 +62,12 @@ it("500 lease-and-commit refreshes succeed while another process commits writes 
   await new Promise((resolve) => writer!.once("message", resolve));
 
   const othersNow = () =>
-    (store!.database.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n;
+    withRawDatabase(path, (db) => (db.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n);
   const before = othersNow();
-  let version = (await store.getToken(connectionId))!.version;
+  let version = (await store.tokens.getToken(connectionId))!.version;
   for (let i = 0; i < 500; i++) {
-    expect(await store.tryAcquireLease(connectionId, "me", 30_000)).toEqual({ acquired: true });
-    const record = await store.commitRefresh(connectionId, "me", version, tokenSet(now));
+    expect(await store.tokens.tryAcquireLease(connectionId, "me", 30_000)).toEqual({ acquired: true });
+    const record = await store.tokens.commitRefresh(connectionId, "me", version, tokenSet(now));
     expect(record.version).toBe(version + 1);
     version = record.version;
   }

@@ -310,7 +310,7 @@ describe("the token client on a revoked grant", () => {
     const api = await fakeApi(new Set());
 
     f.fake.revokeGrant(grant.grantId);
-    const stored = await f.store.getToken(connectionId);
+    const stored = await f.store.tokens.getToken(connectionId);
     f.clock.set(stored!.expiresAt + 1000);
     // Another channel's GetToken makes the refresh that Xero refuses.
     const other = await rejection(f.client().getToken({ selector: { case: "tenantId", value: tenantId } }));

@@ -79,7 +79,7 @@ describe.each([{ graceRetry: "same" as const }, { graceRetry: "new" as const }])
 
       // The fake answers all three after 1.5 s, into closed connections: the stored refresh token is spent.
       await until(() => fx.fake.refreshes >= 1 + ATTEMPTS, 3000, "the late answers");
-      expect((await fx.store.getToken(fx.connectionId))?.version).toBe(Number(stored!.version));
+      expect((await fx.store.tokens.getToken(fx.connectionId))?.version).toBe(Number(stored!.version));
 
       // Xero is fast again: one refresh with the stored (spent, but inside its grace period) refresh token works.
       fx.fake.setLatency(0);
@@ -88,7 +88,7 @@ describe.each([{ graceRetry: "same" as const }, { graceRetry: "new" as const }])
       const ok = await client.getToken({ selector: { case: "connectionId", value: fx.connectionId } });
       expect(ok.token?.version).toBe(stored!.version + 1n);
       expect(fx.fake.tokenEndpointCalls - resumed).toBe(1);
-      expect((await fx.store.getToken(fx.connectionId))?.state).toBe("active");
+      expect((await fx.store.tokens.getToken(fx.connectionId))?.state).toBe("active");
       // The refresh token stored now is the live one: the next refresh works too.
       const next = await client.reportExpired({
         selector: { case: "connectionId", value: fx.connectionId },
@@ -154,7 +154,7 @@ describe("connection resets", () => {
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).not.toContain(stored!.accessToken);
     expect(fx.fake.tokenEndpointCalls - before).toBe(ATTEMPTS);
-    expect((await fx.store.getToken(fx.connectionId))?.state).toBe("active");
+    expect((await fx.store.tokens.getToken(fx.connectionId))?.state).toBe("active");
 
     await passCooldown(fx);
     const ok = await client.getToken({ selector: { case: "tenantId", value: fx.tenantId } });

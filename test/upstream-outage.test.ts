@@ -164,7 +164,7 @@ describe("token endpoint outage", () => {
         expect(f.fake.invalidGrants).toBe(0);
         expect(f.fake.graceViolations).toBe(0);
         // And the connection was never given up on.
-        const summary = (await f.store.listConnections()).find((c) => c.connectionId === f.connectionId);
+        const summary = (await f.store.connections.listConnections()).find((c) => c.connectionId === f.connectionId);
         expect(summary?.state).toBe("active");
       });
     },
@@ -235,7 +235,7 @@ describe("token endpoint outage", () => {
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toContain("TOKENBROKER_CLIENT_SECRET");
     expect(f.fake.tokenEndpointCalls - before).toBe(1); // a wrong secret is not retried
-    const summary = (await f.store.listConnections()).find((c) => c.connectionId === f.connectionId);
+    const summary = (await f.store.connections.listConnections()).find((c) => c.connectionId === f.connectionId);
     expect(summary?.state).toBe("active");
     expect(f.fake.invalidGrants).toBe(0);
 
@@ -298,9 +298,9 @@ describe("token endpoint outage", () => {
     expectSecretNamed(report);
     expect(f.fake.tokenEndpointCalls - before).toBe(2);
 
-    const summary = (await f.store.listConnections()).find((c) => c.connectionId === f.connectionId);
+    const summary = (await f.store.connections.listConnections()).find((c) => c.connectionId === f.connectionId);
     expect(summary?.state).toBe("active");
-    expect((await f.store.getToken(f.connectionId))?.state).toBe("active");
+    expect((await f.store.tokens.getToken(f.connectionId))?.state).toBe("active");
     expect(f.fake.invalidGrants).toBe(0);
   });
 });

@@ -5,8 +5,10 @@
  * reason, on every connection; a periodic check ends them without a publish.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { TokenBroker } from "../src/broker/token-broker.js";
 import { WatchHub, type Subscription } from "../src/broker/watch-hub.js";
 import type { TokenRecord } from "../src/token-set.js";
+import { startBroker } from "./helpers/broker-fixture.js";
 
 const record = (connectionId: string, version: number): TokenRecord =>
   Object.freeze({
@@ -86,13 +88,22 @@ describe("WatchHub with a gate", () => {
     expect(g.checks.length).toBe(checks); // no owner left: no timer
   });
 
-  it("a record queued for a pulling reader is checked again when taken", async () => {
+  it("a record queued for a busy TokenBroker.watch reader is checked again when taken", async () => {
+    const f = await startBroker();
     const g = gate();
-    hub = new WatchHub(g);
-    const sub = hub.subscribe("c1", "key-a");
-    hub.publish(record("c1", 1)); // queued: nobody is waiting in next()
-    g.revoked.add("key-a");
-    expect(await sub.next()).toBeUndefined();
-    expect(sub.endReason).toBe(g.reason);
+    const broker = new TokenBroker({ store: f.store, identity: f.identity, clock: f.clock, watchGate: g });
+    try {
+      const watch = broker.watch({ connectionId: f.connectionId }, undefined, "key-a");
+      const first = (await watch.next()).value as TokenRecord;
+      // Published while the reader is busy: queued for it (the gate let key-a through at the publish).
+      broker.hub.publish({ ...first, version: first.version + 1 });
+      expect(g.checks).toContain("key-a");
+      g.revoked.add("key-a");
+      await expect(watch.next()).rejects.toBe(g.reason);
+      expect(broker.hub.size).toBe(0);
+    } finally {
+      await broker.close();
+      await f.close();
+    }
   });
 });

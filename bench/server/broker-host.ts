@@ -13,9 +13,8 @@ import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "
 import { createAuditLog, type AuditLog } from "../../src/audit/audit-log.js";
 import { generateApiKey, hashApiKey } from "../../src/auth/api-key.js";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
-import { createSqliteApiKeys } from "../../src/store/sqlite-api-keys.js";
-import { createSqliteAuditSink } from "../../src/store/sqlite-audit-log.js";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { openSqliteStore } from "../../src/store/sqlite-store.js";
+import type { Store } from "../../src/store/store.js";
 import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
 import { identityServerOptions } from "@tokenbroker/fake-xero";
 
@@ -58,7 +57,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
     throw e;
   });
   const dir = mkdtempSync(join(tmpdir(), "tokenbroker-bench-"));
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
   let audit: AuditLog | undefined;
   try {
     // Tokens encrypted at rest, as `tokenbroker serve` stores them.
@@ -84,10 +83,10 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
     let apiKey: string | undefined;
     let security: Pick<BrokerServerOptions, "auth" | "audit"> = {};
     if (options.auth) {
-      const keys = createSqliteApiKeys(store.database);
+      const keys = store.apiKeys;
       apiKey = generateApiKey();
-      keys.create({ name: "bench", keyHash: hashApiKey(apiKey), tenants: "*", role: "client", createdAt: Date.now() });
-      audit = createAuditLog({ sink: createSqliteAuditSink(store.database) });
+      await keys.create({ name: "bench", keyHash: hashApiKey(apiKey), tenants: "*", role: "client", createdAt: Date.now() });
+      audit = createAuditLog({ sink: store.auditLog });
       security = { auth: { authenticator: createAuthenticator({ keys }) }, audit };
     }
     const server = await startBrokerServer({ port: 0, store, identity, clock, logger, ...security });
@@ -102,7 +101,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
       server,
       takeRefreshDurations: () => refreshDurations.splice(0),
       async expireToken() {
-        const token = await opened.getToken(imported.connectionId);
+        const token = await opened.tokens.getToken(imported.connectionId);
         if (!(clock instanceof ManualClock) || !token) throw new Error("expireToken needs the manual clock");
         clock.set(token.expiresAt + 1000);
       },

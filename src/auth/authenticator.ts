@@ -1,10 +1,10 @@
-import type { ApiKeyRecord, ApiKeyStore } from "./api-key-store.js";
+import type { ApiKeyRecord, ApiKeyStore } from "../store/api-key-store.js";
 import { bearerKey, hashApiKey, isWellFormedKey, type Principal } from "./api-key.js";
 
 /** Options for {@link createAuthenticator}. */
 export interface AuthenticatorOptions {
   /** Where keys are looked up. */
-  keys: ApiKeyStore;
+  keys: Pick<ApiKeyStore, "findActive" | "isActive" | "markUsed">;
   /**
    * How long a key found in the store is trusted without asking again, ms
    * (default 500). Keys are revoked by `tokenbroker keys revoke` in another

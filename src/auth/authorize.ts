@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Selector } from "../broker/token-broker.js";
-import { UnreadableTokenSetError } from "../store/token-store.js";
+import { UnreadableTokenSetError } from "../store/token-set-store.js";
 import { parseSelector } from "../service/parse-request.js";
 import { allowsConnection, allowsTenant, type Principal } from "./api-key.js";
 import type { Authenticator } from "./authenticator.js";

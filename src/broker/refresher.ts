@@ -2,7 +2,8 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { BrokerError, needsReauthorizationError } from "../errors.js";
-import { LeaseLostError, type TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
+import { LeaseLostError } from "../store/token-set-store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
@@ -68,7 +69,7 @@ export class Refresher {
   private readonly abandon = new AbortController();
 
   constructor(
-    private readonly store: TokenStore,
+    private readonly store: Pick<Store, "tokens" | "connections">,
     private readonly identity: IdentityServer,
     private readonly hub: WatchHub,
     private readonly clock: Clock,
@@ -166,7 +167,7 @@ export class Refresher {
       if (this.stopped) throw shuttingDown(connectionId);
       this.checkCooldown(connectionId);
 
-      const lease = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+      const lease = await this.store.tokens.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
       if (!lease.acquired) {
         // Another process is refreshing: wait for its commit or for its lease to lapse.
         await sleep(this.leasePollMs, this.stopping.signal);
@@ -179,14 +180,14 @@ export class Refresher {
       // Re-read under the lease: another process may have committed just before we took it.
       const leased = await this.load(connectionId);
       if (leased.version > seenVersion || leased.state !== "active") {
-        await this.store.releaseLease(connectionId, this.holderId);
+        await this.store.tokens.releaseLease(connectionId, this.holderId);
         continue;
       }
       fromVersion = leased.version;
       await this.testHooks.afterLease?.(connectionId);
       /** Ends this refresh for the shutdown: nothing committed, the lease released for the next holder. */
       const giveUp = async (why: string): Promise<never> => {
-        await this.store.releaseLease(connectionId, this.holderId);
+        await this.store.tokens.releaseLease(connectionId, this.holderId);
         report("transient_error", leased.version, why);
         throw shuttingDown(connectionId);
       };
@@ -199,7 +200,7 @@ export class Refresher {
           upstreamRefreshes++;
           await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
-          const record = await this.store.commitRefresh(connectionId, this.holderId, leased.version, tokenSet);
+          const record = await this.store.tokens.commitRefresh(connectionId, this.holderId, leased.version, tokenSet);
           this.failures.delete(connectionId);
           this.misconfiguration = undefined;
           this.hub.publish(record);
@@ -215,14 +216,14 @@ export class Refresher {
             throw new BrokerError("unavailable", `another broker process took over the refresh of ${connectionId}`);
           }
           if (!(e instanceof UpstreamError)) {
-            await this.store.releaseLease(connectionId, this.holderId);
+            await this.store.tokens.releaseLease(connectionId, this.holderId);
             // A commit lost to another holder's commit of the same version: the refresh token was spent twice.
             const raced = upstreamRefreshes > 0 && (await this.storedVersion(connectionId)) > leased.version;
             report("transient_error", leased.version, e instanceof Error ? e.name : "error", raced);
             throw e;
           }
           if (e.kind === "invalid_grant") {
-            await this.store.markNeedsReauthorization(connectionId, e.message);
+            await this.store.connections.markNeedsReauthorization(connectionId, e.message);
             const marked = await this.load(connectionId);
             this.hub.publish(marked);
             report("invalid_grant", marked.version, e.message);
@@ -230,8 +231,8 @@ export class Refresher {
           }
           if (e.kind === "invalid_client") {
             this.misconfiguration = e.message;
-            await this.store.recordError(connectionId, e.message);
-            await this.store.releaseLease(connectionId, this.holderId);
+            await this.store.connections.recordError(connectionId, e.message);
+            await this.store.tokens.releaseLease(connectionId, this.holderId);
             const error = new BrokerError(
               "misconfigured",
               "the identity server rejected tokenbroker's client id or secret (invalid_client): check TOKENBROKER_CLIENT_ID and TOKENBROKER_CLIENT_SECRET",
@@ -246,8 +247,8 @@ export class Refresher {
             const error = new BrokerError("unavailable", `refreshing ${connectionId} failed: ${e.message}; will retry`, {
               cause: e,
             });
-            await this.store.recordError(connectionId, e.message);
-            await this.store.releaseLease(connectionId, this.holderId);
+            await this.store.connections.recordError(connectionId, e.message);
+            await this.store.tokens.releaseLease(connectionId, this.holderId);
             this.noteFailure(connectionId, e.retryAfterMs, error);
             report("transient_error", leased.version, e.message);
             throw error;
@@ -255,7 +256,7 @@ export class Refresher {
           await sleep(delay, this.stopping.signal);
           if (this.stopped) await giveUp(`shutting down after: ${e.message}`);
           // Renew the lease before trying again, so no other process starts a second refresh.
-          const renewed = await this.store.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
+          const renewed = await this.store.tokens.tryAcquireLease(connectionId, this.holderId, this.leaseTtlMs);
           if (!renewed.acquired) {
             report("transient_error", leased.version, "lease lost to another process");
             throw new BrokerError("unavailable", `another broker process took over the refresh of ${connectionId}`);
@@ -282,12 +283,12 @@ export class Refresher {
   }
 
   private async load(connectionId: string): Promise<TokenRecord> {
-    return readStoredToken(this.store, connectionId);
+    return readStoredToken(this.store.tokens, connectionId);
   }
 
   /** The stored version, or -1 if it cannot be read (only used to explain a failed commit). */
   private async storedVersion(connectionId: string): Promise<number> {
-    const record = await this.store.getToken(connectionId).catch(() => undefined);
+    const record = await this.store.tokens.getToken(connectionId).catch(() => undefined);
     return record?.version ?? -1;
   }
 

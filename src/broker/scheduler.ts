@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.js";
-import type { TokenStore, TokenState } from "../store/token-store.js";
+import type { TokenSetStore, TokenState } from "../store/token-set-store.js";
 import type { RefreshCause } from "./refresh-events.js";
 import type { TokenBroker } from "./token-broker.js";
 
@@ -44,7 +44,7 @@ export class Scheduler {
 
   constructor(
     private readonly broker: TokenBroker,
-    private readonly store: TokenStore,
+    private readonly tokens: Pick<TokenSetStore, "listTokenStates" | "listLapsedLeases" | "getToken">,
     private readonly clock: Clock,
     options: SchedulerOptions = {},
   ) {
@@ -95,7 +95,7 @@ export class Scheduler {
     try {
       const now = this.clock.now();
       const inUse = this.broker.inUse(now - this.inUseWindowMs);
-      const states = await this.store.listTokenStates();
+      const states = await this.tokens.listTokenStates();
       this.onPass(states, now);
       for (const t of states) {
         this.propagate(t);
@@ -106,7 +106,7 @@ export class Scheduler {
           this.launch(t, "keepalive");
         }
       }
-      for (const connectionId of await this.store.listLapsedLeases(now)) {
+      for (const connectionId of await this.tokens.listLapsedLeases(now)) {
         const t = states.find((s) => s.connectionId === connectionId);
         if (t && !this.broker.refresher.isRefreshing(connectionId)) this.launch(t, "recovery");
       }
@@ -118,7 +118,7 @@ export class Scheduler {
   /** Between ticks: a refresh committed by another process reaches this process's watchers within {@link SchedulerOptions.watchPollMs}. */
   private pushToWatchers(): Promise<void> {
     if (this.broker.hub.size === 0) return Promise.resolve();
-    this.pushing ??= this.store
+    this.pushing ??= this.tokens
       .listTokenStates()
       .then((states) => states.forEach((t) => this.propagate(t)))
       .catch(this.onError)
@@ -139,7 +139,7 @@ export class Scheduler {
     this.seen.set(t.connectionId, key);
     // Subscriptions skip versions they have delivered, so pushing on the first pass is harmless.
     if (previous === key || this.broker.hub.count(t.connectionId) === 0) return;
-    this.store
+    this.tokens
       .getToken(t.connectionId)
       .then((record) => record && this.broker.hub.publish(record))
       .catch(this.onError);

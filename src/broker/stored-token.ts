@@ -1,5 +1,5 @@
 import { BrokerError } from "../errors.js";
-import { UnreadableTokenSetError, type TokenStore } from "../store/token-store.js";
+import { UnreadableTokenSetError, type TokenSetStore } from "../store/token-set-store.js";
 import type { TokenRecord } from "../token-set.js";
 
 /**
@@ -8,10 +8,10 @@ import type { TokenRecord } from "../token-set.js";
  * message) if the store refused it, so that it is neither served nor
  * refreshed with and the caller learns what the operator must do.
  */
-export async function readStoredToken(store: TokenStore, connectionId: string): Promise<TokenRecord> {
+export async function readStoredToken(tokens: TokenSetStore, connectionId: string): Promise<TokenRecord> {
   let record: TokenRecord | undefined;
   try {
-    record = await store.getToken(connectionId);
+    record = await tokens.getToken(connectionId);
   } catch (e) {
     if (e instanceof UnreadableTokenSetError) throw new BrokerError("unreadable", e.message, { cause: e });
     throw e;

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { systemClock, type Clock } from "../clock.js";
 import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
@@ -15,7 +15,8 @@ export type Selector = { tenantId: string } | { connectionId: string };
 
 /** Options for {@link TokenBroker}. */
 export interface TokenBrokerOptions {
-  store: TokenStore;
+  /** Where token sets are read, and tenants resolved to connections. */
+  store: Pick<Store, "tokens" | "connections">;
   identity: IdentityServer;
   clock?: Clock;
   /** Default for {@link TokenBroker.getToken}'s minimum validity, ms (default 60 000: the clock-skew margin). */
@@ -49,7 +50,7 @@ export class TokenBroker {
   readonly hub: WatchHub;
   /** Performs the refreshes. */
   readonly refresher: Refresher;
-  private readonly store: TokenStore;
+  private readonly store: Pick<Store, "tokens" | "connections">;
   private readonly clock: Clock;
   private readonly defaultMinValidForMs: number;
   private readonly validTokenWaitMs: number;
@@ -76,7 +77,7 @@ export class TokenBroker {
   /** The connection id a selector names; `not_found` for an unknown tenant (an unknown connection id fails at the read that follows). */
   async resolve(selector: Selector): Promise<string> {
     if ("tenantId" in selector) {
-      const id = await this.store.findConnectionByTenant(selector.tenantId);
+      const id = await this.store.connections.findConnectionByTenant(selector.tenantId);
       if (id === undefined) throw new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
       return id;
     }
@@ -128,28 +129,54 @@ export class TokenBroker {
    * state, in order of version. Ends when `signal` aborts or the broker closes;
    * throws the gate's reason when the gate refuses `owner` (see
    * {@link TokenBrokerOptions.watchGate}).
+   *
+   * The pulling side of {@link subscribe}, on the same first delivery and the
+   * same hub subscription: the same records under the same rules. A record
+   * published while the reader is busy waits in a queue of its own, and its
+   * owner is checked with the gate again when it is taken.
    */
   async *watch(selector: Selector, signal?: AbortSignal, owner?: string): AsyncGenerator<TokenRecord> {
-    const connectionId = await this.resolve(selector);
-    const subscription = this.hub.subscribe(connectionId, owner);
+    const handle = new BrokerSubscription();
+    const abort = () => handle.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    if (signal?.aborted) abort();
     try {
-      const current = await this.current(connectionId);
-      const first =
-        current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, { signal }) : current;
-      const refused = this.hub.refusal(subscription.owner);
-      if (refused !== undefined) throw refused;
-      subscription.delivered(first);
+      let first: TokenRecord | undefined;
+      const sub = await this.deliverFirst(selector, (record) => (first = record), owner, handle);
+      if (!sub || !first) return;
       yield first;
+      // One small object of state, one callback for records and one for the end: what each watcher holds.
+      const pull: Pull = { queue: undefined, reader: undefined, over: false, failure: undefined };
+      sub.listen(
+        (record) => hand(pull, record),
+        (reason) => {
+          sub.close();
+          end(pull, reason === undefined ? undefined : { reason });
+        },
+      );
       for (;;) {
-        const next = await subscription.next(signal);
-        if (!next) {
-          if (subscription.endReason !== undefined) throw subscription.endReason;
-          return;
+        // Nothing queued is handed out once the watch was aborted or the broker closed (the gate is checked below).
+        let record = signal?.aborted || this.hub.closed ? undefined : pull.queue?.shift();
+        if (record !== undefined) {
+          // Queued while the reader was busy: its owner was let through then, but is checked again now.
+          const refused = this.hub.refusal(owner);
+          if (refused !== undefined) {
+            this.hub.endOwner(owner!, refused);
+            throw refused;
+          }
+        } else {
+          if (!pull.over) record = await new Promise<TokenRecord | undefined>((resolve) => (pull.reader = resolve));
+          if (record === undefined) {
+            if (pull.failure) throw pull.failure.reason;
+            return;
+          }
         }
-        yield next;
+        yield record;
       }
     } finally {
-      subscription.close();
+      signal?.removeEventListener("abort", abort);
+      handle.close();
+      handle.subscription?.close();
     }
   }
 
@@ -160,61 +187,59 @@ export class TokenBroker {
    * iterator, and no abort signal held per subscriber. `ended` resolves when
    * the subscription ends (`close()` or the broker closing) and rejects as
    * `watch` throws: before any record, or with the gate's reason when it
-   * refuses `owner`.
+   * refuses `owner`. The delivery rules live here (the first record) and in
+   * the hub (the rest); {@link watch} pulls from the same two.
    */
   subscribe(selector: Selector, onRecord: (record: TokenRecord) => void, owner?: string): TokenSubscription {
-    let closed = false;
-    let subscription: Subscription | undefined;
-    // Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
-    // lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
-    let firstWait: AbortController | undefined;
-    const waiting = {
-      get signal(): AbortSignal {
-        firstWait ??= new AbortController();
-        if (closed) firstWait.abort();
-        return firstWait.signal;
-      },
-    };
-    const ended = (async () => {
-      const connectionId = await this.resolve(selector);
-      if (closed) return;
-      const sub = (subscription = this.hub.subscribe(connectionId, owner));
-      let first: TokenRecord;
-      try {
-        const current = await this.current(connectionId);
-        first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, waiting) : current;
-        const refused = this.hub.refusal(sub.owner);
-        if (refused !== undefined) throw refused;
-      } catch (e) {
-        sub.close();
-        if (closed) return; // closed while the first token was awaited: an end, not an error
-        throw e;
-      } finally {
-        firstWait = undefined;
-      }
-      if (closed) {
-        sub.close();
-        return;
-      }
-      sub.delivered(first);
-      onRecord(first);
-      // Returned, not awaited: while it stays open, a subscriber holds its listener and nothing suspended.
-      return new Promise<void>((resolve, reject) => {
+    const handle = new BrokerSubscription();
+    handle.ended = new Promise<void>((resolve, reject) => {
+      this.deliverFirst(selector, onRecord, owner, handle).then((sub) => {
+        if (!sub) return resolve();
+        // While it stays open, a subscriber holds its listener and nothing suspended.
         sub.listen(onRecord, (reason) => {
           sub.close();
           if (reason === undefined) resolve();
           else reject(reason);
         });
-      });
-    })();
-    return {
-      ended,
-      close() {
-        closed = true;
-        firstWait?.abort();
-        subscription?.end();
-      },
-    };
+      }, reject);
+    });
+    return handle;
+  }
+
+  /**
+   * The first record of a subscription: subscribes to the hub, reads (or
+   * refreshes) the token, asks the gate, and hands the record to `onRecord`.
+   * Returns the hub's subscription, or undefined if `handle` was closed first.
+   */
+  private async deliverFirst(
+    selector: Selector,
+    onRecord: (record: TokenRecord) => void,
+    owner: string | undefined,
+    handle: BrokerSubscription,
+  ): Promise<Subscription | undefined> {
+    const connectionId = await this.resolve(selector);
+    if (handle.closed) return undefined;
+    const sub = (handle.subscription = this.hub.subscribe(connectionId, owner));
+    let first: TokenRecord;
+    try {
+      const current = await this.current(connectionId);
+      first = current.state === "active" ? await this.validToken(connectionId, this.defaultMinValidForMs, handle) : current;
+      const refused = this.hub.refusal(sub.owner);
+      if (refused !== undefined) throw refused;
+    } catch (e) {
+      sub.close();
+      if (handle.closed) return undefined; // closed while the first token was awaited: an end, not an error
+      throw e;
+    } finally {
+      handle.firstWait = undefined;
+    }
+    if (handle.closed) {
+      sub.close();
+      return undefined;
+    }
+    sub.delivered(first);
+    onRecord(first);
+    return sub;
   }
 
   /** Connection ids asked for since `since` (ms), or watched now: the ones worth refreshing ahead of expiry. */
@@ -291,7 +316,7 @@ export class TokenBroker {
   }
 
   private async current(connectionId: string): Promise<TokenRecord> {
-    return readStoredToken(this.store, connectionId);
+    return readStoredToken(this.store.tokens, connectionId);
   }
 
   private touch(connectionId: string): void {
@@ -305,6 +330,65 @@ export interface TokenSubscription {
   readonly ended: Promise<void>;
   /** Ends the subscription (a first token still being fetched is not delivered). */
   close(): void;
+}
+
+/**
+ * A subscription made by {@link TokenBroker.subscribe}: a class, so that
+ * each of thousands of subscribers holds a few fields and shares its methods.
+ */
+class BrokerSubscription implements TokenSubscription {
+  ended!: Promise<void>;
+  /** Set by close(). */
+  closed = false;
+  /** The hub's subscription, once made. */
+  subscription: Subscription | undefined;
+  /**
+   * Made only if the first token has to wait for a refresh, and dropped once that wait is over: close() then
+   * lets the subscriber go at once, as an aborted watch does, with no signal held for the stream's life.
+   */
+  firstWait: AbortController | undefined;
+
+  /** What the first token's wait for a refresh obeys. */
+  get signal(): AbortSignal {
+    this.firstWait ??= new AbortController();
+    if (this.closed) this.firstWait.abort();
+    return this.firstWait.signal;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.firstWait?.abort();
+    this.subscription?.end();
+  }
+}
+
+/** What {@link TokenBroker.watch} holds between its reader and its subscription. */
+interface Pull {
+  /** Records published while the reader was busy (made at the first). */
+  queue: TokenRecord[] | undefined;
+  /** The reader waiting for the next record, if it is waiting. */
+  reader: ((record: TokenRecord | undefined) => void) | undefined;
+  /** The subscription ended (`failure`: with an error). */
+  over: boolean;
+  failure: { reason: unknown } | undefined;
+}
+
+/** A record for the reader: to it at once if it waits, else queued. */
+function hand(pull: Pull, record: TokenRecord | undefined): void {
+  const reader = pull.reader;
+  if (reader) {
+    pull.reader = undefined;
+    reader(record);
+  } else if (record !== undefined) {
+    (pull.queue ??= []).push(record);
+  }
+}
+
+/** The subscription ended: a waiting reader wakes to the end. */
+function end(pull: Pull, failure: { reason: unknown } | undefined): void {
+  pull.over = true;
+  pull.failure = failure;
+  hand(pull, undefined);
 }
 
 /** Compares two tokens in constant time. */

@@ -39,7 +39,7 @@ export class WatchHub {
   /** Open subscriptions by owner (only with a gate). */
   private readonly owned = new Map<string, Set<Subscription>>();
   private timer: NodeJS.Timeout | undefined;
-  private closed = false;
+  private isClosed = false;
 
   constructor(private readonly gate?: WatchGate) {}
 
@@ -50,7 +50,7 @@ export class WatchHub {
   subscribe(connectionId: string, owner?: string): Subscription {
     const gated = this.gate && owner !== undefined ? owner : undefined;
     const sub = new Subscription(this, connectionId, gated);
-    if (this.closed) {
+    if (this.isClosed) {
       sub.end();
       return sub;
     }
@@ -127,6 +127,11 @@ export class WatchHub {
     for (const sub of [...mine]) sub.close(reason);
   }
 
+  /** Whether {@link closeAll} ended everything (a server shutting down). */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
   /** Number of open subscriptions for a connection. */
   count(connectionId: string): number {
     return this.subscribers.get(connectionId)?.size ?? 0;
@@ -146,7 +151,7 @@ export class WatchHub {
 
   /** Ends every subscription (server shutdown); later subscriptions end at once. */
   closeAll(): void {
-    this.closed = true;
+    this.isClosed = true;
     for (const set of this.subscribers.values()) for (const sub of set) sub.end();
     this.subscribers.clear();
     this.owned.clear();
@@ -177,13 +182,13 @@ export class WatchHub {
 }
 
 /**
- * One subscriber's records: pulled one at a time with {@link next}, or
- * pushed to a listener with {@link listen} (no queue, no promise per record:
- * what a server with thousands of subscribers wants).
+ * One subscriber's records, pushed to a listener with {@link listen} (no
+ * queue, no promise per record: what a server with thousands of subscribers
+ * wants). Records published before the listener is set (while the first
+ * token is fetched) wait in a queue, and are handed over when it is.
  */
 export class Subscription {
   private queue: TokenRecord[] = [];
-  private waiter: ((r: TokenRecord | undefined) => void) | undefined;
   private listener: { onRecord: (r: TokenRecord) => void; onEnd: (reason: unknown) => void } | undefined;
   private ended = false;
   private lastVersion = -1;
@@ -217,51 +222,15 @@ export class Subscription {
     if (this.listener) {
       this.delivered(record);
       this.listener.onRecord(record);
-    } else if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      this.delivered(record);
-      w(record);
     } else {
       this.queue.push(record);
     }
   }
 
   /**
-   * The next record, or undefined when the subscription ended (closed, hub
-   * shut down, or `signal` aborted).
-   */
-  next(signal?: AbortSignal): Promise<TokenRecord | undefined> {
-    const queued = this.queue.shift();
-    if (queued) {
-      // Queued while the reader was busy: its owner was let through then, but is checked again now.
-      const reason = this.hub.refusal(this.owner);
-      if (reason !== undefined) {
-        this.hub.endOwner(this.owner!, reason);
-        return Promise.resolve(undefined);
-      }
-      this.delivered(queued);
-      return Promise.resolve(queued);
-    }
-    if (this.ended || signal?.aborted) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      const onAbort = () => {
-        this.waiter = undefined;
-        resolve(undefined);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiter = (r) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(r);
-      };
-    });
-  }
-
-  /**
    * Hands every record from now on to `onRecord` as it is published (queued
    * ones first), and calls `onEnd` once when the subscription ends, with the
-   * reason it was ended for, if any (see {@link endReason}). Use either this
-   * or {@link next}, not both.
+   * reason it was ended for, if any (see {@link endReason}).
    */
   listen(onRecord: (record: TokenRecord) => void, onEnd: (reason: unknown) => void): void {
     if (this.ended) {
@@ -275,8 +244,7 @@ export class Subscription {
   }
 
   /**
-   * Ends the subscription: pending and later `next` calls return undefined, a
-   * listener hears `onEnd`. `reason`: why, if it is not a normal end (see
+   * Ends the subscription: a listener hears `onEnd`; nothing more is delivered. `reason`: why, if it is not a normal end (see
    * {@link endReason}).
    */
   end(reason?: unknown): void {
@@ -284,9 +252,6 @@ export class Subscription {
     this.ended = true;
     this.reason = reason;
     this.queue = [];
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.(undefined);
     const listener = this.listener;
     this.listener = undefined;
     listener?.onEnd(reason);

@@ -1,6 +1,5 @@
 import { parseArgs } from "node:util";
 import { ConfigError, DEFAULT_DB } from "../config.js";
-import { readAuditLog } from "../store/sqlite-audit-log.js";
 import type { Command } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { terminalJson, terminalSafe } from "./terminal-text.js";
@@ -33,9 +32,9 @@ Options:
     const since = values.since === undefined ? undefined : parseSince(values.since, Date.now());
     const limit = values.limit === undefined ? 100 : Number(values.limit);
     if (!Number.isInteger(limit) || limit <= 0) throw new ConfigError(`--limit must be a positive whole number, not ${JSON.stringify(values.limit)}`);
-    const store = openStoreOrExplain(dbPath(values.db, io.env));
+    const store = await openStoreOrExplain(dbPath(values.db, io.env));
     try {
-      for (const e of readAuditLog(store.database, { since, limit })) {
+      for (const e of await store.auditLog.read({ since, limit })) {
         const at = new Date(e.at).toISOString();
         if (values.json) {
           io.out.write(`${terminalJson({ ...e, at }, 0)}\n`);

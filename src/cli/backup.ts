@@ -42,7 +42,7 @@ Options:
     if (resolve(source) === target) throw new ConfigError("the backup file must not be the database itself");
     if (existsSync(target) && !values.force) throw new ConfigError(`${target} exists; add --force to replace it`);
 
-    const store = openStoreOrExplain(source);
+    const store = await openStoreOrExplain(source);
     try {
       await store.backup(target);
     } catch (e) {
@@ -51,9 +51,9 @@ Options:
       await store.close();
     }
     // Count what the copy holds, opening it as serve would: this also proves it is usable.
-    const copy = openStoreOrExplain(target);
+    const copy = await openStoreOrExplain(target);
     try {
-      const connections = (await copy.listConnections()).length;
+      const connections = (await copy.connections.listConnections()).length;
       io.out.write(`${target}: ${connections} connection${connections === 1 ? "" : "s"}\n`);
     } finally {
       await copy.close();

@@ -54,10 +54,10 @@ ${settingsHelp(CONNECT_SETTINGS)}
     const port = Number(redirect.port || (redirect.protocol === "https:" ? 443 : 80));
     const host = redirect.hostname.replace(/^\[(.*)\]$/, "$1");
     const encryption = encryptionFromFlags(values, io.env);
-    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    const store = await openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     let listener: { server: Server; donePageServed: Promise<void> } | undefined;
     try {
-      checkEncryptionKeys(store, encryption.cipher);
+      await checkEncryptionKeys(store, encryption.cipher);
       const flow = createConsentFlow({ store, identity, redirectUri, scopes });
       const served = await somethingListens(host, port);
       if (!served) {
@@ -79,9 +79,9 @@ ${settingsHelp(CONNECT_SETTINGS)}
         if (status?.status === "done" && status.connectionId !== undefined) {
           // The browser is being sent to our "return to the terminal" page: let it arrive before the listener closes.
           if (listener) await Promise.race([listener.donePageServed, delay(2000)]);
-          const connection = (await store.listConnections()).find((c) => c.connectionId === status.connectionId);
+          const connection = (await store.connections.listConnections()).find((c) => c.connectionId === status.connectionId);
           const tenantIds = (connection?.tenants ?? []).filter((t) => t.state === "active").map((t) => t.tenantId).sort();
-          recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
+          await recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
           io.out.write(`connection ${status.connectionId}  ${terminalSafe(connection?.userName ?? connection?.xeroUserId ?? "")}\n`);
           for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
           if (connection?.lastError) io.err.write(`tokenbroker connect: ${terminalSafe(connection.lastError)}\n`);

@@ -1,4 +1,4 @@
-import type { ConnectionSummary, TenantSummary } from "../store/token-store.js";
+import type { ConnectionSummary, TenantSummary } from "../store/connection-store.js";
 import { ageText, countdownText } from "../web/durations.js";
 import { terminalSafe } from "./terminal-text.js";
 

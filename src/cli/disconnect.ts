@@ -40,10 +40,10 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
     const tenantId = positionals[0]!;
     const identity = identityFromEnv(io.env);
     const encryption = encryptionFromFlags(values, io.env);
-    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    const store = await openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     try {
-      checkEncryptionKeys(store, encryption.cipher);
-      const holders = (await store.listConnections())
+      await checkEncryptionKeys(store, encryption.cipher);
+      const holders = (await store.connections.listConnections())
         .filter((c) => values.connection === undefined || c.connectionId === values.connection)
         .flatMap((c) => c.tenants.filter((t) => t.tenantId === tenantId).map((t) => ({ c, t })));
       if (holders.length === 0) {
@@ -77,8 +77,8 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
           await broker.close();
         }
       }
-      await store.removeTenant(c.connectionId, tenantId);
-      recordCliAction(store, { action: "disconnect", tenantId, connectionId: c.connectionId, detail: atXero });
+      await store.connections.removeTenant(c.connectionId, tenantId);
+      await recordCliAction(store, { action: "disconnect", tenantId, connectionId: c.connectionId, detail: atXero });
       io.out.write(`${terminalSafe(`tenant ${tenantId}  ${t.tenantName ?? ""}  ${atXero}; removed from connection ${c.connectionId}`)}\n`);
       return 0;
     } finally {

@@ -44,9 +44,9 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
     const upstream = upstreamFromEnv(io.env);
     const encryption = encryptionFromFlags(values, io.env);
     const refreshToken = await readRefreshToken(io);
-    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    const store = await openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     try {
-      checkEncryptionKeys(store, encryption.cipher);
+      await checkEncryptionKeys(store, encryption.cipher);
       const identity = identityFromConfig(upstream);
       let result;
       try {
@@ -55,7 +55,7 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
         if (e instanceof UpstreamError) throw new ConfigError(`import failed, nothing stored: ${e.message}`);
         throw e;
       }
-      recordCliAction(store, { action: "import", connectionId: result.connectionId, detail: result.created ? "new" : "replaced" });
+      await recordCliAction(store, { action: "import", connectionId: result.connectionId, detail: result.created ? "new" : "replaced" });
       if (values.json) {
         io.out.write(`${terminalJson(result)}\n`);
       } else {

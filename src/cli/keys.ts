@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { generateApiKey, hashApiKey, isValidKeyName, parseTenantScope } from "../auth/api-key.js";
 import { ConfigError, DEFAULT_DB } from "../config.js";
-import { createSqliteApiKeys, DuplicateKeyNameError } from "../store/sqlite-api-keys.js";
+import { DuplicateKeyNameError } from "../store/api-key-store.js";
 import type { Command, CommandIo } from "./command.js";
 import { recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
@@ -70,16 +70,16 @@ async function create(values: Values, io: CommandIo): Promise<number> {
   const tenants = values.tenants === undefined ? undefined : parseTenantScope(values.tenants);
   if (tenants === undefined) throw new ConfigError("--tenants is required: tenant ids separated by commas, or '*' for every tenant");
   const role = values.admin ? "admin" : "client";
-  const store = openStoreOrExplain(dbPath(values.db, io.env));
+  const store = await openStoreOrExplain(dbPath(values.db, io.env));
   try {
     const key = generateApiKey();
     try {
-      createSqliteApiKeys(store.database).create({ name, keyHash: hashApiKey(key), tenants, role, createdAt: Date.now() });
+      await store.apiKeys.create({ name, keyHash: hashApiKey(key), tenants, role, createdAt: Date.now() });
     } catch (e) {
       if (e instanceof DuplicateKeyNameError) throw new ConfigError(e.message);
       throw e;
     }
-    recordCliAction(store, { action: "keys_create", detail: `key=${name} tenants=${tenants === "*" ? "*" : tenants.join(",")} role=${role}` });
+    await recordCliAction(store, { action: "keys_create", detail: `key=${name} tenants=${tenants === "*" ? "*" : tenants.join(",")} role=${role}` });
     io.out.write(`${key}\n`);
     io.err.write(`key ${name} created (${role}, tenants ${tenants === "*" ? "*" : tenants.join(",")}); it is shown only now: store it safely\n`);
     return 0;
@@ -89,9 +89,9 @@ async function create(values: Values, io: CommandIo): Promise<number> {
 }
 
 async function list(values: Values, io: CommandIo): Promise<number> {
-  const store = openStoreOrExplain(dbPath(values.db, io.env));
+  const store = await openStoreOrExplain(dbPath(values.db, io.env));
   try {
-    const keys = createSqliteApiKeys(store.database).list();
+    const keys = await store.apiKeys.list();
     const rows = keys.map((k) => ({
       name: k.name,
       role: k.role,
@@ -117,12 +117,12 @@ async function list(values: Values, io: CommandIo): Promise<number> {
 }
 
 async function revoke(name: string, values: Values, io: CommandIo): Promise<number> {
-  const store = openStoreOrExplain(dbPath(values.db, io.env));
+  const store = await openStoreOrExplain(dbPath(values.db, io.env));
   try {
-    if (!createSqliteApiKeys(store.database).revoke(name, Date.now())) {
+    if (!(await store.apiKeys.revoke(name, Date.now()))) {
       throw new ConfigError(`no active key named ${JSON.stringify(name)}; see tokenbroker keys list`);
     }
-    recordCliAction(store, { action: "keys_revoke", detail: `key=${name}` });
+    await recordCliAction(store, { action: "keys_revoke", detail: `key=${name}` });
     io.out.write(`key ${name} revoked\n`);
     return 0;
   } finally {

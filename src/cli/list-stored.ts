@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { ConnectionSummary } from "../store/token-store.js";
+import type { ConnectionSummary } from "../store/connection-store.js";
 import type { CommandIo } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 
@@ -14,9 +14,9 @@ export async function listStored(
   render: (connections: ConnectionSummary[], json: boolean) => string,
 ): Promise<number> {
   const { values } = parseArgs({ args, options: { db: { type: "string" }, json: { type: "boolean" } }, allowPositionals: false });
-  const store = openStoreOrExplain(dbPath(values.db, io.env));
+  const store = await openStoreOrExplain(dbPath(values.db, io.env));
   try {
-    io.out.write(`${render(await store.listConnections(), values.json ?? false)}\n`);
+    io.out.write(`${render(await store.connections.listConnections(), values.json ?? false)}\n`);
     return 0;
   } finally {
     await store.close();

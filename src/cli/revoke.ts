@@ -5,7 +5,7 @@ import { ConfigError } from "../config.js";
 import { UPSTREAM_COMMAND_SETTINGS } from "../settings/all-settings.js";
 import { flagOptions } from "../settings/setting.js";
 import { settingsHelp } from "../settings/settings-help.js";
-import { UnreadableTokenSetError } from "../store/token-store.js";
+import { UnreadableTokenSetError } from "../store/token-set-store.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, encryptionFromFlags, recordCliAction } from "./security-options.js";
@@ -39,16 +39,16 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
     const connectionId = positionals[0]!;
     const identity = identityFromEnv(io.env);
     const encryption = encryptionFromFlags(values, io.env);
-    const store = openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
+    const store = await openStoreOrExplain(dbPath(values.db, io.env), encryption.cipher);
     try {
-      checkEncryptionKeys(store, encryption.cipher);
-      const summary = (await store.listConnections()).find((c) => c.connectionId === connectionId);
+      await checkEncryptionKeys(store, encryption.cipher);
+      const summary = (await store.connections.listConnections()).find((c) => c.connectionId === connectionId);
       if (!summary) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
       // Hold the refresh lease: the refresh token read next stays the live one until it is revoked.
       const holder = `${hostname()}:${process.pid}:revoke`;
       const deadline = Date.now() + LEASE_WAIT_MS;
       for (;;) {
-        const lease = await store.tryAcquireLease(connectionId, holder, LEASE_WAIT_MS);
+        const lease = await store.tokens.tryAcquireLease(connectionId, holder, LEASE_WAIT_MS);
         if (lease.acquired) break;
         if (Date.now() > deadline) {
           io.err.write(`tokenbroker revoke: connection ${connectionId} is being refreshed by ${lease.holder}; try again\n`);
@@ -56,23 +56,23 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
         }
         await delay(100);
       }
-      const record = await store.getToken(connectionId).catch(async (e: unknown) => {
-        await store.releaseLease(connectionId, holder);
+      const record = await store.tokens.getToken(connectionId).catch(async (e: unknown) => {
+        await store.tokens.releaseLease(connectionId, holder);
         throw e;
       });
       if (!record) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
       try {
         await identity.revoke(record.refreshToken);
       } catch (e) {
-        await store.releaseLease(connectionId, holder);
+        await store.tokens.releaseLease(connectionId, holder);
         if (e instanceof UpstreamError) {
           io.err.write(`tokenbroker revoke: Xero could not be asked, nothing removed: ${e.message}\n`);
           return 1;
         }
         throw e;
       }
-      await store.removeConnection(connectionId);
-      recordCliAction(store, { action: "revoke", connectionId });
+      await store.connections.removeConnection(connectionId);
+      await recordCliAction(store, { action: "revoke", connectionId });
       const tenants = summary.tenants.filter((t) => t.state === "active");
       const who = terminalSafe(summary.userName ?? summary.xeroUserId ?? "");
       io.out.write(`connection ${connectionId}  ${who}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`);

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, DEFAULT_DB } from "../config.js";
 import { loadEncryptionKeys, readKeyFile } from "../crypto/encryption-keys.js";
 import { createTokenCipher } from "../crypto/token-cipher.js";
-import { reencryptTokenSets, RotationIncompleteError } from "../store/reencrypt-token-sets.js";
+import { RotationIncompleteError } from "../store/token-set-store.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
@@ -53,17 +53,17 @@ Options:
     const oldKeys = loadEncryptionKeys({ keyFile: values["encryption-key-file"], env: io.env }) ?? [];
     const to = createTokenCipher([newKey]);
     const from = createTokenCipher([newKey, ...oldKeys]);
-    const store = openStoreOrExplain(dbPath(values.db, io.env));
+    const store = await openStoreOrExplain(dbPath(values.db, io.env));
     try {
-      checkEncryptionKeys(store, from);
+      await checkEncryptionKeys(store, from);
       let result;
       try {
-        result = reencryptTokenSets(store.database, { from, to });
+        result = await store.tokens.reencrypt({ from, to });
       } catch (e) {
         if (e instanceof RotationIncompleteError) throw new ConfigError(e.message);
         throw e;
       }
-      recordCliAction(store, { action: "rotate_key", detail: `key=${to.keyId} reencrypted=${result.reencrypted}` });
+      await recordCliAction(store, { action: "rotate_key", detail: `key=${to.keyId} reencrypted=${result.reencrypted}` });
       io.out.write(
         `re-encrypted ${result.reencrypted} token set${result.reencrypted === 1 ? "" : "s"} under key ${to.keyId}` +
           ` (${result.unchanged} already were)\n`,

@@ -9,9 +9,6 @@ import { errorFields, type Logger } from "../logger.js";
 import { octalMode, openToOthers } from "../private-files.js";
 import type { BrokerAuthOptions } from "../server/server-security.js";
 import type { OnePortTls } from "../server/one-port-server.js";
-import { createSqliteApiKeys } from "../store/sqlite-api-keys.js";
-import { createSqliteAuditSink } from "../store/sqlite-audit-log.js";
-import type { SqliteStore } from "../store/sqlite-store.js";
 import {
   ENCRYPTION_KEY_FILE,
   INSECURE_NO_AUTH,
@@ -21,7 +18,7 @@ import {
   TLS_KEY,
 } from "../settings/security-settings.js";
 import { readSetting, type SettingsSource } from "../settings/setting.js";
-import { tokenKeyIds, unsealedTokenSets } from "../store/reencrypt-token-sets.js";
+import type { Store } from "../store/store.js";
 
 type EncryptionValues = { "encryption-key-file"?: string | undefined; "insecure-no-encryption"?: boolean | undefined };
 type ServeSecurityValues = EncryptionValues & {
@@ -105,7 +102,7 @@ export interface ServeSecurity {
   auth: BrokerAuthOptions | undefined;
   audit: AuditLog;
   /** Logs what is insecure or missing (no auth, no encryption, no keys yet): once the server listens. */
-  announce(): void;
+  announce(): Promise<void>;
   /** Writes the last audit entries and stops re-reading the key file. */
   close(): Promise<void>;
 }
@@ -117,16 +114,15 @@ export interface ServeSecurity {
  */
 export function startServeSecurity(
   config: ServeSecurityConfig,
-  store: SqliteStore,
+  store: Store,
   logger: Logger,
   env: NodeJS.ProcessEnv,
 ): ServeSecurity {
-  const db = store.database;
   const audit = createAuditLog({
-    sink: createSqliteAuditSink(db),
+    sink: store.auditLog,
     onError: (e) => logger.error(errorFields(e), "cannot write the audit log"),
   });
-  const keys = createSqliteApiKeys(db);
+  const keys = store.apiKeys;
   const reload = () => {
     if (!config.cipher || config.keyFile === undefined) return;
     warnIfKeyFileOpen(config.keyFile, logger);
@@ -142,18 +138,18 @@ export function startServeSecurity(
   return {
     auth: config.auth ? { authenticator: createAuthenticator({ keys }) } : undefined,
     audit,
-    announce() {
+    async announce() {
       if (!config.auth) {
         logger.warn(
           { event: "insecure", auth: false },
           "authentication is OFF (--insecure-no-auth): every local process can get every token",
         );
-      } else if (!keys.list().some((k) => k.revokedAt === undefined)) {
+      } else if (!(await keys.list()).some((k) => k.revokedAt === undefined)) {
         logger.warn({ event: "no_api_keys" }, "no API keys yet: create one with `tokenbroker keys create --name <name> --tenants '*'`");
       }
       if (!config.cipher) logger.warn({ event: "insecure", encryption: false }, "tokens are stored in clear text (--insecure-no-encryption)");
       if (config.keyFile !== undefined) warnIfKeyFileOpen(config.keyFile, logger);
-      if (config.cipher) warnIfUnsealed(store, logger);
+      if (config.cipher) await warnIfUnsealed(store, logger);
     },
     async close() {
       process.off("SIGHUP", reload);
@@ -173,8 +169,8 @@ export function warnIfKeyFileOpen(keyFile: string, logger: Logger): void {
 }
 
 /** Warns (one line) when token sets in clear text will be refused because a key is configured, and what to do. */
-function warnIfUnsealed(store: SqliteStore, logger: Logger): void {
-  const ids = unsealedTokenSets(store.database);
+async function warnIfUnsealed(store: Store, logger: Logger): Promise<void> {
+  const ids = await store.tokens.unsealed();
   if (ids.length === 0) return;
   logger.warn(
     { event: "token_sets_not_encrypted", count: ids.length, connectionIds: ids.slice(0, 20) },
@@ -197,8 +193,8 @@ export function cliActor(): string {
  * Refuses, with one line, a database whose tokens the configured keys cannot
  * open: encrypted tokens without a key, or a key id missing from the keyring.
  */
-export function checkEncryptionKeys(store: SqliteStore, cipher: TokenCipher | undefined): void {
-  const inUse = tokenKeyIds(store.database).filter((id): id is string => id !== null);
+export async function checkEncryptionKeys(store: Store, cipher: TokenCipher | undefined): Promise<void> {
+  const inUse = (await store.tokens.keyIds()).filter((id): id is string => id !== null);
   if (inUse.length === 0) return;
   if (!cipher) {
     throw new ConfigError(
@@ -215,12 +211,12 @@ export function checkEncryptionKeys(store: SqliteStore, cipher: TokenCipher | un
 }
 
 /** Records an admin command (connect, disconnect, revoke, import, keys) in the audit log, as `cli:<user>`. Never fails the command. */
-export function recordCliAction(
-  store: SqliteStore,
+export async function recordCliAction(
+  store: Pick<Store, "auditLog">,
   entry: { action: string; tenantId?: string | undefined; connectionId?: string | undefined; outcome?: string; detail?: string | undefined },
-): void {
+): Promise<void> {
   try {
-    void createSqliteAuditSink(store.database).write([{ at: Date.now(), actor: cliActor(), outcome: "ok", ...entry }]);
+    await store.auditLog.write([{ at: Date.now(), actor: cliActor(), outcome: "ok", ...entry }]);
   } catch {
     // The action is done; a database that cannot take the entry has already said so elsewhere.
   }

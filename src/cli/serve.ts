@@ -57,9 +57,9 @@ starts Xero's consent flow, which comes back to the redirect URI.
     const { listen, upstream, consent, leadTimeMs, keepAliveAfterMs, leaseTtlMs, shutdownGraceMs, notifications, limits } = config;
     const securityConfig = config.security;
     const logger = createLogger({ level: config.logLevel, destination: io.err, format: config.logFormat });
-    const store = openStoreOrExplain(config.db, securityConfig.cipher, logger);
+    const store = await openStoreOrExplain(config.db, securityConfig.cipher, logger);
     try {
-      checkEncryptionKeys(store, securityConfig.cipher);
+      await checkEncryptionKeys(store, securityConfig.cipher);
     } catch (e) {
       await store.close();
       throw e;
@@ -100,7 +100,7 @@ starts Xero's consent flow, which comes back to the redirect URI.
       }
       throw e;
     }
-    security.announce();
+    await security.announce();
     const signal = await stopped;
     logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
     await server.close();

@@ -1,7 +1,8 @@
 import { ConfigError } from "../config.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import type { Logger } from "../logger.js";
-import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
+import { openStore } from "../store/open-store.js";
+import type { Store } from "../store/store.js";
 import { DB } from "../settings/server-settings.js";
 import { readSetting } from "../settings/setting.js";
 
@@ -15,9 +16,9 @@ export function dbPath(flag: string | undefined, env: NodeJS.ProcessEnv): string
  * of refused token sets and files made private), turning a file-system
  * failure into a one-line ConfigError.
  */
-export function openStoreOrExplain(path: string, encryption?: TokenCipher, logger?: Logger): SqliteStore {
+export async function openStoreOrExplain(path: string, encryption?: TokenCipher, logger?: Logger): Promise<Store> {
   try {
-    return openSqliteStore({ path, ...(encryption ? { encryption } : {}), ...(logger ? { logger } : {}) });
+    return await openStore(path, { ...(encryption ? { encryption } : {}), ...(logger ? { logger } : {}) });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     throw new ConfigError(`cannot open database ${path}: ${why}`);

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
 import { LINK_PREFIX, type AuthorisationStatus } from "../store/pending-authorisation.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
 import { ConsentError } from "./consent-error.js";
 import { storeGrant, type StoredGrant } from "./store-grant.js";
@@ -10,7 +10,7 @@ import { storeGrant, type StoredGrant } from "./store-grant.js";
 /** Options for {@link createConsentFlow}. */
 export interface ConsentFlowOptions {
   /** Where pending authorisations, token sets and tenants are kept. */
-  store: TokenStore;
+  store: Pick<Store, "connections" | "consents">;
   /** Builds the authorization URL, exchanges the code, lists the tenants. */
   identity: IdentityServer;
   /** Where the issuer sends the browser back (registered with the app); no query. */
@@ -80,7 +80,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     if (!state) {
       throw new ConsentError("missing_state", "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.");
     }
-    const taken = await store.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
+    const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
     if (!taken.ok) {
       switch (taken.reason) {
         case "unknown":
@@ -102,7 +102,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     const url = await authorizationUrl(state, codeVerifier);
     const now = clock.now();
     const expiresAt = now + ttlMs;
-    await store.createAuthorisation({ state, codeVerifier, browserHash, createdAt: now, expiresAt });
+    await store.consents.createAuthorisation({ state, codeVerifier, browserHash, createdAt: now, expiresAt });
     return { url, state, expiresAt };
   }
 
@@ -127,12 +127,12 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       const now = clock.now();
       const expiresAt = now + ttlMs;
       const codeVerifier = oidc.randomPKCECodeVerifier();
-      await store.createAuthorisation({ state, codeVerifier, browserHash: `${LINK_PREFIX}${hash(linkSecret)}`, createdAt: now, expiresAt });
+      await store.consents.createAuthorisation({ state, codeVerifier, browserHash: `${LINK_PREFIX}${hash(linkSecret)}`, createdAt: now, expiresAt });
       return { state, linkSecret, expiresAt };
     },
 
     async claim(linkSecret, browserSecret) {
-      const claimed = await store.claimAuthorisation(hash(linkSecret), hash(browserSecret), clock.now());
+      const claimed = await store.consents.claimAuthorisation(hash(linkSecret), hash(browserSecret), clock.now());
       if (!claimed) return undefined;
       return { url: await authorizationUrl(claimed.state, claimed.codeVerifier), state: claimed.state, expiresAt: claimed.expiresAt };
     },
@@ -145,15 +145,15 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         const state = params.get("state");
         if (state) {
           // The consent's own browser uses the state up (so that `tokenbroker connect` stops waiting); any other is refused.
-          const taken = await store.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
-          if (taken.ok) await store.finishAuthorisation(state, { error: said });
+          const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
+          if (taken.ok) await store.consents.finishAuthorisation(state, { error: said });
           else if (taken.reason === "wrong_browser") throw wrongBrowser();
         }
         throw new ConsentError("denied", `Xero did not grant access (${said}).`);
       }
       const { state, codeVerifier } = await takeState(params, browserSecret);
       if (!params.get("code")) {
-        await store.finishAuthorisation(state, { error: "missing_code" });
+        await store.consents.finishAuthorisation(state, { error: "missing_code" });
         throw new ConsentError("missing_code", "The answer from Xero carries no authorisation code.");
       }
       let obtained;
@@ -162,7 +162,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       } catch (e) {
         const upstream = e instanceof UpstreamError ? e : undefined;
         const message = upstream?.message ?? "the code exchange failed";
-        await store.finishAuthorisation(state, { error: message });
+        await store.consents.finishAuthorisation(state, { error: message });
         if (upstream?.kind === "invalid_grant") {
           throw new ConsentError("code_rejected", `Xero refused the authorisation code (${message}). Start again.`, { cause: e });
         }
@@ -172,18 +172,18 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       try {
         stored = await storeGrant(store, identity, obtained, { addedBy: obtained.authEventId });
       } catch (e) {
-        await store.finishAuthorisation(state, { error: "the token set could not be stored" }).catch(() => {});
+        await store.consents.finishAuthorisation(state, { error: "the token set could not be stored" }).catch(() => {});
         throw e;
       }
       if (stored.tenantsError !== undefined) {
-        await store.recordError(stored.connectionId, `connected, but its tenants could not be read: ${stored.tenantsError}`);
+        await store.connections.recordError(stored.connectionId, `connected, but its tenants could not be read: ${stored.tenantsError}`);
       }
-      await store.finishAuthorisation(state, { connectionId: stored.connectionId });
+      await store.consents.finishAuthorisation(state, { connectionId: stored.connectionId });
       return stored;
     },
 
     status(state) {
-      return store.getAuthorisation(state, clock.now());
+      return store.consents.getAuthorisation(state, clock.now());
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { Tenant } from "../token-set.js";
 import type { IdentityServer, ObtainedTokenSet, XeroConnection } from "../upstream/identity-server.js";
 
@@ -28,17 +28,17 @@ export interface StoredGrant {
  * tenants of that consent are read too (`?authEventId=`).
  */
 export async function storeGrant(
-  store: TokenStore,
+  store: Pick<Store, "connections">,
   identity: IdentityServer,
   obtained: ObtainedTokenSet,
   options: { addedBy?: string | undefined } = {},
 ): Promise<StoredGrant> {
   const { xeroUserId, authEventId: _event, userName, ...tokenSet } = obtained;
-  const { connectionId, created } = await store.saveConnection({ xeroUserId, userName, tokenSet, tenants: [] });
+  const { connectionId, created } = await store.connections.saveConnection({ xeroUserId, userName, tokenSet, tenants: [] });
   const result: StoredGrant = { connectionId, created, xeroUserId, tenants: [], added: [], gone: [] };
   try {
     const all = (await identity.listConnections(tokenSet.accessToken)).map(toTenant);
-    const { gone } = await store.syncTenants(connectionId, all);
+    const { gone } = await store.connections.syncTenants(connectionId, all);
     result.tenants = all;
     result.gone = gone;
     if (options.addedBy !== undefined) {

@@ -1,4 +1,4 @@
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 
 /** Whether the broker can do its job now, and if not, why (no secrets, no upstream text). */
 export type Readiness = { ready: true } | { ready: false; reason: string };
@@ -6,7 +6,7 @@ export type Readiness = { ready: true } | { ready: false; reason: string };
 /** Options for {@link createHealthMonitor}. */
 export interface HealthMonitorOptions {
   /** The store whose `ping()` proves the database usable. */
-  store: Pick<TokenStore, "ping">;
+  store: Pick<Store, "ping">;
   /** Why the upstream configuration is invalid right now (the refresher's `misconfiguration`), or undefined. */
   misconfiguration?: () => string | undefined;
   /** How often the state is re-checked while someone watches it, ms (default 1000). */

@@ -3,7 +3,7 @@ import { Registry } from "prom-client";
 import type { RefreshListener, RefreshWaitListener } from "../broker/refresh-events.js";
 import type { Clock } from "../clock.js";
 import type { HttpRoute } from "../server/http-routes.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { createMetricsRoute } from "./metrics-route.js";
 import { processMetricsRegistry } from "./process-metrics.js";
@@ -14,7 +14,7 @@ import { createUpstreamMetrics } from "./upstream-metrics.js";
 
 /** Options for {@link createBrokerMetrics}. */
 export interface BrokerMetricsOptions {
-  store: TokenStore;
+  store: Pick<Store, "tokens">;
   clock: Clock;
   /** Open WatchToken streams now (read at each scrape). */
   openWatchStreams: () => number;

@@ -1,13 +1,13 @@
 import { Gauge, type Registry } from "prom-client";
 import type { Clock } from "../clock.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import { REFRESH_TOKEN_LIFETIME_MS, type ConnectionState } from "../token-set.js";
 
 const states: ConnectionState[] = ["active", "needs_reauthorization"];
 
 /** Options for {@link createStateMetrics}. */
 export interface StateMetricsOptions {
-  store: TokenStore;
+  store: Pick<Store, "tokens">;
   clock: Clock;
   /** Open WatchToken streams now. */
   openWatchStreams: () => number;
@@ -54,7 +54,7 @@ export function createStateMetrics(registry: Registry, options: StateMetricsOpti
   });
 
   return async () => {
-    const all = await options.store.listTokenStates();
+    const all = await options.store.tokens.listTokenStates();
     const now = options.clock.now();
     for (const g of [connections, needsReauth, accessExpiry, refreshExpiry]) g.reset();
     for (const state of states) connections.set({ state }, all.filter((t) => t.state === state).length);

@@ -1,4 +1,4 @@
-import type { TokenState } from "../store/token-store.js";
+import type { TokenState } from "../store/token-set-store.js";
 import { REFRESH_TOKEN_LIFETIME_MS, type ConnectionState } from "../token-set.js";
 import type { ConnectionEventType } from "./connection-event.js";
 

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.js";
-import type { TokenState, TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
+import type { TokenState } from "../store/token-set-store.js";
 import { REFRESH_TOKEN_LIFETIME_MS } from "../token-set.js";
 import type { ConnectionEvent } from "./connection-event.js";
 import { ConnectionMonitor, type Transition } from "./connection-monitor.js";
@@ -35,7 +36,7 @@ const DAY_MS = 24 * 60 * 60_000;
  * its 60-day death, and a recovery; logs a warning and POSTs a signed webhook
  * for each, once per transition.
  */
-export function createNotifier(options: NotifierOptions & { store: TokenStore; logger: Logger }): Notifier {
+export function createNotifier(options: NotifierOptions & { store: Pick<Store, "connections">; logger: Logger }): Notifier {
   const { store, logger } = options;
   const monitor = new ConnectionMonitor((options.warnDays ?? 7) * DAY_MS);
   if (options.webhookUrl && !options.webhookSecret) throw new Error("a webhook URL needs a webhook secret");
@@ -60,7 +61,7 @@ export function createNotifier(options: NotifierOptions & { store: TokenStore; l
   }
 
   async function describe({ type, state }: Transition, now: number): Promise<ConnectionEvent> {
-    const summary = (await store.listConnections().catch(() => [])).find((c) => c.connectionId === state.connectionId);
+    const summary = (await store.connections.listConnections().catch(() => [])).find((c) => c.connectionId === state.connectionId);
     const dies = state.refreshTokenIssuedAt + REFRESH_TOKEN_LIFETIME_MS;
     const id = state.connectionId;
     const message =

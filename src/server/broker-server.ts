@@ -8,7 +8,7 @@ import { Scheduler, type SchedulerOptions } from "../broker/scheduler.js";
 import { TokenBroker } from "../broker/token-broker.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
 import { TokenServiceImpl } from "../service/token-service.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { routeHttp, type HttpRoute } from "./http-routes.js";
 import type { RequestFailure } from "./request-guard.js";
@@ -45,7 +45,7 @@ export interface BrokerServerOptions {
   /** Port (default 50051; 0 picks a free one). */
   port?: number;
   /** Where token sets live. The caller opens it and closes it after {@link BrokerServer.close}. */
-  store: TokenStore;
+  store: Store;
   /** The identity server tokens are refreshed at. */
   identity: IdentityServer;
   clock?: Clock;
@@ -143,7 +143,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     // A revoked key's WatchToken streams end with UNAUTHENTICATED, and get nothing after the revocation.
     ...(security.watchGate ? { watchGate: security.watchGate } : {}),
   });
-  const scheduler = new Scheduler(broker, options.store, clock, {
+  const scheduler = new Scheduler(broker, options.store.tokens, clock, {
     ...options.scheduler,
     onError: (e) => {
       if (!(e instanceof Error && e.name === "BrokerError")) logger.error(errorFields(e), "background refresh failed");

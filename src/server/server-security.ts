@@ -7,7 +7,7 @@ import { adminOf, createAdminGate } from "../auth/require-admin.js";
 import type { RefreshEvent } from "../broker/refresh-events.js";
 import type { WatchGate } from "../broker/watch-hub.js";
 import { errorFields, type Logger } from "../logger.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { HttpRoute } from "./http-routes.js";
 import type { GuardStep } from "./call-guard.js";
 import { requestTarget } from "./request-target.js";
@@ -62,7 +62,7 @@ export interface ServerSecurity {
 export interface ServerSecurityOptions {
   auth: BrokerAuthOptions | undefined;
   audit: AuditLog | undefined;
-  store: TokenStore;
+  store: Pick<Store, "tokens">;
   /** Served over TLS (cookies get `Secure`). */
   tls: boolean;
   /** Gets one debug line per call: method, key name, tenant or connection, status, duration. */
@@ -79,7 +79,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     steps.push(
       createAuthStep({
         authenticator: auth.authenticator,
-        tenantsOfConnection: async (id) => (await options.store.getToken(id))?.tenantIds,
+        tenantsOfConnection: async (id) => (await options.store.tokens.getToken(id))?.tenantIds,
       }),
     );
   }

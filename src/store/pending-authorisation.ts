@@ -25,7 +25,7 @@ export interface NewPendingAuthorisation {
 export const LINK_PREFIX = "link:";
 
 /**
- * Result of `TokenStore.takeAuthorisation`: when `ok`, the state is used from now on, whatever happens next.
+ * Result of `ConsentStore.takeAuthorisation`: when `ok`, the state is used from now on, whatever happens next.
  * `wrong_browser` (the browser does not hold the consent's cookie) leaves the state as it was, usable by
  * its own browser: an outsider who knows a state cannot burn it.
  */

@@ -1,35 +1,10 @@
 import type Database from "better-sqlite3";
-import { sealedKeyId, type TokenCipher } from "../crypto/token-cipher.js";
+import { sealedKeyId } from "../crypto/token-cipher.js";
 import { openTokenColumns, sealTokenColumns, type TokenColumns } from "./sealed-token-columns.js";
-import { UnreadableTokenSetError } from "./token-store.js";
-
-/** Options for {@link reencryptTokenSets}. */
-export interface ReencryptOptions {
-  /** Opens the values as they are now: every old key (and the new one). Undefined when the database is plain text. */
-  from: TokenCipher | undefined;
-  /** Seals under its current key. */
-  to: TokenCipher;
-  /** Rows per transaction (default 100): short transactions keep running brokers' writes waiting only briefly. */
-  batchSize?: number;
-  /** Passes over the table before giving up on rows that keep being rewritten under another key (default 5). */
-  maxPasses?: number;
-}
-
-/** What {@link reencryptTokenSets} did. */
-export interface ReencryptResult {
-  /** Token sets re-sealed under the new key. */
-  reencrypted: number;
-  /** Token sets that were already under the new key. */
-  unchanged: number;
-}
-
-/** Rows still under another key after every pass (some broker writes with an old key), or rows refused as stored. */
-export class RotationIncompleteError extends Error {
-  override readonly name = "RotationIncompleteError";
-}
+import { RotationIncompleteError, UnreadableTokenSetError, type ReencryptOptions, type ReencryptResult } from "./token-set-store.js";
 
 /**
- * Re-seals every token set under `to`'s current key, in small transactions,
+ * SQLite's `TokenSetStore.reencrypt`: re-seals every token set under `to`'s current key, in small transactions,
  * while brokers keep serving. A row is rewritten only if it still holds the
  * values that were read (a refresh committed meanwhile is re-read and done in
  * the next pass), so no refresh is ever lost. Rows written wholly in clear

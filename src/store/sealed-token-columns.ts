@@ -1,5 +1,5 @@
 import { DecryptionError, isSealed, type TokenCipher } from "../crypto/token-cipher.js";
-import { UnreadableTokenSetError } from "./token-store.js";
+import { UnreadableTokenSetError } from "./token-set-store.js";
 
 /** The secret columns of a `token_sets` row. */
 export interface TokenColumns {

@@ -1,5 +1,6 @@
-import type Database from "better-sqlite3";
-import type { ApiKeyRecord, ApiKeyStore } from "../auth/api-key-store.js";
+import type { ApiKeyRecord, ApiKeyStore } from "./api-key-store.js";
+import { DuplicateKeyNameError } from "./api-key-store.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface KeyRow {
   key_hash: string;
@@ -11,31 +12,9 @@ interface KeyRow {
   revoked_at: number | null;
 }
 
-/** A new key to store (hashed by the caller). */
-export interface NewApiKey {
-  name: string;
-  keyHash: string;
-  tenants: "*" | string[];
-  role: "client" | "admin";
-  createdAt: number;
-}
-
-/** An active key of that name exists already. */
-export class DuplicateKeyNameError extends Error {
-  override readonly name = "DuplicateKeyNameError";
-}
-
-/** API keys in the `api_keys` table of a tokenbroker database. */
-export interface SqliteApiKeys extends ApiKeyStore {
-  create(key: NewApiKey): void;
-  /** Every key, active and revoked, oldest first. */
-  list(): ApiKeyRecord[];
-  /** Revokes the active key of that name; false if there is none. */
-  revoke(name: string, at: number): boolean;
-}
-
-/** API keys stored in `db` (a database migrated by `openSqliteStore`). */
-export function createSqliteApiKeys(db: Database.Database): SqliteApiKeys {
+/** {@link ApiKeyStore} in the `api_keys` table. Writes of keys leave the read cache of token sets alone. */
+export function createSqliteApiKeys(sqlite: SqliteDatabase): ApiKeyStore {
+  const db = sqlite.db;
   const stmt = {
     find: db.prepare(`SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL`),
     active: db.prepare(`SELECT 1 FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL`).pluck(),
@@ -57,7 +36,7 @@ export function createSqliteApiKeys(db: Database.Database): SqliteApiKeys {
     async markUsed(keyHash, at) {
       stmt.used.run({ hash: keyHash, at });
     },
-    create(key) {
+    async create(key) {
       try {
         stmt.insert.run({
           key_hash: key.keyHash,
@@ -73,10 +52,10 @@ export function createSqliteApiKeys(db: Database.Database): SqliteApiKeys {
         throw e;
       }
     },
-    list() {
+    async list() {
       return (stmt.list.all() as KeyRow[]).map(toRecord);
     },
-    revoke(name, at) {
+    async revoke(name, at) {
       return stmt.revoke.run({ name, at }).changes > 0;
     },
   };

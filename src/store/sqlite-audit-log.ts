@@ -1,5 +1,6 @@
-import type Database from "better-sqlite3";
-import type { AuditEntry, AuditSink } from "../audit/audit-log.js";
+import type { AuditEntry } from "../audit/audit-log.js";
+import type { AuditQuery, AuditStore } from "./audit-store.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface AuditRow {
   at: number;
@@ -11,20 +12,14 @@ interface AuditRow {
   detail: string | null;
 }
 
-/** Which entries {@link readAuditLog} returns. */
-export interface AuditQuery {
-  /** Only entries at or after this time, ms. */
-  since?: number | undefined;
-  /** At most this many, the most recent (default 100). */
-  limit?: number | undefined;
-}
-
-/** Writes audit batches to the `audit_log` table, one transaction a batch. */
-export function createSqliteAuditSink(db: Database.Database): AuditSink {
+/** {@link AuditStore} in the `audit_log` table: one transaction a batch. */
+export function createSqliteAuditLog(sqlite: SqliteDatabase): AuditStore {
+  const db = sqlite.db;
   const insert = db.prepare(
     `INSERT INTO audit_log (at, actor, action, tenant_id, connection_id, outcome, detail)
      VALUES (@at, @actor, @action, @tenant_id, @connection_id, @outcome, @detail)`,
   );
+  const recent = db.prepare(`SELECT * FROM audit_log WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?`);
   const writeAll = db.transaction((entries: readonly AuditEntry[]) => {
     for (const e of entries) {
       insert.run({
@@ -39,24 +34,20 @@ export function createSqliteAuditSink(db: Database.Database): AuditSink {
     }
   });
   return {
-    write(entries) {
+    async write(entries) {
       if (db.open) writeAll.immediate(entries);
     },
+    async read(query: AuditQuery = {}) {
+      const rows = recent.all(query.since ?? 0, query.limit ?? 100) as AuditRow[];
+      return rows.reverse().map((r) => ({
+        at: r.at,
+        actor: r.actor ?? undefined,
+        action: r.action,
+        tenantId: r.tenant_id ?? undefined,
+        connectionId: r.connection_id ?? undefined,
+        outcome: r.outcome,
+        detail: r.detail ?? undefined,
+      }));
+    },
   };
-}
-
-/** The most recent audit entries (within `since`), oldest first. */
-export function readAuditLog(db: Database.Database, query: AuditQuery = {}): AuditEntry[] {
-  const rows = db
-    .prepare(`SELECT * FROM audit_log WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?`)
-    .all(query.since ?? 0, query.limit ?? 100) as AuditRow[];
-  return rows.reverse().map((r) => ({
-    at: r.at,
-    actor: r.actor ?? undefined,
-    action: r.action,
-    tenantId: r.tenant_id ?? undefined,
-    connectionId: r.connection_id ?? undefined,
-    outcome: r.outcome,
-    detail: r.detail ?? undefined,
-  }));
 }

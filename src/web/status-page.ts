@@ -1,4 +1,4 @@
-import type { ConnectionSummary, TenantSummary } from "../store/token-store.js";
+import type { ConnectionSummary, TenantSummary } from "../store/connection-store.js";
 import { REFRESH_TOKEN_LIFETIME_MS } from "../token-set.js";
 import { ageText, COUNTDOWN_SCRIPT, countdownText } from "./durations.js";
 import { html, type SafeHtml } from "./html.js";

@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from "../clock.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { HttpRoute } from "../server/http-routes.js";
 import { requestTarget } from "../server/request-target.js";
 import { CONNECT_PATH } from "./consent-routes.js";
@@ -11,7 +11,7 @@ import { renderStatusPage } from "./status-page.js";
 /** Options for {@link statusRoutes}. */
 export interface StatusRoutesOptions {
   /** Where the connections are read from. */
-  store: TokenStore;
+  store: Pick<Store, "connections">;
   /** The broker's clock (countdowns and ages are computed with it). */
   clock?: Clock;
   /** Where a failure to read the store is logged. */
@@ -33,7 +33,7 @@ export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
         const nonce = newNonce();
         let page;
         try {
-          const connections = await options.store.listConnections();
+          const connections = await options.store.connections.listConnections();
           page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected });
         } catch (e) {
           (options.logger ?? silentLogger).error(errorFields(e), "status page failed");

@@ -4,7 +4,7 @@ import { DEFAULT_CONSENT_SCOPES } from "../consent/consent-config.js";
 import { createConsentFlow, type ConsentFlow } from "../consent/consent-flow.js";
 import type { Logger } from "../logger.js";
 import type { HttpRoute } from "../server/http-routes.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { CONNECT_PATH, consentRoutes } from "./consent-routes.js";
 import { STATUS_PATH, statusRoutes } from "./status-routes.js";
@@ -22,7 +22,7 @@ export interface ConsentSettings {
 /** Options for {@link createWebRoutes}. */
 export interface WebRoutesOptions {
   /** What the status page lists and the consent flow stores into. */
-  store: TokenStore;
+  store: Pick<Store, "connections" | "consents">;
   /** The issuer the consent flow talks to. */
   identity: IdentityServer;
   /** Time source for expiry countdowns and state expiry. */

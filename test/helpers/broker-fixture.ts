@@ -9,7 +9,8 @@ import type { TokenCipher } from "../../src/crypto/token-cipher.js";
 import { identityServerOptions, startFakeXero, type FakeXero, type FakeXeroOptions } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../../src/importer.js";
 import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "../../src/server/broker-server.js";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { openSqliteStore } from "../../src/store/sqlite-store.js";
+import type { Store } from "../../src/store/store.js";
 import type { IdentityServer } from "../../src/upstream/identity-server.js";
 import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
 
@@ -51,7 +52,7 @@ export interface BrokerFixtureOptions {
 export interface BrokerFixture {
   fake: FakeXero;
   clock: ManualClock;
-  store: SqliteStore;
+  store: Store;
   identity: IdentityServer;
   server: BrokerServer;
   dbPath: string;
@@ -106,7 +107,7 @@ export async function startBroker(options: BrokerFixtureOptions = {}): Promise<B
     connectionId: imported.connectionId,
     client: (transport = protocols[0]!.transport) => createClient(TokenService, transport(server.url)),
     async expireToken() {
-      const token = await store.getToken(imported.connectionId);
+      const token = await store.tokens.getToken(imported.connectionId);
       if (token) clock.set(token.expiresAt + 1000);
     },
     async close() {

@@ -67,7 +67,7 @@ export async function startCore(options: CoreOptions = {}): Promise<CoreFixture>
     const events: RefreshEvent[] = [];
     const waits: RefreshWaitEvent[] = [];
     const broker = new TokenBroker({
-      store,
+      store: store.parts,
       identity,
       clock,
       onRefresh: (e) => events.push(e),

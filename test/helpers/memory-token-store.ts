@@ -8,14 +8,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Clock } from "../../src/clock.js";
-import {
-  LeaseLostError,
-  type ConnectionSummary,
-  type LeaseResult,
-  type SaveConnectionInput,
-  type TokenState,
-  type TokenStore,
-} from "../../src/store/token-store.js";
+import type { ConnectionStore, ConnectionSummary, SaveConnectionInput } from "../../src/store/connection-store.js";
+import type { Store } from "../../src/store/store.js";
+import { LeaseLostError, type LeaseResult, type TokenSetStore, type TokenState } from "../../src/store/token-set-store.js";
+
+/** The two parts of the store the token logic uses, as one object (what the memory store implements). */
+export type TokenStore = TokenSetStore & ConnectionStore;
 import type { ConnectionState, NewTokenSet, Tenant, TokenRecord, TokenSet } from "../../src/token-set.js";
 
 interface Row {
@@ -45,6 +43,11 @@ export interface MemoryStoreCounts {
 
 /** See the file comment. */
 export class MemoryTokenStore implements TokenStore {
+  /** This store as the parts `TokenBroker` and `Refresher` take. */
+  get parts(): Pick<Store, "tokens" | "connections"> {
+    return { tokens: this, connections: this };
+  }
+
   private readonly rows = new Map<string, Row>();
   private readonly leases = new Map<string, Lease>();
   readonly counts: MemoryStoreCounts = { commits: 0, leasesTaken: 0, getToken: 0 };
@@ -199,20 +202,14 @@ export class MemoryTokenStore implements TokenStore {
   removeConnection(): Promise<boolean> {
     return notInMemory("removeConnection");
   }
-  createAuthorisation(): Promise<void> {
-    return notInMemory("createAuthorisation");
+  reencrypt(): Promise<never> {
+    return notInMemory("reencrypt");
   }
-  takeAuthorisation(): Promise<never> {
-    return notInMemory("takeAuthorisation");
+  keyIds(): Promise<Array<string | null>> {
+    return notInMemory("keyIds");
   }
-  claimAuthorisation(): Promise<undefined> {
-    return notInMemory("claimAuthorisation");
-  }
-  finishAuthorisation(): Promise<void> {
-    return notInMemory("finishAuthorisation");
-  }
-  getAuthorisation(): Promise<undefined> {
-    return notInMemory("getAuthorisation");
+  unsealed(): Promise<string[]> {
+    return notInMemory("unsealed");
   }
 
   private row(connectionId: string): Row {

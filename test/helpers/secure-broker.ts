@@ -1,14 +1,12 @@
 import { createAuditLog, type AuditEntry, type AuditLog } from "../../src/audit/audit-log.js";
-import type { ApiKeyStore } from "../../src/auth/api-key-store.js";
 import { generateApiKey, hashApiKey } from "../../src/auth/api-key.js";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
-import { createSqliteApiKeys, type SqliteApiKeys } from "../../src/store/sqlite-api-keys.js";
-import { createSqliteAuditSink, readAuditLog } from "../../src/store/sqlite-audit-log.js";
+import type { ApiKeyStore } from "../../src/store/api-key-store.js";
 import { startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./broker-fixture.js";
 
 /** A broker fixture with API keys required and an audit log. */
 export interface SecureBrokerFixture extends BrokerFixture {
-  keys: SqliteApiKeys;
+  keys: ApiKeyStore;
   audit: AuditLog;
   /** Creates a key and returns it (the only time it is seen). */
   createKey(name: string, tenants: "*" | string[], options?: { admin?: boolean }): string;
@@ -25,15 +23,14 @@ export interface SecureBrokerFixture extends BrokerFixture {
 export async function startSecureBroker(
   options: BrokerFixtureOptions & { cacheTtlMs?: number; revocationCheckMs?: number } = {},
 ): Promise<SecureBrokerFixture> {
-  let keys: SqliteApiKeys | undefined;
   let fixture: BrokerFixture | undefined;
-  const lazyKeys: ApiKeyStore = {
-    findActive: (hash) => keys!.findActive(hash),
-    isActive: (hash) => keys!.isActive(hash),
-    markUsed: (hash, at) => keys!.markUsed(hash, at),
+  const lazyKeys: Pick<ApiKeyStore, "findActive" | "isActive" | "markUsed"> = {
+    findActive: (hash) => fixture!.store.apiKeys.findActive(hash),
+    isActive: (hash) => fixture!.store.apiKeys.isActive(hash),
+    markUsed: (hash, at) => fixture!.store.apiKeys.markUsed(hash, at),
   };
   const audit = createAuditLog({
-    sink: { write: (entries) => createSqliteAuditSink(fixture!.store.database).write(entries) },
+    sink: { write: (entries) => fixture!.store.auditLog.write(entries) },
     flushMs: 20,
   });
   fixture = await startBroker({
@@ -48,20 +45,20 @@ export async function startSecureBroker(
     },
   });
   const f = fixture;
-  keys = createSqliteApiKeys(f.store.database);
-  const k = keys;
+  const k = f.store.apiKeys;
   return {
     ...f,
     keys: k,
     audit,
     createKey(name, tenants, opts = {}) {
       const key = generateApiKey();
-      k.create({ name, keyHash: hashApiKey(key), tenants, role: opts.admin ? "admin" : "client", createdAt: Date.now() });
+      // The SQLite store inserts before its promise settles: the key works as soon as this returns.
+      void k.create({ name, keyHash: hashApiKey(key), tenants, role: opts.admin ? "admin" : "client", createdAt: Date.now() });
       return key;
     },
     async auditEntries() {
       await audit.flush();
-      return readAuditLog(f.store.database, { limit: 10_000 });
+      return f.store.auditLog.read({ limit: 10_000 });
     },
     async close() {
       await f.server.close();

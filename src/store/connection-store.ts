@@ -1,0 +1,67 @@
+import type { ConnectionState, NewTokenSet, Tenant, TenantState } from "../token-set.js";
+
+/** What an import or a consent hands to the store. */
+export interface SaveConnectionInput {
+  /** The Xero user whose grant this is; the same user replaces their token set. */
+  xeroUserId: string | undefined;
+  /** The user's name or email from the id token, for the status page (not a secret). */
+  userName?: string | undefined;
+  /** The token set just obtained. */
+  tokenSet: NewTokenSet;
+  /** The tenants the grant reaches. */
+  tenants: Tenant[];
+}
+
+/** A tenant as listed for operators: whether Xero still lists it for the grant. */
+export interface TenantSummary extends Tenant {
+  state: TenantState;
+  /** When it vanished from the grant's connections list, ms since the epoch. */
+  goneAt: number | undefined;
+}
+
+/** A connection as listed for operators: no secrets. */
+export interface ConnectionSummary {
+  connectionId: string;
+  xeroUserId: string | undefined;
+  /** The user's name or email, when a consent told it. */
+  userName: string | undefined;
+  /** When the user last consented (or the token set was imported), ms since the epoch. */
+  authorisedAt: number;
+  state: ConnectionState;
+  version: number;
+  expiresAt: number;
+  refreshTokenIssuedAt: number;
+  lastRefreshAt: number | undefined;
+  lastError: string | undefined;
+  tenants: TenantSummary[];
+}
+
+/**
+ * The connections (one Xero user's grant each), their state and their
+ * tenants. A connection is stored with its first token set, in one
+ * transaction; later token sets go through the `TokenSetStore`.
+ */
+export interface ConnectionStore {
+  /** The connection that serves this tenant, or undefined. When several grants reach the tenant, the most recently authorised active one wins. */
+  findConnectionByTenant(tenantId: string): Promise<string | undefined>;
+  /** Stores a newly authorised or imported grant; the same Xero user replaces their earlier token set (and becomes active again). */
+  saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }>;
+  /** Adds or updates tenants of a connection. */
+  saveTenants(connectionId: string, tenants: Tenant[]): Promise<void>;
+  /**
+   * Stores a grant's full tenant list as Xero returned it: listed tenants are
+   * added or updated (and active again), tenants of the connection missing
+   * from the list are marked gone. Returns the ones newly marked gone.
+   */
+  syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }>;
+  /** Marks the connection as needing re-authorisation and releases any refresh lease. */
+  markNeedsReauthorization(connectionId: string, reason: string): Promise<void>;
+  /** Records the last error shown to operators (no secrets). */
+  recordError(connectionId: string, reason: string): Promise<void>;
+  /** Every connection with its tenants, for operators. */
+  listConnections(): Promise<ConnectionSummary[]>;
+  /** Removes one tenant from a connection; false if it had no such tenant. */
+  removeTenant(connectionId: string, tenantId: string): Promise<boolean>;
+  /** Removes a connection with its token set and tenants; false if there was none. */
+  removeConnection(connectionId: string): Promise<boolean>;
+}

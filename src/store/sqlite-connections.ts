@@ -1,0 +1,204 @@
+import { randomUUID } from "node:crypto";
+import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
+import type { ConnectionStore, ConnectionSummary, SaveConnectionInput, TenantSummary } from "./connection-store.js";
+import { sealTokenColumns } from "./sealed-token-columns.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
+import { tokenParams } from "./sqlite-token-rows.js";
+
+interface TenantRow {
+  connection_id: string;
+  tenant_id: string;
+  xero_connection_id: string | null;
+  tenant_name: string | null;
+  tenant_type: string | null;
+  auth_event_id: string | null;
+  state: TenantState;
+  gone_at: number | null;
+}
+
+interface SummaryRow {
+  id: string;
+  xero_user_id: string | null;
+  user_name: string | null;
+  authorised_at: number;
+  state: ConnectionState;
+  version: number;
+  expires_at: number;
+  refresh_token_issued_at: number;
+  last_refresh_at: number | null;
+  last_error: string | null;
+}
+
+/** {@link ConnectionStore} in the `connections` and `tenants` tables (a new grant's token set in `token_sets`). */
+export class SqliteConnections implements ConnectionStore {
+  readonly #stmt;
+  readonly #sqlite: SqliteDatabase;
+
+  constructor(sqlite: SqliteDatabase) {
+    this.#sqlite = sqlite;
+    const db = sqlite.db;
+    this.#stmt = {
+      connectionByTenant: db.prepare(
+        `SELECT c.id FROM tenants t JOIN connections c ON c.id = t.connection_id
+         WHERE t.tenant_id = ? AND t.state = 'active'
+         ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
+      ),
+      connectionByUser: db.prepare(`SELECT id FROM connections WHERE xero_user_id = ?`),
+      tokenVersion: db.prepare(`SELECT version FROM token_sets WHERE connection_id = ?`).pluck(),
+      insertConnection: db.prepare(
+        `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at)
+         VALUES (@id, @user, @user_name, @now, @now)`,
+      ),
+      reauthorise: db.prepare(
+        `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL,
+           user_name = COALESCE(@user_name, user_name) WHERE id = @id`,
+      ),
+      replaceToken: db.prepare(
+        `INSERT OR REPLACE INTO token_sets
+           (connection_id, access_token, refresh_token, id_token, token_type, scope,
+            expires_at, obtained_at, refresh_token_issued_at, version)
+         VALUES (@connection_id, @access_token, @refresh_token, @id_token, @token_type, @scope,
+            @expires_at, @obtained_at, @refresh_token_issued_at, @version)`,
+      ),
+      upsertTenant: db.prepare(
+        `INSERT INTO tenants (connection_id, tenant_id, xero_connection_id, tenant_name, tenant_type, auth_event_id, created_at)
+         VALUES (@connection_id, @tenant_id, @xero_connection_id, @tenant_name, @tenant_type, @auth_event_id, @now)
+         ON CONFLICT (connection_id, tenant_id) DO UPDATE SET
+           xero_connection_id = excluded.xero_connection_id, tenant_name = excluded.tenant_name,
+           tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id,
+           state = 'active', gone_at = NULL`,
+      ),
+      deleteLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ?`),
+      setState: db.prepare(`UPDATE connections SET state = @state, last_error = @error WHERE id = @id`),
+      setError: db.prepare(`UPDATE connections SET last_error = @error WHERE id = @id`),
+      summaries: db.prepare(
+        `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
+           c.last_refresh_at, c.last_error
+         FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
+      ),
+      allTenants: db.prepare(`SELECT * FROM tenants ORDER BY created_at, tenant_id`),
+      activeTenants: db.prepare(`SELECT * FROM tenants WHERE connection_id = ? AND state = 'active'`),
+      markTenantGone: db.prepare(
+        `UPDATE tenants SET state = 'gone', gone_at = @now WHERE connection_id = @connection_id AND tenant_id = @tenant_id`,
+      ),
+      deleteTenant: db.prepare(`DELETE FROM tenants WHERE connection_id = ? AND tenant_id = ?`),
+      deleteConnection: db.prepare(`DELETE FROM connections WHERE id = ?`),
+    };
+  }
+
+  async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
+    return this.#sqlite.reads.get("tenant", tenantId, () => {
+      const row = this.#stmt.connectionByTenant.get(tenantId) as { id: string } | undefined;
+      return row?.id;
+    });
+  }
+
+  async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
+    const now = this.#sqlite.clock.now();
+    const cipher = this.#sqlite.cipher;
+    return this.#sqlite.write(() => {
+      const existing =
+        input.xeroUserId === undefined
+          ? undefined
+          : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
+      const connectionId = existing?.id ?? randomUUID();
+      if (existing) {
+        this.#stmt.reauthorise.run({ id: connectionId, now, user_name: input.userName ?? null });
+        const version = this.#stmt.tokenVersion.get(connectionId) as number | undefined;
+        this.#stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, (version ?? 0) + 1), cipher));
+        this.#stmt.deleteLease.run(connectionId);
+      } else {
+        this.#stmt.insertConnection.run({
+          id: connectionId,
+          user: input.xeroUserId ?? null,
+          user_name: input.userName ?? null,
+          now,
+        });
+        this.#stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, 1), cipher));
+      }
+      this.upsertTenants(connectionId, input.tenants, now);
+      return { connectionId, created: !existing };
+    });
+  }
+
+  async saveTenants(connectionId: string, tenants: Tenant[]): Promise<void> {
+    const now = this.#sqlite.clock.now();
+    this.#sqlite.write(() => this.upsertTenants(connectionId, tenants, now));
+  }
+
+  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
+    const now = this.#sqlite.clock.now();
+    return this.#sqlite.write(() => {
+      this.upsertTenants(connectionId, tenants, now);
+      const listed = new Set(tenants.map((t) => t.tenantId));
+      const vanished = (this.#stmt.activeTenants.all(connectionId) as TenantRow[]).filter((t) => !listed.has(t.tenant_id));
+      for (const t of vanished) this.#stmt.markTenantGone.run({ connection_id: connectionId, tenant_id: t.tenant_id, now });
+      return { gone: vanished.map(toTenant) };
+    });
+  }
+
+  async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {
+    this.#sqlite.write(() => {
+      this.#stmt.setState.run({ id: connectionId, state: "needs_reauthorization", error: reason });
+      this.#stmt.deleteLease.run(connectionId);
+    });
+  }
+
+  async recordError(connectionId: string, reason: string): Promise<void> {
+    this.#sqlite.write(() => this.#stmt.setError.run({ id: connectionId, error: reason }));
+  }
+
+  async listConnections(): Promise<ConnectionSummary[]> {
+    const rows = this.#stmt.summaries.all() as SummaryRow[];
+    const tenants = this.#stmt.allTenants.all() as TenantRow[];
+    return rows.map((r) => ({
+      connectionId: r.id,
+      xeroUserId: r.xero_user_id ?? undefined,
+      userName: r.user_name ?? undefined,
+      authorisedAt: r.authorised_at,
+      state: r.state,
+      version: r.version,
+      expiresAt: r.expires_at,
+      refreshTokenIssuedAt: r.refresh_token_issued_at,
+      lastRefreshAt: r.last_refresh_at ?? undefined,
+      lastError: r.last_error ?? undefined,
+      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
+    }));
+  }
+
+  async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
+    return this.#sqlite.write(() => this.#stmt.deleteTenant.run(connectionId, tenantId).changes === 1);
+  }
+
+  async removeConnection(connectionId: string): Promise<boolean> {
+    return this.#sqlite.write(() => this.#stmt.deleteConnection.run(connectionId).changes === 1);
+  }
+
+  private upsertTenants(connectionId: string, tenants: Tenant[], now: number): void {
+    for (const t of tenants) {
+      this.#stmt.upsertTenant.run({
+        connection_id: connectionId,
+        tenant_id: t.tenantId,
+        xero_connection_id: t.xeroConnectionId ?? null,
+        tenant_name: t.tenantName ?? null,
+        tenant_type: t.tenantType ?? null,
+        auth_event_id: t.authEventId ?? null,
+        now,
+      });
+    }
+  }
+}
+
+function toTenantSummary(row: TenantRow): TenantSummary {
+  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined };
+}
+
+function toTenant(row: TenantRow): Tenant {
+  return {
+    tenantId: row.tenant_id,
+    xeroConnectionId: row.xero_connection_id ?? undefined,
+    tenantName: row.tenant_name ?? undefined,
+    tenantType: row.tenant_type ?? undefined,
+    authEventId: row.auth_event_id ?? undefined,
+  };
+}
