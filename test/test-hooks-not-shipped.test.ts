@@ -59,7 +59,7 @@ describe("TOKENBROKER_TEST_PAUSE_* on the shipped tokenbroker serve", () => {
     expect(broker.stderr()).not.toMatch(/test_hooks|test_pause|TEST-ONLY/);
   });
 
-  it("no source of the package reads TOKENBROKER_TEST_* (dist/ is compiled from src/, bench/ and gen/; test/ does not ship)", () => {
+  it("no source of a published package reads TOKENBROKER_TEST_* (the server ships dist/ compiled from src/ and gen/, the client packages/client/src; test/ does not ship)", () => {
     const files: string[] = [];
     const walk = (d: string) => {
       for (const name of readdirSync(d)) {
@@ -68,7 +68,7 @@ describe("TOKENBROKER_TEST_PAUSE_* on the shipped tokenbroker serve", () => {
         else if (/\.[cm]?[jt]s$/.test(p)) files.push(p);
       }
     };
-    for (const d of ["src", "bench", "gen"]) walk(join(ROOT, d));
+    for (const d of ["src", "gen", "packages/client/src"]) walk(join(ROOT, d));
     expect(files.length).toBeGreaterThan(50);
     expect(files.filter((p) => readFileSync(p, "utf8").includes("TOKENBROKER_TEST_"))).toEqual([]);
     const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { files: string[] };

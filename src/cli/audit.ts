@@ -1,8 +1,10 @@
 import { parseArgs } from "node:util";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
 import type { Command } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
 import { terminalJson, terminalSafe } from "./terminal-text.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 
 /** `tokenbroker audit`: show the audit log. */
 export const auditCommand: Command = {
@@ -20,8 +22,9 @@ Options:
                 2h, 7d) or a date-time (2026-11-26T10:00:00Z)
   --limit N     the N most recent entries (default 100)
   --json        one JSON object a line
-  --db PATH     SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   -h, --help    show this help
+
+${settingsHelp([DB])}
 `,
   async run(args, io) {
     const { values } = parseArgs({

@@ -1,9 +1,11 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
 import type { Command } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 
 /** `tokenbroker backup <file>`: a consistent copy of the live database. */
 export const backupCommand: Command = {
@@ -23,9 +25,10 @@ accepts a spent refresh token only within 30 minutes of its use, so restore
 the newest backup, and only after the broker that wrote the database stopped.
 
 Options:
-  --db PATH    the database to copy [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   --force      replace <file> if it exists
   -h, --help   show this help
+
+${settingsHelp([DB])}
 `,
   async run(args, io) {
     const { values, positionals } = parseArgs({

@@ -1,10 +1,12 @@
 import { parseArgs } from "node:util";
 import { generateApiKey, hashApiKey, isValidKeyName, parseTenantScope } from "../auth/api-key.js";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
 import { DuplicateKeyNameError } from "../store/api-key-store.js";
 import type { Command, CommandIo } from "./command.js";
 import { recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 
 /** `tokenbroker keys`: create, list and revoke the API keys channels use. */
 export const keysCommand: Command = {
@@ -31,8 +33,9 @@ Options:
   --tenants LIST    tenant ids the key may name, comma-separated, or '*' for all
   --admin           the key may also use the admin pages
   --json            (list) print JSON
-  --db PATH         SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   -h, --help        show this help
+
+${settingsHelp([DB])}
 `,
   async run(args, io) {
     const { values, positionals } = parseArgs({

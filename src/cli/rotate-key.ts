@@ -1,11 +1,13 @@
 import { parseArgs } from "node:util";
-import { ConfigError, DEFAULT_DB } from "../config.js";
+import { ConfigError } from "../config.js";
 import { loadEncryptionKeys, readKeyFile } from "../crypto/encryption-keys.js";
 import { createTokenCipher } from "../crypto/token-cipher.js";
 import { RotationIncompleteError } from "../store/token-set-store.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { DB } from "../settings/server-settings.js";
+import { settingsHelp } from "../settings/settings-help.js";
 
 /** `tokenbroker rotate-key`: re-encrypt every token set under a new key while brokers run. */
 export const rotateKeyCommand: Command = {
@@ -38,8 +40,9 @@ If some broker still writes under the old key, step 3 says so and fails.
 Options:
   --new-key-file PATH         the new key (base64; \`tokenbroker keygen\`)
   --encryption-key-file PATH  the current key(s) [TOKENBROKER_ENCRYPTION_KEY_FILE]
-  --db PATH                   SQLite database file [TOKENBROKER_DB] (default ./${DEFAULT_DB})
   -h, --help                  show this help
+
+${settingsHelp([DB])}
 `,
   async run(args, io) {
     const { values } = parseArgs({
