@@ -2,7 +2,7 @@
  * Bounded resources per client (issue 12, item 3): HTTP/2 streams per
  * connection, request bytes held per connection, a header timeout and an
  * idle timeout on every socket (an authenticated WatchToken stream keeps its
- * connection), and a cap on connections per client address.
+ * connection), a time limit on each request's body, and a cap on connections per client address.
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -340,6 +340,47 @@ describe("header and idle timeouts", () => {
       const timer = setTimeout(() => reject(new Error("session with a health Watch still open")), 5000);
       watcher.once("close", () => (clearTimeout(timer), resolve()));
     });
+  });
+
+  it("drops a request whose body trickles past the request timeout on an open path (HTTP/1.1, h2c), and says so once in the log", async () => {
+    const log = captureLog();
+    const b = await broker({ requestTimeoutMs: 600, idleTimeoutMs: 60_000 }, { logger: log.logger });
+    const dribbling: NodeJS.Timeout[] = [];
+    try {
+      // HTTP/1.1: gRPC-Web health Check announcing 1,000 bytes, one byte every 100 ms (each resets any idle timer).
+      const socket = await socketTo(b.server.port);
+      socket.write(
+        "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 1000\r\n\r\n",
+      );
+      dribbling.push(setInterval(() => socket.writable && socket.write("\0"), 100));
+      const h1Closed = closedWithin(socket, 5000);
+      // h2c: a gRPC health Check stream that never ends its request.
+      const session = await h2(b.server.url);
+      const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+      stream.on("error", () => {});
+      stream.resume();
+      dribbling.push(setInterval(() => stream.writable && stream.write(Buffer.from([0])), 100));
+      const started = performance.now();
+      const rstCode = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("trickling h2 stream still open")), 5000);
+        stream.once("close", () => (clearTimeout(timer), resolve(stream.rstCode)));
+      });
+      expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(400);
+      expect(await h1Closed).toBeGreaterThanOrEqual(400);
+      // The connection itself stays usable on HTTP/2: only the stream was dropped.
+      const ok = await new Promise<number>((resolve) => {
+        const s = session.request({ ":path": "/healthz" });
+        s.on("response", (h) => resolve(Number(h[":status"])));
+        s.resume();
+      });
+      expect(ok).toBe(200);
+      const warnings = log.records().filter((r) => r["event"] === "limit" && r["limit"] === "requestTimeouts");
+      expect(warnings).toHaveLength(1);
+      expect(String(warnings[0]!["msg"])).toContain("--request-timeout");
+    } finally {
+      for (const t of dribbling) clearInterval(t);
+    }
   });
 
   it("an authenticated WatchToken stream keeps its connection past both timeouts (fast path, Connect, gRPC-Web)", async () => {

@@ -5,6 +5,7 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_CONNECTION_BUFFER_KIB,
   MAX_CONNECTIONS_PER_ADDRESS,
+  REQUEST_TIMEOUT,
 } from "../settings/limit-settings.js";
 import { readSetting, type FlagOptions, type SettingsSource } from "../settings/setting.js";
 import type { ConnectionLimits } from "../server/connection-limits.js";
@@ -20,5 +21,6 @@ export function limitsFromFlags(values: LimitValues, env: NodeJS.ProcessEnv): Co
     headersTimeoutMs: Math.round(1000 * readSetting(HEADER_TIMEOUT, source)),
     idleTimeoutMs: Math.round(1000 * readSetting(IDLE_TIMEOUT, source)),
     maxConnectionsPerAddress: readSetting(MAX_CONNECTIONS_PER_ADDRESS, source),
+    requestTimeoutMs: Math.round(1000 * readSetting(REQUEST_TIMEOUT, source)),
   };
 }

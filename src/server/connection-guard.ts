@@ -24,18 +24,21 @@ export interface GuardCounts {
   idleTimeouts: number;
   /** HTTP/2 streams reset with ENHANCE_YOUR_CALM: their connection held too many request bytes. */
   resetStreams: number;
+  /** Requests dropped by the request timeout: their body had not wholly arrived in time. */
+  requestTimeouts: number;
 }
 
 /**
  * Applies {@link ConnectionLimits} to the sockets of `listenOnePort`: the
  * per-address cap and the header timeout from the moment a socket is
  * accepted (before its first byte tells HTTP/1.1 from HTTP/2), then the idle
- * timeout and, on HTTP/2, the request bytes each connection may hold.
+ * timeout, the time a request's body may take to arrive and, on HTTP/2, the
+ * request bytes each connection may hold.
  * Sockets are handed to the HTTP servers by hand, so Node's own timers of
  * those servers never start: these replace them.
  */
 export class ConnectionGuard {
-  readonly counts: GuardCounts = { refusedConnections: 0, headerTimeouts: 0, idleTimeouts: 0, resetStreams: 0 };
+  readonly counts: GuardCounts = { refusedConnections: 0, headerTimeouts: 0, idleTimeouts: 0, resetStreams: 0, requestTimeouts: 0 };
   private readonly perAddress = new Map<string, number>();
   private readonly buffered = new WeakMap<object, { bytes: number }>();
 
@@ -90,6 +93,15 @@ export class ConnectionGuard {
     if (!state) return;
     clearTimeout(state.waitTimer);
     state.waitTimer = undefined;
+    if (!req.complete) {
+      const timer = setTimeout(() => {
+        if (req.complete || state.socket.destroyed) return;
+        this.count("requestTimeouts", state.socket.remoteAddress);
+        state.socket.destroy();
+      }, this.limits.requestTimeoutMs);
+      timer.unref();
+      req.once("close", () => clearTimeout(timer));
+    }
     res.once("close", () => {
       if (inFlight() === 0 && !state.socket.destroyed) this.waitForRequest(state, this.limits.idleTimeoutMs, "idle");
     });
@@ -112,8 +124,9 @@ export class ConnectionGuard {
   }
 
   /**
-   * An HTTP/2 stream (its headers came): the header wait ends, and the bytes
-   * received on it count towards its connection's cap until it closes.
+   * An HTTP/2 stream (its headers came): the header wait ends, the bytes
+   * received on it count towards its connection's cap until it closes, and
+   * its request must end within the request timeout.
    */
   stream(stream: http2.ServerHttp2Stream): void {
     const session = stream.session;
@@ -126,9 +139,21 @@ export class ConnectionGuard {
     const held = this.buffered.get(session);
     if (!held) return;
     // State on the stream and shared functions: a WatchToken stream open for hours holds no closures for this.
-    (stream as CountedStream)[COUNTED] = { held, mine: 0, push: stream.push, guard: this };
+    const counted: Counted = { held, mine: 0, push: stream.push, guard: this, requestTimer: undefined };
+    (stream as CountedStream)[COUNTED] = counted;
     stream.push = countedPush;
     stream.once("close", releaseBytes);
+    if (!stream.endAfterHeaders) {
+      counted.requestTimer = setTimeout(requestTimedOut, this.limits.requestTimeoutMs, stream);
+      counted.requestTimer.unref();
+    }
+  }
+
+  /** A stream's request had not ended within the request timeout: it is reset. */
+  requestTimedOut(stream: http2.ServerHttp2Stream): void {
+    if (stream.destroyed) return;
+    this.count("requestTimeouts", stream.session ? addressOf(stream.session) : undefined);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
   }
 
   /** A stream's bytes passed its connection's cap: it is reset, which frees them. */
@@ -150,14 +175,29 @@ export class ConnectionGuard {
 }
 
 const COUNTED = Symbol("tokenbroker.countedBytes");
-type CountedStream = http2.ServerHttp2Stream & {
-  [COUNTED]?: { held: { bytes: number }; mine: number; push: http2.ServerHttp2Stream["push"]; guard: ConnectionGuard };
-};
+interface Counted {
+  held: { bytes: number };
+  mine: number;
+  push: http2.ServerHttp2Stream["push"];
+  guard: ConnectionGuard;
+  /** Resets the stream unless its request ends first (cleared by the end of the request, or the stream's close). */
+  requestTimer: NodeJS.Timeout | undefined;
+}
+type CountedStream = http2.ServerHttp2Stream & { [COUNTED]?: Counted };
+
+function requestTimedOut(stream: CountedStream): void {
+  const counted = stream[COUNTED];
+  if (counted) counted.guard.requestTimedOut(stream);
+}
 
 /** The stream's push(): Node hands it each DATA frame's bytes, whether anyone reads them yet or not. */
 function countedPush(this: CountedStream, chunk: unknown, encoding?: BufferEncoding): boolean {
   const counted = this[COUNTED]!;
-  if (chunk !== null && chunk !== undefined && !this.destroyed) {
+  if (chunk === null) {
+    // The end of the request (END_STREAM): it came in time.
+    clearTimeout(counted.requestTimer);
+    counted.requestTimer = undefined;
+  } else if (chunk !== undefined && !this.destroyed) {
     const n = (chunk as { length: number }).length;
     counted.mine += n;
     counted.held.bytes += n;
@@ -175,6 +215,8 @@ function countedPush(this: CountedStream, chunk: unknown, encoding?: BufferEncod
 function releaseBytes(this: CountedStream): void {
   const counted = this[COUNTED];
   if (!counted) return;
+  clearTimeout(counted.requestTimer);
+  counted.requestTimer = undefined;
   counted.held.bytes -= counted.mine;
   counted.mine = 0;
 }

@@ -21,6 +21,13 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
   /** Open connections per client IP address; the next one is closed at once (default 1,000). */
   maxConnectionsPerAddress: number;
+  /**
+   * A request whose body has not wholly arrived this long after its headers
+   * is dropped, ms (default 30,000): its HTTP/2 stream is reset (CANCEL), its
+   * HTTP/1.1 connection closed. Bytes dribbled to an open path (health) keep
+   * nothing past it, however steadily they come.
+   */
+  requestTimeoutMs: number;
 }
 
 /** The defaults of {@link ConnectionLimits}. */
@@ -30,6 +37,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 120_000,
   maxConnectionsPerAddress: 1000,
+  requestTimeoutMs: 30_000,
 });
 
 /** The defaults with `given` applied. */

@@ -7,6 +7,7 @@ const MESSAGES: Record<keyof GuardCounts, string> = {
   headerTimeouts: "connection closed: no complete request headers in time (--header-timeout)",
   idleTimeouts: "connection closed: idle (--idle-timeout)",
   resetStreams: "HTTP/2 stream reset: its connection holds too many request bytes (--max-connection-buffer-kib)",
+  requestTimeouts: "request dropped: its body did not arrive in time (--request-timeout)",
 };
 
 /**

@@ -7,7 +7,7 @@ import { positiveNumberValue, wholeNumberValue } from "./value-types.js";
 export const LIMITS: SettingSection = {
   title: "Limits per client",
   about:
-    "What one client may hold on the port: streams, request bytes, time without headers or traffic, connections per address. " +
+    "What one client may hold on the port: streams, request bytes, time without headers or traffic, time to send a request, connections per address. " +
     "What each protects, and what the log says when one is reached: [Limits per client](security.md#limits-per-client).",
 };
 
@@ -68,5 +68,17 @@ export const MAX_CONNECTIONS_PER_ADDRESS = {
   description: "open connections per client IP address; more are closed at once",
 } satisfies Setting<number>;
 
+/** `--request-timeout`, in seconds. */
+export const REQUEST_TIMEOUT = {
+  section: LIMITS,
+  flag: "--request-timeout",
+  placeholder: "SECONDS",
+  env: "TOKENBROKER_REQUEST_TIMEOUT_SECONDS",
+  type: positiveNumberValue(),
+  default: String(D.requestTimeoutMs / 1000),
+  description:
+    "drop a request whose body has not wholly arrived this long after its headers (HTTP/2: the stream is reset; HTTP/1.1: the connection is closed)",
+} satisfies Setting<number>;
+
 /** Every setting of this section, in `--help` order. */
-export const LIMIT_SETTINGS = [MAX_CONCURRENT_STREAMS, MAX_CONNECTION_BUFFER_KIB, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS] as const;
+export const LIMIT_SETTINGS = [MAX_CONCURRENT_STREAMS, MAX_CONNECTION_BUFFER_KIB, HEADER_TIMEOUT, IDLE_TIMEOUT, REQUEST_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS] as const;
