@@ -1,45 +1,45 @@
 /**
- * The in-memory store of the unit tests (test/helpers/memory-token-store.ts) behaves as the SQLite store in
- * everything the token logic relies on: leases, the commit under the lease and the version, re-authorisation,
+ * The in-memory store of the unit tests (test/helpers/memory-token-store.ts) behaves as the SQLite and the
+ * PostgreSQL stores in everything the token logic relies on: leases, the commit under the lease and the version, re-authorisation,
  * lapsed leases and token states. The same scenarios run against both, so the unit tests prove something
  * about the real store's contract and the fake cannot drift from it unseen.
  */
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
-import { openSqliteStore } from "../src/store/sqlite-store.js";
+import { openStore } from "../src/store/open-store.js";
+import type { Store } from "../src/store/store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
 import type { NewTokenSet } from "../src/token-set.js";
-import { tempDir } from "./helpers/broker-fixture.js";
 import { MemoryTokenStore, type TokenStore } from "./helpers/memory-token-store.js";
+import { useStoreBackends } from "./helpers/store-backends.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-const stores: Array<{ name: string; open(clock: ManualClock): TokenStore }> = [
-  {
-    name: "SQLite",
-    open(clock) {
-      const dir = tempDir();
-      const store = openSqliteStore({ path: join(dir.path, "t.db"), clock });
-      cleanups.push(async () => {
-        await store.close();
-        dir.cleanup();
-      });
-      // The SQLite store's token-set and connection parts, seen as one object as the memory store is.
-      const parts = [store.tokens, store.connections] as const;
-      return new Proxy({} as TokenStore, {
-        get(_, name) {
-          const part = parts.find((p) => name in p) as Record<PropertyKey, unknown> | undefined;
-          const value = part?.[name];
-          return typeof value === "function" ? value.bind(part) : value;
-        },
-      });
+const backends = useStoreBackends();
+
+/** A store's token-set and connection parts, seen as one object as the memory store is. */
+function asOneObject(store: Store): TokenStore {
+  cleanups.push(() => store.close());
+  const parts = [store.tokens, store.connections] as const;
+  return new Proxy({} as TokenStore, {
+    get(_, name) {
+      const part = parts.find((p) => name in p) as Record<PropertyKey, unknown> | undefined;
+      const value = part?.[name];
+      return typeof value === "function" ? value.bind(part) : value;
     },
-  },
-  { name: "memory", open: (clock) => new MemoryTokenStore(clock) },
+  });
+}
+
+const stores: Array<{ name: string; skip: string | undefined; open(clock: ManualClock): Promise<TokenStore> }> = [
+  ...backends.map((backend) => ({
+    name: backend.name,
+    skip: backend.skip,
+    open: async (clock: ManualClock) => asOneObject(await openStore(await backend.location(), { clock })),
+  })),
+  { name: "memory", skip: undefined, open: async (clock: ManualClock) => new MemoryTokenStore(clock) },
 ];
 
 function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
@@ -57,10 +57,11 @@ function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
 
 const tenant = (tenantId: string) => ({ tenantId, xeroConnectionId: undefined, tenantName: undefined, tenantType: undefined, authEventId: undefined });
 
-describe.each(stores)("the $name store", ({ open }) => {
+describe.each(stores)("the $name store", ({ open, skip }) => {
+  if (skip) return void it.skip(skip);
   async function setUp() {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));
-    const store = open(clock);
+    const store = await open(clock);
     const { connectionId } = await store.saveConnection({ xeroUserId: "u1", tokenSet: tokenSet(clock, "1"), tenants: [tenant("t1")] });
     return { clock, store, connectionId };
   }

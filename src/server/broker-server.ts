@@ -144,6 +144,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(security.watchGate ? { watchGate: security.watchGate } : {}),
   });
   const scheduler = new Scheduler(broker, options.store.tokens, clock, {
+    ...(options.store.changes ? { changes: options.store.changes } : {}),
     ...options.scheduler,
     onError: (e) => {
       if (!(e instanceof Error && e.name === "BrokerError")) logger.error(errorFields(e), "background refresh failed");

@@ -3,7 +3,7 @@ import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
 import type { ConnectionStore, ConnectionSummary, SaveConnectionInput, TenantSummary } from "./connection-store.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-import { tokenParams } from "./sqlite-token-rows.js";
+import { tokenParams } from "./token-rows.js";
 
 interface TenantRow {
   connection_id: string;
