@@ -1,6 +1,8 @@
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll } from "vitest";
 import { tempDir } from "./broker-fixture.js";
+import { withRawDatabase } from "./raw-database.js";
 import { missingPostgres, startPostgres, type PostgresServer } from "./postgres-server.js";
 
 /** A database engine the store runs on, as a test file sees it. */
@@ -11,6 +13,8 @@ export interface StoreBackend {
   readonly skip: string | undefined;
   /** A new, empty store location as `--db` and `openStore` take it: a file path, or a `postgres://` URL of a fresh database. */
   location(): Promise<string>;
+  /** Runs `sql` on the database at `location` behind the store's back (a test's own connection). */
+  exec(location: string, sql: string): Promise<void>;
 }
 
 let postgres: Promise<PostgresServer> | undefined;
@@ -54,11 +58,23 @@ export function useStoreBackends(): StoreBackend[] {
         dirs.push(dir);
         return join(dir.path, "tokenbroker.db");
       },
+      async exec(location, sql) {
+        withRawDatabase(location, (db) => db.exec(sql));
+      },
     },
     {
       name: "PostgreSQL",
       skip: missingPostgres(),
       location: async () => (await server()).createDatabase(),
+      async exec(location, sql) {
+        const client = new pg.Client({ connectionString: location });
+        await client.connect();
+        try {
+          await client.query(sql);
+        } finally {
+          await client.end();
+        }
+      },
     },
   ];
 }
