@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { openStore } from "../src/store/open-store.js";
 import { postgresMigrations } from "../src/store/postgres-migrations.js";
-import type { StoreChange } from "../src/store/store.js";
+import { StoreUnavailableError, type StoreChange } from "../src/store/store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
 import type { NewTokenSet } from "../src/token-set.js";
 import { missingPostgres, type PostgresServer } from "./helpers/postgres-server.js";
@@ -177,7 +177,9 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     await b.tokens.tryAcquireLease(connectionId, "host-b", 30_000);
     await b.tokens.commitRefresh(connectionId, "host-b", 1, next);
     // a cannot hear it, nor reach the server: it still serves the token it had (valid for 30 minutes).
-    await expect(a.ping()).rejects.toThrow();
+    await expect(a.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+    // No refresh without the database's lease: taking one fails as UNAVAILABLE would tell a caller.
+    await expect(a.tokens.tryAcquireLease(connectionId, "host-a", 30_000)).rejects.toBeInstanceOf(StoreUnavailableError);
     expect((await a.tokens.getToken(connectionId))?.accessToken).toBe(v1.accessToken);
     expect(await a.connections.findConnectionByTenant("t-1")).toBe(connectionId);
 

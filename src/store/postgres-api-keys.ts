@@ -31,7 +31,7 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
     reading = (async () => {
       do {
         again = false;
-        const { rows } = await db.pool.query<{ key_hash: string }>(`SELECT key_hash FROM api_keys WHERE revoked_at IS NULL`);
+        const { rows } = await db.query<{ key_hash: string }>(`SELECT key_hash FROM api_keys WHERE revoked_at IS NULL`);
         active = new Set(rows.map((r) => r.key_hash));
       } while (again);
     })().finally(() => (reading = undefined));
@@ -49,14 +49,14 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
   return {
     async findActive(keyHash) {
       if (keyHash.includes("\u0000")) return undefined;
-      const { rows } = await db.pool.query<KeyRow>(`SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, [keyHash]);
+      const { rows } = await db.query<KeyRow>(`SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, [keyHash]);
       return rows[0] && toRecord(rows[0]);
     },
     isActive(keyHash) {
       return active.has(keyHash);
     },
     async markUsed(keyHash, at) {
-      await db.pool.query(`UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND (last_used_at IS NULL OR last_used_at < $2)`, [
+      await db.query(`UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND (last_used_at IS NULL OR last_used_at < $2)`, [
         keyHash,
         at,
       ]);
@@ -82,7 +82,7 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
       active.add(key.keyHash);
     },
     async list() {
-      const { rows } = await db.pool.query<KeyRow>(`SELECT * FROM api_keys ORDER BY created_at, name`);
+      const { rows } = await db.query<KeyRow>(`SELECT * FROM api_keys ORDER BY created_at, name`);
       return rows.map(toRecord);
     },
     async revoke(name, at) {

@@ -20,7 +20,7 @@ export function createPostgresAuditLog(db: PostgresDatabase): AuditStore {
       if (entries.length === 0 || db.isClosed) return;
       // One INSERT of the whole batch from arrays: atomic, one round trip.
       const column = <K extends keyof AuditEntry>(k: K) => entries.map((e) => clean(e[k] ?? null));
-      await db.pool.query(
+      await db.query(
           `INSERT INTO audit_log (at, actor, action, tenant_id, connection_id, outcome, detail)
            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])`,
           [
@@ -35,7 +35,7 @@ export function createPostgresAuditLog(db: PostgresDatabase): AuditStore {
         );
     },
     async read(query: AuditQuery = {}) {
-      const { rows } = await db.pool.query<AuditRow>(
+      const { rows } = await db.query<AuditRow>(
         `SELECT at, actor, action, tenant_id, connection_id, outcome, detail FROM audit_log WHERE at >= $1
          ORDER BY at DESC, id DESC LIMIT $2`,
         [query.since ?? 0, query.limit ?? 100],

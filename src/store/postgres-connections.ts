@@ -45,7 +45,7 @@ export class PostgresConnections implements ConnectionStore {
     // PostgreSQL text cannot hold NUL: such an id (from the network) names no tenant.
     if (tenantId.includes("\u0000")) return undefined;
     return this.#db.reads.get("tenant", tenantId, async () => {
-      const { rows } = await this.#db.pool.query<{ id: string }>(
+      const { rows } = await this.#db.query<{ id: string }>(
         `SELECT c.id FROM tenants t JOIN connections c ON c.id = t.connection_id
          WHERE t.tenant_id = $1 AND t.state = 'active'
          ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
@@ -144,16 +144,16 @@ export class PostgresConnections implements ConnectionStore {
 
   async recordError(connectionId: string, reason: string): Promise<void> {
     // Not in what the read cache remembers (only operators see it): no notification.
-    await this.#db.pool.query(`UPDATE connections SET last_error = $2 WHERE id = $1`, [connectionId, reason]);
+    await this.#db.query(`UPDATE connections SET last_error = $2 WHERE id = $1`, [connectionId, reason]);
   }
 
   async listConnections(): Promise<ConnectionSummary[]> {
-    const { rows } = await this.#db.pool.query<SummaryRow>(
+    const { rows } = await this.#db.query<SummaryRow>(
       `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
          c.last_refresh_at, c.last_error
        FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
     );
-    const { rows: tenants } = await this.#db.pool.query<TenantRow>(`SELECT * FROM tenants ORDER BY created_at, tenant_id`);
+    const { rows: tenants } = await this.#db.query<TenantRow>(`SELECT * FROM tenants ORDER BY created_at, tenant_id`);
     return rows.map((r) => ({
       connectionId: r.id,
       xeroUserId: r.xero_user_id ?? undefined,

@@ -57,7 +57,7 @@ export class PostgresConsents implements ConsentStore {
 
   async claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined> {
     if (linkHash.includes("\u0000") || browserHash.includes("\u0000")) return undefined;
-    const { rows } = await this.#db.pool.query<{ state: string; code_verifier: string; expires_at: number }>(
+    const { rows } = await this.#db.query<{ state: string; code_verifier: string; expires_at: number }>(
       `UPDATE oauth_states SET browser_hash = $2
        WHERE browser_hash = $1 AND used_at IS NULL AND expires_at > $3
        RETURNING state, code_verifier, expires_at`,
@@ -68,7 +68,7 @@ export class PostgresConsents implements ConsentStore {
   }
 
   async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
-    await this.#db.pool.query(`UPDATE oauth_states SET connection_id = $2, error = $3 WHERE state = $1`, [
+    await this.#db.query(`UPDATE oauth_states SET connection_id = $2, error = $3 WHERE state = $1`, [
       state,
       "connectionId" in outcome ? outcome.connectionId : null,
       "error" in outcome ? outcome.error : null,
@@ -77,7 +77,7 @@ export class PostgresConsents implements ConsentStore {
 
   async getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined> {
     if (state.includes("\u0000")) return undefined;
-    const { rows } = await this.#db.pool.query<AuthorisationRow>(`SELECT * FROM oauth_states WHERE state = $1`, [state]);
+    const { rows } = await this.#db.query<AuthorisationRow>(`SELECT * FROM oauth_states WHERE state = $1`, [state]);
     const row = rows[0];
     if (!row) return undefined;
     const status: AuthorisationStatus["status"] =

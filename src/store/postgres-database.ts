@@ -3,9 +3,9 @@ import { systemClock, type Clock } from "../clock.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import { silentLogger, type Logger } from "../logger.js";
 import { postgresMigrations } from "./postgres-migrations.js";
-import { PostgresReadCache } from "./postgres-read-cache.js";
+import { isUnreachable, PostgresReadCache } from "./postgres-read-cache.js";
 import { withoutPassword } from "./store-location.js";
-import type { StoreOptions } from "./store.js";
+import { StoreUnavailableError, type StoreOptions } from "./store.js";
 
 /** Options for {@link PostgresDatabase.open}: {@link StoreOptions} and the URL. */
 export interface PostgresStoreOptions extends StoreOptions {
@@ -114,13 +114,30 @@ export class PostgresDatabase {
   }
 
   /**
+   * Runs one statement on a client of the pool; a database that cannot be
+   * reached is a {@link StoreUnavailableError}.
+   */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (e) {
+      throw this.storeError(e);
+    }
+  }
+
+  /**
    * Runs `body` in a transaction on one client of the pool. `changes` are
    * sent as notifications in the same transaction (so they are heard only
    * if it commits, and always if it does), and heard by this process at once
    * after the commit, before this returns.
    */
   async transaction<T>(body: (client: Queryable, notify: (change: DatabaseChange) => void) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw this.storeError(e);
+    }
     const changes: DatabaseChange[] = [];
     let broken: Error | undefined;
     try {
@@ -131,7 +148,7 @@ export class PostgresDatabase {
       return result;
     } catch (e) {
       await client.query("ROLLBACK").catch((rollback: Error) => (broken = rollback));
-      throw e;
+      throw this.storeError(e);
     } finally {
       client.release(broken);
       // Also when the commit failed: forgetting too much costs only a read.
@@ -141,7 +158,7 @@ export class PostgresDatabase {
 
   /** Reads the schema and a page of a real table; throws when the database cannot be reached or the store is closed. */
   async ping(): Promise<void> {
-    await this.pool.query("SELECT 1 FROM connections LIMIT 1");
+    await this.query("SELECT 1 FROM connections LIMIT 1");
   }
 
   /** Stops listening and closes every connection (once; later queries fail). */
@@ -165,6 +182,12 @@ export class PostgresDatabase {
       if (code !== undefined) Object.assign(safe, { code });
     }
     return safe;
+  }
+
+  /** `e` as a {@link StoreUnavailableError} when it says the database cannot be reached (or the store is closed); else `e`. */
+  private storeError(e: unknown): unknown {
+    if (e instanceof StoreUnavailableError || !(isUnreachable(e) || this.closed)) return e;
+    return new StoreUnavailableError(this.closed ? "the store is closed" : "the database cannot be reached", { cause: this.safeError(e) });
   }
 
   private safeMessage(e: unknown): string {

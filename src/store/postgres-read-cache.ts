@@ -1,3 +1,5 @@
+import { StoreUnavailableError } from "./store.js";
+
 /**
  * Remembers the answers of the PostgreSQL store's hot reads (the tenant
  * lookup and the token set behind every cached GetToken) for as long as
@@ -90,6 +92,7 @@ export class PostgresReadCache {
 /** Whether `e` says the database could not be reached (rather than that it refused the query). */
 export function isUnreachable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
+  if (e instanceof StoreUnavailableError) return true;
   const code = (e as { code?: unknown }).code;
   if (typeof code === "string") {
     // SQLSTATE class 08 (connection exception), 57P0x (the server is shutting down or restarting), and Node's own.

@@ -26,7 +26,7 @@ export async function reencryptPostgresTokenSets(db: PostgresDatabase, options: 
     let pending = 0;
     let after = "";
     for (;;) {
-      const { rows } = await db.pool.query<TokenColumns>(
+      const { rows } = await db.query<TokenColumns>(
         `SELECT connection_id, access_token, refresh_token, id_token FROM token_sets
          WHERE connection_id > $1 ORDER BY connection_id LIMIT $2`,
         [after, batchSize],
@@ -64,7 +64,7 @@ export async function reencryptPostgresTokenSets(db: PostgresDatabase, options: 
         }
       });
     }
-    const { rows: staleRows } = await db.pool.query<{ connection_id: string }>(
+    const { rows: staleRows } = await db.query<{ connection_id: string }>(
       `SELECT connection_id FROM token_sets WHERE key_id IS DISTINCT FROM $1`,
       [target],
     );

@@ -48,7 +48,7 @@ export class PostgresTokenSets implements TokenSetStore {
 
   async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
     const now = this.#db.clock.now();
-    const taken = await this.#db.pool.query<{ fence: number }>(
+    const taken = await this.#db.query<{ fence: number }>(
       `INSERT INTO refresh_leases (connection_id, holder, acquired_at, expires_at, fence)
        VALUES ($1, $2, $3, $4, nextval('refresh_lease_fence'))
        ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
@@ -66,7 +66,7 @@ export class PostgresTokenSets implements TokenSetStore {
       this.#fences.set(fenceKey(connectionId, holder), taken.rows[0]!.fence);
       return { acquired: true };
     }
-    const { rows } = await this.#db.pool.query<{ holder: string; expires_at: number }>(
+    const { rows } = await this.#db.query<{ holder: string; expires_at: number }>(
       `SELECT holder, expires_at FROM refresh_leases WHERE connection_id = $1`,
       [connectionId],
     );
@@ -77,7 +77,7 @@ export class PostgresTokenSets implements TokenSetStore {
 
   async releaseLease(connectionId: string, holder: string): Promise<void> {
     this.#fences.delete(fenceKey(connectionId, holder));
-    await this.#db.pool.query(`DELETE FROM refresh_leases WHERE connection_id = $1 AND holder = $2`, [connectionId, holder]);
+    await this.#db.query(`DELETE FROM refresh_leases WHERE connection_id = $1 AND holder = $2`, [connectionId, holder]);
   }
 
   async commitRefresh(connectionId: string, holder: string, fromVersion: number, tokenSet: NewTokenSet): Promise<TokenRecord> {
@@ -125,7 +125,7 @@ export class PostgresTokenSets implements TokenSetStore {
   }
 
   async listLapsedLeases(now: number): Promise<string[]> {
-    const { rows } = await this.#db.pool.query<{ id: string }>(
+    const { rows } = await this.#db.query<{ id: string }>(
       `SELECT l.connection_id AS id FROM refresh_leases l JOIN connections c ON c.id = l.connection_id
        WHERE c.state = 'active' AND (l.expires_at <= $1 OR l.acquired_at > $1)`,
       [now],
@@ -134,7 +134,7 @@ export class PostgresTokenSets implements TokenSetStore {
   }
 
   async listTokenStates(): Promise<TokenState[]> {
-    const { rows } = await this.#db.pool.query<TokenState>(
+    const { rows } = await this.#db.query<TokenState>(
       `SELECT c.id AS "connectionId", s.version, c.state, s.expires_at AS "expiresAt", s.obtained_at AS "obtainedAt",
          s.refresh_token_issued_at AS "refreshTokenIssuedAt"
        FROM connections c JOIN token_sets s ON s.connection_id = c.id`,
@@ -151,13 +151,13 @@ export class PostgresTokenSets implements TokenSetStore {
   }
 
   async keyIds(): Promise<Array<string | null>> {
-    const { rows } = await this.#db.pool.query<{ key_id: string | null }>(`SELECT DISTINCT key_id FROM token_sets`);
+    const { rows } = await this.#db.query<{ key_id: string | null }>(`SELECT DISTINCT key_id FROM token_sets`);
     return rows.map((r) => r.key_id);
   }
 
   async unsealed(): Promise<string[]> {
     const clear = (column: string) => `(${column} IS NOT NULL AND left(${column}, 5) <> 'tbx1:')`;
-    const { rows } = await this.#db.pool.query<{ connection_id: string }>(
+    const { rows } = await this.#db.query<{ connection_id: string }>(
       `SELECT connection_id FROM token_sets WHERE ${["access_token", "refresh_token", "id_token"].map(clear).join(" OR ")}
        ORDER BY connection_id`,
     );

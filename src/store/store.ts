@@ -58,6 +58,15 @@ export interface StoreChanges {
   subscribe(listener: (change: StoreChange) => void): () => void;
 }
 
+/**
+ * The database could not be reached (a networked store: PostgreSQL is down,
+ * restarting or cut off). Callers see UNAVAILABLE and may retry; its message
+ * names no host and no password.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+}
+
 /** Options for {@link openStore}. */
 export interface StoreOptions {
   /** Time source for timestamps and lease expiry. */
