@@ -7,12 +7,13 @@
  * TCP forwarder that counts bytes and can cut connections.
  */
 import { randomBytes, randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { openStore } from "../src/store/open-store.js";
 import { postgresMigrations } from "../src/store/postgres-migrations.js";
-import { StoreUnavailableError, type StoreChange } from "../src/store/store.js";
+import { StoreUnavailableError, type StoreChange, type StoreOptions } from "../src/store/store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
 import type { NewTokenSet } from "../src/token-set.js";
 import { missingPostgres, type PostgresServer } from "./helpers/postgres-server.js";
@@ -53,8 +54,8 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
   let server: PostgresServer;
   let url: string;
   const cleanups: Array<() => Promise<void> | void> = [];
-  const open = async (location = url, clock?: ManualClock) => {
-    const store = await openStore(location, clock ? { clock } : {});
+  const open = async (location = url, clock?: ManualClock, options: StoreOptions = {}) => {
+    const store = await openStore(location, { ...options, ...(clock ? { clock } : {}) });
     cleanups.push(() => store.close());
     return store;
   };
@@ -187,6 +188,32 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     await until(() => heard.some((c) => "everything" in c), 10_000, "a to listen again");
     expect((await a.tokens.getToken(connectionId))?.accessToken).toBe(next.accessToken);
     await a.ping();
+  });
+
+  it("a server gone silent (no reset) is noticed by its check of the listening connection: cached tokens still served, everything read again once back", async () => {
+    await fresh();
+    const { proxy, url: proxied } = await throughProxy();
+    const a = await open(proxied, undefined, { connectTimeoutMs: 300, queryTimeoutMs: 300 });
+    const b = await open();
+    const heard: StoreChange[] = [];
+    cleanups.push(a.changes!.subscribe((c) => heard.push(c)));
+    const { connectionId } = await b.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(), tenants: [] });
+    await until(() => heard.length > 0, 2000, "a to hear of the new connection");
+    const v1 = (await a.tokens.getToken(connectionId))!;
+
+    proxy.freeze();
+    const next = tokenSet();
+    await b.tokens.tryAcquireLease(connectionId, "host-b", 30_000);
+    await b.tokens.commitRefresh(connectionId, "host-b", 1, next);
+    await delay(1000); // two checks unanswered: the listening connection counts as lost
+    const started = performance.now();
+    expect((await a.tokens.getToken(connectionId))?.accessToken).toBe(v1.accessToken); // what it had
+    // It no longer trusted its cache: it asked the server and waited for the query timeout first.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    heard.length = 0;
+    proxy.thaw();
+    await until(() => heard.some((c) => "everything" in c), 10_000, "a to listen again");
+    expect((await a.tokens.getToken(connectionId))?.accessToken).toBe(next.accessToken);
   });
 
   it("an API key created or revoked through one broker is active, or not, on another at once", async () => {

@@ -70,6 +70,9 @@ export class PostgresDatabase {
   private readonly listeners = new Set<(change: DatabaseChange) => void>();
   private listener: pg.Client | undefined;
   private relistenTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** How often the listening connection is checked, and how long its answer may take, ms (the connect timeout). */
+  private readonly heartbeatMs: number;
   private relistenAttempt = 0;
   private closed = false;
 
@@ -78,10 +81,13 @@ export class PostgresDatabase {
     this.cipher = options.encryption;
     this.logger = options.logger ?? silentLogger;
     this.reads = new PostgresReadCache(() => this.cipher?.keyIds.join(" ") ?? "");
+    this.heartbeatMs = options.connectTimeoutMs ?? 5000;
     this.config = {
       connectionString: options.url,
       application_name: "tokenbroker",
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      connectionTimeoutMillis: this.heartbeatMs,
+      // A server gone silent (a network cut without a reset) fails a query after this, instead of never.
+      query_timeout: options.queryTimeoutMs ?? 10_000,
       keepAlive: true,
       types,
     };
@@ -166,6 +172,7 @@ export class PostgresDatabase {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.relistenTimer);
+    clearInterval(this.heartbeatTimer);
     const listener = this.listener;
     this.listener = undefined;
     await listener?.end().catch(() => {});
@@ -263,8 +270,31 @@ export class PostgresDatabase {
     }
     this.listener = client;
     this.relistenAttempt = 0;
+    this.heartbeat(client);
     this.reads.resume();
     this.hear({ kind: "everything" });
+  }
+
+  /**
+   * Checks the listening connection every {@link heartbeatMs}: one that stops answering (a peer gone silent,
+   * which TCP alone notices only after minutes) counts as lost within twice that.
+   */
+  private heartbeat(client: pg.Client): void {
+    clearInterval(this.heartbeatTimer);
+    let pending = false;
+    this.heartbeatTimer = setInterval(() => {
+      if (this.listener !== client) return;
+      if (pending) {
+        this.lost(client, new Error(`no answer from the database in ${this.heartbeatMs} ms`));
+        return;
+      }
+      pending = true;
+      client.query("SELECT 1").then(
+        () => (pending = false),
+        (e: Error) => this.lost(client, e),
+      );
+    }, this.heartbeatMs);
+    this.heartbeatTimer.unref();
   }
 
   private onNotification(payload: string): void {
@@ -280,6 +310,7 @@ export class PostgresDatabase {
   private lost(client: pg.Client, e?: Error): void {
     if (this.listener !== client) return;
     this.listener = undefined;
+    clearInterval(this.heartbeatTimer);
     this.reads.suspend();
     client.end().catch(() => {});
     if (this.closed) return;

@@ -85,6 +85,8 @@ export interface StoreOptions {
   readCacheCheckMs?: number;
   /** PostgreSQL: connections in the pool, besides the one that listens for changes (default 10). */
   poolSize?: number;
-  /** PostgreSQL: how long to wait for a connection to the server, ms (default 5000). */
+  /** PostgreSQL: how long to wait for a connection to the server, and for the listening connection's check, ms (default 5000). */
   connectTimeoutMs?: number;
+  /** PostgreSQL: a statement unanswered after this fails, ms (default 10000): what bounds a wait on a server gone silent. */
+  queryTimeoutMs?: number;
 }

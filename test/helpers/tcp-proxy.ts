@@ -11,6 +11,10 @@ export interface TcpProxy {
   cut(options?: { refuse?: boolean }): void;
   /** Lets new connections through again after `cut({ refuse: true })`. */
   restore(): void;
+  /** Stops passing bytes either way without closing anything (a network cut without a reset), until {@link thaw}. */
+  freeze(): void;
+  /** Ends a {@link freeze}: every connection open during it is cut (what was dropped cannot be replayed). */
+  thaw(): void;
   close(): Promise<void>;
 }
 
@@ -18,6 +22,7 @@ export interface TcpProxy {
 export async function startTcpProxy(port: number): Promise<TcpProxy> {
   const open = new Set<Socket>();
   let refusing = false;
+  let frozen = false;
   let bytesUp = 0;
   let connections = 0;
   const server = createServer((client) => {
@@ -35,10 +40,13 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       open.delete(upstream);
     };
     client.on("data", (chunk: Buffer) => {
+      if (frozen) return;
       bytesUp += chunk.length;
       upstream.write(chunk);
     });
-    upstream.on("data", (chunk: Buffer) => client.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      if (!frozen) client.write(chunk);
+    });
     for (const s of [client, upstream]) {
       s.on("error", end);
       s.on("close", end);
@@ -60,6 +68,14 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
     },
     restore() {
       refusing = false;
+    },
+    freeze() {
+      frozen = true;
+    },
+    thaw() {
+      frozen = false;
+      for (const s of open) s.destroy();
+      open.clear();
     },
     close() {
       for (const s of open) s.destroy();
