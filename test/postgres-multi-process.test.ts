@@ -5,7 +5,7 @@
  * set committed by the broker that took over kept). Counted at the fake Xero.
  */
 import { setTimeout as delay } from "node:timers/promises";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -60,10 +60,10 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
     const brokers = await Promise.all(
       Array.from({ length: options.count ?? 3 }, (_, i) => startServe({ env, db, ...(options.faultHooks?.[i] ? { faultHooks: true } : {}) })),
     );
-    const r = (reader = new pg.Client({ connectionString: db }));
-    await r.connect();
+    reader = new pg.Client({ connectionString: db });
+    await reader.connect();
     const stored = async (): Promise<Stored> => {
-      const { rows } = await r.query(
+      const { rows } = await reader!.query(
         `SELECT version, access_token AS "accessToken", refresh_token AS "refreshToken", expires_at AS "expiresAt"
          FROM token_sets WHERE connection_id = $1`,
         [connectionId],
@@ -189,5 +189,50 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
     expect(c.fake.graceViolations).toBe(0);
     expect(c.fake.invalidGrants).toBe(0);
     expect(refreshEvents([b]).filter((e) => e["outcome"] === "ok")).toHaveLength(1);
+  });
+
+  it("PostgreSQL stopped between Xero's answer and the commit: nothing is lost; once it is back, the next refresh finishes with the spent refresh token inside Xero's grace period", async () => {
+    const leaseTtlSeconds = 4;
+    const c = await startCluster({
+      count: 1,
+      faultHooks: [true],
+      fake: { graceRetry: "new", graceSeconds: 60 },
+      env: {
+        TOKENBROKER_UPSTREAM_TIMEOUT_MS: "3000",
+        TOKENBROKER_LEASE_TTL_SECONDS: String(leaseTtlSeconds),
+        TOKENBROKER_TEST_PAUSE_BEFORE_COMMIT_MS: "1500",
+      },
+    });
+    const [broker] = c.brokers as [ServeProcess];
+    const before = await c.stored();
+    await reader!.end(); // the test's own connection goes with the server
+    reader = undefined;
+    const callsBefore = c.fake.tokenEndpointCalls;
+    const selector = { case: "connectionId" as const, value: c.connectionId };
+
+    const first = c.clients[0]!.reportExpired({ selector, accessToken: before.accessToken }, { timeoutMs: 20_000 }).then(
+      () => "ok",
+      (e: unknown) => (e instanceof ConnectError ? Code[e.code] : String(e)),
+    );
+    await broker.waitForLog((l) => l["event"] === "test_pause" && l["point"] === "before_commit", 10_000);
+    server.stop(); // Xero has spent the stored refresh token; the commit will find no database
+    expect(await first).toBe("Unavailable");
+    server.start();
+
+    // Once the lease lapses, the next caller refreshes with the stored (spent) refresh token: Xero's grace period takes it.
+    await delay(leaseTtlSeconds * 1000);
+    const again = await c.clients[0]!.reportExpired({ selector, accessToken: before.accessToken }, { timeoutMs: 20_000 });
+    expect(again.refreshed).toBe(true);
+    reader = new pg.Client({ connectionString: c.db });
+    await reader.connect();
+    const after = await c.stored();
+    expect(after.version).toBe(before.version + 1);
+    expect(after.accessToken).toBe(again.token?.accessToken);
+    expect(after.refreshToken).toBe(c.fake.getGrant(c.grant.grantId)?.refreshToken);
+    expect(c.fake.tokenEndpointCalls - callsBefore).toBe(2);
+    expect(c.fake.graceViolations).toBe(0);
+    expect(c.fake.invalidGrants).toBe(0);
+    const served = await c.clients[0]!.getToken({ selector });
+    expect(served.token?.accessToken).toBe(after.accessToken);
   });
 });
