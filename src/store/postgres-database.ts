@@ -13,8 +13,10 @@ export interface PostgresStoreOptions extends StoreOptions {
   url: string;
 }
 
-/** Something to run a query on: the pool, or one client inside a transaction. */
-export type Queryable = Pick<pg.ClientBase, "query">;
+/** Something to run a statement on: the database, or one client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
 
 /** The channel every broker sharing a database listens on; a payload is `kind:version:connection id`, never a token. */
 const CHANNEL = "tokenbroker_changes";
@@ -64,8 +66,8 @@ export class PostgresDatabase {
   readonly logger: Logger;
   /** The hot reads of a cached GetToken, remembered until a change is heard. */
   readonly reads: PostgresReadCache;
-  /** The pool: never handed outside `src/store`. */
-  readonly pool: pg.Pool;
+  /** The pool: only {@link query} and {@link transaction} use it. */
+  private readonly pool: pg.Pool;
   private readonly config: pg.ClientConfig;
   private readonly listeners = new Set<(change: DatabaseChange) => void>();
   private listener: pg.Client | undefined;
@@ -194,7 +196,8 @@ export class PostgresDatabase {
   /** `e` as a {@link StoreUnavailableError} when it says the database cannot be reached (or the store is closed); else `e`. */
   private storeError(e: unknown): unknown {
     if (e instanceof StoreUnavailableError || !(isUnreachable(e) || this.closed)) return e;
-    return new StoreUnavailableError(this.closed ? "the store is closed" : "the database cannot be reached", { cause: this.safeError(e) });
+    const safe = this.safeError(e);
+    return new StoreUnavailableError(this.closed ? "the store is closed" : `the database cannot be reached (${safe.message})`, { cause: safe });
   }
 
   private safeMessage(e: unknown): string {

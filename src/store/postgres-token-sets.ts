@@ -41,7 +41,7 @@ export class PostgresTokenSets implements TokenSetStore {
   async getToken(connectionId: string): Promise<TokenRecord | undefined> {
     // Every caller of the moment gets the same record, frozen (see SqliteTokenSets.getToken).
     return this.#db.reads.get("token", connectionId, async () => {
-      const row = await readToken(this.#db.pool, connectionId);
+      const row = await readToken(this.#db, connectionId);
       return row && freezeRecord(toRecord(this.#rows.open(row)));
     });
   }
