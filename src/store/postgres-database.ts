@@ -3,6 +3,7 @@ import { systemClock, type Clock } from "../clock.js";
 import type { TokenCipher } from "../crypto/token-cipher.js";
 import { silentLogger, type Logger } from "../logger.js";
 import { postgresMigrations } from "./postgres-migrations.js";
+import { ChangeListener } from "./postgres-change-listener.js";
 import { isUnreachable, PostgresReadCache } from "./postgres-read-cache.js";
 import { withoutPassword } from "./store-location.js";
 import { StoreUnavailableError, type StoreOptions } from "./store.js";
@@ -24,9 +25,6 @@ const CHANNEL = "tokenbroker_changes";
 /** Taken (for the transaction) while migrating, so brokers starting together migrate one after the other. */
 const MIGRATION_LOCK = 7_164_220_315_042_013n;
 
-/** Waits before listening again after the listening connection dropped, ms: doubling up to the last. */
-const RELISTEN_DELAYS_MS = [50, 100, 250, 500, 1000, 2000];
-
 /**
  * What a broker hears about: a change to one connection's token set (`token`)
  * or to the connection itself, its state or tenants (`connection`); API keys
@@ -47,8 +45,8 @@ const types: pg.CustomTypesConfig = {
 /**
  * A tokenbroker PostgreSQL database: the pool every PostgreSQL part of a
  * store shares, with what they share: the read cache, the cipher, the
- * clock, transactions, and the one connection that LISTENs for every
- * broker's commits. Internal to `src/store`.
+ * clock, transactions, migrations, and the one connection that LISTENs for
+ * every broker's commits (`ChangeListener`). Internal to `src/store`.
  *
  * A commit that changes a token set, a connection or its tenants, or an API
  * key sends a NOTIFY in its transaction (delivered only if it commits) with
@@ -69,13 +67,8 @@ export class PostgresDatabase {
   /** The pool: only {@link query} and {@link transaction} use it. */
   private readonly pool: pg.Pool;
   private readonly config: pg.ClientConfig;
-  private readonly listeners = new Set<(change: DatabaseChange) => void>();
-  private listener: pg.Client | undefined;
-  private relistenTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  /** How often the listening connection is checked, and how long its answer may take, ms (the connect timeout). */
-  private readonly heartbeatMs: number;
-  private relistenAttempt = 0;
+  private readonly subscribers = new Set<(change: DatabaseChange) => void>();
+  private readonly listener: ChangeListener;
   private closed = false;
 
   private constructor(options: PostgresStoreOptions) {
@@ -83,11 +76,11 @@ export class PostgresDatabase {
     this.cipher = options.encryption;
     this.logger = options.logger ?? silentLogger;
     this.reads = new PostgresReadCache(() => this.cipher?.keyIds.join(" ") ?? "");
-    this.heartbeatMs = options.connectTimeoutMs ?? 5000;
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.config = {
       connectionString: options.url,
       application_name: "tokenbroker",
-      connectionTimeoutMillis: this.heartbeatMs,
+      connectionTimeoutMillis: connectTimeoutMs,
       // A server gone silent (a network cut without a reset) fails a query after this, instead of never.
       query_timeout: options.queryTimeoutMs ?? 10_000,
       keepAlive: true,
@@ -96,6 +89,20 @@ export class PostgresDatabase {
     this.pool = new pg.Pool({ ...this.config, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
     // An idle connection that the server ended (a restart, a failover): the pool drops it and opens another when needed.
     this.pool.on("error", (e) => this.logger.warn({ event: "database_connection_lost", error: this.safeMessage(e) }, "a database connection was lost"));
+    this.listener = new ChangeListener({
+      config: this.config,
+      channel: CHANNEL,
+      heartbeatMs: connectTimeoutMs,
+      logger: this.logger,
+      describe: (e) => this.safeMessage(e),
+      onPayload: (payload) => this.onPayload(payload),
+      // From then on the cache remembers, and everything counts as changed.
+      onUp: () => {
+        this.reads.resume();
+        this.hear({ kind: "everything" });
+      },
+      onDown: () => this.reads.suspend(),
+    });
   }
 
   /**
@@ -107,7 +114,7 @@ export class PostgresDatabase {
     const db = new PostgresDatabase(options);
     try {
       await db.migrate();
-      await db.listen();
+      await db.listener.start();
       return db;
     } catch (e) {
       await db.close();
@@ -117,8 +124,8 @@ export class PostgresDatabase {
 
   /** Subscribes to changes (see {@link DatabaseChange}) until the returned function is called. */
   onChange(listener: (change: DatabaseChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.subscribers.add(listener);
+    return () => this.subscribers.delete(listener);
   }
 
   /**
@@ -173,11 +180,7 @@ export class PostgresDatabase {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.relistenTimer);
-    clearInterval(this.heartbeatTimer);
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => {});
+    await this.listener.close();
     await this.pool.end().catch(() => {});
   }
 
@@ -223,7 +226,7 @@ export class PostgresDatabase {
     if (change.kind === "token") this.reads.changed([["token", change.connectionId]]);
     else if (change.kind === "connection") this.reads.changed([["token", change.connectionId], ["tenant"]]);
     else if (change.kind === "everything") this.reads.forgetAll();
-    for (const listener of this.listeners) {
+    for (const listener of this.subscribers) {
       try {
         listener(change);
       } catch (e) {
@@ -250,91 +253,13 @@ export class PostgresDatabase {
     });
   }
 
-  /** Opens the listening connection; from then on the cache remembers, and everything counts as changed. */
-  private async listen(): Promise<void> {
-    const client = new pg.Client(this.config);
-    const lost = (e?: Error) => this.lost(client, e);
-    client.on("error", lost);
-    client.on("end", () => lost());
-    client.on("notification", (n) => {
-      if (n.channel === CHANNEL && n.payload !== undefined) this.onNotification(n.payload);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANNEL}`);
-    } catch (e) {
-      client.removeAllListeners("end");
-      await client.end().catch(() => {});
-      throw e;
-    }
-    if (this.closed) {
-      await client.end().catch(() => {});
-      return;
-    }
-    this.listener = client;
-    this.relistenAttempt = 0;
-    this.heartbeat(client);
-    this.reads.resume();
-    this.hear({ kind: "everything" });
-  }
-
-  /**
-   * Checks the listening connection every {@link heartbeatMs}: one that stops answering (a peer gone silent,
-   * which TCP alone notices only after minutes) counts as lost within twice that.
-   */
-  private heartbeat(client: pg.Client): void {
-    clearInterval(this.heartbeatTimer);
-    let pending = false;
-    this.heartbeatTimer = setInterval(() => {
-      if (this.listener !== client) return;
-      if (pending) {
-        this.lost(client, new Error(`no answer from the database in ${this.heartbeatMs} ms`));
-        return;
-      }
-      pending = true;
-      client.query("SELECT 1").then(
-        () => (pending = false),
-        (e: Error) => this.lost(client, e),
-      );
-    }, this.heartbeatMs);
-    this.heartbeatTimer.unref();
-  }
-
-  private onNotification(payload: string): void {
+  private onPayload(payload: string): void {
     const [kind, version, ...id] = payload.split(":");
     const connectionId = id.join(":");
     if (kind === "k") this.hear({ kind: "keys" });
     else if ((kind === "t" || kind === "c") && connectionId !== "") {
       this.hear({ kind: kind === "t" ? "token" : "connection", connectionId, version: Number(version) });
     }
-  }
-
-  /** The listening connection dropped: read through to the database, and listen again with backoff. */
-  private lost(client: pg.Client, e?: Error): void {
-    if (this.listener !== client) return;
-    this.listener = undefined;
-    clearInterval(this.heartbeatTimer);
-    this.reads.suspend();
-    client.end().catch(() => {});
-    if (this.closed) return;
-    this.logger.warn(
-      { event: "database_listen_lost", ...(e ? { error: this.safeMessage(e) } : {}) },
-      "lost the connection that hears other brokers' changes: reading through to the database until it is back",
-    );
-    this.relisten();
-  }
-
-  private relisten(): void {
-    const delay = RELISTEN_DELAYS_MS[Math.min(this.relistenAttempt++, RELISTEN_DELAYS_MS.length - 1)]!;
-    this.relistenTimer = setTimeout(() => {
-      this.listen().then(
-        () => this.logger.info({ event: "database_listen_back" }, "hearing other brokers' changes again"),
-        () => {
-          if (!this.closed) this.relisten();
-        },
-      );
-    }, delay);
-    this.relistenTimer.unref();
   }
 
   /** Whether {@link close} was called. */
