@@ -221,7 +221,8 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
         const callsBefore = op.tokenEndpointCalls;
         await delay(Math.max(0, before.expiresAt - Date.now()) + 50);
         const results = await storm(c, CALLERS, [selector]);
-        expect(op.tokenEndpointCalls - callsBefore, `token-endpoint POSTs in round ${round}`).toBe(1);
+        const events = c.refreshEvents().map((e) => `${e["cause"]}:${e["outcome"]}:${e["fromVersion"]}->${e["version"]}`);
+        expect(op.tokenEndpointCalls - callsBefore, `token-endpoint POSTs in round ${round} (refreshes: ${events.join(" ")}; errors ${JSON.stringify(op.tokenEndpointErrors)})`).toBe(1);
         const after = await c.stored();
         expect(after.version).toBe(before.version + 1);
         expect(results.every((r) => r.token?.version === BigInt(after.version))).toBe(true);
