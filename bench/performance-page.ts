@@ -31,7 +31,7 @@ export function performancePage(report: BenchReport): string {
     "<!-- illustration -->",
     "```sh",
     "npm run bench              # builds, runs every scenario (about 5 minutes), writes docs/performance.json and this page",
-    "npm run bench -- --quick   # a 15-second smoke run with tiny counts (test/bench-smoke.test.ts runs it); docs untouched",
+    "npm run bench -- --quick   # a 30-second smoke run with tiny counts (test/bench-smoke.test.ts runs it); docs untouched",
     "npm run bench -- --only storm,scale   # some scenarios (cached, storm, fan-out, scale, hostile, hosts); docs untouched",
     "```",
     "",
