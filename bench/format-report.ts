@@ -161,7 +161,7 @@ function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
   const rec = h.recovery;
   return [
     "",
-    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one SQLite file; ${h.callers.toLocaleString("en")} callers ` +
+    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one ${h.store} store; ${h.callers.toLocaleString("en")} callers ` +
       `spread over them at expiry (fake Xero answering after ${h.upstreamLatencyMs} ms), ${h.watchersPerHost} WatchToken streams on each ` +
       "(delivery: ms after the committing host's refresh log line)",
     formatTable(

@@ -51,6 +51,8 @@ export interface HostsRecovery {
 
 /** The several-hosts scenario's figures. */
 export interface HostsFigures {
+  /** The shared store's kind, e.g. "SQLite". */
+  store: string;
   hosts: number;
   callers: number;
   watchersPerHost: number;
@@ -65,9 +67,20 @@ export interface HostsFigures {
   invalidGrants: number;
 }
 
+/** Where the hosts' shared store is: by default a new SQLite file. */
+export interface SharedStore {
+  /** Its kind, as the report names it. */
+  name: string;
+  /** A new, empty store for this run: what `--db` takes (a file path, a `postgres://` URL). */
+  location(dir: string): Promise<string>;
+}
+
+const SQLITE_FILE: SharedStore = { name: "SQLite", location: async (dir) => join(dir, "hosts.db") };
+
 /**
  * Several hosts: three `tokenbroker serve` processes (the compiled CLI) on 127.0.0.1, 127.0.0.2 and
- * 127.0.0.3, one port number, sharing one SQLite file, tokens encrypted at rest, no API keys (loopback).
+ * 127.0.0.3, one port number, sharing one store (`store`: a new SQLite file unless told otherwise), tokens
+ * encrypted at rest, no API keys (loopback).
  * Each round, the token is refreshed through host 1 (ReportExpired), then expires: `callers` GetToken
  * (1,000; 150 with `--quick`), a third on each host, sent the moment it has, with the fake Xero answering
  * after 200 ms; `watchersPerHost` WatchToken streams on each host (in a second load process, so that the
@@ -75,7 +88,7 @@ export interface HostsFigures {
  * `refresh` log line (written right after the commit; one machine, one wall clock). Then the lease holder is
  * SIGKILLed while the fake Xero holds its request: how long until another host has committed.
  */
-export async function benchSeveralHosts(ctx: BenchContext): Promise<HostsFigures> {
+export async function benchSeveralHosts(ctx: BenchContext, store: SharedStore = SQLITE_FILE): Promise<HostsFigures> {
   const callers = ctx.quick ? 150 : 1000;
   const watchersPerHost = ctx.quick ? 10 : 100;
   const roundCount = ctx.quick ? 1 : 3;
@@ -98,7 +111,7 @@ export async function benchSeveralHosts(ctx: BenchContext): Promise<HostsFigures
       TOKENBROKER_UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
       TOKENBROKER_LEASE_TTL_SECONDS: String(LEASE_TTL_S),
     };
-    const db = join(dir, "hosts.db");
+    const db = await store.location(dir);
     const imported = await runCli(["import", "--db", db, "--json"], env, `${await upstream.call("addGrant", ["Bench Org A"])}\n`);
     if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);
     const selector: BenchSelector = { case: "connectionId", value: (JSON.parse(imported.stdout) as { connectionId: string }).connectionId };
@@ -152,6 +165,7 @@ export async function benchSeveralHosts(ctx: BenchContext): Promise<HostsFigures
 
     const recovery = await killTheHolder(ctx, upstream, hosts, clients, selector);
     return {
+      store: store.name,
       hosts: hosts.length,
       callers,
       watchersPerHost,
