@@ -4,7 +4,7 @@
  * holds the scenarios, for any store). SQLite's cross-process push is the scheduler polling the token sets
  * every 250 ms while a host has watchers, so a refresh reaches another host's watchers up to one poll after the
  * commit, and later while 1,000 callers of this very process and four other processes share the machine's cores:
- * 0.6–1.3 s measured on 2 shared cores. The bound asserted here leaves room for that; the issue's 250 ms is
+ * 0.4–1.3 s measured on 2 shared cores. The bound asserted here leaves room for that; the issue's 250 ms is
  * the PostgreSQL store's (LISTEN/NOTIFY), and `npm run bench -- --only hosts` measures the figure with the
  * callers in a process of their own.
  */
