@@ -14,6 +14,7 @@ export function formatReport(r: BenchReport): string {
   if (r.fanOut) out.push(...fanOutSection(r.fanOut));
   if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
+  if (r.severalHosts) out.push(...hostsSection(r.severalHosts));
   out.push(
     "",
     "Targets",
@@ -153,6 +154,22 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
       `(${f.socketsRefused} within 5 s of connecting: over the per-address cap; the last at ${f.lastSocketClosedS} s)`,
     `server counted: ${h.server.refusedConnections} connections over the per-address cap, ${h.server.headerTimeouts} header timeouts, ` +
       `${h.server.idleTimeouts} idle timeouts, ${h.server.resetStreams.toLocaleString("en")} streams reset for their connection's bytes`,
+  ];
+}
+
+function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
+  const rec = h.recovery;
+  return [
+    "",
+    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one ${h.store} store; ${h.callers.toLocaleString("en")} callers ` +
+      `spread over them at expiry (fake Xero answering after ${h.upstreamLatencyMs} ms), ${h.watchersPerHost} WatchToken streams on each ` +
+      "(delivery: ms after the committing host's refresh log line)",
+    formatTable(
+      ["round", "upstream calls", "committed by", ...Array.from({ length: h.hosts }, (_, i) => `host ${i + 1} p99`), "max", "last served ms", "token versions", "errors"],
+      h.rounds.map((x, i) => [i + 1, x.upstreamCalls, `host ${x.committedBy}`, ...x.deliveryP99Ms, x.deliveryMaxMs, x.lastServedMs, x.versions, x.errors]),
+    ),
+    `lease holder SIGKILLed while Xero held its request (lease ${rec.leaseTtlS} s, upstream timeout ${rec.upstreamTimeoutMs} ms): ` +
+      `another host committed ${rec.recoveryMs} ms after the kill; ${rec.upstreamCalls} upstream calls for that expiry; invalid_grant: ${h.invalidGrants}`,
   ];
 }
 

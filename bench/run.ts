@@ -21,10 +21,11 @@ import { benchFanOut } from "./scenarios/fan-out.js";
 import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
+import { benchSeveralHosts } from "./scenarios/several-hosts.js";
 import { h2loadMissing } from "./load/h2load.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile"] as const;
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts"] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
@@ -74,6 +75,7 @@ async function main(): Promise<number> {
       ...(runs("fan-out") ? { fanOut: await benchFanOut(ctx) } : {}),
       ...(runs("scale") ? { scaleOfState: await benchScaleOfState(ctx) } : {}),
       ...(runs("hostile") ? { hostileNeighbour: await benchHostileNeighbour(ctx) } : {}),
+      ...(runs("hosts") ? { severalHosts: await benchSeveralHosts(ctx) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);
     figures.loadAverage.end = loadAverage();

@@ -29,7 +29,7 @@ function runBench(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: numbe
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
     child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 80_000);
     child.once("error", reject);
     child.once("exit", (code) => {
       clearTimeout(timer);
@@ -43,7 +43,7 @@ const isNumber = (n: unknown) => typeof n === "number" && Number.isFinite(n);
 // The cached-GetToken scenario's load generator is h2load (Debian's nghttp2-client).
 const noH2load = missingSystemPackage("h2load", "apt-get install nghttp2-client", ["h2load", "--version"]);
 
-it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them as JSON, and profiles every process", { timeout: 60_000 }, async () => {
+it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them as JSON, and profiles every process", { timeout: 90_000 }, async () => {
   const out = join(dir.path, "latest.json");
   const profiles = join(dir.path, "profiles");
   const { code, stdout, stderr } = await runBench(["--quick", "--out", out], { BENCH_CPU_PROF: profiles });
@@ -112,8 +112,11 @@ it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them 
   // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
   expectHostile(report.hostileNeighbour);
 
+  // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures.
+  expectSeveralHosts(report.severalHosts);
+
   // Every target is judged, and the printed table ends with them.
-  expect(report.targets).toHaveLength(15);
+  expect(report.targets).toHaveLength(18);
   for (const t of report.targets) {
     expect(typeof t.met).toBe("boolean");
     expect(stdout).toContain(t.name);
@@ -125,7 +128,7 @@ it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them 
 
   // No access token (a JWT) is ever printed.
   expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
-  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "5. Hostile neighbour", "Targets"]) {
+  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "5. Hostile neighbour", "6. Several hosts", "Targets"]) {
     expect(stdout).toContain(heading);
   }
 });
@@ -142,6 +145,37 @@ function expectHostile(h: Record<string, any>): void {
   expect(f.unauthenticated + f.otherStatus + resets + f.open).toBe(f.streams);
   expect(f.slowSockets).toBeGreaterThan(0);
 }
+
+function expectSeveralHosts(h: Record<string, any>): void {
+  expect(h.hosts).toBe(3);
+  expect(h.rounds.length).toBeGreaterThan(0);
+  for (const r of h.rounds) {
+    expect(r).toMatchObject({ upstreamCalls: 1, versions: 1, errors: 0 });
+    expect(r.deliveryP99Ms).toHaveLength(3);
+    for (const ms of [...r.deliveryP99Ms, r.deliveryMaxMs, r.lastServedMs]) expect(isNumber(ms)).toBe(true);
+  }
+  const rec = h.recovery;
+  expect(rec.upstreamCalls).toBe(2);
+  expect(rec.servedByEveryHost).toBe(true);
+  expect(rec.recoveryMs).toBeLessThan(rec.leaseTtlS * 1000 + rec.upstreamTimeoutMs + 1000);
+  expect(h.invalidGrants).toBe(0);
+}
+
+it("bench --only hosts runs the several hosts alone", { timeout: 60_000 }, async () => {
+  const out = join(dir.path, "hosts.json");
+  const { code, stdout, stderr } = await runBench(["--quick", "--only", "hosts", "--out", out], {});
+  expect(code, stderr).toBe(0);
+  const report = JSON.parse(readFileSync(out, "utf8"));
+  expect(Object.keys(report)).not.toContain("refreshStorm");
+  expectSeveralHosts(report.severalHosts);
+  expect(report.targets.map((t: { name: string }) => t.name)).toEqual([
+    "several hosts, upstream refreshes (150 callers over 3 hosts at expiry)",
+    "several hosts, every host's watchers after the commit, p99",
+    "several hosts, lease holder SIGKILLed at Xero: another host commits",
+  ]);
+  expect(stdout).toContain("6. Several hosts");
+  expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
+});
 
 it("bench --only hostile runs the hostile neighbour alone", { timeout: 60_000 }, async () => {
   const out = join(dir.path, "hostile.json");

@@ -56,16 +56,18 @@ export const INSECURE_SERVE_ARGS = ["--insecure-no-auth", "--insecure-no-encrypt
  * Starts `tokenbroker serve` on a free loopback port and waits until it listens.
  * `secure: true` leaves out {@link INSECURE_SERVE_ARGS} (API keys required; `args` must give the encryption key).
  * `faultHooks: true` runs it through {@link SERVE_WITH_FAULT_HOOKS}, which pauses as TOKENBROKER_TEST_PAUSE_* say.
+ * `listen` is the address to bind (default `127.0.0.1:0`, a free port).
  */
 export async function startServe(options: {
   env: NodeJS.ProcessEnv;
   db: string;
+  listen?: string;
   args?: string[];
   secure?: boolean;
   faultHooks?: boolean;
 }): Promise<ServeProcess> {
   const insecure = options.secure ? [] : INSECURE_SERVE_ARGS;
-  const args = ["--listen", "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
+  const args = ["--listen", options.listen ?? "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
   const entry = options.faultHooks ? [SERVE_WITH_FAULT_HOOKS] : [CLI, "serve"];
   const child = spawn(process.execPath, [...entry, ...args], {
     env: options.env,
