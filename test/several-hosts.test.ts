@@ -7,11 +7,16 @@
  * 0.4–1.3 s measured on 2 shared cores. The bound asserted here leaves room for that; the issue's 250 ms is
  * the PostgreSQL store's (LISTEN/NOTIFY), and `npm run bench -- --only hosts` measures the figure with the
  * callers in a process of their own.
+ *
+ * The same scenarios on PostgreSQL (LISTEN/NOTIFY pushes a commit to every host at once, so the issue's 250 ms
+ * bound holds), with the fourth: the database stopped for 10 s under load.
  */
 import { join } from "node:path";
 import { afterAll } from "vitest";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { describeSeveralHosts } from "./helpers/several-hosts.js";
+import { missingPostgres } from "./helpers/postgres-server.js";
+import { usePostgres } from "./helpers/store-backends.js";
 
 const dir = tempDir();
 afterAll(() => dir.cleanup());
@@ -21,3 +26,12 @@ describeSeveralHosts("SQLite", {
   freshStoreLocation: async () => join(dir.path, `hosts-${++stores}.db`),
   deliveryBoundMs: 2000,
 });
+
+const postgres = usePostgres();
+if (missingPostgres() === undefined) {
+  describeSeveralHosts("PostgreSQL", {
+    freshStoreLocation: async () => (await postgres()).createDatabase(),
+    stopStore: async () => (await postgres()).stop(),
+    startStore: async () => (await postgres()).start(),
+  });
+}
