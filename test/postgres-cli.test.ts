@@ -70,7 +70,9 @@ describe.skipIf(skip)("the CLI on PostgreSQL", () => {
 
     // connect (the command's own listener on the redirect URI)
     const redirect = `http://127.0.0.1:${await freePort()}/oauth/callback`;
-    const child = spawn(process.execPath, [CLI, "connect", ...withKey(keyFile)], { env: fakeEnv(f, { TOKENBROKER_REDIRECT_URI: redirect }) });
+    const child = spawn(process.execPath, [CLI, "connect", ...withKey(keyFile)], {
+      env: fakeEnv(f, { TOKENBROKER_REDIRECT_URI: redirect }),
+    });
     let connectOut = "";
     let connectErr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (connectOut += s));

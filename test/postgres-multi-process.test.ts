@@ -51,14 +51,18 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
   });
 
   /** A fake Xero, one imported grant, and `count` serve processes on a fresh database. */
-  async function startCluster(options: { count?: number; fake?: FakeXeroOptions; env?: Record<string, string>; faultHooks?: boolean[] } = {}) {
+  async function startCluster(
+    options: { count?: number; fake?: FakeXeroOptions; env?: Record<string, string>; faultHooks?: boolean[] } = {},
+  ) {
     const f = (fake = await startFakeXero(options.fake));
     const db = await server.createDatabase();
     const env = fakeEnv(f, options.env);
     const grant: FakeGrant = f.addGrant({ tenants: [{ tenantName: "Org A" }, { tenantName: "Org B" }] });
     const connectionId = await cliImport(env, db, grant.refreshToken);
     const brokers = await Promise.all(
-      Array.from({ length: options.count ?? 3 }, (_, i) => startServe({ env, db, ...(options.faultHooks?.[i] ? { faultHooks: true } : {}) })),
+      Array.from({ length: options.count ?? 3 }, (_, i) =>
+        startServe({ env, db, ...(options.faultHooks?.[i] ? { faultHooks: true } : {}) }),
+      ),
     );
     reader = new pg.Client({ connectionString: db });
     await reader.connect();
@@ -69,7 +73,12 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
         [connectionId],
       );
       const row = rows[0] as Record<string, string>;
-      return { version: Number(row["version"]), accessToken: row["accessToken"]!, refreshToken: row["refreshToken"]!, expiresAt: Number(row["expiresAt"]) };
+      return {
+        version: Number(row["version"]),
+        accessToken: row["accessToken"]!,
+        refreshToken: row["refreshToken"]!,
+        expiresAt: Number(row["expiresAt"]),
+      };
     };
     return {
       fake: f,
@@ -135,7 +144,10 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
     const delays: number[] = [];
     for (let i = 0; i < 5; i++) {
       const current = await c.stored();
-      const report = await c.clients[0]!.reportExpired({ selector: { case: "connectionId", value: c.connectionId }, accessToken: current.accessToken });
+      const report = await c.clients[0]!.reportExpired({
+        selector: { case: "connectionId", value: c.connectionId },
+        accessToken: current.accessToken,
+      });
       const committed = performance.now(); // A answers after its commit
       expect(report.refreshed).toBe(true);
       const pushed = await Promise.race([next(), delay(3000).then(() => undefined)]);

@@ -37,7 +37,13 @@ function tokenSet(now = Date.now()): NewTokenSet {
   };
 }
 
-const tenant = (tenantId: string) => ({ tenantId, xeroConnectionId: undefined, tenantName: undefined, tenantType: undefined, authEventId: undefined });
+const tenant = (tenantId: string) => ({
+  tenantId,
+  xeroConnectionId: undefined,
+  tenantName: undefined,
+  tenantType: undefined,
+  authEventId: undefined,
+});
 
 /** Runs `sql` on the database at `url` on a connection of the test's own. */
 async function query<R extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<R[]> {
@@ -234,8 +240,16 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     await fresh();
     const [a, b] = [await open(), await open()];
     const now = Date.now();
-    await a.consents.createAuthorisation({ state: "s-1", codeVerifier: "v", browserHash: "browser", createdAt: now, expiresAt: now + 60_000 });
-    const takes = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consents.takeAuthorisation("s-1", now, "browser")));
+    await a.consents.createAuthorisation({
+      state: "s-1",
+      codeVerifier: "v",
+      browserHash: "browser",
+      createdAt: now,
+      expiresAt: now + 60_000,
+    });
+    const takes = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consents.takeAuthorisation("s-1", now, "browser")),
+    );
     expect(takes.filter((t) => t.ok)).toHaveLength(1);
     expect(takes.filter((t) => !t.ok && t.reason === "used")).toHaveLength(39);
     expect(await a.consents.takeAuthorisation("s-\u0000", now, "browser")).toEqual({ ok: false, reason: "unknown" });
@@ -266,8 +280,15 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     const store = await openStore(url, { encryption: cipher });
     cleanups.push(() => store.close());
     const ts = tokenSet();
-    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: ts, tenants: [tenant("t-1"), tenant("t-\u0000")].slice(0, 1) });
-    const [row] = await query<{ access_token: string; refresh_token: string; key_id: string }>(url, "SELECT access_token, refresh_token, key_id FROM token_sets");
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: ts,
+      tenants: [tenant("t-1"), tenant("t-\u0000")].slice(0, 1),
+    });
+    const [row] = await query<{ access_token: string; refresh_token: string; key_id: string }>(
+      url,
+      "SELECT access_token, refresh_token, key_id FROM token_sets",
+    );
     expect(row!.access_token.startsWith("tbx1:")).toBe(true);
     expect(row!.refresh_token).not.toContain(ts.refreshToken);
     expect(row!.key_id).toBe(cipher.keyId);
@@ -280,8 +301,24 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
       { at: 2000, actor: undefined, action: "get_token", tenantId: "t-\u0000", outcome: "permission_denied" },
     ]);
     expect(await store.auditLog.read({ since: 0 })).toEqual([
-      { at: 1000, actor: "cli:root", action: "keys_create", tenantId: undefined, connectionId: undefined, outcome: "ok", detail: "scope *" },
-      { at: 2000, actor: undefined, action: "get_token", tenantId: "t-\ufffd", connectionId: undefined, outcome: "permission_denied", detail: undefined },
+      {
+        at: 1000,
+        actor: "cli:root",
+        action: "keys_create",
+        tenantId: undefined,
+        connectionId: undefined,
+        outcome: "ok",
+        detail: "scope *",
+      },
+      {
+        at: 2000,
+        actor: undefined,
+        action: "get_token",
+        tenantId: "t-\ufffd",
+        connectionId: undefined,
+        outcome: "permission_denied",
+        detail: undefined,
+      },
     ]);
   });
 });

@@ -71,49 +71,58 @@ describe("the store's boundary", () => {
     const offenders = INTERFACES.flatMap((f) => {
       const text = readFileSync(join(root, f), "utf8");
       const leaks = importsOf(f).filter((spec) => DRIVERS.includes(spec) || /sqlite|postgres|read-cache|migration/.test(spec));
-      if (/\bDatabase\b|\bStatement\b|\bPool\b|\bPoolClient\b|\bClient\b/.test(text.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ""))) leaks.push("a Database or Statement type");
+      if (/\bDatabase\b|\bStatement\b|\bPool\b|\bPoolClient\b|\bClient\b/.test(text.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "")))
+        leaks.push("a Database or Statement type");
       return leaks.map((l) => `${f}: ${l}`);
     });
     expect(offenders).toEqual([]);
   });
 
-  it.each(backends)("nothing reachable from an opened $name store is a database connection, a pool or a prepared statement", async (backend) => {
-    if (backend.skip) return;
-    const store = await openStore(await backend.location());
-    try {
-      const statementClass = (() => {
-        const db = new Database(":memory:");
-        try {
-          return db.prepare("SELECT 1").constructor;
-        } finally {
-          db.close();
-        }
-      })();
-      const seen = new Set<unknown>();
-      const handles: string[] = [];
-      const visit = (value: unknown, path: string, depth: number): void => {
-        if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value) || depth > 6) return;
-        seen.add(value);
-        if (value instanceof Database || value instanceof statementClass || value instanceof pg.Pool || value instanceof pg.Client) handles.push(path);
-        // Own properties and those of the prototypes (getters included), as any caller could read them.
-        for (let o: object | null = value as object; o && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
-          for (const name of Object.getOwnPropertyNames(o)) {
-            if (name === "constructor" || name === "prototype" || name === "caller" || name === "arguments") continue;
-            let child: unknown;
-            try {
-              child = (value as Record<string, unknown>)[name];
-            } catch {
-              continue;
-            }
-            visit(child, `${path}.${name}`, depth + 1);
+  it.each(backends)(
+    "nothing reachable from an opened $name store is a database connection, a pool or a prepared statement",
+    async (backend) => {
+      if (backend.skip) return;
+      const store = await openStore(await backend.location());
+      try {
+        const statementClass = (() => {
+          const db = new Database(":memory:");
+          try {
+            return db.prepare("SELECT 1").constructor;
+          } finally {
+            db.close();
           }
-        }
-      };
-      visit(store, "store", 0);
-      expect(seen.size).toBeGreaterThan(10); // it walked the parts and their methods
-      expect(handles).toEqual([]);
-    } finally {
-      await store.close();
-    }
-  });
+        })();
+        const seen = new Set<unknown>();
+        const handles: string[] = [];
+        const visit = (value: unknown, path: string, depth: number): void => {
+          if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value) || depth > 6) return;
+          seen.add(value);
+          if (value instanceof Database || value instanceof statementClass || value instanceof pg.Pool || value instanceof pg.Client)
+            handles.push(path);
+          // Own properties and those of the prototypes (getters included), as any caller could read them.
+          for (
+            let o: object | null = value as object;
+            o && o !== Object.prototype && o !== Function.prototype;
+            o = Object.getPrototypeOf(o)
+          ) {
+            for (const name of Object.getOwnPropertyNames(o)) {
+              if (name === "constructor" || name === "prototype" || name === "caller" || name === "arguments") continue;
+              let child: unknown;
+              try {
+                child = (value as Record<string, unknown>)[name];
+              } catch {
+                continue;
+              }
+              visit(child, `${path}.${name}`, depth + 1);
+            }
+          }
+        };
+        visit(store, "store", 0);
+        expect(seen.size).toBeGreaterThan(10); // it walked the parts and their methods
+        expect(handles).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });

@@ -63,7 +63,11 @@ export async function startServeProcess(args: string[], env: NodeJS.ProcessEnv):
 }
 
 /** Runs the CLI to completion with `input` on its standard input. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input = "",
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

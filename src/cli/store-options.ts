@@ -17,7 +17,12 @@ export function dbPath(flag: string | undefined, env: NodeJS.ProcessEnv): string
  * of refused token sets and files made private), turning a file-system or
  * connection failure into a one-line ConfigError that shows no password.
  */
-export async function openStoreOrExplain(path: string, encryption?: TokenCipher, logger?: Logger, options: StoreOptions = {}): Promise<Store> {
+export async function openStoreOrExplain(
+  path: string,
+  encryption?: TokenCipher,
+  logger?: Logger,
+  options: StoreOptions = {},
+): Promise<Store> {
   try {
     return await openStore(path, { ...options, ...(encryption ? { encryption } : {}), ...(logger ? { logger } : {}) });
   } catch (e) {

@@ -21,7 +21,8 @@ export function toConnectError(e: unknown, onInternal: (e: unknown) => void): Co
   if (e instanceof ConnectError) return e;
   if (e instanceof BrokerError) return new ConnectError(e.message, codes[e.kind]);
   // The database is down or cut off (PostgreSQL): worth a retry, and said without a host or a password.
-  if (e instanceof StoreUnavailableError) return new ConnectError("tokenbroker's database cannot be reached; retry shortly", Code.Unavailable);
+  if (e instanceof StoreUnavailableError)
+    return new ConnectError("tokenbroker's database cannot be reached; retry shortly", Code.Unavailable);
   onInternal(e);
   return new ConnectError("internal error in tokenbroker; see its log", Code.Internal);
 }

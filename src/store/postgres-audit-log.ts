@@ -21,18 +21,18 @@ export function createPostgresAuditLog(db: PostgresDatabase): AuditStore {
       // One INSERT of the whole batch from arrays: atomic, one round trip.
       const column = <K extends keyof AuditEntry>(k: K) => entries.map((e) => clean(e[k] ?? null));
       await db.query(
-          `INSERT INTO audit_log (at, actor, action, tenant_id, connection_id, outcome, detail)
+        `INSERT INTO audit_log (at, actor, action, tenant_id, connection_id, outcome, detail)
            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])`,
-          [
-            entries.map((e) => e.at),
-            column("actor"),
-            column("action"),
-            column("tenantId"),
-            column("connectionId"),
-            column("outcome"),
-            column("detail"),
-          ],
-        );
+        [
+          entries.map((e) => e.at),
+          column("actor"),
+          column("action"),
+          column("tenantId"),
+          column("connectionId"),
+          column("outcome"),
+          column("detail"),
+        ],
+      );
     },
     async read(query: AuditQuery = {}) {
       const { rows } = await db.query<AuditRow>(

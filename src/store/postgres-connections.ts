@@ -95,7 +95,18 @@ export class PostgresConnections implements ConnectionStore {
          ON CONFLICT (connection_id) DO UPDATE SET access_token = excluded.access_token, refresh_token = excluded.refresh_token,
            id_token = excluded.id_token, token_type = excluded.token_type, scope = excluded.scope, expires_at = excluded.expires_at,
            obtained_at = excluded.obtained_at, refresh_token_issued_at = excluded.refresh_token_issued_at, version = excluded.version`,
-        [p.connection_id, p.access_token, p.refresh_token, p.id_token, p.token_type, p.scope, p.expires_at, p.obtained_at, p.refresh_token_issued_at, p.version],
+        [
+          p.connection_id,
+          p.access_token,
+          p.refresh_token,
+          p.id_token,
+          p.token_type,
+          p.scope,
+          p.expires_at,
+          p.obtained_at,
+          p.refresh_token_issued_at,
+          p.version,
+        ],
       );
       if (existing !== undefined) await client.query(`DELETE FROM refresh_leases WHERE connection_id = $1`, [connectionId]);
       await upsertTenants(client, connectionId, input.tenants, now);

@@ -39,7 +39,9 @@ export type DatabaseChange =
 /** Integers of 64 bits (`bigint`: timestamps in ms, versions) as numbers: all fit in 2^53. */
 const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"],
+    oid === pg.types.builtins.INT8
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"],
 };
 
 /**
@@ -88,7 +90,9 @@ export class PostgresDatabase {
     };
     this.pool = new pg.Pool({ ...this.config, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
     // An idle connection that the server ended (a restart, a failover): the pool drops it and opens another when needed.
-    this.pool.on("error", (e) => this.logger.warn({ event: "database_connection_lost", error: this.safeMessage(e) }, "a database connection was lost"));
+    this.pool.on("error", (e) =>
+      this.logger.warn({ event: "database_connection_lost", error: this.safeMessage(e) }, "a database connection was lost"),
+    );
     this.listener = new ChangeListener({
       config: this.config,
       channel: CHANNEL,
@@ -200,7 +204,9 @@ export class PostgresDatabase {
   private storeError(e: unknown): unknown {
     if (e instanceof StoreUnavailableError || !(isUnreachable(e) || this.closed)) return e;
     const safe = this.safeError(e);
-    return new StoreUnavailableError(this.closed ? "the store is closed" : `the database cannot be reached (${safe.message})`, { cause: safe });
+    return new StoreUnavailableError(this.closed ? "the store is closed" : `the database cannot be reached (${safe.message})`, {
+      cause: safe,
+    });
   }
 
   private safeMessage(e: unknown): string {
@@ -230,7 +236,10 @@ export class PostgresDatabase {
       try {
         listener(change);
       } catch (e) {
-        this.logger.error({ event: "change_listener_failed", error: e instanceof Error ? e.message : String(e) }, "a store change listener threw");
+        this.logger.error(
+          { event: "change_listener_failed", error: e instanceof Error ? e.message : String(e) },
+          "a store change listener threw",
+        );
       }
     }
   }

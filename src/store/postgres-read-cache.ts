@@ -96,7 +96,10 @@ export function isUnreachable(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   if (typeof code === "string") {
     // SQLSTATE class 08 (connection exception), 57P0x (the server is shutting down or restarting), and Node's own.
-    if (/^08|^57P0/.test(code) || /^E(CONNREFUSED|CONNRESET|TIMEDOUT|HOSTUNREACH|NETUNREACH|PIPE|AI_AGAIN|NOTFOUND)$/.test(code)) return true;
+    if (/^08|^57P0/.test(code) || /^E(CONNREFUSED|CONNRESET|TIMEDOUT|HOSTUNREACH|NETUNREACH|PIPE|AI_AGAIN|NOTFOUND)$/.test(code))
+      return true;
   }
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(e.message);
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(
+    e.message,
+  );
 }

@@ -53,7 +53,15 @@ export async function reencryptPostgresTokenSets(db: PostgresDatabase, options: 
           const result = await client.query(
             `UPDATE token_sets SET access_token = $5, refresh_token = $6, id_token = $7
              WHERE connection_id = $1 AND access_token = $2 AND refresh_token = $3 AND id_token IS NOT DISTINCT FROM $4`,
-            [row.connection_id, row.access_token, row.refresh_token, row.id_token, sealed.access_token, sealed.refresh_token, sealed.id_token],
+            [
+              row.connection_id,
+              row.access_token,
+              row.refresh_token,
+              row.id_token,
+              sealed.access_token,
+              sealed.refresh_token,
+              sealed.id_token,
+            ],
           );
           if (result.rowCount === 1) {
             reencrypted++;

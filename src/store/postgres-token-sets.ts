@@ -115,7 +115,10 @@ export class PostgresTokenSets implements TokenSetStore {
       if (updated.rowCount !== 1) {
         throw new Error(`token set ${connectionId} changed while it was being refreshed (expected version ${fromVersion})`);
       }
-      await client.query(`UPDATE connections SET last_refresh_at = $2, last_error = NULL WHERE id = $1`, [connectionId, this.#db.clock.now()]);
+      await client.query(`UPDATE connections SET last_refresh_at = $2, last_error = NULL WHERE id = $1`, [
+        connectionId,
+        this.#db.clock.now(),
+      ]);
       await client.query(`DELETE FROM refresh_leases WHERE connection_id = $1 AND holder = $2`, [connectionId, holder]);
       notify({ kind: "token", connectionId, version: fromVersion + 1 });
       return (await readToken(client, connectionId))!;

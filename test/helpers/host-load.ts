@@ -23,7 +23,10 @@ export function storm(c: HostCluster, callers: number, selectors: readonly Selec
     Array.from({ length: callers }, (_, i) =>
       c
         .client(i % HOST_ADDRESSES.length, Math.floor(i / HOST_ADDRESSES.length) % 2 ? "connect" : "grpc")
-        .getToken({ selector: selectors[i % selectors.length]!, minValidFor: { seconds: 0n, nanos: 0 } }, { ...c.callOptions, timeoutMs: 20_000 }),
+        .getToken(
+          { selector: selectors[i % selectors.length]!, minValidFor: { seconds: 0n, nanos: 0 } },
+          { ...c.callOptions, timeoutMs: 20_000 },
+        ),
     ),
   );
 }

@@ -53,7 +53,9 @@ export async function startPostgres(): Promise<PostgresServer> {
     chownSync(dir, Number(ids.stdout.trim()), Number(gids.stdout.trim()));
   }
   const run = (program: string, args: string[]) => {
-    const [file, argv] = asRoot ? ["runuser", ["-u", "postgres", "--", join(POSTGRES_BIN, program), ...args]] : [join(POSTGRES_BIN, program), args];
+    const [file, argv] = asRoot
+      ? ["runuser", ["-u", "postgres", "--", join(POSTGRES_BIN, program), ...args]]
+      : [join(POSTGRES_BIN, program), args];
     const result = spawnSync(file, argv, { encoding: "utf8", timeout: 60_000, cwd: dir });
     if (result.status !== 0) {
       throw new Error(`${program} ${args.join(" ")} failed (${result.status ?? result.signal}): ${result.stderr || result.stdout}`);
@@ -73,7 +75,8 @@ export async function startPostgres(): Promise<PostgresServer> {
   let running = false;
   const server: PostgresServer = {
     port,
-    url: (database, password) => `postgres://postgres${password === undefined ? "" : `:${encodeURIComponent(password)}`}@127.0.0.1:${port}/${database}`,
+    url: (database, password) =>
+      `postgres://postgres${password === undefined ? "" : `:${encodeURIComponent(password)}`}@127.0.0.1:${port}/${database}`,
     async createDatabase() {
       const name = `t${process.pid}_${++databases}`;
       const admin = new pg.Client({ connectionString: server.url("postgres") });
@@ -104,7 +107,13 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
   };
   const onExit = () => {
-    if (running) spawnSync(asRoot ? "runuser" : join(POSTGRES_BIN, "pg_ctl"), asRoot ? ["-u", "postgres", "--", join(POSTGRES_BIN, "pg_ctl"), "stop", "-D", data, "-m", "immediate"] : ["stop", "-D", data, "-m", "immediate"]);
+    if (running)
+      spawnSync(
+        asRoot ? "runuser" : join(POSTGRES_BIN, "pg_ctl"),
+        asRoot
+          ? ["-u", "postgres", "--", join(POSTGRES_BIN, "pg_ctl"), "stop", "-D", data, "-m", "immediate"]
+          : ["stop", "-D", data, "-m", "immediate"],
+      );
     rmSync(dir, { recursive: true, force: true });
   };
   process.on("exit", onExit);

@@ -89,7 +89,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       return ws;
     }
 
-    it(`${CALLERS} callers over the three hosts at expiry: exactly 1 upstream refresh, and every host's watchers get the new version (p99 < ${deliveryBoundMs} ms after the commit)`, { timeout: 60_000 }, async () => {
+    it(`${CALLERS} callers over the three hosts at expiry: exactly 1 upstream refresh, and every host's watchers get the new version (p99 < ${deliveryBoundMs} ms after the commit)`, {
+      timeout: 60_000,
+    }, async () => {
       const fake = await fakeXero();
       const grant = fake.addGrant({ tenants: [{ tenantName: "Org A" }] });
       const c = await cluster({ upstream: fakeUpstream(fake), refreshToken: grant.refreshToken, args: AT_EXPIRY });
@@ -115,7 +117,10 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       expect(after.version).toBe(before.version + 1);
       expect(results.every((r) => r.token?.version === BigInt(after.version))).toBe(true);
       // Compared as a boolean, so that a failure prints no token.
-      expect(results.every((r) => r.token?.accessToken === after.accessToken), "every caller got the stored token").toBe(true);
+      expect(
+        results.every((r) => r.token?.accessToken === after.accessToken),
+        "every caller got the stored token",
+      ).toBe(true);
       const ok = c.refreshEvents().filter((e) => e["outcome"] === "ok");
       expect(ok).toHaveLength(1);
       expect(c.refreshEvents().filter((e) => e["outcome"] !== "ok" && e["outcome"] !== "already_fresh")).toEqual([]);
@@ -125,7 +130,12 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       await everyWatcherHas(ws, after.version, 5000);
       const committedAt = Number(ok[0]!["time"]);
       const delays = ws.all.map((w) => w.arrivals.get(after.version)! - committedAt);
-      const perHost = HOST_ADDRESSES.map((_, host) => quantile(delays.filter((_, i) => ws.all[i]!.host === host), 0.99));
+      const perHost = HOST_ADDRESSES.map((_, host) =>
+        quantile(
+          delays.filter((_, i) => ws.all[i]!.host === host),
+          0.99,
+        ),
+      );
       const p99 = quantile(delays, 0.99);
       console.info(
         `${backendName}: ${CALLERS} callers over 3 hosts at expiry: 1 upstream refresh; ${ws.all.length} watchers got it ` +
@@ -135,7 +145,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       expect(p99).toBeLessThan(deliveryBoundMs);
     });
 
-    it("the lease holder SIGKILLed while Xero holds its request: another host finishes within the lease plus the upstream timeout, nothing lost", { timeout: 60_000 }, async () => {
+    it("the lease holder SIGKILLed while Xero holds its request: another host finishes within the lease plus the upstream timeout, nothing lost", {
+      timeout: 60_000,
+    }, async () => {
       const fake = await fakeXero({ graceSeconds: 30 });
       const grant = fake.addGrant({ tenants: [{ tenantName: "Org A" }] });
       const c = await cluster({
@@ -199,7 +211,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       expect(fake.tokenEndpointCalls - callsBefore).toBe(2);
     });
 
-    it(`the storm against a strict OAuth2 server (oidc-provider, rotating refresh tokens): ${OIDC_ROUNDS} expiries, 0 reuse of a spent refresh token`, { timeout: 60_000 }, async () => {
+    it(`the storm against a strict OAuth2 server (oidc-provider, rotating refresh tokens): ${OIDC_ROUNDS} expiries, 0 reuse of a spent refresh token`, {
+      timeout: 60_000,
+    }, async () => {
       const op: OidcProviderHarness = await startOidcProvider({ accessTokenTtlSeconds: 3 });
       cleanups.push(() => op.close());
       const c = await cluster({
@@ -222,7 +236,10 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
         await delay(Math.max(0, before.expiresAt - Date.now()) + 50);
         const results = await storm(c, CALLERS, [selector]);
         const events = c.refreshEvents().map((e) => `${e["cause"]}:${e["outcome"]}:${e["fromVersion"]}->${e["version"]}`);
-        expect(op.tokenEndpointCalls - callsBefore, `token-endpoint POSTs in round ${round} (refreshes: ${events.join(" ")}; errors ${JSON.stringify(op.tokenEndpointErrors)})`).toBe(1);
+        expect(
+          op.tokenEndpointCalls - callsBefore,
+          `token-endpoint POSTs in round ${round} (refreshes: ${events.join(" ")}; errors ${JSON.stringify(op.tokenEndpointErrors)})`,
+        ).toBe(1);
         const after = await c.stored();
         expect(after.version).toBe(before.version + 1);
         expect(results.every((r) => r.token?.version === BigInt(after.version))).toBe(true);
@@ -236,7 +253,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       expect(report.refreshed).toBe(true);
       expect(op.tokenEndpointErrors).toEqual([]);
       expect(op.revokedGrants).toBe(0);
-      console.info(`${backendName}: oidc-provider, ${OIDC_ROUNDS} storms of ${CALLERS} callers over 3 hosts: 1 POST each, no refresh token reused`);
+      console.info(
+        `${backendName}: oidc-provider, ${OIDC_ROUNDS} storms of ${CALLERS} callers over 3 hosts: 1 POST each, no refresh token reused`,
+      );
     });
 
     const { stopStore, startStore } = backend;
@@ -259,7 +278,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
         const loops = Array.from({ length: 30 }, async (_, i) => {
           while (running) {
             try {
-              const { token } = await c.client(i % 3, i % 2 ? "connect" : "grpc").getToken({ selector }, { ...c.callOptions, timeoutMs: 5000 });
+              const { token } = await c
+                .client(i % 3, i % 2 ? "connect" : "grpc")
+                .getToken({ selector }, { ...c.callOptions, timeoutMs: 5000 });
               served.push({ version: token?.version });
             } catch (e) {
               failures.push(e);
@@ -295,7 +316,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
         expect(fake.tokenEndpointCalls, "refreshes while the store was down").toBe(callsBefore);
 
         // Back: a refresh through one host reaches every host's callers and watchers, once.
-        const refreshed = await c.client(2).reportExpired({ selector, accessToken: before.accessToken }, { ...c.callOptions, timeoutMs: 20_000 });
+        const refreshed = await c
+          .client(2)
+          .reportExpired({ selector, accessToken: before.accessToken }, { ...c.callOptions, timeoutMs: 20_000 });
         expect(refreshed.token?.version).toBe(BigInt(before.version + 1));
         await everyWatcherHas(ws, before.version + 1, 5000);
         for (const [i] of c.hosts.entries()) {
@@ -304,7 +327,9 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
         }
         expect(fake.tokenEndpointCalls).toBe(callsBefore + 1);
         expect(fake.invalidGrants).toBe(0);
-        console.info(`${backendName}: store stopped ${OUTAGE_MS / 1000} s: ${servedDuring} calls served meanwhile, 0 failed, 0 refreshes; recovered`);
+        console.info(
+          `${backendName}: store stopped ${OUTAGE_MS / 1000} s: ${servedDuring} calls served meanwhile, 0 failed, 0 refreshes; recovered`,
+        );
       },
     );
   });
