@@ -78,19 +78,31 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
   async function takeState(params: URLSearchParams, browserSecret: string | undefined) {
     const state = params.get("state");
     if (!state) {
-      throw new ConsentError("missing_state", "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.");
+      throw new ConsentError(
+        "missing_state",
+        "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.",
+      );
     }
     const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
     if (!taken.ok) {
       switch (taken.reason) {
         case "unknown":
-          throw new ConsentError("unknown_state", "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.");
+          throw new ConsentError(
+            "unknown_state",
+            "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.",
+          );
         case "wrong_browser":
           throw wrongBrowser();
         case "used":
-          throw new ConsentError("reused_state", "This consent was already completed (its state was used before); an answer is accepted only once.");
+          throw new ConsentError(
+            "reused_state",
+            "This consent was already completed (its state was used before); an answer is accepted only once.",
+          );
         case "expired":
-          throw new ConsentError("expired_state", `This consent was started more than ${minutes} minutes ago and has expired. Start again.`);
+          throw new ConsentError(
+            "expired_state",
+            `This consent was started more than ${minutes} minutes ago and has expired. Start again.`,
+          );
       }
     }
     return { state, codeVerifier: taken.codeVerifier };
@@ -127,7 +139,13 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       const now = clock.now();
       const expiresAt = now + ttlMs;
       const codeVerifier = oidc.randomPKCECodeVerifier();
-      await store.consents.createAuthorisation({ state, codeVerifier, browserHash: `${LINK_PREFIX}${hash(linkSecret)}`, createdAt: now, expiresAt });
+      await store.consents.createAuthorisation({
+        state,
+        codeVerifier,
+        browserHash: `${LINK_PREFIX}${hash(linkSecret)}`,
+        createdAt: now,
+        expiresAt,
+      });
       return { state, linkSecret, expiresAt };
     },
 
@@ -145,7 +163,11 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         const state = params.get("state");
         if (state) {
           // The consent's own browser uses the state up (so that `tokenbroker connect` stops waiting); any other is refused.
-          const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
+          const taken = await store.consents.takeAuthorisation(
+            state,
+            clock.now(),
+            browserSecret === undefined ? undefined : hash(browserSecret),
+          );
           if (taken.ok) await store.consents.finishAuthorisation(state, { error: said });
           else if (taken.reason === "wrong_browser") throw wrongBrowser();
         }

@@ -48,7 +48,9 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         const selector = parseSelector(request.selector);
         const minValidForMs = parseMinValidFor(request.minValidFor);
         const record = await options.broker.getToken(selector, { minValidForMs, signal: call.signal });
-        return cached(getTokenAnswers, record, () => toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })));
+        return cached(getTokenAnswers, record, () =>
+          toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })),
+        );
       } catch (e) {
         throw fail(e);
       }
@@ -63,7 +65,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         const selector = parseSelector(request.selector);
         const accessToken = parseAccessToken(request.accessToken);
         const { token, refreshed } = await options.broker.reportExpired(selector, accessToken, { signal: call.signal });
-        return { bytes: toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed })), token };
+        return {
+          bytes: toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed })),
+          token,
+        };
       } catch (e) {
         throw fail(e);
       }
@@ -74,7 +79,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchAnswer = (record: TokenRecord): FastAnswer => {
     let answer = watchAnswers.get(record);
     if (!answer) {
-      answer = { bytes: toBinary(WatchTokenResponseSchema, toWatchResponse(record)), token: record.state === "active" ? record : undefined };
+      answer = {
+        bytes: toBinary(WatchTokenResponseSchema, toWatchResponse(record)),
+        token: record.state === "active" ? record : undefined,
+      };
       watchAnswers.set(record, answer);
     }
     return answer;
@@ -90,7 +98,11 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
       call.holdConnection(); // an authenticated stream: it may send nothing for hours
       try {
         // Pushed, not pulled: a publish writes the one cached frame to each subscriber's stream at once.
-        subscription = options.broker.subscribe(parseSelector(request.selector), (record) => void call.send(watchAnswer(record)), call.guarded.principal?.keyHash);
+        subscription = options.broker.subscribe(
+          parseSelector(request.selector),
+          (record) => void call.send(watchAnswer(record)),
+          call.guarded.principal?.keyHash,
+        );
       } catch (e) {
         return Promise.reject(fail(e));
       }

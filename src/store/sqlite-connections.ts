@@ -98,9 +98,7 @@ export class SqliteConnections implements ConnectionStore {
     const cipher = this.#sqlite.cipher;
     return this.#sqlite.write(() => {
       const existing =
-        input.xeroUserId === undefined
-          ? undefined
-          : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
+        input.xeroUserId === undefined ? undefined : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
       const connectionId = existing?.id ?? randomUUID();
       if (existing) {
         this.#stmt.reauthorise.run({ id: connectionId, now, user_name: input.userName ?? null });

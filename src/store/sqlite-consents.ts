@@ -1,6 +1,12 @@
 import { timingSafeEqual } from "node:crypto";
 import type { ConsentStore } from "./consent-store.js";
-import { LINK_PREFIX, type AuthorisationStatus, type ClaimedAuthorisation, type NewPendingAuthorisation, type TakenAuthorisation } from "./pending-authorisation.js";
+import {
+  LINK_PREFIX,
+  type AuthorisationStatus,
+  type ClaimedAuthorisation,
+  type NewPendingAuthorisation,
+  type TakenAuthorisation,
+} from "./pending-authorisation.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 /** Pending authorisations are forgotten this long after they expired. */

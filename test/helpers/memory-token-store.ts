@@ -82,8 +82,7 @@ export class MemoryTokenStore implements TokenStore {
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
     const now = this.clock.now();
-    const existing =
-      input.xeroUserId === undefined ? undefined : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
+    const existing = input.xeroUserId === undefined ? undefined : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
     if (existing) {
       Object.assign(existing, { state: "active", authorisedAt: now, tokenSet: { ...input.tokenSet }, lastError: undefined });
       existing.version++;
