@@ -8,12 +8,13 @@ import { execFile } from "node:child_process";
 import * as http from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/ts/grpc/health/v1/health_pb.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { readStream } from "./helpers/stream-reader.js";
+import { rejection } from "./helpers/rejection.js";
 
 const run = promisify(execFile);
 const CURL = "/usr/bin/curl";
@@ -28,15 +29,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await f.close();
 });
-
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 async function status(service = ""): Promise<Status> {
   return (await health.check({ service })).status;

@@ -6,16 +6,7 @@ import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { readStream, type StreamReader } from "./helpers/stream-reader.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 const chosen = protocols.filter((p) => p.name.startsWith("gRPC (") || p.name.startsWith("Connect JSON"));
 

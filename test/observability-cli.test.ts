@@ -1,18 +1,18 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
+import { identityServerOptions, startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { parsePrometheusText } from "./helpers/prometheus-text.js";
+import { fakeEnv, freePort } from "./helpers/serve-process.js";
 import { startWebhookReceiver, type WebhookReceiver } from "./helpers/webhook-receiver.js";
 
 // `npm test` compiles src to dist/ first; run `npm run build` before running this file alone.
@@ -21,14 +21,6 @@ const SECRET = "whsec_observability_test_0123456789";
 const PRETTY = /^\d{2}:\d{2}:\d{2}\.\d{3} (DEBUG|INFO |WARN |ERROR|FATAL) \S/;
 
 const children = new Set<ChildProcess>();
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * Starts `tokenbroker serve …` on loopback without API keys or encryption at rest (neither is what
@@ -99,13 +91,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     db = join(dir.path, "t.db");
     const store = openSqliteStore({ path: db });
     try {
-      const identity = createOidcIdentityServer({
-        issuer: new URL(fake.issuer),
-        connectionsUrl: new URL(fake.connectionsUrl),
-        clientId: fake.clientId,
-        clientSecret: fake.clientSecret,
-        allowInsecure: true,
-      });
+      const identity = createOidcIdentityServer(identityServerOptions(fake));
       connectionId = (await importRefreshToken(store, identity, grant.refreshToken)).connectionId;
     } finally {
       await store.close();
@@ -118,15 +104,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     dir.cleanup();
   });
 
-  const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
-    PATH: process.env["PATH"] ?? "",
-    TOKENBROKER_ISSUER: fake.issuer,
-    TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-    TOKENBROKER_CLIENT_ID: fake.clientId,
-    TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-    TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-    ...extra,
-  });
+  const env = (extra: Record<string, string> = {}) => fakeEnv(fake, extra);
 
   it("a revoked grant: pretty log lines, a signed webhook, and /metrics saying so", async () => {
     const port = await freePort();

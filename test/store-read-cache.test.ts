@@ -12,9 +12,9 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import { CHECK_EVERY_MS, ReadCache } from "../src/store/read-cache.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import type { Store } from "../src/store/store.js";
-import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { openRawDatabase } from "./helpers/raw-database.js";
+import { tokenSetAt } from "./helpers/token-sets.js";
 
 let dir: ReturnType<typeof tempDir>;
 let a: Store;
@@ -32,19 +32,8 @@ afterEach(async () => {
   dir.cleanup();
 });
 
-function tokenSet(accessToken: string): NewTokenSet {
-  const now = Date.now();
-  return {
-    accessToken,
-    refreshToken: randomUUID(),
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access", "accounting.transactions"],
-    expiresAt: now + 1_800_000,
-    obtainedAt: now,
-    refreshTokenIssuedAt: now,
-  };
-}
+/** Two scopes: the test below checks that a caller cannot reorder them. */
+const tokenSet = (accessToken: string) => tokenSetAt(Date.now(), { accessToken, scopes: ["offline_access", "accounting.transactions"] });
 
 /** Waits until the cache looks at the database again. */
 const nextTurn = () => new Promise((resolve) => setTimeout(resolve, CHECK_EVERY_MS + 1));

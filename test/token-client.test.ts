@@ -11,16 +11,7 @@ import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { startFakeXeroApi, type FakeXeroApi } from "./helpers/fake-xero-api.js";
 import { createRpcProbe, type RpcProbe } from "./helpers/rpc-probe.js";
 import { eventually } from "./helpers/stream-reader.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 /** Polls an async check every 10 ms until it holds. */
 async function eventuallyAsync(check: () => Promise<boolean>, timeoutMs = 3000, what = "condition"): Promise<void> {
