@@ -8,6 +8,7 @@
  * failure is answered with the same code and message on each path.
  */
 import * as http2 from "node:http2";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -205,6 +206,6 @@ async function settled(read: () => string[][], n: number): Promise<string[][]> {
   for (;;) {
     const calls = read();
     if ((calls.length >= n && calls.every((c) => c.at(-1)?.startsWith("ended"))) || Date.now() > deadline) return calls;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }

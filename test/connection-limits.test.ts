@@ -8,6 +8,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionLimits } from "../src/server/connection-limits.js";
 import type { Logger } from "../src/logger.js";
@@ -441,7 +442,7 @@ describe("header and idle timeouts", () => {
     web.on("error", () => (webClosed.value = true));
     web.end(watchRequest(selector));
     await eventually(() => fast.frames.length === 1 && viaConnect.frames.length === 1, 5000, "first tokens");
-    await new Promise((r) => setTimeout(r, 1500));
+    await delay(1500);
     expect(session.closed || session.destroyed).toBe(false);
     expect(connectSession.closed || connectSession.destroyed).toBe(false);
     expect(webClosed.value).toBe(false);
@@ -482,7 +483,7 @@ describe("connections per client address", () => {
     // One closes: a new one from the first address is served again.
     first[0]!.destroy();
     await eventually(() => true, 10);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
     expect(await ask(await socketTo(b.server.port))).toMatch(/200/);
   });
 });

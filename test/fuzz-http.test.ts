@@ -14,6 +14,7 @@
  * `TOKENBROKER_FUZZ_RUNS=20000 npx vitest run test/fuzz-http.test.ts`
  * (`TOKENBROKER_FUZZ_SEED` picks another seed).
  */
+import { setTimeout as delay } from "node:timers/promises";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KILLER_TARGETS } from "./helpers/http-corpus.js";
@@ -422,7 +423,7 @@ async function fuzz(
       // A connection refused at connect time under thousands of short loopback connections is tried once more
       // (a broker that stopped accepting fails the check after the batch all the same).
       const answer = await exchange(target, alpn, input, 250).catch(async () => {
-        await new Promise((r) => setTimeout(r, 200));
+        await delay(200);
         return exchange(target, alpn, input, 250).catch((e: Error) => {
           throw new Error(`${e.message}; the broker's standard error ends: ${serve().stderr().slice(-3000)}`);
         });

@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import * as http from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -63,7 +64,7 @@ describe("grpc.health.v1.Health", () => {
     const watch = readStream((signal) => health.watch({ service: "no.such.Service" }, { signal }));
     try {
       expect((await watch.next()).status).toBe(Status.SERVICE_UNKNOWN);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       expect(watch.ended).toBe(false);
     } finally {
       watch.cancel();
@@ -169,7 +170,7 @@ describe("grpc.health.v1.Health", () => {
       expect((await h1("/readyz")).status).toBe(200); // opens the keep-alive connection
       const deadline = Date.now() + 3000;
       while (!f.server.broker.refresher.isRefreshing(f.connectionId) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await delay(10);
       }
       expect(f.server.broker.refresher.isRefreshing(f.connectionId)).toBe(true);
 

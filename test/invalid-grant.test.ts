@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConnectionState, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -90,7 +91,7 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
     }
     f.clock.advance(24 * 60 * 60_000); // past any cooldown or lead time
     await f.server.scheduler.tick();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     const again = await rejection(client.getToken({ selector: { case: "connectionId", value: connectionId } }));
     expect(again.code).toBe(Code.FailedPrecondition);
     expect(f.fake.tokenEndpointCalls).toBe(calls);

@@ -8,6 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { CHECK_EVERY_MS, ReadCache } from "../src/store/read-cache.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
@@ -36,7 +37,7 @@ afterEach(async () => {
 const tokenSet = (accessToken: string) => tokenSetAt(Date.now(), { accessToken, scopes: ["offline_access", "accounting.transactions"] });
 
 /** Waits until the cache looks at the database again. */
-const nextTurn = () => new Promise((resolve) => setTimeout(resolve, CHECK_EVERY_MS + 1));
+const nextTurn = () => delay(CHECK_EVERY_MS + 1);
 
 const tenant = (tenantId: string) => ({
   tenantId,
@@ -64,7 +65,7 @@ it("a token set replaced by another connection is read at once, and so is a tena
   expect(after?.version).toBe(2);
 
   // The same tenant authorised later through another user's grant: that grant now serves it.
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await delay(5);
   const other = await b.connections.saveConnection({ xeroUserId: "user-2", tokenSet: tokenSet("access-3"), tenants: [tenant(tenantId)] });
   await nextTurn();
   expect(await a.connections.findConnectionByTenant(tenantId)).toBe(other.connectionId);

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -18,7 +19,7 @@ async function eventuallyAsync(check: () => Promise<boolean>, timeoutMs = 3000, 
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }
 
@@ -151,7 +152,7 @@ describe("the token client", () => {
     expect(probe.count("GetToken")).toBe(1);
 
     // Reconnect attempts keep coming, each delay at least half its base (equal jitter); the base doubles up to the cap.
-    await new Promise((resolve) => setTimeout(resolve, 800));
+    await delay(800);
     const starts = [droppedAt, ...probe.streamStarts.slice(1)];
     const attempts = starts.length - 1;
     expect(attempts).toBeGreaterThanOrEqual(4);
@@ -273,7 +274,7 @@ describe("the token client", () => {
     const tb = tokenClient({ reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
     const err = await rejection(tb.getToken("no-such-tenant"));
     expect(err.code).toBe(Code.NotFound);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await delay(200);
     expect(probe.count("WatchToken")).toBe(1);
     expect(f.server.broker.hub.size).toBe(0);
   });

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { identityServerOptions } from "@tokenbroker/fake-xero";
@@ -37,7 +38,7 @@ async function start(timeoutMs: number, options: BrokerFixtureOptions = {}): Pro
 /** Lets the refresher's cool-down (10 ms in the fixture, on the broker's clock) pass. */
 async function passCooldown(fx: BrokerFixture): Promise<void> {
   fx.clock.advance(61_000);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await delay(30);
 }
 
 /** The fixture's attempts per refresh (the broker's default). */

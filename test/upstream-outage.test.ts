@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -34,7 +35,7 @@ function startOutage(fake: FakeXero, failure: { status: number; error?: string }
 /** Lets the refresher's cooldown (10 ms in the fixture, on the broker's clock) pass. */
 async function passCooldown(f: BrokerFixture): Promise<void> {
   f.clock.advance(61_000);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await delay(30);
 }
 
 describe("token endpoint outage", () => {

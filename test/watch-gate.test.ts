@@ -4,6 +4,7 @@
  * is pushed; all of a refused owner's subscriptions end with the gate's
  * reason, on every connection; a periodic check ends them without a publish.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { TokenBroker } from "../src/broker/token-broker.js";
 import { WatchHub, type Subscription } from "../src/broker/watch-hub.js";
@@ -80,11 +81,11 @@ describe("WatchHub with a gate", () => {
     const s = listen(hub.subscribe("c1", "key-a"));
     g.revoked.add("key-a");
     const deadline = Date.now() + 5000;
-    while (!s.ended && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (!s.ended && Date.now() < deadline) await delay(10);
     expect(s).toMatchObject({ ended: true, reason: g.reason });
     expect(hub.size).toBe(0);
     const checks = g.checks.length;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await delay(100);
     expect(g.checks.length).toBe(checks); // no owner left: no timer
   });
 
