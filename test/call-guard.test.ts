@@ -37,7 +37,8 @@ function recorder(): { step: GuardStep; calls: string[][] } {
   const events = (call: object) => {
     let list = open.get(call);
     if (!list) {
-      open.set(call, (list = []));
+      list = [];
+      open.set(call, list);
       calls.push(list);
     }
     return list;

@@ -11,6 +11,7 @@ import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { TokenRecord } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { fakeEnv, freePort } from "./helpers/serve-process.js";
 
@@ -252,7 +253,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     }
 
     const store = openStore(db);
-    let record;
+    let record: TokenRecord | undefined;
     try {
       record = await store.tokens.getToken(connectionId);
     } finally {

@@ -238,8 +238,14 @@ describe("the key is checked before the body is read", () => {
       stream.write(prefix);
       const status = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("no answer before the body")), 5000);
-        stream.on("response", (h) => h["grpc-status"] !== undefined && (clearTimeout(timer), resolve(h)));
-        stream.on("trailers", (t) => (clearTimeout(timer), resolve(t)));
+        const answered = (h: http2.IncomingHttpHeaders) => {
+          clearTimeout(timer);
+          resolve(h);
+        };
+        stream.on("response", (h) => {
+          if (h["grpc-status"] !== undefined) answered(h);
+        });
+        stream.on("trailers", answered);
       });
       expect(statusOf(status).code).toBe(16);
       stream.close();
@@ -265,7 +271,10 @@ describe("the key is checked before the body is read", () => {
           headers: { "content-type": c.type, "connect-protocol-version": "1" },
         });
         const timer = setTimeout(() => reject(new Error(`${c.type}: no answer before the body`)), 5000);
-        req.on("response", (r) => (clearTimeout(timer), resolve(r)));
+        req.on("response", (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
         req.on("error", () => {});
         req.write(Buffer.alloc(1024, 32));
       });
@@ -326,7 +335,10 @@ describe("header and idle timeouts", () => {
       const started = performance.now();
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("TLS h2 session still open")), 5000);
-        session.once("close", () => (clearTimeout(timer), resolve()));
+        session.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
     } finally {
@@ -348,7 +360,10 @@ describe("header and idle timeouts", () => {
     ).toBe(0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("h2 session still open")), 5000);
-      session.once("close", () => (clearTimeout(timer), resolve()));
+      session.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     // An open stream that is not an authenticated WatchToken (here gRPC health's Watch, open to all) keeps nothing.
     const watcher = await h2(b.server.url);
@@ -364,7 +379,10 @@ describe("header and idle timeouts", () => {
     await firstStatus;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("session with a health Watch still open")), 5000);
-      watcher.once("close", () => (clearTimeout(timer), resolve()));
+      watcher.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   });
 

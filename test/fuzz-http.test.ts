@@ -73,7 +73,7 @@ function targets(): fc.Arbitrary<string> {
     fc.constantFrom(...PAGE_PATHS).map((p) => `${p}?state=${"s".repeat(8)}&code=x&error=access_denied&connected=%ZZ&moved=1`),
     fc.array(segment, { minLength: 0, maxLength: 6 }).map((s) => `/${s.join("/")}`),
     fc.string({ unit: "binary-ascii", maxLength: 60 }),
-    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", "/" + "a".repeat(9000)),
+    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", `/${"a".repeat(9000)}`),
   );
 }
 
@@ -210,7 +210,7 @@ function h1Requests(): fc.Arbitrary<Buffer> {
       ];
       if (key) lines.push(`authorization: Bearer ${admin ? b.adminKey : b.key}`);
       if (protocolVersion) lines.push("connect-protocol-version: 1");
-      return Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), body]);
+      return Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]);
     });
   return fc.oneof(
     { arbitrary: structured, weight: 6 },

@@ -148,8 +148,8 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
     "encryption key": encryptionKey,
     "encryption key (hex)": Buffer.from(encryptionKey, "base64").toString("hex"),
   };
-  keys.forEach((k, i) => (secrets[`API key ${i}`] = k));
-  tokens.forEach((t, i) => (secrets[`access token ${i}`] = t));
+  for (const [i, k] of keys.entries()) secrets[`API key ${i}`] = k;
+  for (const [i, t] of tokens.entries()) secrets[`access token ${i}`] = t;
   stored.forEach((r, i) => {
     secrets[`stored refresh token ${i}`] = r.refreshToken;
     secrets[`stored access token ${i}`] = r.accessToken;

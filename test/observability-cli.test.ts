@@ -119,16 +119,16 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-      return { status: res.status, json: (await res.json()) as Record<string, any> };
+      return { status: res.status, json: (await res.json()) as { token?: { accessToken: string }; code?: string } };
     };
     const got = await post("GetToken", { connectionId });
     expect(got.status).toBe(200);
-    const accessToken = got.json["token"]["accessToken"] as string;
+    const accessToken = got.json.token!.accessToken;
 
     // The user revokes the app at Xero; a channel's API call gets 401 and reports the token.
     fake.revokeGrant(grant.grantId);
     const reported = await post("ReportExpired", { connectionId, accessToken });
-    expect(reported.json["code"]).toBe("failed_precondition");
+    expect(reported.json.code).toBe("failed_precondition");
 
     // The scheduler's next pass (every second) notices and sends the webhook.
     const deadline = Date.now() + 5000;
@@ -171,10 +171,10 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
       .filter((l) => l !== "");
     for (const line of lines) expect(line, line).toMatch(PRETTY);
     expect(
-      lines.some((l) => /WARN  refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l)),
+      lines.some((l) => /WARN {2}refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l)),
     ).toBe(true);
-    expect(lines.some((l) => /WARN  connection \S+ needs re-authorisation.* type=connection\.needs_reauthorization/.test(l))).toBe(true);
-    expect(lines.some((l) => /INFO  webhook delivered .*delivered=true/.test(l))).toBe(true);
+    expect(lines.some((l) => /WARN {2}connection \S+ needs re-authorisation.* type=connection\.needs_reauthorization/.test(l))).toBe(true);
+    expect(lines.some((l) => /INFO {2}webhook delivered .*delivered=true/.test(l))).toBe(true);
     for (const secret of [accessToken, grant.refreshToken, fake.getGrant(grant.grantId)?.refreshToken, SECRET, fake.clientSecret]) {
       expect(server.stderr() + text).not.toContain(secret!);
     }
@@ -184,7 +184,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     const port = await freePort();
     const server = await serve(["--listen", `127.0.0.1:${port}`, "--db", db], env({ TOKENBROKER_LOG_FORMAT: "pretty" }));
     expect(await server.stop()).toBe(0);
-    expect(server.stderr()).toMatch(/^\d{2}:\d{2}:\d{2}\.\d{3} INFO  tokenbroker listening on http:\/\/127\.0\.0\.1:\d+ /m);
+    expect(server.stderr()).toMatch(/^\d{2}:\d{2}:\d{2}\.\d{3} INFO {2}tokenbroker listening on http:\/\/127\.0\.0\.1:\d+ /m);
 
     const bad = await run(["serve", "--db", db, "--log-format", "xml"], env());
     expect(bad.code).toBe(2);

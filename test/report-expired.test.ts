@@ -86,7 +86,7 @@ describe.each(protocols)("ReportExpired over $name", ({ transport }) => {
     const before = f.fake.tokenEndpointCalls;
     const r = await client.reportExpired({
       selector: { case: "tenantId", value: f.tenantId },
-      accessToken: current!.accessToken + "x",
+      accessToken: `${current!.accessToken}x`,
     });
     expect(r.refreshed).toBe(false);
     expect(r.token?.accessToken).toBe(current!.accessToken);

@@ -133,10 +133,10 @@ describe("keys revoke and open WatchToken streams", () => {
     const log = await auditLog(sb.db);
     const revocation = log.find((e) => e.action === "keys_revoke" && e.detail === "key=gone");
     expect(revocation).toBeDefined();
-    const after = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
-    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && after(e))).toEqual([]);
+    const afterRevocation = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
+    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && afterRevocation(e))).toEqual([]);
     // The log does record deliveries after the revocation: the other key's new token, on each of its streams.
-    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && after(e))).toHaveLength(survivors.length);
+    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && afterRevocation(e))).toHaveLength(survivors.length);
     for (const s of [...doomed, ...survivors]) s.reader.cancel();
   }, 60_000);
 });

@@ -3,7 +3,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { identityServerOptions } from "@tokenbroker/fake-xero";
 import { afterEach, describe, expect, it } from "vitest";
-import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { type GetTokenResponse, TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { RefreshEvent } from "../src/broker/refresh-events.js";
 import { Scheduler } from "../src/broker/scheduler.js";
 import { TokenBroker } from "../src/broker/token-broker.js";
@@ -159,7 +159,7 @@ describe("Scheduler: proactive refresh of token sets in use", () => {
             }),
           ),
         );
-      let results;
+      let results: GetTokenResponse[];
       if (order.startsWith("the tick first")) {
         const ticking = tick(fx.server);
         await delay(20);

@@ -30,7 +30,11 @@ function gate(everyMs = 60_000) {
   const revoked = new Set<string>();
   const checks: string[] = [];
   const reason = new Error("revoked");
-  return { revoked, checks, reason, everyMs, refuse: (owner: string) => (checks.push(owner), revoked.has(owner) ? reason : undefined) };
+  const refuse = (owner: string) => {
+    checks.push(owner);
+    return revoked.has(owner) ? reason : undefined;
+  };
+  return { revoked, checks, reason, everyMs, refuse };
 }
 
 /** Listens to a subscription: what it received and how it ended. */

@@ -3,7 +3,7 @@ import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
 import { LINK_PREFIX, type AuthorizationStatus } from "../store/pending-authorization.js";
 import type { Store } from "../store/store.js";
-import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
+import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../upstream/identity-server.js";
 import { ConsentError } from "./consent-error.js";
 import { storeGrant, type StoredGrant } from "./store-grant.js";
 
@@ -178,7 +178,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         await store.consents.finishAuthorization(state, { error: "missing_code" });
         throw new ConsentError("missing_code", "The answer from Xero carries no authorisation code.");
       }
-      let obtained;
+      let obtained: ObtainedTokenSet;
       try {
         obtained = await identity.exchangeCode({ redirectUri, callbackParams: params, expectedState: state, codeVerifier });
       } catch (e) {
