@@ -412,7 +412,10 @@ describe("header and idle timeouts", () => {
       const started = performance.now();
       const rstCode = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("trickling h2 stream still open")), 5000);
-        stream.once("close", () => (clearTimeout(timer), resolve(stream.rstCode)));
+        stream.once("close", () => {
+          clearTimeout(timer);
+          resolve(stream.rstCode);
+        });
       });
       expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
