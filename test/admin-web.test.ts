@@ -3,6 +3,7 @@
  * then an HttpOnly, SameSite=Strict session cookie; scripts send an admin key;
  * client keys, revoked keys and ended sessions get nothing.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { adminOf } from "../src/auth/require-admin.js";
 import { sendJson, type HttpRoute } from "../src/server/http-routes.js";
@@ -126,7 +127,7 @@ describe("admin pages", () => {
     const second = sessionOf(await login(admin))!;
     expect((await get("/", { cookie: second })).status).toBe(200);
     await f.keys.revoke("ops", Date.now());
-    await new Promise((r) => setTimeout(r, 600)); // the key cache lives 500 ms
+    await delay(600); // the key cache lives 500 ms
     expect((await get("/", { cookie: second })).status).toBe(401);
   });
 

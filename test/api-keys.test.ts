@@ -4,6 +4,7 @@
  * connection exists; a revoked key stops working within a second.
  */
 import { execFile } from "node:child_process";
+import { setTimeout as delay } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -146,7 +147,7 @@ describe("API keys", () => {
     let code: Code | "ok" = "ok";
     while (code === "ok" && performance.now() - revokedAt < 3000) {
       code = await codeOf(client.getToken(req, withKey(key)));
-      if (code === "ok") await new Promise((r) => setTimeout(r, 20));
+      if (code === "ok") await delay(20);
     }
     expect(code).toBe(Code.Unauthenticated);
     expect(performance.now() - revokedAt).toBeLessThan(1000);
@@ -159,7 +160,7 @@ describe("API keys", () => {
     expect(JSON.stringify(rows)).not.toContain(key.slice(4));
     expect((await f.keys.list())[0]?.lastUsedAt).toBeUndefined();
     await f.client().getToken({ selector: { case: "tenantId", value: tenantA } }, withKey(key));
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
     expect((await f.keys.list())[0]?.lastUsedAt).toBeGreaterThan(0);
   });
 

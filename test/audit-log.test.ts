@@ -3,6 +3,7 @@
  * and every refresh, with key name, tenant or connection and time, never a
  * token; written in batches off the request path.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAuditLog, type AuditEntry } from "../src/audit/audit-log.js";
 import { readStream } from "./helpers/stream-reader.js";
@@ -15,7 +16,7 @@ describe("audit log batching", () => {
     const log = createAuditLog({ sink: { write: (entries) => void batches.push([...entries]) }, flushMs: 50 });
     for (let i = 0; i < 1000; i++) log.record({ actor: "k", action: "get_token", outcome: "ok" });
     expect(batches).toHaveLength(0); // nothing written on the request path
-    await new Promise((r) => setTimeout(r, 120));
+    await delay(120);
     expect(batches.map((b) => b.length)).toEqual([1000]);
     log.record({ actor: "k", action: "get_token", outcome: "ok" });
     await log.close();

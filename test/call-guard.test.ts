@@ -8,6 +8,7 @@
  * failure is answered with the same code and message on each path.
  */
 import * as http2 from "node:http2";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,7 +37,8 @@ function recorder(): { step: GuardStep; calls: string[][] } {
   const events = (call: object) => {
     let list = open.get(call);
     if (!list) {
-      open.set(call, (list = []));
+      list = [];
+      open.set(call, list);
       calls.push(list);
     }
     return list;
@@ -205,6 +207,6 @@ async function settled(read: () => string[][], n: number): Promise<string[][]> {
   for (;;) {
     const calls = read();
     if ((calls.length >= n && calls.every((c) => c.at(-1)?.startsWith("ended"))) || Date.now() > deadline) return calls;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }

@@ -8,6 +8,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionLimits } from "../src/server/connection-limits.js";
 import type { Logger } from "../src/logger.js";
@@ -237,8 +238,14 @@ describe("the key is checked before the body is read", () => {
       stream.write(prefix);
       const status = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("no answer before the body")), 5000);
-        stream.on("response", (h) => h["grpc-status"] !== undefined && (clearTimeout(timer), resolve(h)));
-        stream.on("trailers", (t) => (clearTimeout(timer), resolve(t)));
+        const answered = (h: http2.IncomingHttpHeaders) => {
+          clearTimeout(timer);
+          resolve(h);
+        };
+        stream.on("response", (h) => {
+          if (h["grpc-status"] !== undefined) answered(h);
+        });
+        stream.on("trailers", answered);
       });
       expect(statusOf(status).code).toBe(16);
       stream.close();
@@ -264,7 +271,10 @@ describe("the key is checked before the body is read", () => {
           headers: { "content-type": c.type, "connect-protocol-version": "1" },
         });
         const timer = setTimeout(() => reject(new Error(`${c.type}: no answer before the body`)), 5000);
-        req.on("response", (r) => (clearTimeout(timer), resolve(r)));
+        req.on("response", (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
         req.on("error", () => {});
         req.write(Buffer.alloc(1024, 32));
       });
@@ -325,7 +335,10 @@ describe("header and idle timeouts", () => {
       const started = performance.now();
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("TLS h2 session still open")), 5000);
-        session.once("close", () => (clearTimeout(timer), resolve()));
+        session.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
     } finally {
@@ -347,7 +360,10 @@ describe("header and idle timeouts", () => {
     ).toBe(0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("h2 session still open")), 5000);
-      session.once("close", () => (clearTimeout(timer), resolve()));
+      session.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     // An open stream that is not an authenticated WatchToken (here gRPC health's Watch, open to all) keeps nothing.
     const watcher = await h2(b.server.url);
@@ -363,7 +379,10 @@ describe("header and idle timeouts", () => {
     await firstStatus;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("session with a health Watch still open")), 5000);
-      watcher.once("close", () => (clearTimeout(timer), resolve()));
+      watcher.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   });
 
@@ -393,7 +412,10 @@ describe("header and idle timeouts", () => {
       const started = performance.now();
       const rstCode = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("trickling h2 stream still open")), 5000);
-        stream.once("close", () => (clearTimeout(timer), resolve(stream.rstCode)));
+        stream.once("close", () => {
+          clearTimeout(timer);
+          resolve(stream.rstCode);
+        });
       });
       expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
@@ -441,7 +463,7 @@ describe("header and idle timeouts", () => {
     web.on("error", () => (webClosed.value = true));
     web.end(watchRequest(selector));
     await eventually(() => fast.frames.length === 1 && viaConnect.frames.length === 1, 5000, "first tokens");
-    await new Promise((r) => setTimeout(r, 1500));
+    await delay(1500);
     expect(session.closed || session.destroyed).toBe(false);
     expect(connectSession.closed || connectSession.destroyed).toBe(false);
     expect(webClosed.value).toBe(false);
@@ -482,7 +504,7 @@ describe("connections per client address", () => {
     // One closes: a new one from the first address is served again.
     first[0]!.destroy();
     await eventually(() => true, 10);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
     expect(await ask(await socketTo(b.server.port))).toMatch(/200/);
   });
 });

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -11,6 +10,7 @@ import { UpstreamError } from "../src/upstream/identity-server.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { fakeEnv, freePort } from "./helpers/serve-process.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -63,14 +63,6 @@ async function openPrintedUrl(cli: Cli): Promise<{ url: URL; cookie: string; pri
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 let f: BrokerFixture;
 let au: FakeOrganisation;
 let nz: FakeOrganisation;
@@ -91,17 +83,7 @@ const KEY = generateEncryptionKey();
 
 /** A clean environment pointing at the fake Xero: nothing of the developer's settings leaks in. */
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env["PATH"] ?? "",
-    TOKENBROKER_ISSUER: f.fake.issuer,
-    TOKENBROKER_CONNECTIONS_URL: f.fake.connectionsUrl,
-    TOKENBROKER_CLIENT_ID: f.fake.clientId,
-    TOKENBROKER_CLIENT_SECRET: f.fake.clientSecret,
-    TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-    TOKENBROKER_DB: f.dbPath,
-    TOKENBROKER_ENCRYPTION_KEY: KEY,
-    ...extra,
-  };
+  return fakeEnv(f.fake, { TOKENBROKER_DB: f.dbPath, TOKENBROKER_ENCRYPTION_KEY: KEY, ...extra });
 }
 
 async function connect(user: string, orgs: FakeOrganisation[]): Promise<string> {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { request } from "node:http";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { randomPKCECodeVerifier, randomState } from "openid-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/config.js";
@@ -9,18 +9,9 @@ import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, startConsent, type Hop } from "./helpers/consent-driver.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { rejection } from "./helpers/rejection.js";
 
 const MINUTE = 60_000;
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 let f: BrokerFixture;
 let au: FakeOrganisation;

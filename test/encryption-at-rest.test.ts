@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher, DecryptionError, keyIdOf } from "../src/crypto/token-cipher.js";
-import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
+import { identityServerOptions, startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { startBrokerServer } from "../src/server/broker-server.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
@@ -175,13 +175,7 @@ describe("encryption at rest", () => {
       const cipher = createTokenCipher([key1]);
       const store = openSqliteStore({ path, encryption: cipher });
       stores.push(store);
-      const identity = createOidcIdentityServer({
-        issuer: new URL(fake.issuer),
-        connectionsUrl: new URL(fake.connectionsUrl),
-        clientId: fake.clientId,
-        clientSecret: fake.clientSecret,
-        allowInsecure: true,
-      });
+      const identity = createOidcIdentityServer(identityServerOptions(fake));
       const grants = Array.from({ length: 5 }, (_, i) => fake.addGrant({ tenants: [{ tenantName: `Org ${i}` }] }));
       const imported: ImportResult[] = [];
       for (const g of grants) imported.push(await importRefreshToken(store, identity, g.refreshToken));

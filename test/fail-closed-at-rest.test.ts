@@ -6,7 +6,7 @@
  * (File modes of the database, backups and key files: test/private-files.test.ts.)
  */
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -17,6 +17,7 @@ import { protocols } from "./helpers/broker-fixture.js";
 import { clientOf, oneLine, useCliSandbox } from "./helpers/cli-sandbox.js";
 import { cliImport, fakeEnv, runCli, startServe, type ServeProcess } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
+import { rejection } from "./helpers/rejection.js";
 
 const sb = useCliSandbox();
 
@@ -40,16 +41,6 @@ function plant(
   }
 }
 
-/** The error a call failed with (fails the test if it succeeded). */
-async function errorOf(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("the call succeeded");
-}
-
 /** A secure serve on the sandbox's database with one imported grant and an API key for every tenant. */
 async function serving(): Promise<{ serve: ServeProcess; connectionId: string; key: string; tenantId: string }> {
   await sb.keygen(sb.keyFile);
@@ -71,7 +62,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const seen: string[] = [];
     for (const p of protocols) {
       const client = createClient(TokenService, p.transport(serve.url));
-      const e = await errorOf(client.getToken({ selector }, withKey(key)));
+      const e = await rejection(client.getToken({ selector }, withKey(key)));
       seen.push(e.rawMessage);
       expect(e.code, `${p.name}: ${e.rawMessage}`).toBe(Code.FailedPrecondition);
       expect(e.rawMessage).toContain(`connection ${connectionId}`);
@@ -80,10 +71,10 @@ describe("a token set not sealed under a configured key is refused", () => {
       );
       expect(e.rawMessage).toMatch(/Re-authorise the connection/);
       // The planted token as the one a channel reports rejected: not refreshed, not served.
-      const r = await errorOf(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
+      const r = await rejection(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
       seen.push(r.rawMessage);
       expect(r.code).toBe(Code.FailedPrecondition);
-      const watch = await errorOf(
+      const watch = await rejection(
         (async () => {
           for await (const m of client.watchToken({ selector }, withKey(key))) seen.push(JSON.stringify(m));
         })(),
@@ -98,10 +89,10 @@ describe("a token set not sealed under a configured key is refused", () => {
     const outsider = await sb.createKey("outsider", "some-other-tenant");
     for (const p of protocols) {
       const client = createClient(TokenService, p.transport(serve.url));
-      const inScope = await errorOf(client.getToken(byConnection, withKey(scoped)));
+      const inScope = await rejection(client.getToken(byConnection, withKey(scoped)));
       seen.push(inScope.rawMessage);
       expect(inScope.code, `${p.name}: ${inScope.rawMessage}`).toBe(Code.FailedPrecondition);
-      expect((await errorOf(client.getToken(byConnection, withKey(outsider)))).code).toBe(Code.PermissionDenied);
+      expect((await rejection(client.getToken(byConnection, withKey(outsider)))).code).toBe(Code.PermissionDenied);
     }
     expect(serve.logs().filter((l) => l["msg"] === "internal error")).toEqual([]);
     const line = await serve.waitForLog((l) => l["event"] === "token_set_refused");
@@ -117,7 +108,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const planted = `planted-refresh-${randomBytes(16).toString("hex")}`;
     plant(sb.db, connectionId, "refresh_token", planted, true); // expired: GetToken would have to refresh
     const calls = sb.fake.tokenEndpointCalls;
-    const e = await errorOf(clientOf(serve.url).getToken({ selector }, withKey(key)));
+    const e = await rejection(clientOf(serve.url).getToken({ selector }, withKey(key)));
     expect(e.code).toBe(Code.FailedPrecondition);
     expect(e.rawMessage).toMatch(/refresh_token is in clear text/);
     await serve.waitForLog((l) => l["event"] === "token_set_refused" && l["column"] === "refresh_token");
@@ -127,7 +118,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const second = sb.fake.addGrant({ tenants: [{ tenantName: "Org C" }] });
     const secondId = await sb.importGrant(second.refreshToken);
     plant(sb.db, secondId, "id_token", `eyJ.id.${randomBytes(16).toString("hex")}`);
-    const idError = await errorOf(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: secondId } }, withKey(key)));
+    const idError = await rejection(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: secondId } }, withKey(key)));
     expect(idError.code).toBe(Code.FailedPrecondition);
     expect(idError.rawMessage).toMatch(/id_token is in clear text/);
     expect(serve.stderr()).not.toContain(planted);
@@ -138,7 +129,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const stranger = parseEncryptionKey(generateEncryptionKey(), "another key");
     const sealed = createTokenCipher([stranger]).seal(`eyJ.${randomBytes(16).toString("hex")}`, sealContext("access_token", connectionId));
     plant(sb.db, connectionId, "access_token", sealed);
-    const e = await errorOf(clientOf(serve.url).getToken({ selector: { case: "tenantId", value: tenantId } }, withKey(key)));
+    const e = await rejection(clientOf(serve.url).getToken({ selector: { case: "tenantId", value: tenantId } }, withKey(key)));
     expect(e.code).toBe(Code.FailedPrecondition);
     expect(e.rawMessage).toContain(`sealed under key ${keyIdOf(stranger)}, which is not configured`);
     const line = await serve.waitForLog((l) => l["event"] === "token_set_refused");
@@ -175,7 +166,7 @@ describe("only rotate-key upgrades a clear-text database", () => {
     expect(String(warning["msg"])).toContain("tokenbroker rotate-key");
     const apiKey = await sb.createKey("all", "*");
     const selector = { case: "connectionId" as const, value: connectionId };
-    expect((await errorOf(clientOf(serve.url).getToken({ selector }, withKey(apiKey)))).code).toBe(Code.FailedPrecondition);
+    expect((await rejection(clientOf(serve.url).getToken({ selector }, withKey(apiKey)))).code).toBe(Code.FailedPrecondition);
 
     const rotate = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
     expect(rotate.code, rotate.stderr).toBe(2);
@@ -188,7 +179,7 @@ describe("only rotate-key upgrades a clear-text database", () => {
     const { token } = await clientOf(serve.url).getToken({ selector }, withKey(apiKey));
     expect(token?.accessToken).toBe(accessToken);
     expect(stored(sb.db, connectionId, "access_token")).toMatch(new RegExp(`^tbx1:${cipher.keyId}:`));
-    const refused = await errorOf(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey)));
+    const refused = await rejection(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey)));
     expect(refused.code).toBe(Code.FailedPrecondition);
     expect(serve.stderr()).not.toContain(accessToken);
 

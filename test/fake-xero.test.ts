@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import {
   allowInsecureRequests,
   ClientSecretBasic,
@@ -338,7 +339,7 @@ describe("fake Xero: scripted failures and latency", () => {
     xero.setLatency(300);
     const started = Date.now();
     const pending = refresh(xero, grant.refreshToken);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
     expect(xero.tokenEndpointCalls).toBe(1);
     expect(xero.getGrant(grant.grantId)?.refreshToken).toBe(grant.refreshToken);
     const r = await pending;
@@ -351,7 +352,7 @@ describe("fake Xero: scripted failures and latency", () => {
     const xero = await start({ latencyMs: 10_000 });
     const grant = xero.addGrant();
     const pending = refresh(xero, grant.refreshToken).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
     const started = Date.now();
     await xero.close();
     expect(Date.now() - started).toBeLessThan(1000);

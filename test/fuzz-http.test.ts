@@ -14,6 +14,7 @@
  * `TOKENBROKER_FUZZ_RUNS=20000 npx vitest run test/fuzz-http.test.ts`
  * (`TOKENBROKER_FUZZ_SEED` picks another seed).
  */
+import { setTimeout as delay } from "node:timers/promises";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KILLER_TARGETS } from "./helpers/http-corpus.js";
@@ -72,7 +73,7 @@ function targets(): fc.Arbitrary<string> {
     fc.constantFrom(...PAGE_PATHS).map((p) => `${p}?state=${"s".repeat(8)}&code=x&error=access_denied&connected=%ZZ&moved=1`),
     fc.array(segment, { minLength: 0, maxLength: 6 }).map((s) => `/${s.join("/")}`),
     fc.string({ unit: "binary-ascii", maxLength: 60 }),
-    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", "/" + "a".repeat(9000)),
+    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", `/${"a".repeat(9000)}`),
   );
 }
 
@@ -209,7 +210,7 @@ function h1Requests(): fc.Arbitrary<Buffer> {
       ];
       if (key) lines.push(`authorization: Bearer ${admin ? b.adminKey : b.key}`);
       if (protocolVersion) lines.push("connect-protocol-version: 1");
-      return Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), body]);
+      return Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]);
     });
   return fc.oneof(
     { arbitrary: structured, weight: 6 },
@@ -422,7 +423,7 @@ async function fuzz(
       // A connection refused at connect time under thousands of short loopback connections is tried once more
       // (a broker that stopped accepting fails the check after the batch all the same).
       const answer = await exchange(target, alpn, input, 250).catch(async () => {
-        await new Promise((r) => setTimeout(r, 200));
+        await delay(200);
         return exchange(target, alpn, input, 250).catch((e: Error) => {
           throw new Error(`${e.message}; the broker's standard error ends: ${serve().stderr().slice(-3000)}`);
         });

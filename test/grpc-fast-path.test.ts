@@ -10,6 +10,7 @@
  */
 import * as http2 from "node:http2";
 import { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -433,7 +434,7 @@ describe("gRPC fast path under load and with clients that give up", () => {
         else req.write(variant.body);
         return { req, variant };
       });
-      await new Promise((resolve) => setTimeout(resolve, 20)); // the data reaches the server
+      await delay(20); // the data reaches the server
       const watching = streams.filter(({ variant }) => variant.end).length;
       await eventually(() => f.server.broker.hub.size === watching, 3000, "the watches under way");
       await Promise.all(
@@ -478,7 +479,7 @@ describe("gRPC fast path under load and with clients that give up", () => {
     // The caller's wait ended (as failed) while the refresh goes on: nothing holds on to the cancelled call.
     const deadline = Date.now() + 1000;
     while ((await metric(f, "tokenbroker_refresh_wait_seconds_count", waits)) === before.failedWaits && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await delay(10);
     }
     expect(await metric(f, "tokenbroker_refresh_wait_seconds_count", waits)).toBe(before.failedWaits + 1);
     expect(await metric(f, "tokenbroker_refreshes_total", refreshes)).toBe(before.refreshes);

@@ -9,9 +9,9 @@ import { ManualClock } from "../src/clock.js";
 import { openStore } from "../src/store/open-store.js";
 import type { Store } from "../src/store/store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
-import type { NewTokenSet } from "../src/token-set.js";
 import { MemoryTokenStore, type TokenStore } from "./helpers/memory-token-store.js";
 import { useStoreBackends } from "./helpers/store-backends.js";
+import { taggedTokenSet } from "./helpers/token-sets.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -42,18 +42,7 @@ const stores: Array<{ name: string; skip: string | undefined; open(clock: Manual
   { name: "memory", skip: undefined, open: async (clock: ManualClock) => new MemoryTokenStore(clock) },
 ];
 
-function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
-  return {
-    accessToken: `access-${tag}`,
-    refreshToken: `refresh-${tag}`,
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access"],
-    obtainedAt: clock.now(),
-    expiresAt: clock.now() + 30 * 60_000,
-    refreshTokenIssuedAt: clock.now(),
-  };
-}
+const tokenSet = (clock: ManualClock, tag: string) => taggedTokenSet(clock.now(), tag);
 
 const tenant = (tenantId: string) => ({
   tenantId,

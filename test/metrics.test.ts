@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -161,7 +162,7 @@ describe("refreshes per expiry across two broker processes", () => {
     // Broker A starts the refresh and takes the lease...
     const a = f.client().getToken({ selector: { case: "tenantId", value: f.tenantId } });
     await eventually(() => f.server.broker.refresher.isRefreshing(f.connectionId), 2000, "A to start refreshing");
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     // ...its lease lapses while the token endpoint is slow, and broker B refreshes the same version again.
     f.clock.advance(31_000);
     const clientB = createClient(TokenService, grpc.transport(serverB.url));

@@ -47,7 +47,8 @@ describe.skipIf(skip)("the CLI on PostgreSQL", () => {
   });
 
   it("every command works with --db postgres://…, and no output shows the URL's password", async () => {
-    const f = (fake = await startFakeXero());
+    fake = await startFakeXero();
+    const f = fake;
     dir = tempDir();
     const password = `pw-${randomBytes(8).toString("hex")}`;
     const db = (await server.createDatabase()).replace("postgres@", `postgres:${password}@`);

@@ -54,7 +54,8 @@ describe.skipIf(skip)("broker processes on one PostgreSQL database", () => {
   async function startCluster(
     options: { count?: number; fake?: FakeXeroOptions; env?: Record<string, string>; faultHooks?: boolean[] } = {},
   ) {
-    const f = (fake = await startFakeXero(options.fake));
+    fake = await startFakeXero(options.fake);
+    const f = fake;
     const db = await server.createDatabase();
     const env = fakeEnv(f, options.env);
     const grant: FakeGrant = f.addGrant({ tenants: [{ tenantName: "Org A" }, { tenantName: "Org B" }] });

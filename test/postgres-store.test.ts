@@ -240,7 +240,7 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     await fresh();
     const [a, b] = [await open(), await open()];
     const now = Date.now();
-    await a.consents.createAuthorisation({
+    await a.consents.createAuthorization({
       state: "s-1",
       codeVerifier: "v",
       browserHash: "browser",
@@ -248,11 +248,11 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
       expiresAt: now + 60_000,
     });
     const takes = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consents.takeAuthorisation("s-1", now, "browser")),
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consents.takeAuthorization("s-1", now, "browser")),
     );
     expect(takes.filter((t) => t.ok)).toHaveLength(1);
     expect(takes.filter((t) => !t.ok && t.reason === "used")).toHaveLength(39);
-    expect(await a.consents.takeAuthorisation("s-\u0000", now, "browser")).toEqual({ ok: false, reason: "unknown" });
+    expect(await a.consents.takeAuthorization("s-\u0000", now, "browser")).toEqual({ ok: false, reason: "unknown" });
   });
 
   it("a password in the URL shows in no error, and backup says to use pg_dump", async () => {

@@ -34,7 +34,7 @@ beforeAll(async () => {
         (res as import("node:http").ServerResponse).write("partial");
         throw new Error("thrown after the headers");
       }
-      if (req.url === "/rejects-here") return Promise.reject(new Error("handler rejected")) as unknown as void;
+      if (req.url === "/rejects-here") return Promise.reject(new Error("handler rejected")) as unknown as undefined;
       routes(req, res);
     },
     streamHandler(_stream, headers) {

@@ -162,14 +162,14 @@ describe.each([
   { transport: "cleartext", tls: false },
   { transport: "TLS", tls: true },
 ])("over $transport", ({ tls }) => {
-  it.each(TOKEN_RESPONSES)("$name: Cache-Control: no-store" + (tls ? ", HSTS" : ", no HSTS"), async ({ send }) => {
+  it.each(TOKEN_RESPONSES)(`$name: Cache-Control: no-store${tls ? ", HSTS" : ", no HSTS"}`, async ({ send }) => {
     const { headers, token } = await send(tls);
     expect(token).toBe(true);
     expect(headers["cache-control"]).toBe("no-store");
     expect(headers["strict-transport-security"]).toBe(tls ? HSTS : undefined);
   });
 
-  it("pages, probes, errors and refusals carry HSTS" + (tls ? "" : " only over TLS"), async () => {
+  it(`pages, probes, errors and refusals carry HSTS${tls ? "" : " only over TLS"}`, async () => {
     const answers = [
       await h1(tls, "GET /healthz HTTP/1.1"),
       await h1(tls, "GET / HTTP/1.1\r\naccept: text/html"), // the sign-in page

@@ -5,6 +5,7 @@
  * every broker process on that database, and nothing is delivered on them
  * after the revocation: neither the next token nor an audit entry.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -103,10 +104,7 @@ describe("keys revoke and open WatchToken streams", () => {
     expect(revokedAt).not.toBeNaN();
 
     // Give the streams 3 s to end (asserted below: 2 s), without failing here, so that the rest is seen too.
-    await Promise.race([
-      Promise.all(doomed.map((s) => s.ended)),
-      new Promise((resolve) => setTimeout(resolve, Math.max(0, revokedAt + 3000 - Date.now()))),
-    ]);
+    await Promise.race([Promise.all(doomed.map((s) => s.ended)), delay(Math.max(0, revokedAt + 3000 - Date.now()))]);
 
     // A new token: the revoked key's streams must not get it; the other key's streams, on both brokers, do.
     const reported = await createClient(TokenService, createGrpcTransport({ baseUrl: a.url })).reportExpired(
@@ -135,10 +133,10 @@ describe("keys revoke and open WatchToken streams", () => {
     const log = await auditLog(sb.db);
     const revocation = log.find((e) => e.action === "keys_revoke" && e.detail === "key=gone");
     expect(revocation).toBeDefined();
-    const after = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
-    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && after(e))).toEqual([]);
+    const afterRevocation = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
+    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && afterRevocation(e))).toEqual([]);
     // The log does record deliveries after the revocation: the other key's new token, on each of its streams.
-    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && after(e))).toHaveLength(survivors.length);
+    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && afterRevocation(e))).toHaveLength(survivors.length);
     for (const s of [...doomed, ...survivors]) s.reader.cancel();
   }, 60_000);
 });
@@ -201,7 +199,7 @@ describe("a revocation the periodic check has not seen yet", () => {
       );
     const answers = [await answer()];
     for (const until = Date.now() + 5000; answers.at(-1) === "the cached token" && Date.now() < until; ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await delay(20);
       answers.push(await answer());
     }
     expect(answers.at(-1)).toBe(Code.Unauthenticated);

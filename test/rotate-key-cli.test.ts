@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import Database from "better-sqlite3";
@@ -60,7 +61,7 @@ describe("rotate-key", () => {
     );
     expect(rotate.code, rotate.stderr).toBe(0);
     expect(rotate.stdout).toBe(`re-encrypted 2 token sets under key ${keyIdOf(Buffer.from(newKey, "base64"))} (0 already were)\n`);
-    await new Promise((r) => setTimeout(r, 200));
+    await delay(200);
     stop = true;
     await callers;
     expect(failures).toEqual([]);

@@ -44,7 +44,7 @@ const INTERFACES = [
   "src/store/consent-store.ts",
   "src/store/api-key-store.ts",
   "src/store/audit-store.ts",
-  "src/store/pending-authorisation.ts",
+  "src/store/pending-authorization.ts",
 ];
 
 describe("the store's boundary", () => {

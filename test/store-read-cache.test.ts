@@ -8,13 +8,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { CHECK_EVERY_MS, ReadCache } from "../src/store/read-cache.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import type { Store } from "../src/store/store.js";
-import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { openRawDatabase } from "./helpers/raw-database.js";
+import { tokenSetAt } from "./helpers/token-sets.js";
 
 let dir: ReturnType<typeof tempDir>;
 let a: Store;
@@ -32,22 +33,11 @@ afterEach(async () => {
   dir.cleanup();
 });
 
-function tokenSet(accessToken: string): NewTokenSet {
-  const now = Date.now();
-  return {
-    accessToken,
-    refreshToken: randomUUID(),
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access", "accounting.transactions"],
-    expiresAt: now + 1_800_000,
-    obtainedAt: now,
-    refreshTokenIssuedAt: now,
-  };
-}
+/** Two scopes: the test below checks that a caller cannot reorder them. */
+const tokenSet = (accessToken: string) => tokenSetAt(Date.now(), { accessToken, scopes: ["offline_access", "accounting.transactions"] });
 
 /** Waits until the cache looks at the database again. */
-const nextTurn = () => new Promise((resolve) => setTimeout(resolve, CHECK_EVERY_MS + 1));
+const nextTurn = () => delay(CHECK_EVERY_MS + 1);
 
 const tenant = (tenantId: string) => ({
   tenantId,
@@ -75,7 +65,7 @@ it("a token set replaced by another connection is read at once, and so is a tena
   expect(after?.version).toBe(2);
 
   // The same tenant authorised later through another user's grant: that grant now serves it.
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await delay(5);
   const other = await b.connections.saveConnection({ xeroUserId: "user-2", tokenSet: tokenSet("access-3"), tenants: [tenant(tenantId)] });
   await nextTurn();
   expect(await a.connections.findConnectionByTenant(tenantId)).toBe(other.connectionId);

@@ -1,10 +1,13 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { setTimeout as delay } from "node:timers/promises";
+import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { identityServerOptions } from "@tokenbroker/fake-xero";
 import { afterEach, describe, expect, it } from "vitest";
 import type { IdentityServer } from "../src/upstream/identity-server.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { protocols, startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./helpers/broker-fixture.js";
 import { until } from "./helpers/serve-process.js";
+import { rejection } from "./helpers/rejection.js";
 
 // test/upstream-outage.test.ts covers 503s, an unreachable identity server, 429 with Retry-After and
 // invalid_client. This file covers the rest: timeouts, resets, slow answers, and callers' deadlines.
@@ -28,32 +31,14 @@ async function start(timeoutMs: number, options: BrokerFixtureOptions = {}): Pro
         (Reflect.get(real!, name) as (...a: unknown[]) => unknown).apply(real, args),
   });
   f = await startBroker({ ...options, server: { identity: late, ...options.server } });
-  real = createOidcIdentityServer({
-    issuer: new URL(f.fake.issuer),
-    connectionsUrl: new URL(f.fake.connectionsUrl),
-    clientId: f.fake.clientId,
-    clientSecret: f.fake.clientSecret,
-    allowInsecure: true,
-    clock: f.clock,
-    timeoutMs,
-  });
+  real = createOidcIdentityServer({ ...identityServerOptions(f.fake), clock: f.clock, timeoutMs });
   return f;
-}
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
 }
 
 /** Lets the refresher's cool-down (10 ms in the fixture, on the broker's clock) pass. */
 async function passCooldown(fx: BrokerFixture): Promise<void> {
   fx.clock.advance(61_000);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await delay(30);
 }
 
 /** The fixture's attempts per refresh (the broker's default). */

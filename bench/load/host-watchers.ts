@@ -46,8 +46,12 @@ export async function openHostWatchers(options: HostWatchersOptions): Promise<Ho
           abort.signal,
         )
         .then(
-          () => void (abort.signal.aborted || (failure ??= new Error(`a WatchToken stream of host ${host + 1} ended`))),
-          (e: unknown) => void (abort.signal.aborted || (failure ??= e instanceof Error ? e : new Error(String(e)))),
+          () => {
+            if (!abort.signal.aborted) failure ??= new Error(`a WatchToken stream of host ${host + 1} ended`);
+          },
+          (e: unknown) => {
+            if (!abort.signal.aborted) failure ??= e instanceof Error ? e : new Error(String(e));
+          },
         );
     }
   }

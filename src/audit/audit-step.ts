@@ -14,7 +14,10 @@ export function createAuditStep(audit: AuditLog): GuardStep {
   const actions = new Map<string, string>();
   const actionOf = (method: string): string => {
     let action = actions.get(method);
-    if (action === undefined) actions.set(method, (action = snakeCase(method)));
+    if (action === undefined) {
+      action = snakeCase(method);
+      actions.set(method, action);
+    }
     return action;
   };
   return {

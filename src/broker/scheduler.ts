@@ -132,7 +132,9 @@ export class Scheduler {
     if (this.broker.hub.size === 0) return Promise.resolve();
     this.pushing ??= this.tokens
       .listTokenStates()
-      .then((states) => states.forEach((t) => this.propagate(t)))
+      .then((states) => {
+        for (const t of states) this.propagate(t);
+      })
       .catch(this.onError)
       .finally(() => (this.pushing = undefined));
     return this.pushing;

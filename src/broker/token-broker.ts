@@ -212,7 +212,8 @@ export class TokenBroker {
   ): Promise<Subscription | undefined> {
     const connectionId = await this.resolve(selector);
     if (handle.closed) return undefined;
-    const sub = (handle.subscription = this.hub.subscribe(connectionId, owner));
+    const sub = this.hub.subscribe(connectionId, owner);
+    handle.subscription = sub;
     let first: TokenRecord;
     try {
       const current = await this.current(connectionId);
@@ -372,7 +373,8 @@ function hand(pull: Pull, record: TokenRecord | undefined): void {
     pull.reader = undefined;
     reader(record);
   } else if (record !== undefined) {
-    (pull.queue ??= []).push(record);
+    pull.queue ??= [];
+    pull.queue.push(record);
   }
 }
 

@@ -149,7 +149,10 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
   const frames = new WeakMap<Uint8Array, Uint8Array>();
   const frameOf = (message: Uint8Array): Uint8Array => {
     let frame = frames.get(message);
-    if (!frame) frames.set(message, (frame = encodeEnvelope(0, message)));
+    if (!frame) {
+      frame = encodeEnvelope(0, message);
+      frames.set(message, frame);
+    }
     return frame;
   };
   const names = new Map<string, string>();
@@ -238,7 +241,8 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     stream.on("error", ignore);
     stream.once("close", onStreamClose);
     if (timeoutMs !== undefined) {
-      const deadline = (this.deadline = createDeadlineSignal(timeoutMs));
+      const deadline = createDeadlineSignal(timeoutMs);
+      this.deadline = deadline;
       if (deadline.signal.aborted) this.expire();
       else deadline.signal.addEventListener("abort", () => this.expire(), { once: true });
     }
@@ -284,7 +288,8 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   }
 
   addEventListener(_type: "abort", listener: () => void): void {
-    (this.abortListeners ??= []).push(listener);
+    this.abortListeners ??= [];
+    this.abortListeners.push(listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
@@ -467,7 +472,9 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
 /** The trailers of a call ended by `error`, as Connect writes them (`setTrailerStatus`). */
 function trailerOf(error: ConnectError): Record<string, string> {
   const trailer: Record<string, string> = {};
-  setTrailerStatus(new Headers(), error).forEach((value, name) => (trailer[name] = value));
+  setTrailerStatus(new Headers(), error).forEach((value, name) => {
+    trailer[name] = value;
+  });
   return trailer;
 }
 

@@ -49,7 +49,7 @@ export function guardInterceptor(
     if (authorized) await authorized;
     if (call.principal) request.contextValues.set(principalKey, call.principal);
     onAuthorized?.(request);
-    let res;
+    let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(request);
     } catch (e) {

@@ -35,7 +35,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchAnswers = new WeakMap<TokenRecord, FastAnswer>();
   const cached = (cache: WeakMap<TokenRecord, FastAnswer>, record: TokenRecord, encode: () => Uint8Array) => {
     let answer = cache.get(record);
-    if (!answer) cache.set(record, (answer = { bytes: encode(), token: record }));
+    if (!answer) {
+      answer = { bytes: encode(), token: record };
+      cache.set(record, answer);
+    }
     return answer;
   };
   const fail = (e: unknown) => toConnectError(e, options.onInternalError);

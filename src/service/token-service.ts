@@ -39,7 +39,10 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
       const minValidForMs = parseMinValidFor(req.minValidFor);
       const token = await this.broker.getToken(selector, { minValidForMs, signal: ctx.signal });
       let response = this.responses.get(token);
-      if (!response) this.responses.set(token, (response = create(GetTokenResponseSchema, { token: toProtoToken(token) })));
+      if (!response) {
+        response = create(GetTokenResponseSchema, { token: toProtoToken(token) });
+        this.responses.set(token, response);
+      }
       return response;
     } catch (e) {
       throw toConnectError(e, this.onInternalError);

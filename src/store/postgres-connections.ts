@@ -169,7 +169,7 @@ export class PostgresConnections implements ConnectionStore {
       connectionId: r.id,
       xeroUserId: r.xero_user_id ?? undefined,
       userName: r.user_name ?? undefined,
-      authorisedAt: r.authorised_at,
+      authorizedAt: r.authorised_at,
       state: r.state,
       version: r.version,
       expiresAt: r.expires_at,

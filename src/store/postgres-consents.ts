@@ -2,17 +2,17 @@ import { timingSafeEqual } from "node:crypto";
 import type { ConsentStore } from "./consent-store.js";
 import {
   LINK_PREFIX,
-  type AuthorisationStatus,
-  type ClaimedAuthorisation,
-  type NewPendingAuthorisation,
-  type TakenAuthorisation,
-} from "./pending-authorisation.js";
+  type AuthorizationStatus,
+  type ClaimedAuthorization,
+  type NewPendingAuthorization,
+  type TakenAuthorization,
+} from "./pending-authorization.js";
 import type { PostgresDatabase } from "./postgres-database.js";
 
 /** Pending authorisations are forgotten this long after they expired. */
-const FORGET_AUTHORISATIONS_AFTER_MS = 24 * 60 * 60_000;
+const FORGET_AUTHORIZATIONS_AFTER_MS = 24 * 60 * 60_000;
 
-interface AuthorisationRow {
+interface AuthorizationRow {
   state: string;
   code_verifier: string;
   browser_hash: string | null;
@@ -35,9 +35,9 @@ export class PostgresConsents implements ConsentStore {
     this.#db = db;
   }
 
-  async createAuthorisation(pending: NewPendingAuthorisation): Promise<void> {
+  async createAuthorization(pending: NewPendingAuthorization): Promise<void> {
     await this.#db.transaction(async (client) => {
-      await client.query(`DELETE FROM oauth_states WHERE expires_at < $1`, [pending.createdAt - FORGET_AUTHORISATIONS_AFTER_MS]);
+      await client.query(`DELETE FROM oauth_states WHERE expires_at < $1`, [pending.createdAt - FORGET_AUTHORIZATIONS_AFTER_MS]);
       await client.query(
         `INSERT INTO oauth_states (state, code_verifier, browser_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
         [pending.state, pending.codeVerifier, pending.browserHash, pending.createdAt, pending.expiresAt],
@@ -45,11 +45,11 @@ export class PostgresConsents implements ConsentStore {
     });
   }
 
-  async takeAuthorisation(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorisation> {
+  async takeAuthorization(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorization> {
     // PostgreSQL text cannot hold NUL: such a state (from the network) is unknown.
     if (state.includes("\u0000")) return { ok: false, reason: "unknown" };
-    return this.#db.transaction(async (client): Promise<TakenAuthorisation> => {
-      const { rows } = await client.query<AuthorisationRow>(`SELECT * FROM oauth_states WHERE state = $1 FOR UPDATE`, [state]);
+    return this.#db.transaction(async (client): Promise<TakenAuthorization> => {
+      const { rows } = await client.query<AuthorizationRow>(`SELECT * FROM oauth_states WHERE state = $1 FOR UPDATE`, [state]);
       const row = rows[0];
       if (!row) return { ok: false, reason: "unknown" };
       // Before anything is written: a browser without the consent's cookie leaves the state as it was.
@@ -61,7 +61,7 @@ export class PostgresConsents implements ConsentStore {
     });
   }
 
-  async claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined> {
+  async claimAuthorization(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorization | undefined> {
     if (linkHash.includes("\u0000") || browserHash.includes("\u0000")) return undefined;
     const { rows } = await this.#db.query<{ state: string; code_verifier: string; expires_at: number }>(
       `UPDATE oauth_states SET browser_hash = $2
@@ -73,7 +73,7 @@ export class PostgresConsents implements ConsentStore {
     return row && { state: row.state, codeVerifier: row.code_verifier, expiresAt: row.expires_at };
   }
 
-  async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
+  async finishAuthorization(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
     await this.#db.query(`UPDATE oauth_states SET connection_id = $2, error = $3 WHERE state = $1`, [
       state,
       "connectionId" in outcome ? outcome.connectionId : null,
@@ -81,12 +81,12 @@ export class PostgresConsents implements ConsentStore {
     ]);
   }
 
-  async getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined> {
+  async getAuthorization(state: string, now: number): Promise<AuthorizationStatus | undefined> {
     if (state.includes("\u0000")) return undefined;
-    const { rows } = await this.#db.query<AuthorisationRow>(`SELECT * FROM oauth_states WHERE state = $1`, [state]);
+    const { rows } = await this.#db.query<AuthorizationRow>(`SELECT * FROM oauth_states WHERE state = $1`, [state]);
     const row = rows[0];
     if (!row) return undefined;
-    const status: AuthorisationStatus["status"] =
+    const status: AuthorizationStatus["status"] =
       row.connection_id !== null ? "done" : row.error !== null ? "failed" : now >= row.expires_at ? "expired" : "pending";
     return { status, connectionId: row.connection_id ?? undefined, error: row.error ?? undefined, expiresAt: row.expires_at };
   }

@@ -40,7 +40,10 @@ export class PostgresReadCache {
       this.seenContext = context;
     }
     let map = this.maps.get(space);
-    if (!map) this.maps.set(space, (map = new Map()));
+    if (!map) {
+      map = new Map();
+      this.maps.set(space, map);
+    }
     if (this.listening) {
       const known = map.get(key) as T | undefined;
       if (known !== undefined) return known;

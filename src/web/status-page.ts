@@ -67,7 +67,7 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
         ? html` <span class="muted">(unused, it would expire in ${ageText(rtLeft)})</span>`
         : html` <span class="error">(past Xero's 60 days)</span>`
     }</dd>
-    <dt>Authorised</dt><dd>${timeAgo(c.authorisedAt, m.now)}</dd>
+    <dt>Authorised</dt><dd>${timeAgo(c.authorizedAt, m.now)}</dd>
     <dt>Last refresh</dt><dd>${c.lastRefreshAt === undefined ? html`<span class="muted">never</span>` : timeAgo(c.lastRefreshAt, m.now)}</dd>
     <dt>Last error</dt><dd class="last-error">${c.lastError === undefined ? html`<span class="muted">none</span>` : html`<span class="error">${c.lastError}</span>`}</dd>
   </dl>

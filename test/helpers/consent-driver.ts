@@ -43,7 +43,7 @@ export async function startConsent(brokerUrl: string): Promise<{ authorizeUrl: U
 export function hiddenFields(page: string): URLSearchParams {
   const form = new URLSearchParams();
   for (const m of page.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
-    form.append(unescape(m[1]!), unescape(m[2]!));
+    form.append(unescapeHtml(m[1]!), unescapeHtml(m[2]!));
   }
   return form;
 }
@@ -86,7 +86,7 @@ export function connectedId(r: Hop): string {
   return id;
 }
 
-function unescape(text: string): string {
+function unescapeHtml(text: string): string {
   return text.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)));
 }
 

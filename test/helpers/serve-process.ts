@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXero } from "@tokenbroker/fake-xero";
@@ -44,6 +45,15 @@ export function fakeEnv(fake: FakeXero, extra: Record<string, string> = {}): Nod
     TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
     ...extra,
   };
+}
+
+/** A loopback port that was free a moment ago (for a process that must be told its port before it starts). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 /**

@@ -170,7 +170,7 @@ export function describeSeveralHosts(backendName: string, backend: SharedStoreBa
       const reports = Array.from({ length: 300 }, (_, i) =>
         c.client(i % 3).reportExpired({ selector, accessToken: before.accessToken }, { ...c.callOptions, timeoutMs: 20_000 }),
       );
-      reports.forEach((p) => p.catch(() => {}));
+      for (const p of reports) p.catch(() => {});
       const holder = await Promise.any(
         c.hosts.map((h, i) => h.waitForLog((l) => l["event"] === "test_pause" && l["point"] === "after_lease").then(() => i)),
       );
