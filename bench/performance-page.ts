@@ -123,15 +123,18 @@ function tradeOffs(report: BenchReport): string[] {
   out.push(
     "- **The cost of a cached `GetToken` is the transport's.** The broker's own work on a cached token",
     "  is about a microsecond: the store remembers its hot reads until `PRAGMA data_version` says another",
-    "  process committed. Plain gRPC calls (no compression, no deadline) are served straight off Node's",
-    "  HTTP/2 streams, without connect-node's per-call pipeline, and bare uses the same path, so the",
-    "  cached ratio compares like with like; gRPC-Web, Connect and calls with a deadline go through connect-node.",
+    "  process committed. Plain gRPC calls and unary Connect calls (JSON and binary, HTTP/1.1 and HTTP/2)",
+    "  are read and answered straight off Node's streams on connect-es's protocol pieces, through the same",
+    "  guard, without connect-node's per-call pipeline ([Design](design.md#the-fast-paths)); gRPC-Web, Connect",
+    "  streams, GET and compressed requests go through connect-node. So against a plain connect-node server",
+    "  the broker spends less CPU per Connect call, keys and audit included; against a plain `@grpc/grpc-js`",
+    "  server, which has no such pipeline to skip, the key check and the audit row are most of the difference.",
     "- **A storm's time is the refresh.** The last caller waits for the upstream round trip plus the",
     "  broker taking in the burst; the bare column shows what the transport alone needs for the same burst.",
     "- **Limits cost little.** Counting each stream's bytes and holding it costs about 0.6 KB per open",
     "  stream (fan-out); a cached `GetToken` does no more per call than count its bytes.",
-    "- **Scenarios 1–4 leave API keys out** (`--insecure-no-auth` on loopback), so the key check and the",
-    "  audit log are not in their figures; scenario 5 runs with both, as production does.",
+    "- **Scenarios 2–4 leave API keys out** (`--insecure-no-auth` on loopback), so the key check and the",
+    "  audit log are not in their figures; scenarios 1 and 5 run with both, as production does.",
   );
   return out;
 }
