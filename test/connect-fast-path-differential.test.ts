@@ -253,3 +253,29 @@ describe.each([
     }
   });
 });
+
+describe("Connect unary calls whose deadline passes while they wait for a refresh", () => {
+  it("end DEADLINE_EXCEEDED on both paths, over HTTP/1.1 and HTTP/2, with the same answer and debug line", async () => {
+    f.fake.setLatency(3_000); // Xero answers long after the deadline
+    await f.expireToken();
+    const sessions = [http2.connect(fast.server.url), http2.connect(slow.server.url)];
+    try {
+      for (const h2 of [false, true]) {
+        const c: Case = { name: `deadline during a refresh (${h2 ? "HTTP/2" : "HTTP/1.1"})`, headers: { "connect-timeout-ms": "300" }, body: json({ tenantId: tenantA }) };
+        const lineMarks = [fast.lines.length, slow.lines.length];
+        const pathMarks = [fast.paths.length, slow.paths.length];
+        const started = performance.now();
+        const [viaFast, viaConnect] = await Promise.all([send(c, fast.server.url, h2 ? sessions[0] : undefined), send(c, slow.server.url, h2 ? sessions[1] : undefined)]);
+        expect(performance.now() - started).toBeLessThan(2_500); // answered at the deadline, not after the refresh
+        expect(viaFast.status).toBe(504);
+        expect({ case: c.name, ...viaFast }).toEqual({ case: c.name, ...viaConnect });
+        expect(rpcLines(fast, lineMarks[0]!)).toEqual([expect.objectContaining({ method: "GetToken", code: "DeadlineExceeded" })]);
+        expect(rpcLines(fast, lineMarks[0]!)).toEqual(rpcLines(slow, lineMarks[1]!));
+        expect([fast.paths.slice(pathMarks[0]), slow.paths.slice(pathMarks[1])]).toEqual([["fast"], ["connect"]]);
+      }
+    } finally {
+      for (const s of sessions) s.destroy();
+      f.fake.setLatency(0);
+    }
+  });
+});
