@@ -33,7 +33,21 @@ function cachedSection(rows: NonNullable<BenchReport["cachedGetToken"]>): string
     "   (req/s; mean latency ms; server CPU: % of one core, µs per request; ratio: median of the rounds' broker ÷ plain req/s;",
     "   CPU ratio: median of the rounds' plain ÷ broker CPU per request, what two saturated servers' rates would be)",
     formatTable(
-      ["protocol", "in flight", "broker req/s", "mean", "cpu%", "µs/req", "plain server", "req/s", "mean", "cpu%", "µs/req", "ratio", "CPU ratio"],
+      [
+        "protocol",
+        "in flight",
+        "broker req/s",
+        "mean",
+        "cpu%",
+        "µs/req",
+        "plain server",
+        "req/s",
+        "mean",
+        "cpu%",
+        "µs/req",
+        "ratio",
+        "CPU ratio",
+      ],
       rows.map((x) => [
         x.label,
         x.connections * x.streams,
@@ -62,19 +76,32 @@ function stormSection(s: NonNullable<BenchReport["refreshStorm"]>): string[] {
     `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms; ` +
       "servers as deployed, then with Node's defaults",
     formatTable(
-      ["NODE_OPTIONS", "round", "upstream calls", "refresh ms", "first served ms", "p50 ms", "last served ms", "token versions", "errors", "bare: last served ms"],
-      [s, s.nodeDefaults].flatMap((series) => series.rounds.map((x, i) => [
-        i === 0 ? series.nodeOptions || "(Node's defaults)" : "",
-        i + 1,
-        x.upstreamCalls,
-        x.refreshMs,
-        x.firstServedMs,
-        x.p50Ms,
-        x.lastServedMs,
-        x.versions,
-        x.errors,
-        x.bareLastServedMs,
-      ])),
+      [
+        "NODE_OPTIONS",
+        "round",
+        "upstream calls",
+        "refresh ms",
+        "first served ms",
+        "p50 ms",
+        "last served ms",
+        "token versions",
+        "errors",
+        "bare: last served ms",
+      ],
+      [s, s.nodeDefaults].flatMap((series) =>
+        series.rounds.map((x, i) => [
+          i === 0 ? series.nodeOptions || "(Node's defaults)" : "",
+          i + 1,
+          x.upstreamCalls,
+          x.refreshMs,
+          x.firstServedMs,
+          x.p50Ms,
+          x.lastServedMs,
+          x.versions,
+          x.errors,
+          x.bareLastServedMs,
+        ]),
+      ),
     ),
   ];
 }
@@ -113,7 +140,19 @@ function scaleSection(sc: NonNullable<BenchReport["scaleOfState"]>): string[] {
     "",
     "4. Scale of state: `tokenbroker serve` on a seeded database, as deploy/tokenbroker.service runs it, and once with Node's defaults; GetToken over gRPC, 16 callers, every tenant in turn",
     formatTable(
-      ["connections", "tenants", "NODE_OPTIONS", "listening ms", "first token ms", "RSS MB idle", "after load", "peak", "req/s", "p50 ms", "p99 ms"],
+      [
+        "connections",
+        "tenants",
+        "NODE_OPTIONS",
+        "listening ms",
+        "first token ms",
+        "RSS MB idle",
+        "after load",
+        "peak",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+      ],
       [sc.small, sc.large, sc.largeNodeDefaults].map((x) => [
         x.connections,
         x.tenants,
@@ -144,7 +183,15 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
       ["callers", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "server RSS MB"],
       [
         ["alone", h.quiet.rps, h.quiet.p50Ms, h.quiet.p99Ms, h.quiet.maxMs, h.quiet.errors, `${h.rssBeforeMb} before`],
-        ["under flood", h.underFlood.rps, h.underFlood.p50Ms, h.underFlood.p99Ms, h.underFlood.maxMs, h.underFlood.errors, `${h.peakRssMb} peak`],
+        [
+          "under flood",
+          h.underFlood.rps,
+          h.underFlood.p50Ms,
+          h.underFlood.p99Ms,
+          h.underFlood.maxMs,
+          h.underFlood.errors,
+          `${h.peakRssMb} peak`,
+        ],
       ],
     ),
     `flood streams: ${f.unauthenticated.toLocaleString("en")} answered UNAUTHENTICATED, ${f.otherStatus} other status, ` +

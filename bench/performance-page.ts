@@ -77,9 +77,7 @@ export function performancePage(report: BenchReport): string {
     "",
     `${m.cores} cores (${m.cpu}), Node ${m.node}, ${m.platform}; started ${report.startedAt.slice(0, 10)};`,
     `load average ${report.loadAverage.start} at the start and ${report.loadAverage.end} at the end.`,
-    missed.length === 0
-      ? "Every target was met."
-      : `Targets missed: ${missed.map((t) => `${t.name} (${t.measured})`).join("; ")}.`,
+    missed.length === 0 ? "Every target was met." : `Targets missed: ${missed.map((t) => `${t.name} (${t.measured})`).join("; ")}.`,
     "One run's figures move with other work on the machine: before trusting a ratio near its target,",
     "run the bench again.",
     "",

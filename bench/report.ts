@@ -32,7 +32,12 @@ export interface BenchReport {
 
 /** The machine the bench ran on. */
 export function machine(): BenchReport["machine"] {
-  return { cores: cpus().length, cpu: cpus()[0]?.model ?? "unknown", node: process.version, platform: `${process.platform} ${process.arch}` };
+  return {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "unknown",
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+  };
 }
 
 /** The 1-minute load average, rounded. */

@@ -67,7 +67,10 @@ describe("admin pages", () => {
     expect(actions).toContainEqual(["ops", "connect"]);
     const denied = await get("/", { authorization: `Bearer ${client}` });
     expect(denied.status).toBe(403);
-    const post = await fetch(`${f.server.url}/connections/abc/disconnect`, { method: "POST", headers: { authorization: `Bearer ${client}` } });
+    const post = await fetch(`${f.server.url}/connections/abc/disconnect`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${client}` },
+    });
     expect(post.status).toBe(403);
     expect((await f.auditEntries()).filter((e) => e.actor === "channel")).toEqual([]);
   });

@@ -113,7 +113,11 @@ describe("API keys", () => {
     it("a malformed request is INVALID_ARGUMENT for every key; without a key, UNAUTHENTICATED comes first", async () => {
       const client = f.client(transport);
       const onlyA = f.createKey("only-a", [tenantA]);
-      for (const selector of [{ case: undefined }, { case: "tenantId" as const, value: "" }, { case: "connectionId" as const, value: "x y" }]) {
+      for (const selector of [
+        { case: undefined },
+        { case: "tenantId" as const, value: "" },
+        { case: "connectionId" as const, value: "x y" },
+      ]) {
         expect(await codeOf(client.getToken({ selector }, withKey(onlyA)))).toBe(Code.InvalidArgument);
         expect(await codeOf(client.getToken({ selector }))).toBe(Code.Unauthenticated);
       }
@@ -198,7 +202,9 @@ describe("API keys", () => {
     const key = f.createKey("curl", [tenantA]);
     const sh = (command: string) =>
       new Promise<string>((resolve, reject) =>
-        execFile("/bin/sh", ["-c", command], { env: { PATH: process.env["PATH"] ?? "", KEY: key } }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
+        execFile("/bin/sh", ["-c", command], { env: { PATH: process.env["PATH"] ?? "", KEY: key } }, (e, stdout) =>
+          e ? reject(e) : resolve(stdout),
+        ),
       );
     const fill = (command: string, tenant: string, token = "") =>
       command
@@ -211,7 +217,10 @@ describe("API keys", () => {
 
     const first = JSON.parse(await sh(fill(get!, tenantA))) as { token: { accessToken: string; connectionId: string; version: string } };
     expect(first.token.connectionId).toBe(f.connectionId);
-    const reported = JSON.parse(await sh(fill(report!, tenantA, first.token.accessToken))) as { token: { version: string }; refreshed: boolean };
+    const reported = JSON.parse(await sh(fill(report!, tenantA, first.token.accessToken))) as {
+      token: { version: string };
+      refreshed: boolean;
+    };
     expect(reported.refreshed).toBe(true);
     expect(BigInt(reported.token.version)).toBe(BigInt(first.token.version) + 1n);
     const denied = JSON.parse(await sh(fill(get!, tenantC))) as { code: string };

@@ -25,7 +25,11 @@ describe("audit log batching", () => {
   it("a full queue drops entries (counted) instead of growing without end; a failing sink does not throw at callers", async () => {
     const errors: unknown[] = [];
     const log = createAuditLog({
-      sink: { write: () => { throw new Error("disk full"); } },
+      sink: {
+        write: () => {
+          throw new Error("disk full");
+        },
+      },
       maxQueued: 10,
       onError: (e) => errors.push(e),
     });
@@ -53,9 +57,14 @@ describe("audit log of a serving broker", () => {
     const { token } = await client.getToken({ selector: { case: "tenantId", value: tenantA } }, withKey(key));
     await client.getToken({ selector: { case: "tenantId", value: tenantB } }, withKey(key)).catch(() => {});
     await client.getToken({ selector: { case: "tenantId", value: tenantA } }).catch(() => {}); // no key: not recorded
-    const watch = readStream((signal) => client.watchToken({ selector: { case: "tenantId", value: tenantA } }, { ...withKey(key), signal }));
+    const watch = readStream((signal) =>
+      client.watchToken({ selector: { case: "tenantId", value: tenantA } }, { ...withKey(key), signal }),
+    );
     await watch.next();
-    const { token: fresh } = await client.reportExpired({ selector: { case: "tenantId", value: tenantA }, accessToken: token!.accessToken }, withKey(key));
+    const { token: fresh } = await client.reportExpired(
+      { selector: { case: "tenantId", value: tenantA }, accessToken: token!.accessToken },
+      withKey(key),
+    );
     await watch.next(); // the refreshed token, streamed
     watch.cancel();
 

@@ -168,18 +168,21 @@ describe("tokenbroker CLI: usage and configuration errors", () => {
     expect(expectOneLine(r.stderr)).toMatch(/--shutdown-grace must be a positive number/);
   });
 
-  it.each(["serve", "import"])("%s with an http:// issuer and no TOKENBROKER_ALLOW_INSECURE_ISSUER exits 2 with one line explaining", async (command) => {
-    const r = await run([command], {
-      env: { ...validEnv(), TOKENBROKER_ISSUER: "http://127.0.0.1:9/" },
-      input: "some-refresh-token\n",
-    });
-    expect(r.code).toBe(2);
-    const line = expectOneLine(r.stderr);
-    expect(line).toContain("TOKENBROKER_ISSUER");
-    expect(line).toContain("http://");
-    expect(line).toContain("TOKENBROKER_ALLOW_INSECURE_ISSUER");
-    expect(r.stderr).not.toContain("some-refresh-token");
-  });
+  it.each(["serve", "import"])(
+    "%s with an http:// issuer and no TOKENBROKER_ALLOW_INSECURE_ISSUER exits 2 with one line explaining",
+    async (command) => {
+      const r = await run([command], {
+        env: { ...validEnv(), TOKENBROKER_ISSUER: "http://127.0.0.1:9/" },
+        input: "some-refresh-token\n",
+      });
+      expect(r.code).toBe(2);
+      const line = expectOneLine(r.stderr);
+      expect(line).toContain("TOKENBROKER_ISSUER");
+      expect(line).toContain("http://");
+      expect(line).toContain("TOKENBROKER_ALLOW_INSECURE_ISSUER");
+      expect(r.stderr).not.toContain("some-refresh-token");
+    },
+  );
 
   it("import with an empty standard input exits 2 with one line, and stores nothing", async () => {
     const db = join(dir.path, "t.db");

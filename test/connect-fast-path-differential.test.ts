@@ -70,7 +70,13 @@ beforeAll(async () => {
   [tenantA, tenantB] = f.imported.tenants.map((t) => t.tenantId) as [string, string];
   keys = { all: generateApiKey(), onlyB: generateApiKey() };
   await f.store.apiKeys.create({ name: "all", keyHash: hashApiKey(keys.all), tenants: "*", role: "client", createdAt: Date.now() });
-  await f.store.apiKeys.create({ name: "only-b", keyHash: hashApiKey(keys.onlyB), tenants: [tenantB], role: "client", createdAt: Date.now() });
+  await f.store.apiKeys.create({
+    name: "only-b",
+    keyHash: hashApiKey(keys.onlyB),
+    tenants: [tenantB],
+    role: "client",
+    createdAt: Date.now(),
+  });
   const side = async (fastPaths: boolean): Promise<Side> => {
     const rows: AuditEntry[] = [];
     const lines: string[] = [];
@@ -92,7 +98,9 @@ beforeAll(async () => {
       logger: createLogger({ level: "debug", destination }),
       fastPaths,
       // Which path checked the request: Connect's interceptor (guard-interceptor.ts) is on the stack of its checks.
-      guardSteps: [{ name: "path-probe", authorize: () => void paths.push(new Error().stack?.includes("guard-interceptor") ? "connect" : "fast") }],
+      guardSteps: [
+        { name: "path-probe", authorize: () => void paths.push(new Error().stack?.includes("guard-interceptor") ? "connect" : "fast") },
+      ],
     });
     await server.scheduler.stop();
     return { server, audit, rows, lines, paths };
@@ -121,7 +129,11 @@ function cases(): Case[] {
     { name: "good JSON with charset", headers: { "content-type": "application/json; charset=utf-8" }, body: good },
     { name: "good JSON by connection, min validity", body: json({ connectionId: f.connectionId, minValidFor: "60s" }) },
     { name: "good binary", headers: binary, body: toBinary(GetTokenRequestSchema, getToken({ case: "tenantId", value: tenantA })) },
-    { name: "good binary, connect-protocol-version", headers: { ...binary, "connect-protocol-version": "1" }, body: toBinary(GetTokenRequestSchema, getToken({ case: "connectionId", value: f.connectionId })) },
+    {
+      name: "good binary, connect-protocol-version",
+      headers: { ...binary, "connect-protocol-version": "1" },
+      body: toBinary(GetTokenRequestSchema, getToken({ case: "connectionId", value: f.connectionId })),
+    },
     { name: "unknown JSON fields are ignored", body: json({ tenantId: tenantA, somethingElse: [1, 2], nested: { a: 1 } }) },
     { name: "bad JSON", body: json(`{"tenantId": "${tenantA}"`) },
     { name: "JSON of the wrong type", body: json({ tenantId: 5 }) },
@@ -149,13 +161,42 @@ function cases(): Case[] {
     { name: "malformed timeout header", headers: { "connect-timeout-ms": "soon" }, body: good },
     { name: "huge body with content-length", body: json({ tenantId: tenantA, padding: "x".repeat(70_000) }) },
     { name: "huge body without content-length", body: json({ tenantId: tenantA, padding: "x".repeat(70_000) }), noLength: true },
-    { name: "GET with the message in the query", method: "GET", path: `${SERVICE}/GetToken?encoding=json&message=${encodeURIComponent(JSON.stringify({ tenantId: tenantA }))}`, headers: {}, body: new Uint8Array(0) },
-    { name: "GET of ReportExpired", method: "GET", path: `${SERVICE}/ReportExpired?encoding=json&message=%7B%7D`, headers: {}, body: new Uint8Array(0) },
+    {
+      name: "GET with the message in the query",
+      method: "GET",
+      path: `${SERVICE}/GetToken?encoding=json&message=${encodeURIComponent(JSON.stringify({ tenantId: tenantA }))}`,
+      headers: {},
+      body: new Uint8Array(0),
+    },
+    {
+      name: "GET of ReportExpired",
+      method: "GET",
+      path: `${SERVICE}/ReportExpired?encoding=json&message=%7B%7D`,
+      headers: {},
+      body: new Uint8Array(0),
+    },
     { name: "a query string on POST", path: `${SERVICE}/GetToken?x=1`, body: good },
-    { name: "ReportExpired of a stale token", path: `${SERVICE}/ReportExpired`, body: json({ tenantId: tenantA, accessToken: "not-the-current-token" }) },
-    { name: "ReportExpired, binary", path: `${SERVICE}/ReportExpired`, headers: binary, body: toBinary(ReportExpiredRequestSchema, create(ReportExpiredRequestSchema, { selector: { case: "connectionId", value: f.connectionId }, accessToken: "stale" })) },
+    {
+      name: "ReportExpired of a stale token",
+      path: `${SERVICE}/ReportExpired`,
+      body: json({ tenantId: tenantA, accessToken: "not-the-current-token" }),
+    },
+    {
+      name: "ReportExpired, binary",
+      path: `${SERVICE}/ReportExpired`,
+      headers: binary,
+      body: toBinary(
+        ReportExpiredRequestSchema,
+        create(ReportExpiredRequestSchema, { selector: { case: "connectionId", value: f.connectionId }, accessToken: "stale" }),
+      ),
+    },
     { name: "ReportExpired with no access token", path: `${SERVICE}/ReportExpired`, body: json({ tenantId: tenantA }) },
-    { name: "ReportExpired out of scope", path: `${SERVICE}/ReportExpired`, body: json({ tenantId: tenantA, accessToken: "x" }), key: "onlyB" },
+    {
+      name: "ReportExpired out of scope",
+      path: `${SERVICE}/ReportExpired`,
+      body: json({ tenantId: tenantA, accessToken: "x" }),
+      key: "onlyB",
+    },
     { name: "WatchToken as unary JSON", path: `${SERVICE}/WatchToken`, body: good },
     { name: "unknown method", path: `${SERVICE}/NoSuchMethod`, body: good },
   ];
@@ -243,7 +284,10 @@ describe.each([
         expect({ case: c.name, lines: rpcLines(fast, lineMarks[0]!) }).toEqual({ case: c.name, lines: rpcLines(slow, lineMarks[1]!) });
         await fast.audit.flush();
         await slow.audit.flush();
-        expect({ case: c.name, rows: audited(fast.rows.slice(rowMarks[0])) }).toEqual({ case: c.name, rows: audited(slow.rows.slice(rowMarks[1])) });
+        expect({ case: c.name, rows: audited(fast.rows.slice(rowMarks[0])) }).toEqual({
+          case: c.name,
+          rows: audited(slow.rows.slice(rowMarks[1])),
+        });
       }
       // Not a comparison of two slow paths: the fast broker checked most calls on its fast path, the other none.
       expect(fast.paths.slice(pathMarks[0]).filter((p) => p === "fast").length).toBeGreaterThanOrEqual(15);
@@ -261,11 +305,18 @@ describe("Connect unary calls whose deadline passes while they wait for a refres
     const sessions = [http2.connect(fast.server.url), http2.connect(slow.server.url)];
     try {
       for (const h2 of [false, true]) {
-        const c: Case = { name: `deadline during a refresh (${h2 ? "HTTP/2" : "HTTP/1.1"})`, headers: { "connect-timeout-ms": "300" }, body: json({ tenantId: tenantA }) };
+        const c: Case = {
+          name: `deadline during a refresh (${h2 ? "HTTP/2" : "HTTP/1.1"})`,
+          headers: { "connect-timeout-ms": "300" },
+          body: json({ tenantId: tenantA }),
+        };
         const lineMarks = [fast.lines.length, slow.lines.length];
         const pathMarks = [fast.paths.length, slow.paths.length];
         const started = performance.now();
-        const [viaFast, viaConnect] = await Promise.all([send(c, fast.server.url, h2 ? sessions[0] : undefined), send(c, slow.server.url, h2 ? sessions[1] : undefined)]);
+        const [viaFast, viaConnect] = await Promise.all([
+          send(c, fast.server.url, h2 ? sessions[0] : undefined),
+          send(c, slow.server.url, h2 ? sessions[1] : undefined),
+        ]);
         expect(performance.now() - started).toBeLessThan(2_500); // answered at the deadline, not after the refresh
         expect(viaFast.status).toBe(504);
         expect({ case: c.name, ...viaFast }).toEqual({ case: c.name, ...viaConnect });

@@ -26,7 +26,10 @@ afterEach(async () => {
   f = undefined;
 });
 
-async function broker(limits: Partial<ConnectionLimits> = {}, extra: { tls?: TestCertificates; logger?: Logger } = {}): Promise<SecureBrokerFixture> {
+async function broker(
+  limits: Partial<ConnectionLimits> = {},
+  extra: { tls?: TestCertificates; logger?: Logger } = {},
+): Promise<SecureBrokerFixture> {
   f = await startSecureBroker({
     server: {
       shutdownGraceMs: 500,
@@ -87,7 +90,13 @@ interface FloodOutcome {
  * unfinished body (never ended); waits until every stream was answered or
  * reset, or `waitMs` passed.
  */
-async function flood(session: http2.ClientHttp2Session, n: number, headers: http2.OutgoingHttpHeaders, bodyBytes: number, waitMs: number): Promise<FloodOutcome> {
+async function flood(
+  session: http2.ClientHttp2Session,
+  n: number,
+  headers: http2.OutgoingHttpHeaders,
+  bodyBytes: number,
+  waitMs: number,
+): Promise<FloodOutcome> {
   const body = Buffer.alloc(bodyBytes, 1);
   body[0] = 0;
   body.writeUInt32BE(bodyBytes * 2, 1); // declares more than is sent: the body never completes
@@ -188,7 +197,9 @@ describe("HTTP/2 streams and buffered request bytes", () => {
     // Others are still served.
     const key = b.createKey("ok", "*");
     const other = await h2(b.server.url);
-    const { status } = await unary(other, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` });
+    const { status } = await unary(other, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), {
+      authorization: `Bearer ${key}`,
+    });
     expect(status.code).toBe(0);
   }, 40_000);
 
@@ -292,7 +303,13 @@ describe("header and idle timeouts", () => {
       const b = await broker({ headersTimeoutMs: 300, idleTimeoutMs: 600 }, { tls: certs });
       const silent = await socketTo(b.server.port);
       expect(await closedWithin(silent, 5000)).toBeGreaterThanOrEqual(200);
-      const handshaken = tls.connect({ port: b.server.port, host: "127.0.0.1", ca: certs.ca, servername: "localhost", ALPNProtocols: ["http/1.1"] });
+      const handshaken = tls.connect({
+        port: b.server.port,
+        host: "127.0.0.1",
+        ca: certs.ca,
+        servername: "localhost",
+        ALPNProtocols: ["http/1.1"],
+      });
       opened.push(handshaken);
       handshaken.on("error", () => {});
       await new Promise((r) => handshaken.once("secureConnect", r));
@@ -324,14 +341,22 @@ describe("header and idle timeouts", () => {
     expect(await closedWithin(socket, 5000)).toBeGreaterThanOrEqual(300);
     const session = await h2(b.server.url);
     const key = b.createKey("idle", "*");
-    expect((await unary(session, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` })).status.code).toBe(0);
+    expect(
+      (await unary(session, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` }))
+        .status.code,
+    ).toBe(0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("h2 session still open")), 5000);
       session.once("close", () => (clearTimeout(timer), resolve()));
     });
     // An open stream that is not an authenticated WatchToken (here gRPC health's Watch, open to all) keeps nothing.
     const watcher = await h2(b.server.url);
-    const health = watcher.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+    const health = watcher.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Watch",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     health.on("error", () => {});
     health.end(Buffer.from([0, 0, 0, 0, 0]));
     const firstStatus = new Promise((resolve) => health.once("data", resolve));
@@ -350,7 +375,10 @@ describe("header and idle timeouts", () => {
     const session = await h2(b.server.url);
     const connectSession = await h2(b.server.url);
     const fast = rawCall(session, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}` });
-    const viaConnect = rawCall(connectSession, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}`, "grpc-timeout": "3600S" });
+    const viaConnect = rawCall(connectSession, "WatchToken", watchRequest(selector), {
+      authorization: `Bearer ${key}`,
+      "grpc-timeout": "3600S",
+    });
     const webClosed = { value: false };
     const url = new URL(b.server.url);
     const web = http.request({

@@ -49,7 +49,9 @@ function cancelled(callback: URL): URL {
 
 /** What the database says of a state: pending (usable), or used. */
 function stateRow(state: string): { used_at: number | null; error: string | null; connection_id: string | null } {
-  return withRawDatabase(f.dbPath, (db) => db.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state)) as never;
+  return withRawDatabase(f.dbPath, (db) =>
+    db.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state),
+  ) as never;
 }
 
 describe("the status page's Connect an organisation", () => {

@@ -115,7 +115,9 @@ async function secrets(): Promise<string[]> {
     const t = await f.store.tokens.getToken(c.connectionId);
     all.push(t!.accessToken, t!.refreshToken, t!.idToken ?? "");
   }
-  const verifiers = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states").all()) as Array<{ code_verifier: string }>;
+  const verifiers = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states").all()) as Array<{
+    code_verifier: string;
+  }>;
   return [...all, ...verifiers.map((v) => v.code_verifier)].filter((s) => s !== "");
 }
 
@@ -149,10 +151,16 @@ describe("tokenbroker connections and tenants", () => {
     const rows = tenants.stdout.trim().split("\n");
     expect(rows[0]).toMatch(/^TENANT\s+STATE\s+NAME\s+CONNECTION\s+CONNECTION STATE\s+USER$/);
     expect(rows.filter((r) => r.startsWith(nz.tenantId))).toHaveLength(2); // reachable through both grants
-    expect(rows.find((r) => r.startsWith(uk.tenantId))).toMatch(new RegExp(`active\\s+Demo Company \\(UK\\)\\s+${bob}\\s+needs-re-authorisation\\s+bob@example.com`));
+    expect(rows.find((r) => r.startsWith(uk.tenantId))).toMatch(
+      new RegExp(`active\\s+Demo Company \\(UK\\)\\s+${bob}\\s+needs-re-authorisation\\s+bob@example.com`),
+    );
     const tenantsJson = JSON.parse((await run(["tenants", "--json"], env())).stdout) as Array<Record<string, unknown>>;
     expect(tenantsJson).toHaveLength(4);
-    expect(tenantsJson.find((t) => t["tenantId"] === au.tenantId)).toMatchObject({ state: "active", connectionId: alice, tenantName: "Demo Company (AU)" });
+    expect(tenantsJson.find((t) => t["tenantId"] === au.tenantId)).toMatchObject({
+      state: "active",
+      connectionId: alice,
+      tenantName: "Demo Company (AU)",
+    });
 
     const everything = text.stdout + text.stderr + json.stdout + tenants.stdout + tenants.stderr;
     for (const secret of await secrets()) expect(everything).not.toContain(secret);
@@ -192,7 +200,9 @@ describe("tokenbroker disconnect and revoke against the fake Xero", () => {
 
     const r = await run(["revoke", alice], env());
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe(`connection ${alice}  alice@example.com  revoked at Xero; removed with 1 tenant\n  tenant ${au.tenantId}  Demo Company (AU)\n`);
+    expect(r.stdout).toBe(
+      `connection ${alice}  alice@example.com  revoked at Xero; removed with 1 tenant\n  tenant ${au.tenantId}  Demo Company (AU)\n`,
+    );
     expect((await f.store.connections.listConnections()).map((c) => c.connectionId)).toEqual([bob]);
     const refused = await f.identity.refresh(refreshToken).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(UpstreamError);
@@ -238,7 +248,11 @@ describe("tokenbroker connect", () => {
         // The stored consent is audited with its connection and tenants.
         const audited = (await store.auditLog.read({ limit: 100 })).filter((e) => e.action === "connect");
         expect(audited).toEqual([
-          expect.objectContaining({ connectionId: c!.connectionId, outcome: "ok", detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}` }),
+          expect.objectContaining({
+            connectionId: c!.connectionId,
+            outcome: "ok",
+            detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}`,
+          }),
         ]);
       } finally {
         await store.close();

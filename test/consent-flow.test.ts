@@ -74,14 +74,16 @@ describe("connecting an organisation over HTTP", () => {
     expect(p.get("code_challenge_method")).toBe("S256");
     expect(p.get("state")).toMatch(/^[\w-]{40,}$/);
     // The verifier stays in the database; only its S256 challenge travels.
-    const row = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state"))) as
-      | { code_verifier: string }
-      | undefined;
+    const row = withRawDatabase(f.dbPath, (db) =>
+      db.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state")),
+    ) as { code_verifier: string } | undefined;
     expect(createHash("sha256").update(row!.code_verifier).digest("base64url")).toBe(p.get("code_challenge"));
     expect(url.href).not.toContain(row!.code_verifier);
     // The consent is bound to this browser by a cookie that only the callback sees.
     expect(first.setCookie).toHaveLength(1);
-    expect(first.setCookie[0]).toMatch(/^tokenbroker_consent_[\w-]+=[\w-]{40,}; Path=\/oauth\/callback; Max-Age=600; HttpOnly; SameSite=Lax$/);
+    expect(first.setCookie[0]).toMatch(
+      /^tokenbroker_consent_[\w-]+=[\w-]{40,}; Path=\/oauth\/callback; Max-Age=600; HttpOnly; SameSite=Lax$/,
+    );
   });
 
   it("GET /connect on another host name than the redirect URI's first moves there, so that the cookie comes back with the callback", async () => {
@@ -172,7 +174,9 @@ describe("connecting an organisation over HTTP", () => {
     const { authorizeUrl, cookie } = await startConsent(f.server.url);
     const callback = await consentAtXero(authorizeUrl, { user: "alice@example.com", tenantIds: [au.tenantId] });
     withRawDatabase(f.dbPath, (db) =>
-      db.prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?").run(randomPKCECodeVerifier(), callback.searchParams.get("state")),
+      db
+        .prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?")
+        .run(randomPKCECodeVerifier(), callback.searchParams.get("state")),
     );
     expectRefused(await hop(callback, { cookie }), /Xero refused the authorisation code/);
     expect(f.fake.invalidGrants).toBe(1);

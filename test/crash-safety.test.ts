@@ -150,10 +150,7 @@ describe.concurrent("SIGKILL at every point of a refresh", () => {
           const { accessToken } = token(subject);
           accessTokensSeen.add(accessToken);
           try {
-            await client.reportExpired(
-              { selector: { case: "connectionId", value: subject }, accessToken },
-              { signal, timeoutMs: 5000 },
-            );
+            await client.reportExpired({ selector: { case: "connectionId", value: subject }, accessToken }, { signal, timeoutMs: 5000 });
           } catch {
             await delay(10);
           }

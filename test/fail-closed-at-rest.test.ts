@@ -21,7 +21,13 @@ import { withKey } from "./helpers/secure-broker.js";
 const sb = useCliSandbox();
 
 /** Writes `value` into one column of the connection's token set, as someone with the file but no key could. */
-function plant(db: string, connectionId: string, column: "access_token" | "refresh_token" | "id_token", value: string, expired = false): void {
+function plant(
+  db: string,
+  connectionId: string,
+  column: "access_token" | "refresh_token" | "id_token",
+  value: string,
+  expired = false,
+): void {
   const raw = new Database(db);
   try {
     raw.pragma("busy_timeout = 5000");
@@ -69,15 +75,19 @@ describe("a token set not sealed under a configured key is refused", () => {
       seen.push(e.rawMessage);
       expect(e.code, `${p.name}: ${e.rawMessage}`).toBe(Code.FailedPrecondition);
       expect(e.rawMessage).toContain(`connection ${connectionId}`);
-      expect(e.rawMessage).toMatch(/access_token is in clear text while its other tokens are encrypted, so someone without the key altered it/);
+      expect(e.rawMessage).toMatch(
+        /access_token is in clear text while its other tokens are encrypted, so someone without the key altered it/,
+      );
       expect(e.rawMessage).toMatch(/Re-authorise the connection/);
       // The planted token as the one a channel reports rejected: not refreshed, not served.
       const r = await errorOf(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
       seen.push(r.rawMessage);
       expect(r.code).toBe(Code.FailedPrecondition);
-      const watch = await errorOf((async () => {
-        for await (const m of client.watchToken({ selector }, withKey(key))) seen.push(JSON.stringify(m));
-      })());
+      const watch = await errorOf(
+        (async () => {
+          for await (const m of client.watchToken({ selector }, withKey(key))) seen.push(JSON.stringify(m));
+        })(),
+      );
       seen.push(watch.rawMessage);
       expect(watch.code).toBe(Code.FailedPrecondition);
     }
@@ -170,7 +180,9 @@ describe("only rotate-key upgrades a clear-text database", () => {
     const rotate = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
     expect(rotate.code, rotate.stderr).toBe(2);
     expect(oneLine(rotate.stderr)).toMatch(
-      new RegExp(`1 token set was not re-encrypted \\(1 were\\): the stored token set of connection ${altered} is refused: its access_token is in clear text while its other tokens are encrypted`),
+      new RegExp(
+        `1 token set was not re-encrypted \\(1 were\\): the stored token set of connection ${altered} is refused: its access_token is in clear text while its other tokens are encrypted`,
+      ),
     );
     expect(rotate.stderr).not.toContain(stored(sb.db, altered, "access_token"));
     const { token } = await clientOf(serve.url).getToken({ selector }, withKey(apiKey));
@@ -185,6 +197,8 @@ describe("only rotate-key upgrades a clear-text database", () => {
     const again = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe(`re-encrypted 0 token sets under key ${cipher.keyId} (2 already were)\n`);
-    expect((await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey))).token?.accessToken).toMatch(/^eyJ/);
+    expect(
+      (await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey))).token?.accessToken,
+    ).toMatch(/^eyJ/);
   });
 });

@@ -110,7 +110,13 @@ function requests(binary: boolean) {
   });
 }
 
-type Generated = { rpc: "getToken" | "reportExpired" | "watchToken"; selector: { case: "tenantId" | "connectionId"; value: string } | { case: undefined }; minValidFor: ReturnType<typeof create<typeof DurationSchema>> | undefined; accessToken: string; key: keyof typeof keys | "none" | "garbage" };
+type Generated = {
+  rpc: "getToken" | "reportExpired" | "watchToken";
+  selector: { case: "tenantId" | "connectionId"; value: string } | { case: undefined };
+  minValidFor: ReturnType<typeof create<typeof DurationSchema>> | undefined;
+  accessToken: string;
+  key: keyof typeof keys | "none" | "garbage";
+};
 
 async function send(client: Client<typeof TokenService>, r: Generated): Promise<Code | "ok"> {
   const key = r.key === "none" ? undefined : r.key === "garbage" ? "tbk_garbage" : keys[r.key];
@@ -254,7 +260,9 @@ describe("random bytes as bodies", () => {
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 512 }),
       fc.json({ maxDepth: 3 }).map((j) => new TextEncoder().encode(j)),
-      fc.constantFrom(`{"tenantId":"${f.tenantId}"}`, `{"connectionId":"${f.connectionId}","minValidFor":"1s"}`).map((j) => new TextEncoder().encode(j)),
+      fc
+        .constantFrom(`{"tenantId":"${f.tenantId}"}`, `{"connectionId":"${f.connectionId}","minValidFor":"1s"}`)
+        .map((j) => new TextEncoder().encode(j)),
     );
     await fc.assert(
       fc.asyncProperty(

@@ -53,7 +53,10 @@ it("2000 WatchToken streams opened and cancelled over 4 HTTP/2 connections leave
             const it = stream[Symbol.asyncIterator]();
             const first = it.next();
             setImmediate(() => cancel.abort());
-            await first.then(() => {}, () => {});
+            await first.then(
+              () => {},
+              () => {},
+            );
           } else {
             for await (const m of stream) {
               if (m.token) firstTokens++;

@@ -55,7 +55,13 @@ function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
   };
 }
 
-const tenant = (tenantId: string) => ({ tenantId, xeroConnectionId: undefined, tenantName: undefined, tenantType: undefined, authEventId: undefined });
+const tenant = (tenantId: string) => ({
+  tenantId,
+  xeroConnectionId: undefined,
+  tenantName: undefined,
+  tenantType: undefined,
+  authEventId: undefined,
+});
 
 describe.each(stores)("the $name store", ({ open }) => {
   async function setUp() {
@@ -68,7 +74,11 @@ describe.each(stores)("the $name store", ({ open }) => {
   it("one lease holder at a time; a lapsed lease, or one taken 'in the future' (the clock went back), can be taken over", async () => {
     const { clock, store, connectionId } = await setUp();
     expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
-    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: false, holder: "A", expiresAt: clock.now() + 30_000 });
+    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({
+      acquired: false,
+      holder: "A",
+      expiresAt: clock.now() + 30_000,
+    });
     expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true }); // renewed by its holder
     expect(await store.listLapsedLeases(clock.now())).toEqual([]);
     clock.advance(30_000);
@@ -94,7 +104,14 @@ describe.each(stores)("the $name store", ({ open }) => {
     expect(wrongVersion).not.toBeInstanceOf(LeaseLostError);
     expect((await store.getToken(connectionId))?.version).toBe(1);
     const committed = await store.commitRefresh(connectionId, "B", 1, tokenSet(clock, "B"));
-    expect(committed).toMatchObject({ connectionId, version: 2, accessToken: "access-B", refreshToken: "refresh-B", state: "active", tenantIds: ["t1"] });
+    expect(committed).toMatchObject({
+      connectionId,
+      version: 2,
+      accessToken: "access-B",
+      refreshToken: "refresh-B",
+      state: "active",
+      tenantIds: ["t1"],
+    });
     expect(await store.getToken(connectionId)).toMatchObject({ version: 2, accessToken: "access-B" });
     expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true);
     // A lease that lapsed but nobody took over is still its holder's to commit under.

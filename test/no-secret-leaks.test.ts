@@ -90,7 +90,10 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   ];
   const req = { selector: { case: "tenantId" as const, value: tenantId } };
   const failed = async (p: Promise<unknown>) => {
-    const e = await p.then(() => undefined, (err: unknown) => ConnectError.from(err));
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
     expect(e, "the call should have failed").toBeInstanceOf(ConnectError);
     callerMessages.push(e!.rawMessage, JSON.stringify(e!.metadata), JSON.stringify(e!.details));
     return e!;
@@ -156,7 +159,9 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   const everything = [...output, ...callerMessages].join("\n");
   expect(everything.length).toBeGreaterThan(1000);
   const leaks = Object.entries(secrets).flatMap(([name, secret]) =>
-    forms(secret).filter((form) => form.length >= 8 && everything.includes(form)).map(() => name),
+    forms(secret)
+      .filter((form) => form.length >= 8 && everything.includes(form))
+      .map(() => name),
   );
   expect(leaks).toEqual([]);
   // Upstream bodies stay upstream.

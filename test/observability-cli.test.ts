@@ -179,12 +179,22 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     expect(m.value("process_resident_memory_bytes")).toBeGreaterThan(0);
     const grepped = await curlGrep(base);
     expect(grepped).toContain(`tokenbroker_connection_needs_reauthorization{connection_id="${connectionId}"} 1`);
-    expect(grepped.split("\n").filter((l) => l !== "").every((l) => l.startsWith("tokenbroker_"))).toBe(true);
+    expect(
+      grepped
+        .split("\n")
+        .filter((l) => l !== "")
+        .every((l) => l.startsWith("tokenbroker_")),
+    ).toBe(true);
 
     expect(await server.stop()).toBe(0);
-    const lines = server.stderr().split("\n").filter((l) => l !== "");
+    const lines = server
+      .stderr()
+      .split("\n")
+      .filter((l) => l !== "");
     for (const line of lines) expect(line, line).toMatch(PRETTY);
-    expect(lines.some((l) => /WARN  refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l))).toBe(true);
+    expect(
+      lines.some((l) => /WARN  refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l)),
+    ).toBe(true);
     expect(lines.some((l) => /WARN  connection \S+ needs re-authorisation.* type=connection\.needs_reauthorization/.test(l))).toBe(true);
     expect(lines.some((l) => /INFO  webhook delivered .*delivered=true/.test(l))).toBe(true);
     for (const secret of [accessToken, grant.refreshToken, fake.getGrant(grant.grantId)?.refreshToken, SECRET, fake.clientSecret]) {

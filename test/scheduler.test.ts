@@ -50,9 +50,7 @@ async function stored(fx: BrokerFixture) {
 /** Opens a WatchToken stream; `next()` resolves with the next message or "timeout". */
 function watch(client: Client<typeof TokenService>, tenantId: string) {
   const abort = new AbortController();
-  const iterator = client
-    .watchToken({ selector: { case: "tenantId", value: tenantId } }, { signal: abort.signal })
-    [Symbol.asyncIterator]();
+  const iterator = client.watchToken({ selector: { case: "tenantId", value: tenantId } }, { signal: abort.signal })[Symbol.asyncIterator]();
   let pending: Promise<IteratorResult<WatchTokenResponse>> | undefined;
   cleanups.push(() => abort.abort());
   return {
@@ -281,7 +279,9 @@ describe("Scheduler: keep-alive of idle token sets", () => {
 });
 
 describe("Scheduler: two brokers on one database", () => {
-  async function startSecondBroker(fx: BrokerFixture): Promise<{ server: BrokerServer; store: Store; client: Client<typeof TokenService> }> {
+  async function startSecondBroker(
+    fx: BrokerFixture,
+  ): Promise<{ server: BrokerServer; store: Store; client: Client<typeof TokenService> }> {
     const store = openSqliteStore({ path: fx.dbPath, clock: fx.clock });
     const identity = createOidcIdentityServer({
       issuer: new URL(fx.fake.issuer),

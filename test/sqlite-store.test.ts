@@ -119,8 +119,16 @@ describe("Store on a file", () => {
     expect(b.created).toBe(true);
     expect(b.connectionId).not.toBe(a.connectionId);
     // Each connection keeps its own token set: user B's import did not touch user A's.
-    expect(await store.tokens.getToken(a.connectionId)).toMatchObject({ accessToken: second.accessToken, refreshToken: second.refreshToken, version: 2 });
-    expect(await store.tokens.getToken(b.connectionId)).toMatchObject({ accessToken: third.accessToken, refreshToken: third.refreshToken, version: 1 });
+    expect(await store.tokens.getToken(a.connectionId)).toMatchObject({
+      accessToken: second.accessToken,
+      refreshToken: second.refreshToken,
+      version: 2,
+    });
+    expect(await store.tokens.getToken(b.connectionId)).toMatchObject({
+      accessToken: third.accessToken,
+      refreshToken: third.refreshToken,
+      version: 1,
+    });
     expect(await store.connections.findConnectionByTenant("t-1")).toBe(a.connectionId);
     expect(await store.connections.findConnectionByTenant("t-9")).toBe(b.connectionId);
     expect((await store.connections.listConnections()).map((c) => c.xeroUserId).sort()).toEqual(["user-a", "user-b"]);
@@ -138,9 +146,17 @@ describe("Store on a file", () => {
 
   it("findConnectionByTenant prefers the most recently authorised active connection when two users share a tenant", async () => {
     const store = open();
-    const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    const a = await store.connections.saveConnection({
+      xeroUserId: "user-a",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("shared")],
+    });
     clock.advance(MINUTE);
-    const b = await store.connections.saveConnection({ xeroUserId: "user-b", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    const b = await store.connections.saveConnection({
+      xeroUserId: "user-b",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("shared")],
+    });
     expect(await store.connections.findConnectionByTenant("shared")).toBe(b.connectionId);
 
     // User A authorises again later: A is now the most recent.
@@ -187,7 +203,11 @@ describe("Store on a file", () => {
 
   it("commitRefresh stores the new token set, bumps the version and releases the lease", async () => {
     const store = open();
-    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("t")],
+    });
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     clock.advance(MINUTE);
     const next = tokenSet(clock.now());
@@ -200,7 +220,11 @@ describe("Store on a file", () => {
 
   it("commitRefresh with a stale fromVersion throws and changes nothing", async () => {
     const store = open();
-    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("t")],
+    });
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     await store.tokens.commitRefresh(connectionId, "A", 1, tokenSet(clock.now())); // now version 2
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);

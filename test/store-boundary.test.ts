@@ -89,7 +89,11 @@ describe("the store's boundary", () => {
         seen.add(value);
         if (value instanceof Database || value instanceof statementClass) handles.push(path);
         // Own properties and those of the prototypes (getters included), as any caller could read them.
-        for (let o: object | null = value as object; o && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
+        for (
+          let o: object | null = value as object;
+          o && o !== Object.prototype && o !== Function.prototype;
+          o = Object.getPrototypeOf(o)
+        ) {
           for (const name of Object.getOwnPropertyNames(o)) {
             if (name === "constructor" || name === "prototype" || name === "caller" || name === "arguments") continue;
             let child: unknown;

@@ -62,7 +62,10 @@ it("500 lease-and-commit refreshes succeed while another process commits writes 
   await new Promise((resolve) => writer!.once("message", resolve));
 
   const othersNow = () =>
-    withRawDatabase(path, (db) => (db.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n);
+    withRawDatabase(
+      path,
+      (db) => (db.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n,
+    );
   const before = othersNow();
   let version = (await store.tokens.getToken(connectionId))!.version;
   for (let i = 0; i < 500; i++) {

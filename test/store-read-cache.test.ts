@@ -59,7 +59,11 @@ const tenant = (tenantId: string) => ({
 
 it("a token set replaced by another connection is read at once, and so is a tenant moved to another grant", async () => {
   const tenantId = randomUUID();
-  const { connectionId } = await a.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  const { connectionId } = await a.connections.saveConnection({
+    xeroUserId: "user-1",
+    tokenSet: tokenSet("access-1"),
+    tenants: [tenant(tenantId)],
+  });
   expect(await a.connections.findConnectionByTenant(tenantId)).toBe(connectionId);
   expect((await a.tokens.getToken(connectionId))?.accessToken).toBe("access-1");
   expect((await a.tokens.getToken(connectionId))?.accessToken).toBe("access-1"); // now remembered
@@ -110,12 +114,19 @@ it(`another connection's commit is seen within ${CHECK_EVERY_MS} ms; a lease tak
 
 it("a rolled-back transaction leaves nothing behind, and a record read is shared and cannot be changed by a caller", async () => {
   const tenantId = randomUUID();
-  const { connectionId } = await a.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  const { connectionId } = await a.connections.saveConnection({
+    xeroUserId: "user-1",
+    tokenSet: tokenSet("access-1"),
+    tenants: [tenant(tenantId)],
+  });
   // The store's own transactions are inside it; the cache's rule is checked on a connection of the test's own.
   const db = openRawDatabase(join(dir.path, "tokenbroker.db"));
   try {
     const cache = new ReadCache(db);
-    const read = () => cache.get("token", connectionId, () => db.prepare("SELECT access_token FROM token_sets WHERE connection_id = ?").pluck().get(connectionId));
+    const read = () =>
+      cache.get("token", connectionId, () =>
+        db.prepare("SELECT access_token FROM token_sets WHERE connection_id = ?").pluck().get(connectionId),
+      );
     expect(() =>
       db.transaction(() => {
         db.prepare("UPDATE token_sets SET access_token = 'uncommitted' WHERE connection_id = ?").run(connectionId);

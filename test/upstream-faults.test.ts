@@ -22,7 +22,10 @@ afterEach(async () => {
 async function start(timeoutMs: number, options: BrokerFixtureOptions = {}): Promise<BrokerFixture> {
   let real: IdentityServer | undefined;
   const late = new Proxy({} as IdentityServer, {
-    get: (_target, name) => (...args: unknown[]) => (Reflect.get(real!, name) as (...a: unknown[]) => unknown).apply(real, args),
+    get:
+      (_target, name) =>
+      (...args: unknown[]) =>
+        (Reflect.get(real!, name) as (...a: unknown[]) => unknown).apply(real, args),
   });
   f = await startBroker({ ...options, server: { identity: late, ...options.server } });
   real = createOidcIdentityServer({
@@ -217,9 +220,7 @@ describe("callers during upstream trouble", () => {
 
     const started = performance.now();
     const results = await Promise.all(
-      Array.from({ length: 20 }, () =>
-        client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, { timeoutMs: 4000 }),
-      ),
+      Array.from({ length: 20 }, () => client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, { timeoutMs: 4000 })),
     );
     const elapsed = performance.now() - started;
     for (const r of results) expect(r.token?.accessToken).toBe(stored!.accessToken);
@@ -247,12 +248,7 @@ describe("callers during upstream trouble", () => {
         };
         const results = await Promise.all(
           Array.from({ length: 40 }, (_, i) =>
-            timed(
-              client.getToken(
-                { selector: { case: "tenantId", value: fx.tenantId } },
-                i % 2 === 0 ? { timeoutMs: 300 } : {},
-              ),
-            ),
+            timed(client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, i % 2 === 0 ? { timeoutMs: 300 } : {})),
           ),
         );
         for (const [i, r] of results.entries()) {

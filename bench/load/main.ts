@@ -16,7 +16,12 @@ let watchers: Watchers | undefined;
 /** What the runner can ask of the load process. */
 export const loadHostApi = {
   /** Closed-loop GetToken load over `protocol` against `url`. */
-  async getTokenLoad(url: string, protocol: ProtocolName, options: ClosedLoopOptions, headers: Record<string, string> = {}): Promise<ClosedLoopResult> {
+  async getTokenLoad(
+    url: string,
+    protocol: ProtocolName,
+    options: ClosedLoopOptions,
+    headers: Record<string, string> = {},
+  ): Promise<ClosedLoopResult> {
     const key = `${protocol} ${url} ${JSON.stringify(headers)}`;
     let client = clients.get(key);
     if (!client) {

@@ -77,7 +77,12 @@ export function createRawGrpcClient(baseUrl: string): RawGrpcClient {
       return unaryCall(session, body);
     },
     watchToken(selector, onMessage, signal) {
-      return streamCall(session, envelope(toBinary(WatchTokenRequestSchema, create(WatchTokenRequestSchema, { selector }))), onMessage, signal);
+      return streamCall(
+        session,
+        envelope(toBinary(WatchTokenRequestSchema, create(WatchTokenRequestSchema, { selector }))),
+        onMessage,
+        signal,
+      );
     },
     close: () => session.close(),
   };

@@ -64,14 +64,7 @@ export class TokenBroker {
     this.validTokenWaitMs = options.validTokenWaitMs ?? 2000;
     this.onWait = options.onWait ?? (() => {});
     this.hub = new WatchHub(options.watchGate);
-    this.refresher = new Refresher(
-      options.store,
-      options.identity,
-      this.hub,
-      this.clock,
-      options.onRefresh,
-      options.refresher,
-    );
+    this.refresher = new Refresher(options.store, options.identity, this.hub, this.clock, options.onRefresh, options.refresher);
   }
 
   /** The connection id a selector names; `not_found` for an unknown tenant (an unknown connection id fails at the read that follows). */
@@ -303,8 +296,7 @@ export class TokenBroker {
     signal: CancelSignal | undefined,
   ): Promise<TokenRecord> {
     const started = performance.now();
-    const waited = (outcome: "ok" | "error") =>
-      this.onWait({ connectionId, cause, waitedMs: performance.now() - started, outcome });
+    const waited = (outcome: "ok" | "error") => this.onWait({ connectionId, cause, waitedMs: performance.now() - started, outcome });
     try {
       const record = await abortable(this.refresher.refresh(connectionId, cause, seenVersion), signal);
       waited("ok");

@@ -177,7 +177,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(options.audit ? { audit: options.audit } : {}),
   });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
-  const onRequestFailure: RequestFailure = (e, request) => logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
+  const onRequestFailure: RequestFailure = (e, request) =>
+    logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.
   setMaxListeners(0, shutdown.signal);
@@ -202,7 +203,10 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...connectOptions,
     contextValues: (req) => createContextValues().set(holdKey, holdOf(req)).set(guardedCallKey, guardedCallOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
-    fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]), onRequestFailure),
+    fallback: routeHttp(
+      security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]),
+      onRequestFailure,
+    ),
   });
 
   // Plain gRPC calls and unary Connect calls of the TokenService skip connect-node's per-call machinery (cached

@@ -151,7 +151,13 @@ export function createConnectUnaryFastPath(options: ConnectUnaryFastPathOptions)
 }
 
 /** The call's route and format if the fast path serves it (see {@link createConnectUnaryFastPath}); undefined leaves it to connect-node. */
-function accept(routes: ReadonlyMap<string, Route>, readMaxBytes: number, method: string | undefined, path: string | undefined, headers: http.IncomingHttpHeaders): Accepted | undefined {
+function accept(
+  routes: ReadonlyMap<string, Route>,
+  readMaxBytes: number,
+  method: string | undefined,
+  path: string | undefined,
+  headers: http.IncomingHttpHeaders,
+): Accepted | undefined {
   if (method !== "POST" || path === undefined) return undefined;
   const route = routes.get(path);
   if (!route) return undefined;
@@ -178,7 +184,11 @@ function accept(routes: ReadonlyMap<string, Route>, readMaxBytes: number, method
 
 function start(guard: CallGuard, accepted: Accepted, headers: http.IncomingHttpHeaders): GuardedCall {
   const authorization = headers["authorization"];
-  return guard.start({ method: accepted.route.name, protocol: "connect", authorization: typeof authorization === "string" ? authorization : undefined });
+  return guard.start({
+    method: accepted.route.name,
+    protocol: "connect",
+    authorization: typeof authorization === "string" ? authorization : undefined,
+  });
 }
 
 /** A response: status, headers (lower-case names) and body. */
@@ -220,7 +230,11 @@ abstract class UnaryCall implements FastCall, CancelSignal {
       else deadline.signal.addEventListener("abort", () => this.abort(deadline.signal.reason), { once: true });
     }
     const checked = this.guarded.authenticate();
-    if (checked) checked.then(() => this.read(), (e: unknown) => this.refuse(ConnectError.from(e)));
+    if (checked)
+      checked.then(
+        () => this.read(),
+        (e: unknown) => this.refuse(ConnectError.from(e)),
+      );
     else this.read();
   }
 
@@ -295,7 +309,11 @@ abstract class UnaryCall implements FastCall, CancelSignal {
     }
     this.started = true;
     const authorized = this.guarded.authorize(request);
-    if (authorized) authorized.then(() => this.run(request), (e: unknown) => this.fail(e));
+    if (authorized)
+      authorized.then(
+        () => this.run(request),
+        (e: unknown) => this.fail(e),
+      );
     else this.run(request);
   }
 

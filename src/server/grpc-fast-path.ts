@@ -73,7 +73,12 @@ export type FastMethod = FastUnaryMethod | FastServerStreamingMethod;
  * not one well-formed message: `body` is what was read of it (enough to
  * decide: see `readMaxBytes`), `call` its guard, which checked its headers.
  */
-export type FastPathFallback = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: Uint8Array, call: GuardedCall) => void;
+export type FastPathFallback = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  body: Uint8Array,
+  call: GuardedCall,
+) => void;
 
 /** Options for {@link createGrpcFastPath}. */
 export interface GrpcFastPathOptions {
@@ -240,7 +245,11 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     }
     // The headers' checks first (the key): no byte of an unauthenticated call's body is kept.
     const checked = guarded.authenticate();
-    if (checked) checked.then(() => this.read(), (e: unknown) => this.refuseUnread(e));
+    if (checked)
+      checked.then(
+        () => this.read(),
+        (e: unknown) => this.refuseUnread(e),
+      );
     else this.read();
   }
 
@@ -357,7 +366,11 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private start(request: MessageShape<DescMessage>): void {
     this.started = true;
     const authorized = this.guarded.authorize(request);
-    if (authorized) authorized.then(() => this.run(request), (e: unknown) => this.finish(ConnectError.from(e)));
+    if (authorized)
+      authorized.then(
+        () => this.run(request),
+        (e: unknown) => this.finish(ConnectError.from(e)),
+      );
     else this.run(request);
   }
 
@@ -409,7 +422,10 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private respond(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders }, { waitForTrailers: true });
+    this.stream.respond(
+      { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders },
+      { waitForTrailers: true },
+    );
   }
 
   /** Ends the call with `e` (OK when undefined), the guard told of it. */
@@ -431,7 +447,10 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     try {
       if (!this.headersSent) {
         this.headersSent = true;
-        stream.respond({ ":status": 200, "content-type": "application/grpc", ...this.shared.options.responseHeaders, ...status }, { endStream: true });
+        stream.respond(
+          { ":status": 200, "content-type": "application/grpc", ...this.shared.options.responseHeaders, ...status },
+          { endStream: true },
+        );
       } else {
         stream.once("wantTrailers", () => stream.sendTrailers(status));
         stream.end();

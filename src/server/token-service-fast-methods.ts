@@ -25,7 +25,11 @@ export interface TokenServiceFastMethodsOptions {
 }
 
 /** A response message with its binary serialization (see {@link FastAnswer}). */
-function answerOf<O extends DescMessage>(schema: O, message: MessageShape<O>, token: { readonly connectionId: string } | undefined): FastAnswer {
+function answerOf<O extends DescMessage>(
+  schema: O,
+  message: MessageShape<O>,
+  token: { readonly connectionId: string } | undefined,
+): FastAnswer {
   return { message, bytes: toBinary(schema, message), token };
 }
 
@@ -97,7 +101,11 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
       call.holdConnection(); // an authenticated stream: it may send nothing for hours
       try {
         // Pushed, not pulled: a publish writes the one cached frame to each subscriber's stream at once.
-        subscription = options.broker.subscribe(parseSelector(request.selector), (record) => void call.send(watchAnswer(record)), call.guarded.principal?.keyHash);
+        subscription = options.broker.subscribe(
+          parseSelector(request.selector),
+          (record) => void call.send(watchAnswer(record)),
+          call.guarded.principal?.keyHash,
+        );
       } catch (e) {
         return Promise.reject(fail(e));
       }

@@ -37,7 +37,12 @@ export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
           page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected });
         } catch (e) {
           (options.logger ?? silentLogger).error(errorFields(e), "status page failed");
-          const failed = renderErrorPage({ title: "The status cannot be read", message: "The database could not be read.", statusPath: STATUS_PATH, nothingStored: false });
+          const failed = renderErrorPage({
+            title: "The status cannot be read",
+            message: "The database could not be read.",
+            statusPath: STATUS_PATH,
+            nothingStored: false,
+          });
           return sendPage(res, 500, renderPage(failed, nonce), nonce);
         }
         sendPage(res, 200, renderPage(page, nonce), nonce);

@@ -17,12 +17,7 @@ export async function readBody(req: IncomingMessage): Promise<string | undefined
 }
 
 /** Sends `body` as JSON with `status`; a no-op if the client already went away. */
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.destroyed || res.headersSent) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
