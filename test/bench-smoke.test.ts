@@ -120,8 +120,11 @@ it.skipIf(noH2load)(
     // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
     expectHostile(report.hostileNeighbour!);
 
+    // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures.
+    expectSeveralHosts(report.severalHosts);
+
     // Every target is judged, and the printed table ends with them.
-    expect(report.targets).toHaveLength(15);
+    expect(report.targets).toHaveLength(18);
     for (const t of report.targets) {
       expect(typeof t.met).toBe("boolean");
       expect(stdout).toContain(t.name);
@@ -139,6 +142,7 @@ it.skipIf(noH2load)(
       "3. Fan-out",
       "4. Scale of state",
       "5. Hostile neighbour",
+      "6. Several hosts",
       "Targets",
     ]) {
       expect(stdout).toContain(heading);
