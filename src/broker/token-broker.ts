@@ -6,12 +6,31 @@ import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { abortable, within, type CancelSignal } from "./abortable.js";
+import { LongPolls } from "./long-poll.js";
 import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
 import { WatchHub, type Subscription, type WatchGate } from "./watch-hub.js";
 
 /** Names a token set: exactly one of a tenant id or a connection id. */
 export type Selector = { tenantId: string } | { connectionId: string };
+
+/** Options for {@link TokenBroker.getToken}. */
+export interface GetTokenOptions {
+  /** How long the token must stay valid, ms (default {@link TokenBrokerOptions.defaultMinValidForMs}). */
+  minValidForMs?: number | undefined;
+  /**
+   * Long poll: the version of the token the caller holds. While the stored
+   * version is this one (and the connection active), the call first waits up
+   * to `waitMs` for a newer token or a change of state.
+   */
+  newerThan?: number | undefined;
+  /** Long poll: how long to wait, ms (at most `MAX_LONG_POLL_WAIT_MS`; 0 or unset: no wait). */
+  waitMs?: number | undefined;
+  /** Ends any wait (for a refresh, or a long poll's) with its reason: the caller went away or its deadline passed. */
+  signal?: CancelSignal | undefined;
+  /** Whoever asks (e.g. the hash of an API key): a long poll of an owner the gate refuses ends with the gate's reason. */
+  owner?: string | undefined;
+}
 
 /** Options for {@link TokenBroker}. */
 export interface TokenBrokerOptions {
@@ -50,6 +69,8 @@ export class TokenBroker {
   readonly hub: WatchHub;
   /** Performs the refreshes. */
   readonly refresher: Refresher;
+  /** GetToken calls waiting for a newer token (long polls), on the hub. */
+  readonly longPolls: LongPolls;
   private readonly store: Pick<Store, "tokens" | "connections">;
   private readonly clock: Clock;
   private readonly defaultMinValidForMs: number;
@@ -64,6 +85,7 @@ export class TokenBroker {
     this.validTokenWaitMs = options.validTokenWaitMs ?? 2000;
     this.onWait = options.onWait ?? (() => {});
     this.hub = new WatchHub(options.watchGate);
+    this.longPolls = new LongPolls(this.hub);
     this.refresher = new Refresher(
       options.store,
       options.identity,
@@ -91,12 +113,25 @@ export class TokenBroker {
    * lifetime, so that a fresh token always qualifies). Refreshes when needed;
    * if the refresh fails transiently while the stored token is still valid,
    * that token is returned.
+   *
+   * With `newerThan` and `waitMs` (a long poll), it first waits while the
+   * stored version is `newerThan`: until a newer token is stored, the state
+   * changes (then it fails as GetToken fails: needs re-authorisation), or
+   * `waitMs` runs out; then it answers as above. The wait is a hub
+   * subscription (see {@link LongPolls}); `signal` ends it.
    */
-  async getToken(
-    selector: Selector,
-    options: { minValidForMs?: number | undefined; signal?: CancelSignal | undefined } = {},
-  ): Promise<TokenRecord> {
+  async getToken(selector: Selector, options: GetTokenOptions = {}): Promise<TokenRecord> {
     const connectionId = await this.resolve(selector);
+    const { newerThan, waitMs } = options;
+    if (newerThan !== undefined && waitMs !== undefined && waitMs > 0) {
+      this.touch(connectionId);
+      await this.longPolls.wait(connectionId, () => this.current(connectionId), {
+        newerThan,
+        waitMs,
+        signal: options.signal,
+        owner: options.owner,
+      });
+    }
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
     return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options);
   }

@@ -10,7 +10,7 @@ import {
   WatchTokenResponseSchema,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker, TokenSubscription } from "../broker/token-broker.js";
-import { parseAccessToken, parseMinValidFor, parseSelector } from "../service/parse-request.js";
+import { parseAccessToken, parseGetToken, parseSelector } from "../service/parse-request.js";
 import { toConnectError } from "../service/to-connect-error.js";
 import { toProtoToken, toWatchResponse } from "../service/to-proto.js";
 import type { TokenRecord } from "../token-set.js";
@@ -45,9 +45,11 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
     input: GetTokenRequestSchema,
     async handle(request, call) {
       try {
-        const selector = parseSelector(request.selector);
-        const minValidForMs = parseMinValidFor(request.minValidFor);
-        const record = await options.broker.getToken(selector, { minValidForMs, signal: call.signal });
+        const { selector, minValidForMs, newerThan, waitMs } = parseGetToken(request);
+        // A long poll may send nothing for up to a minute: its connection is not idle meanwhile.
+        if (waitMs > 0) call.holdConnection();
+        const owner = call.guarded.principal?.keyHash;
+        const record = await options.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: call.signal, owner });
         return cached(getTokenAnswers, record, () => toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })));
       } catch (e) {
         throw fail(e);
