@@ -14,6 +14,7 @@ export function formatReport(r: BenchReport): string {
   if (r.fanOut) out.push(...fanOutSection(r.fanOut));
   if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
+  if (r.longPoll) out.push(...longPollSection(r.longPoll));
   out.push(
     "",
     "Targets",
@@ -153,6 +154,21 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
       `(${f.socketsRefused} within 5 s of connecting: over the per-address cap; the last at ${f.lastSocketClosedS} s)`,
     `server counted: ${h.server.refusedConnections} connections over the per-address cap, ${h.server.headerTimeouts} header timeouts, ` +
       `${h.server.idleTimeouts} idle timeouts, ${h.server.resetStreams.toLocaleString("en")} streams reset for their connection's bytes`,
+  ];
+}
+
+function longPollSection(l: NonNullable<BenchReport["longPoll"]>): string[] {
+  return [
+    "",
+    `6. Long poll: ${l.waiters.toLocaleString("en")} GetToken calls with newer_than and wait ${l.waitMs / 1000} s (gRPC, ${l.callsPerConnection} per HTTP/2 connection, sent 1,000 at a time), ` +
+      "answered by one refresh (ms from ReportExpired sent); the same number of WatchToken streams on the same server before them",
+    formatTable(
+      ["calls", "sent in ms", "upstream calls", "refresh ms", "answer p50", "p99", "max", "wrong", "memory/call: RSS", "heap"],
+      [
+        ["long polls", l.sendMs, l.upstreamCalls, l.refreshMs, l.p50Ms, l.p99Ms, l.maxMs, l.wrong, kb(l.rssPerWaiter), kb(l.heapPerWaiter)],
+        ["WatchToken streams", "", "", "", "", l.streams.p99Ms, "", "", kb(l.streams.rssPerSubscriber), kb(l.streams.heapPerSubscriber)],
+      ],
+    ),
   ];
 }
 

@@ -4,6 +4,7 @@ import type { FanOutFigures } from "./scenarios/fan-out.js";
 import type { StormFigures } from "./scenarios/refresh-storm.js";
 import type { ScaleFigures } from "./scenarios/scale-of-state.js";
 import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
+import type { LongPollFigures } from "./scenarios/long-poll.js";
 
 /** A target of issue 7 and whether this run met it. */
 export interface TargetCheck {
@@ -27,6 +28,7 @@ export interface BenchReport {
   fanOut?: FanOutFigures;
   scaleOfState?: ScaleFigures;
   hostileNeighbour?: HostileFigures;
+  longPoll?: LongPollFigures;
   targets: TargetCheck[];
 }
 

@@ -8,6 +8,7 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     ...(r.fanOut ? fanOutTargets(r.fanOut) : []),
     ...(r.scaleOfState ? scaleTargets(r.scaleOfState) : []),
     ...(r.hostileNeighbour ? hostileTargets(r.hostileNeighbour) : []),
+    ...(r.longPoll ? longPollTargets(r.longPoll) : []),
   ];
 }
 
@@ -102,6 +103,23 @@ function hostileTargets(h: NonNullable<BenchReport["hostileNeighbour"]>): Target
         `streams ${refused.toLocaleString("en")}/${f.streams.toLocaleString("en")}, ` +
         `slow sockets ${f.socketsClosed.toLocaleString("en")}/${f.slowSockets.toLocaleString("en")} (by ${h.observedS} s)`,
       met: f.open === 0 && f.socketsClosed === f.slowSockets,
+    },
+  ];
+}
+
+function longPollTargets(l: NonNullable<BenchReport["longPoll"]>): TargetCheck[] {
+  return [
+    {
+      name: `long poll, ${l.waiters.toLocaleString("en")} waiting calls answered after a refresh, p99`,
+      target: "< 1000 ms, 1 upstream call",
+      measured: `${l.p99Ms} ms (${l.upstreamCalls} upstream call${l.upstreamCalls === 1 ? "" : "s"}, ${l.wrong} wrong or failed; WatchToken streams ${l.streams.p99Ms} ms)`,
+      met: l.p99Ms < 1000 && l.upstreamCalls === 1 && l.wrong === 0,
+    },
+    {
+      name: "long poll, server memory per waiting call",
+      target: "≤ a WatchToken stream's (+10%)",
+      measured: `${kb(l.heapPerWaiter)} heap, ${kb(l.rssPerWaiter)} RSS (a stream: ${kb(l.streams.heapPerSubscriber)}, ${kb(l.streams.rssPerSubscriber)})`,
+      met: l.heapPerWaiter <= l.streams.heapPerSubscriber * 1.1,
     },
   ];
 }
