@@ -1,7 +1,7 @@
 import type { TokenRecord } from "../token-set.js";
 import type { CancelSignal } from "./abortable.js";
 import { SharedDeadlines, type Expiring } from "./shared-deadlines.js";
-import type { Subscription, WatchHub } from "./watch-hub.js";
+import type { Subscription, SubscriptionListener, WatchHub } from "./watch-hub.js";
 
 /** The longest wait of a long poll, ms: below every idle timeout between a channel and the broker that is worth having. */
 export const MAX_LONG_POLL_WAIT_MS = 60_000;
@@ -33,33 +33,42 @@ export class LongPolls {
   /**
    * Resolves when the connection's stored record is no longer `newerThan`
    * (at once if it is not now), its state changes, the wait runs out, or the
-   * hub shuts down; rejects with the signal's reason when the caller goes
+   * hub shuts down: with the record that ended the wait (undefined when it
+   * ran out or the hub shut down); rejects with the signal's reason when the caller goes
    * away, and with the gate's reason when it refuses the owner. `read` reads
    * the stored record; it is called once, after subscribing, so that nothing
    * published in between is missed.
    */
-  async wait(connectionId: string, read: () => Promise<TokenRecord>, options: LongPollOptions): Promise<void> {
+  wait(connectionId: string, read: () => Promise<TokenRecord>, options: LongPollOptions): Promise<TokenRecord | undefined> {
     const { signal } = options;
-    if (signal?.aborted) throw signal.reason;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const sub = this.hub.subscribe(connectionId, options.owner);
-    let current: TokenRecord;
-    try {
-      current = await read();
-    } catch (e) {
-      sub.close();
-      throw e;
-    }
-    if (current.state !== "active" || current.version !== options.newerThan || signal?.aborted) {
-      sub.close();
-      if (signal?.aborted) throw signal.reason;
-      return;
-    }
-    sub.delivered(current); // anything newer, queued since subscribing or published later, ends the wait
-    return new Promise<void>((resolve, reject) => {
-      const waiter = new Waiter(sub, this.deadlines, signal, resolve, reject);
-      waiter.slot = this.deadlines.add(waiter, options.waitMs);
-      signal?.addEventListener("abort", waiter.onAbort, { once: true });
-      sub.listen(waiter.onRecord, waiter.onEnd);
+    // One promise and callbacks, not an async function: ten thousand waits hold no suspended frames.
+    return new Promise<TokenRecord | undefined>((resolve, reject) => {
+      read().then(
+        (current) => {
+          if (signal?.aborted) {
+            sub.close();
+            return reject(signal.reason);
+          }
+          if (current.state !== "active" || current.version !== options.newerThan) {
+            sub.close();
+            return resolve(current);
+          }
+          sub.delivered(current); // anything newer, queued since subscribing or published later, ends the wait
+          const waiter = new Waiter(sub, this.deadlines, signal, resolve, reject);
+          waiter.slot = this.deadlines.add(waiter, options.waitMs);
+          if (signal) {
+            waiter.onAbort = () => waiter.finish({ reason: signal.reason });
+            signal.addEventListener("abort", waiter.onAbort, { once: true });
+          }
+          sub.attach(waiter);
+        },
+        (e: unknown) => {
+          sub.close();
+          reject(e);
+        },
+      );
     });
   }
 
@@ -69,33 +78,41 @@ export class LongPolls {
   }
 }
 
-/** One waiting long poll: what it holds until it is answered. */
-class Waiter implements Expiring {
+/** One waiting long poll: what it holds until it is answered (its methods hear the subscription). */
+class Waiter implements Expiring, SubscriptionListener {
   slot = 0;
+  onAbort: (() => void) | undefined;
   private over = false;
-  readonly onRecord = () => this.finish(undefined);
-  readonly onEnd = (reason: unknown) => this.finish(reason === undefined ? undefined : { reason });
-  readonly onAbort = () => this.finish({ reason: this.signal!.reason });
 
   constructor(
     private readonly sub: Subscription,
     private readonly deadlines: SharedDeadlines<Waiter>,
     private readonly signal: CancelSignal | undefined,
-    private readonly resolve: () => void,
+    private readonly resolve: (record: TokenRecord | undefined) => void,
     private readonly reject: (e: unknown) => void,
   ) {}
+
+  /** A newer record, or a change of state: the wait is over. */
+  onRecord(record: TokenRecord): void {
+    this.finish(undefined, record);
+  }
+
+  /** The subscription ended: the hub shut down (the wait is over), or the gate refused the owner (it fails). */
+  onEnd(reason: unknown): void {
+    this.finish(reason === undefined ? undefined : { reason });
+  }
 
   expire(): void {
     this.finish(undefined);
   }
 
-  private finish(failure: { reason: unknown } | undefined): void {
+  finish(failure: { reason: unknown } | undefined, record?: TokenRecord): void {
     if (this.over) return;
     this.over = true;
     this.deadlines.delete(this, this.slot);
-    this.signal?.removeEventListener("abort", this.onAbort);
+    if (this.onAbort) this.signal?.removeEventListener("abort", this.onAbort);
     this.sub.close();
     if (failure) this.reject(failure.reason);
-    else this.resolve();
+    else this.resolve(record);
   }
 }

@@ -125,12 +125,10 @@ export class TokenBroker {
     const { newerThan, waitMs } = options;
     if (newerThan !== undefined && waitMs !== undefined && waitMs > 0) {
       this.touch(connectionId);
-      await this.longPolls.wait(connectionId, () => this.current(connectionId), {
-        newerThan,
-        waitMs,
-        signal: options.signal,
-        owner: options.owner,
-      });
+      // Returned, not awaited: a waiting long poll holds no suspended frame of this function.
+      return this.longPolls
+        .wait(connectionId, () => this.current(connectionId), { newerThan, waitMs, signal: options.signal, owner: options.owner })
+        .then((record) => this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options, record));
     }
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
     return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options);
@@ -302,8 +300,10 @@ export class TokenBroker {
     connectionId: string,
     minValidForMs: number,
     waiting: { readonly signal?: CancelSignal | undefined },
+    /** The stored record, if the caller has just been handed it (a long poll woken by its publish): no second read. */
+    stored?: TokenRecord,
   ): Promise<TokenRecord> {
-    const current = await this.current(connectionId);
+    const current = stored ?? (await this.current(connectionId));
     this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
     const lifetime = current.expiresAt - current.obtainedAt;

@@ -43,17 +43,24 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const getToken: FastUnaryMethod<typeof GetTokenRequestSchema> = {
     kind: "unary",
     input: GetTokenRequestSchema,
-    async handle(request, call) {
+    // Promise callbacks, not an async function: a long poll waiting up to a minute holds no suspended frame.
+    handle(request, call) {
+      let got: Promise<TokenRecord>;
       try {
         const { selector, minValidForMs, newerThan, waitMs } = parseGetToken(request);
         // A long poll may send nothing for up to a minute: its connection is not idle meanwhile.
         if (waitMs > 0) call.holdConnection();
         const owner = call.guarded.principal?.keyHash;
-        const record = await options.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: call.signal, owner });
-        return cached(getTokenAnswers, record, () => toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })));
+        got = options.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: call.signal, owner });
       } catch (e) {
-        throw fail(e);
+        return Promise.reject(fail(e));
       }
+      return got.then(
+        (record) => cached(getTokenAnswers, record, () => toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) }))),
+        (e: unknown) => {
+          throw fail(e);
+        },
+      );
     },
   };
 
