@@ -183,6 +183,21 @@ describe.each(binaryProtocols)("long poll over $name", ({ transport }) => {
     expect(error?.rawMessage).toBe(plain?.rawMessage);
   });
 
+  it("does not wait with a stored token that will not stay valid for min_valid_for: it refreshes at once", async () => {
+    f = await startBroker();
+    const client = f.client(transport);
+    const selector = { case: "tenantId" as const, value: f.tenantId };
+    const { token } = await client.getToken({ selector });
+    // 30 s left: less than the default 60 s the caller needs.
+    f.clock.set(Number(token!.expiresAt!.seconds) * 1000 - 30_000);
+    const before = f.fake.tokenEndpointCalls;
+    const started = performance.now();
+    const answered = await client.getToken({ selector, newerThan: token!.version, wait: { seconds: 30n } });
+    expect(answered.token?.version).toBe(token!.version + 1n);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(f.fake.tokenEndpointCalls - before).toBe(1);
+  });
+
   it("a caller that goes away stops waiting, and its wait is let go", async () => {
     f = await startBroker();
     const client = f.client(transport);

@@ -16,6 +16,8 @@ export interface LongPollOptions {
   signal?: CancelSignal | undefined;
   /** Whoever asks, for the hub's gate: a revoked key ends its waits as it ends its streams. */
   owner?: string | undefined;
+  /** True for a stored record that must be answered at once although its version is `newerThan` (it will not stay valid long enough). */
+  answerNow?: ((current: TokenRecord) => boolean) | undefined;
 }
 
 /**
@@ -51,7 +53,7 @@ export class LongPolls {
             sub.close();
             return reject(signal.reason);
           }
-          if (current.state !== "active" || current.version !== options.newerThan) {
+          if (current.state !== "active" || current.version !== options.newerThan || options.answerNow?.(current)) {
             sub.close();
             return resolve(current);
           }

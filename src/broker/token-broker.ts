@@ -126,9 +126,12 @@ export class TokenBroker {
     if (newerThan !== undefined && waitMs !== undefined && waitMs > 0) {
       this.touch(connectionId);
       // Returned, not awaited: a waiting long poll holds no suspended frame of this function.
+      const minValidForMs = options.minValidForMs ?? this.defaultMinValidForMs;
+      // A stored token that will not stay valid long enough is refreshed at once, not after the wait.
+      const answerNow = (current: TokenRecord) => !this.qualifies(current, minValidForMs);
       return this.longPolls
-        .wait(connectionId, () => this.current(connectionId), { newerThan, waitMs, signal: options.signal, owner: options.owner })
-        .then((record) => this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options, record));
+        .wait(connectionId, () => this.current(connectionId), { newerThan, waitMs, signal: options.signal, owner: options.owner, answerNow })
+        .then((record) => this.validToken(connectionId, minValidForMs, options, record));
     }
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
     return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options);
@@ -306,10 +309,8 @@ export class TokenBroker {
     const current = stored ?? (await this.current(connectionId));
     this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
-    const lifetime = current.expiresAt - current.obtainedAt;
-    const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
+    if (this.qualifies(current, minValidForMs)) return current;
     const now = this.clock.now();
-    if (current.expiresAt - now >= needed) return current;
     const refreshing = this.awaitRefresh(connectionId, "caller", current.version, waiting.signal);
     refreshing.catch(() => {}); // awaited below, unless the caller is served the stored token first
     try {
@@ -328,6 +329,12 @@ export class TokenBroker {
       if (upstreamTrouble && current.expiresAt > this.clock.now()) return current;
       throw e;
     }
+  }
+
+  /** Whether `record` stays valid for `minValidForMs` (capped at half its lifetime, so that a fresh token always does). */
+  private qualifies(record: TokenRecord, minValidForMs: number): boolean {
+    const needed = Math.min(Math.max(0, minValidForMs), (record.expiresAt - record.obtainedAt) / 2);
+    return record.expiresAt - this.clock.now() >= needed;
   }
 
   /** A caller waits for a refresh (shared with every other caller of the moment); the wait is reported. */
