@@ -112,8 +112,15 @@ it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them 
   // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
   expectHostile(report.hostileNeighbour);
 
+  // 6. Long poll: every waiting call answered by the one refresh, with one upstream call; memory beside the streams'.
+  const poll = report.longPoll;
+  expect(poll.waiters).toBeGreaterThan(0);
+  expect(poll).toMatchObject({ upstreamCalls: 1, wrong: 0 });
+  for (const k of ["sendMs", "refreshMs", "p50Ms", "p99Ms", "maxMs", "rssPerWaiter", "heapPerWaiter"]) expect(isNumber(poll[k]), k).toBe(true);
+  expect(isNumber(poll.streams.heapPerSubscriber) && isNumber(poll.streams.p99Ms)).toBe(true);
+
   // Every target is judged, and the printed table ends with them.
-  expect(report.targets).toHaveLength(15);
+  expect(report.targets).toHaveLength(17);
   for (const t of report.targets) {
     expect(typeof t.met).toBe("boolean");
     expect(stdout).toContain(t.name);
@@ -125,7 +132,7 @@ it.skipIf(noH2load)("bench --quick prints a row for every scenario, writes them 
 
   // No access token (a JWT) is ever printed.
   expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
-  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "5. Hostile neighbour", "Targets"]) {
+  for (const heading of ["1. Cached GetToken", "2. Refresh storm", "3. Fan-out", "4. Scale of state", "5. Hostile neighbour", "6. Long poll", "Targets"]) {
     expect(stdout).toContain(heading);
   }
 });

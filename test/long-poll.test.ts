@@ -6,6 +6,7 @@
  * when the wait runs out, and with GetToken's error when the connection needs
  * re-authorisation; a thousand waiters cost one upstream call.
  */
+import { execFile, spawn } from "node:child_process";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -13,6 +14,7 @@ import type { FakeGrant } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { startSecureBroker, withKey } from "./helpers/secure-broker.js";
+import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 
 /** What a Connect JSON GetToken over HTTP/1.1 answered: the token's version, or the error's code and message. */
 interface JsonAnswer {
@@ -253,5 +255,62 @@ describe("long poll with API keys", () => {
     await s.keys.revoke("channel", Date.now());
     const answered = await waiting;
     expect(answered.code).toBe("unauthenticated");
+  });
+});
+
+describe("the long poll in docs/clients.md", () => {
+  it("the curl command answers at once with a newer token, and otherwise waits for the next one", async () => {
+    const s = await startSecureBroker();
+    f = s;
+    const key = s.createKey("curl", [s.tenantId]);
+    const [command, ...more] = shellCommands(docSnippet("docs/clients.md", "curl-long-poll"));
+    expect(more).toEqual([]);
+    expect(command).toContain(`"newerThan":"7","wait":"50s"`);
+    const sh = (version: bigint) =>
+      new Promise<{ version: string }>((resolve, reject) =>
+        execFile(
+          "/bin/sh",
+          ["-c", command!.replaceAll("http://127.0.0.1:50051", s.server.url).replaceAll("<tenant id>", s.tenantId).replace(`"newerThan":"7"`, `"newerThan":"${version}"`)],
+          { env: { PATH: process.env["PATH"] ?? "", KEY: key } },
+          (e, stdout) => (e ? reject(e) : resolve((JSON.parse(stdout) as { token: { version: string } }).token)),
+        ),
+      );
+    const { token } = await s.client().getToken({ selector: { case: "tenantId", value: s.tenantId } }, withKey(key));
+    const v = token!.version;
+    expect((await sh(v - 1n)).version).toBe(String(v));
+    const waiting = sh(v);
+    await expect.poll(() => s.server.broker.longPolls.waiting, { timeout: 5000 }).toBe(1);
+    const reported = performance.now();
+    await s.client().reportExpired({ selector: { case: "tenantId", value: s.tenantId }, accessToken: token!.accessToken }, withKey(key));
+    expect((await waiting).version).toBe(String(v + 1n));
+    expect(performance.now() - reported).toBeLessThan(1000);
+  });
+
+  it("the Python loop prints each new token's version as soon as it is stored, never the token", async () => {
+    const s = await startSecureBroker();
+    f = s;
+    const key = s.createKey("python", [s.tenantId]);
+    const code = docSnippet("docs/clients.md", "python-long-poll");
+    expect(code).toContain('BROKER = "http://127.0.0.1:50051"');
+    const filled = code.replace('"http://127.0.0.1:50051"', JSON.stringify(s.server.url)).replace('"<tenant id>"', JSON.stringify(s.tenantId));
+    const child = spawn("python3", ["-c", filled], { env: { ...process.env, TOKENBROKER_KEY: key }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    try {
+      await expect.poll(() => s.server.broker.longPolls.waiting, { timeout: 10_000 }).toBe(1);
+      const stored = (await s.store.tokens.getToken(s.connectionId))!;
+      await s.client().reportExpired({ selector: { case: "tenantId", value: s.tenantId }, accessToken: stored.accessToken }, withKey(key));
+      await expect.poll(() => stdout, { timeout: 2000 }).toMatch(/\n$/);
+      expect(stderr).toBe("");
+      expect(stdout).toMatch(new RegExp(`^version ${stored.version + 1} expires \\d{4}-\\d\\d-\\d\\dT\\S+Z\\n$`));
+      // It asks again at once, with the version it received.
+      await expect.poll(() => s.server.broker.longPolls.waiting, { timeout: 5000 }).toBe(1);
+      const fresh = (await s.store.tokens.getToken(s.connectionId))!;
+      expect(stdout.includes(stored.accessToken) || stdout.includes(fresh.accessToken)).toBe(false);
+    } finally {
+      child.kill();
+    }
   });
 });

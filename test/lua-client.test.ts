@@ -7,7 +7,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -17,7 +17,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
-import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { CLI } from "./helpers/serve-process.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
 
 const LUA = "lua5.1";
@@ -525,6 +526,71 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that 
     ]);
     expect(api.requests).toEqual([]);
     for (const run of [none, other]) expect(run.stdout.includes(otherKey) || run.stderr.includes(otherKey)).toBe(false);
+  });
+
+  it("docs/iguana.md from scratch: the tenant and key commands, a keeper channel's long poll, a channel on the local copy", async () => {
+    const dir = tempDir();
+    try {
+      // `tokenbroker` on PATH, as after `npm install -g`, on this broker's database.
+      const bin = join(dir.path, "bin");
+      mkdirSync(bin);
+      writeFileSync(join(bin, "tokenbroker"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+      chmodSync(join(bin, "tokenbroker"), 0o755);
+      const sh = (command: string) =>
+        promisify(execFile)("/bin/sh", ["-c", command], { env: { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: f.dbPath }, timeout: 20_000 });
+      const [tenants, create, ...more] = shellCommands(docSnippet("docs/iguana.md", "iguana-setup"));
+      expect(more).toEqual([]);
+      expect((await sh(tenants!)).stdout).toMatch(new RegExp(`^${f.tenantId}\\s+active\\s`, "m"));
+      expect(create).toContain("<tenant id>");
+      const made = (await sh(create!.replace("<tenant id>", f.tenantId))).stdout.trim();
+      expect(made).toMatch(/^tbk_[A-Za-z0-9_-]{43}$/);
+
+      const store = join(dir.path, "tokenbroker.db");
+      const fill = (code: string) =>
+        [
+          ["'http://127.0.0.1:50051'", tap.url],
+          ["'<tenant id>'", f.tenantId],
+          ["'tokenbroker.db'", store],
+          ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
+        ].reduce((c, [from, to]) => c.replace(from!, `'${to}'`), code);
+      /** A channel as Iguana runs it: its globals, the module on the path, the script loaded once, main() per message. */
+      const channel = (script: string, messages: number) => {
+        const file = join(dir.path, `channel-${Math.random().toString(36).slice(2)}.lua`);
+        writeFileSync(file, fill(script));
+        const runner = [
+          "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
+          "net = require 'net'",
+          "json = require 'json'",
+          "util = require 'util'",
+          `dofile(${JSON.stringify(file)})`,
+          ...Array.from({ length: messages }, () => "main('message')"),
+          "print('done')",
+        ].join("\n");
+        return promisify(execFile)(LUA, ["-e", runner], { cwd: root, timeout: 30_000, env: { ...inherited, TOKENBROKER_KEY: made } });
+      };
+
+      const stored = (await f.store.tokens.getToken(f.connectionId))!;
+      // The keeper: its first poll gets the token at once (nothing held), its second waits for the next one.
+      const keeper = channel(docSnippet("docs/iguana.md", "iguana-keeper"), 2);
+      await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 10_000 }).toBe(1);
+      const reported = performance.now();
+      await f.client().reportExpired({ selector: { case: "tenantId", value: f.tenantId }, accessToken: stored.accessToken }, withKey(made));
+      const kept = await keeper;
+      expect(performance.now() - reported).toBeLessThan(1500);
+      expect(kept.stderr).toBe("");
+      expect(kept.stdout).toBe(`token version ${stored.version}\ntoken version ${stored.version + 1}\ndone\n`);
+
+      // The channel finds that token in the copy: Xero answers 200, and the broker is not asked.
+      const worked = await channel(docSnippet("docs/iguana.md", "iguana-channel"), 2);
+      expect(worked.stderr).toBe("");
+      expect(worked.stdout).toBe("done\n");
+      expect(tap.requests).toEqual([
+        { method: "GetToken", status: 200, keySha256: sha256(made) },
+        { method: "GetToken", status: 200, keySha256: sha256(made) },
+      ]);
+    } finally {
+      dir.cleanup();
+    }
   });
 
   it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
