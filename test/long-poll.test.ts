@@ -215,6 +215,23 @@ describe.each(binaryProtocols)("long poll over $name", ({ transport }) => {
   });
 });
 
+describe("long polls and shutdown", () => {
+  it("a graceful shutdown answers waiting long polls with the current token at once, not after their wait", async () => {
+    f = await startBroker();
+    const client = f.client();
+    const selector = { case: "tenantId" as const, value: f.tenantId };
+    const { token } = await client.getToken({ selector });
+    const grpc = client.getToken({ selector, newerThan: token!.version, wait: { seconds: 60n } });
+    const json = fetchGetToken(f.server.url, { tenantId: f.tenantId, newerThan: String(token!.version), wait: "60s" });
+    await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 5000 }).toBe(2);
+    const started = performance.now();
+    await f.server.close();
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect((await grpc).token?.version).toBe(token!.version);
+    expect((await json).version).toBe(String(token!.version));
+  });
+});
+
 describe("long polls at scale", () => {
   it("1,000 waiters (800 on the gRPC fast path, 200 as Connect JSON over HTTP/1.1) are all answered after one refresh, with one upstream call", async () => {
     f = await startBroker();
