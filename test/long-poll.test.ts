@@ -126,8 +126,8 @@ describe("long poll over Connect JSON on HTTP/1.1 (fetch)", () => {
     expect(answered.message).toBe(plain.message);
   });
 
-  it("is not closed by an idle timeout shorter than its wait", async () => {
-    f = await startBroker({ server: { limits: { idleTimeoutMs: 500 } } });
+  it("is not closed by an idle timeout or a request timeout shorter than its wait", async () => {
+    f = await startBroker({ server: { limits: { idleTimeoutMs: 500, requestTimeoutMs: 500 } } });
     const first = await fetchGetToken(f.server.url, { tenantId: f.tenantId });
     const answered = await fetchGetToken(f.server.url, { tenantId: f.tenantId, newerThan: first.version, wait: "2s" });
     expect(answered.status).toBe(200);
