@@ -14,6 +14,7 @@ export function formatReport(r: BenchReport): string {
   if (r.fanOut) out.push(...fanOutSection(r.fanOut));
   if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
+  if (r.severalHosts) out.push(...hostsSection(r.severalHosts));
   if (r.longPoll) out.push(...longPollSection(r.longPoll));
   out.push(
     "",
@@ -34,7 +35,21 @@ function cachedSection(rows: NonNullable<BenchReport["cachedGetToken"]>): string
     "   (req/s; mean latency ms; server CPU: % of one core, µs per request; ratio: median of the rounds' broker ÷ plain req/s;",
     "   CPU ratio: median of the rounds' plain ÷ broker CPU per request, what two saturated servers' rates would be)",
     formatTable(
-      ["protocol", "in flight", "broker req/s", "mean", "cpu%", "µs/req", "plain server", "req/s", "mean", "cpu%", "µs/req", "ratio", "CPU ratio"],
+      [
+        "protocol",
+        "in flight",
+        "broker req/s",
+        "mean",
+        "cpu%",
+        "µs/req",
+        "plain server",
+        "req/s",
+        "mean",
+        "cpu%",
+        "µs/req",
+        "ratio",
+        "CPU ratio",
+      ],
       rows.map((x) => [
         x.label,
         x.connections * x.streams,
@@ -63,19 +78,32 @@ function stormSection(s: NonNullable<BenchReport["refreshStorm"]>): string[] {
     `2. Refresh storm: ${s.callers.toLocaleString("en")} callers over ${s.connections} HTTP/2 connections at expiry, fake Xero answering after ${s.upstreamLatencyMs} ms; ` +
       "servers as deployed, then with Node's defaults",
     formatTable(
-      ["NODE_OPTIONS", "round", "upstream calls", "refresh ms", "first served ms", "p50 ms", "last served ms", "token versions", "errors", "bare: last served ms"],
-      [s, s.nodeDefaults].flatMap((series) => series.rounds.map((x, i) => [
-        i === 0 ? series.nodeOptions || "(Node's defaults)" : "",
-        i + 1,
-        x.upstreamCalls,
-        x.refreshMs,
-        x.firstServedMs,
-        x.p50Ms,
-        x.lastServedMs,
-        x.versions,
-        x.errors,
-        x.bareLastServedMs,
-      ])),
+      [
+        "NODE_OPTIONS",
+        "round",
+        "upstream calls",
+        "refresh ms",
+        "first served ms",
+        "p50 ms",
+        "last served ms",
+        "token versions",
+        "errors",
+        "bare: last served ms",
+      ],
+      [s, s.nodeDefaults].flatMap((series) =>
+        series.rounds.map((x, i) => [
+          i === 0 ? series.nodeOptions || "(Node's defaults)" : "",
+          i + 1,
+          x.upstreamCalls,
+          x.refreshMs,
+          x.firstServedMs,
+          x.p50Ms,
+          x.lastServedMs,
+          x.versions,
+          x.errors,
+          x.bareLastServedMs,
+        ]),
+      ),
     ),
   ];
 }
@@ -114,7 +142,19 @@ function scaleSection(sc: NonNullable<BenchReport["scaleOfState"]>): string[] {
     "",
     "4. Scale of state: `tokenbroker serve` on a seeded database, as deploy/tokenbroker.service runs it, and once with Node's defaults; GetToken over gRPC, 16 callers, every tenant in turn",
     formatTable(
-      ["connections", "tenants", "NODE_OPTIONS", "listening ms", "first token ms", "RSS MB idle", "after load", "peak", "req/s", "p50 ms", "p99 ms"],
+      [
+        "connections",
+        "tenants",
+        "NODE_OPTIONS",
+        "listening ms",
+        "first token ms",
+        "RSS MB idle",
+        "after load",
+        "peak",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+      ],
       [sc.small, sc.large, sc.largeNodeDefaults].map((x) => [
         x.connections,
         x.tenants,
@@ -145,7 +185,15 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
       ["callers", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "server RSS MB"],
       [
         ["alone", h.quiet.rps, h.quiet.p50Ms, h.quiet.p99Ms, h.quiet.maxMs, h.quiet.errors, `${h.rssBeforeMb} before`],
-        ["under flood", h.underFlood.rps, h.underFlood.p50Ms, h.underFlood.p99Ms, h.underFlood.maxMs, h.underFlood.errors, `${h.peakRssMb} peak`],
+        [
+          "under flood",
+          h.underFlood.rps,
+          h.underFlood.p50Ms,
+          h.underFlood.p99Ms,
+          h.underFlood.maxMs,
+          h.underFlood.errors,
+          `${h.peakRssMb} peak`,
+        ],
       ],
     ),
     `flood streams: ${f.unauthenticated.toLocaleString("en")} answered UNAUTHENTICATED, ${f.otherStatus} other status, ` +
@@ -157,10 +205,44 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
   ];
 }
 
+function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
+  const rec = h.recovery;
+  return [
+    "",
+    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one ${h.store} store; ${h.callers.toLocaleString("en")} callers ` +
+      `spread over them at expiry (fake Xero answering after ${h.upstreamLatencyMs} ms), ${h.watchersPerHost} WatchToken streams on each ` +
+      "(delivery: ms after the committing host's refresh log line)",
+    formatTable(
+      [
+        "round",
+        "upstream calls",
+        "committed by",
+        ...Array.from({ length: h.hosts }, (_, i) => `host ${i + 1} p99`),
+        "max",
+        "last served ms",
+        "token versions",
+        "errors",
+      ],
+      h.rounds.map((x, i) => [
+        i + 1,
+        x.upstreamCalls,
+        `host ${x.committedBy}`,
+        ...x.deliveryP99Ms,
+        x.deliveryMaxMs,
+        x.lastServedMs,
+        x.versions,
+        x.errors,
+      ]),
+    ),
+    `lease holder SIGKILLed while Xero held its request (lease ${rec.leaseTtlS} s, upstream timeout ${rec.upstreamTimeoutMs} ms): ` +
+      `another host committed ${rec.recoveryMs} ms after the kill; ${rec.upstreamCalls} upstream calls for that expiry; invalid_grant: ${h.invalidGrants}`,
+  ];
+}
+
 function longPollSection(l: NonNullable<BenchReport["longPoll"]>): string[] {
   return [
     "",
-    `6. Long poll: ${l.waiters.toLocaleString("en")} GetToken calls with newer_than and wait ${l.waitMs / 1000} s (gRPC, ${l.callsPerConnection} per HTTP/2 connection, sent 1,000 at a time), ` +
+    `7. Long poll: ${l.waiters.toLocaleString("en")} GetToken calls with newer_than and wait ${l.waitMs / 1000} s (gRPC, ${l.callsPerConnection} per HTTP/2 connection, sent 1,000 at a time), ` +
       "answered by one refresh (ms from ReportExpired sent); the same number of WatchToken streams on the same server before them",
     formatTable(
       ["calls", "sent in ms", "upstream calls", "refresh ms", "answer p50", "p99", "max", "wrong", "memory/call: RSS", "heap"],

@@ -4,6 +4,7 @@ import type { FanOutFigures } from "./scenarios/fan-out.js";
 import type { StormFigures } from "./scenarios/refresh-storm.js";
 import type { ScaleFigures } from "./scenarios/scale-of-state.js";
 import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
+import type { HostsFigures } from "./scenarios/several-hosts.js";
 import type { LongPollFigures } from "./scenarios/long-poll.js";
 
 /** A target of issue 7 and whether this run met it. */
@@ -28,13 +29,19 @@ export interface BenchReport {
   fanOut?: FanOutFigures;
   scaleOfState?: ScaleFigures;
   hostileNeighbour?: HostileFigures;
+  severalHosts?: HostsFigures;
   longPoll?: LongPollFigures;
   targets: TargetCheck[];
 }
 
 /** The machine the bench ran on. */
 export function machine(): BenchReport["machine"] {
-  return { cores: cpus().length, cpu: cpus()[0]?.model ?? "unknown", node: process.version, platform: `${process.platform} ${process.arch}` };
+  return {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "unknown",
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+  };
 }
 
 /** The 1-minute load average, rounded. */

@@ -22,10 +22,11 @@ import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
 import { benchLongPoll } from "./scenarios/long-poll.js";
+import { benchSeveralHosts } from "./scenarios/several-hosts.js";
 import { h2loadMissing } from "./load/h2load.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "long-poll"] as const;
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll"] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
@@ -39,7 +40,12 @@ A full run (no --quick, no --only) also writes docs/performance.json and docs/pe
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, only: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
   if (values.help) {
     process.stdout.write(USAGE);
@@ -75,6 +81,7 @@ async function main(): Promise<number> {
       ...(runs("fan-out") ? { fanOut: await benchFanOut(ctx) } : {}),
       ...(runs("scale") ? { scaleOfState: await benchScaleOfState(ctx) } : {}),
       ...(runs("hostile") ? { hostileNeighbour: await benchHostileNeighbour(ctx) } : {}),
+      ...(runs("hosts") ? { severalHosts: await benchSeveralHosts(ctx) } : {}),
       ...(runs("long-poll") ? { longPoll: await benchLongPoll(ctx) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);

@@ -8,6 +8,7 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     ...(r.fanOut ? fanOutTargets(r.fanOut) : []),
     ...(r.scaleOfState ? scaleTargets(r.scaleOfState) : []),
     ...(r.hostileNeighbour ? hostileTargets(r.hostileNeighbour) : []),
+    ...(r.severalHosts ? hostsTargets(r.severalHosts) : []),
     ...(r.longPoll ? longPollTargets(r.longPoll) : []),
   ];
 }
@@ -103,6 +104,31 @@ function hostileTargets(h: NonNullable<BenchReport["hostileNeighbour"]>): Target
         `streams ${refused.toLocaleString("en")}/${f.streams.toLocaleString("en")}, ` +
         `slow sockets ${f.socketsClosed.toLocaleString("en")}/${f.slowSockets.toLocaleString("en")} (by ${h.observedS} s)`,
       met: f.open === 0 && f.socketsClosed === f.slowSockets,
+    },
+  ];
+}
+
+function hostsTargets(h: NonNullable<BenchReport["severalHosts"]>): TargetCheck[] {
+  const rec = h.recovery;
+  const boundMs = rec.leaseTtlS * 1000 + rec.upstreamTimeoutMs;
+  return [
+    {
+      name: `several hosts, upstream refreshes (${h.callers} callers over ${h.hosts} hosts at expiry)`,
+      target: "1 per expiry",
+      measured: `${h.rounds.map((x) => x.upstreamCalls).join(", ")}; invalid_grant ${h.invalidGrants}`,
+      met: h.rounds.every((x) => x.upstreamCalls === 1 && x.versions === 1 && x.errors === 0) && h.invalidGrants === 0,
+    },
+    {
+      name: "several hosts, every host's watchers after the commit, p99",
+      target: "< 250 ms",
+      measured: `${h.deliveryP99Ms.map((ms, i) => `host ${i + 1}: ${ms} ms`).join(", ")} (worst of ${h.rounds.length}; ${h.store} store${h.store === "SQLite" ? ": other hosts poll every 250 ms" : ""})`,
+      met: h.deliveryP99Ms.every((ms) => ms < 250),
+    },
+    {
+      name: "several hosts, lease holder SIGKILLed at Xero: another host commits",
+      target: `< lease + upstream timeout (${boundMs} ms)`,
+      measured: `${rec.recoveryMs} ms; ${rec.upstreamCalls} upstream calls; ${rec.servedByEveryHost ? "every surviving host serves it" : "NOT served by every surviving host"}`,
+      met: rec.recoveryMs < boundMs && rec.upstreamCalls === 2 && rec.servedByEveryHost && h.invalidGrants === 0,
     },
   ];
 }

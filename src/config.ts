@@ -34,7 +34,10 @@ export function upstreamFromEnv(env: NodeJS.ProcessEnv): UpstreamConfig {
   const allowInsecureIssuer = readSetting(ALLOW_INSECURE_ISSUER, source) ?? false;
   const issuer = readSetting(ISSUER, source);
   const connectionsUrl = readSetting(CONNECTIONS_URL, source);
-  for (const [setting, url] of [[ISSUER, issuer], [CONNECTIONS_URL, connectionsUrl]] as const) {
+  for (const [setting, url] of [
+    [ISSUER, issuer],
+    [CONNECTIONS_URL, connectionsUrl],
+  ] as const) {
     if (url.protocol === "http:" && !allowInsecureIssuer) {
       throw new ConfigError(
         `${settingName(setting)} uses http://; set ${settingName(ALLOW_INSECURE_ISSUER)}=1 to allow it (local tests only)`,

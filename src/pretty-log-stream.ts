@@ -32,7 +32,12 @@ export function prettyLine(line: string): string {
     if (OMITTED.has(key) || value === undefined) continue;
     if ((key === "err" || key === "error") && typeof value === "object" && value !== null) {
       const { stack: s, ...rest } = value as { stack?: unknown };
-      if (typeof s === "string") stack = s.split("\n").slice(1).map((l) => `    ${l.trim()}\n`).join("");
+      if (typeof s === "string")
+        stack = s
+          .split("\n")
+          .slice(1)
+          .map((l) => `    ${l.trim()}\n`)
+          .join("");
       parts.push(`${key}=${JSON.stringify(rest)}`);
       continue;
     }

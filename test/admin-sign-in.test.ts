@@ -11,12 +11,20 @@ import { consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 
 /** POST /login from a given loopback source address (127.0.0.1 unless told), as a browser's form would. */
-function postLogin(url: string, key: string, localAddress = "127.0.0.1"): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function postLogin(
+  url: string,
+  key: string,
+  localAddress = "127.0.0.1",
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const body = new URLSearchParams({ key, next: "/" }).toString();
   return new Promise((resolve, reject) => {
     const req = request(
       `${url}/login`,
-      { method: "POST", localAddress, headers: { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) } },
+      {
+        method: "POST",
+        localAddress,
+        headers: { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8").on("data", (s: string) => (text += s));

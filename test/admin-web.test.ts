@@ -3,6 +3,7 @@
  * then an HttpOnly, SameSite=Strict session cookie; scripts send an admin key;
  * client keys, revoked keys and ended sessions get nothing.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { adminOf } from "../src/auth/require-admin.js";
 import { sendJson, type HttpRoute } from "../src/server/http-routes.js";
@@ -67,7 +68,10 @@ describe("admin pages", () => {
     expect(actions).toContainEqual(["ops", "connect"]);
     const denied = await get("/", { authorization: `Bearer ${client}` });
     expect(denied.status).toBe(403);
-    const post = await fetch(`${f.server.url}/connections/abc/disconnect`, { method: "POST", headers: { authorization: `Bearer ${client}` } });
+    const post = await fetch(`${f.server.url}/connections/abc/disconnect`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${client}` },
+    });
     expect(post.status).toBe(403);
     expect((await f.auditEntries()).filter((e) => e.actor === "channel")).toEqual([]);
   });
@@ -123,7 +127,7 @@ describe("admin pages", () => {
     const second = sessionOf(await login(admin))!;
     expect((await get("/", { cookie: second })).status).toBe(200);
     await f.keys.revoke("ops", Date.now());
-    await new Promise((r) => setTimeout(r, 600)); // the key cache lives 500 ms
+    await delay(600); // the key cache lives 500 ms
     expect((await get("/", { cookie: second })).status).toBe(401);
   });
 

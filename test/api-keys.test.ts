@@ -4,6 +4,7 @@
  * connection exists; a revoked key stops working within a second.
  */
 import { execFile } from "node:child_process";
+import { setTimeout as delay } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -113,7 +114,11 @@ describe("API keys", () => {
     it("a malformed request is INVALID_ARGUMENT for every key; without a key, UNAUTHENTICATED comes first", async () => {
       const client = f.client(transport);
       const onlyA = f.createKey("only-a", [tenantA]);
-      for (const selector of [{ case: undefined }, { case: "tenantId" as const, value: "" }, { case: "connectionId" as const, value: "x y" }]) {
+      for (const selector of [
+        { case: undefined },
+        { case: "tenantId" as const, value: "" },
+        { case: "connectionId" as const, value: "x y" },
+      ]) {
         expect(await codeOf(client.getToken({ selector }, withKey(onlyA)))).toBe(Code.InvalidArgument);
         expect(await codeOf(client.getToken({ selector }))).toBe(Code.Unauthenticated);
       }
@@ -142,7 +147,7 @@ describe("API keys", () => {
     let code: Code | "ok" = "ok";
     while (code === "ok" && performance.now() - revokedAt < 3000) {
       code = await codeOf(client.getToken(req, withKey(key)));
-      if (code === "ok") await new Promise((r) => setTimeout(r, 20));
+      if (code === "ok") await delay(20);
     }
     expect(code).toBe(Code.Unauthenticated);
     expect(performance.now() - revokedAt).toBeLessThan(1000);
@@ -155,7 +160,7 @@ describe("API keys", () => {
     expect(JSON.stringify(rows)).not.toContain(key.slice(4));
     expect((await f.keys.list())[0]?.lastUsedAt).toBeUndefined();
     await f.client().getToken({ selector: { case: "tenantId", value: tenantA } }, withKey(key));
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
     expect((await f.keys.list())[0]?.lastUsedAt).toBeGreaterThan(0);
   });
 
@@ -198,7 +203,9 @@ describe("API keys", () => {
     const key = f.createKey("curl", [tenantA]);
     const sh = (command: string) =>
       new Promise<string>((resolve, reject) =>
-        execFile("/bin/sh", ["-c", command], { env: { PATH: process.env["PATH"] ?? "", KEY: key } }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
+        execFile("/bin/sh", ["-c", command], { env: { PATH: process.env["PATH"] ?? "", KEY: key } }, (e, stdout) =>
+          e ? reject(e) : resolve(stdout),
+        ),
       );
     const fill = (command: string, tenant: string, token = "") =>
       command
@@ -211,7 +218,10 @@ describe("API keys", () => {
 
     const first = JSON.parse(await sh(fill(get!, tenantA))) as { token: { accessToken: string; connectionId: string; version: string } };
     expect(first.token.connectionId).toBe(f.connectionId);
-    const reported = JSON.parse(await sh(fill(report!, tenantA, first.token.accessToken))) as { token: { version: string }; refreshed: boolean };
+    const reported = JSON.parse(await sh(fill(report!, tenantA, first.token.accessToken))) as {
+      token: { version: string };
+      refreshed: boolean;
+    };
     expect(reported.refreshed).toBe(true);
     expect(BigInt(reported.token.version)).toBe(BigInt(first.token.version) + 1n);
     const denied = JSON.parse(await sh(fill(get!, tenantC))) as { code: string };

@@ -3,6 +3,7 @@
  * and every refresh, with key name, tenant or connection and time, never a
  * token; written in batches off the request path.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAuditLog, type AuditEntry } from "../src/audit/audit-log.js";
 import { readStream } from "./helpers/stream-reader.js";
@@ -15,7 +16,7 @@ describe("audit log batching", () => {
     const log = createAuditLog({ sink: { write: (entries) => void batches.push([...entries]) }, flushMs: 50 });
     for (let i = 0; i < 1000; i++) log.record({ actor: "k", action: "get_token", outcome: "ok" });
     expect(batches).toHaveLength(0); // nothing written on the request path
-    await new Promise((r) => setTimeout(r, 120));
+    await delay(120);
     expect(batches.map((b) => b.length)).toEqual([1000]);
     log.record({ actor: "k", action: "get_token", outcome: "ok" });
     await log.close();
@@ -25,7 +26,11 @@ describe("audit log batching", () => {
   it("a full queue drops entries (counted) instead of growing without end; a failing sink does not throw at callers", async () => {
     const errors: unknown[] = [];
     const log = createAuditLog({
-      sink: { write: () => { throw new Error("disk full"); } },
+      sink: {
+        write: () => {
+          throw new Error("disk full");
+        },
+      },
       maxQueued: 10,
       onError: (e) => errors.push(e),
     });
@@ -53,9 +58,14 @@ describe("audit log of a serving broker", () => {
     const { token } = await client.getToken({ selector: { case: "tenantId", value: tenantA } }, withKey(key));
     await client.getToken({ selector: { case: "tenantId", value: tenantB } }, withKey(key)).catch(() => {});
     await client.getToken({ selector: { case: "tenantId", value: tenantA } }).catch(() => {}); // no key: not recorded
-    const watch = readStream((signal) => client.watchToken({ selector: { case: "tenantId", value: tenantA } }, { ...withKey(key), signal }));
+    const watch = readStream((signal) =>
+      client.watchToken({ selector: { case: "tenantId", value: tenantA } }, { ...withKey(key), signal }),
+    );
     await watch.next();
-    const { token: fresh } = await client.reportExpired({ selector: { case: "tenantId", value: tenantA }, accessToken: token!.accessToken }, withKey(key));
+    const { token: fresh } = await client.reportExpired(
+      { selector: { case: "tenantId", value: tenantA }, accessToken: token!.accessToken },
+      withKey(key),
+    );
     await watch.next(); // the refreshed token, streamed
     watch.cancel();
 

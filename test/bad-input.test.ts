@@ -114,7 +114,9 @@ async function rawTcp(port: number, bytes: Buffer): Promise<string> {
     socket.setTimeout(2000, () => socket.destroy());
     socket.on("data", (c: Buffer) => chunks.push(c));
     socket.on("close", () => resolve(Buffer.concat(chunks).toString("latin1")));
-    socket.on("error", (e: NodeJS.ErrnoException) => (e.code === "ECONNRESET" ? resolve(Buffer.concat(chunks).toString("latin1")) : reject(e)));
+    socket.on("error", (e: NodeJS.ErrnoException) =>
+      e.code === "ECONNRESET" ? resolve(Buffer.concat(chunks).toString("latin1")) : reject(e),
+    );
   });
 }
 
@@ -173,7 +175,7 @@ describe("bad input", () => {
       expect(error.rawMessage.length).toBeGreaterThan(0);
       // The message never echoes a huge or hostile id back.
       expect(error.rawMessage.length).toBeLessThan(200);
-      expect(error.rawMessage).not.toMatch(/[\u0000-\u001f\u007f]/);
+      expect(error.rawMessage).not.toMatch(/\p{Cc}/u);
 
       const report = await connectError(client.reportExpired({ selector, accessToken: "x" }));
       expect(report.code).toBe(Code.InvalidArgument);
@@ -193,9 +195,7 @@ describe("bad input", () => {
         create(DurationSchema, { seconds: 0n, nanos: -5 }),
         create(DurationSchema, { seconds: -3600n, nanos: -1 }),
       ]) {
-        const error = await connectError(
-          client.getToken({ selector: { case: "tenantId", value: f.tenantId }, minValidFor }),
-        );
+        const error = await connectError(client.getToken({ selector: { case: "tenantId", value: f.tenantId }, minValidFor }));
         expect(error.code).toBe(Code.InvalidArgument);
         expect(error.rawMessage).toMatch(/min_valid_for/);
       }
@@ -250,7 +250,12 @@ describe("bad input", () => {
 
   describe("raw HTTP requests", () => {
     it("Connect JSON naming both tenantId and connectionId is a 400, not a 500", async () => {
-      const res = await post(f.server.url, GET_TOKEN, JSON.stringify({ tenantId: f.tenantId, connectionId: f.connectionId }), "application/json");
+      const res = await post(
+        f.server.url,
+        GET_TOKEN,
+        JSON.stringify({ tenantId: f.tenantId, connectionId: f.connectionId }),
+        "application/json",
+      );
       expect(res.status).toBe(400);
       expect(res.json?.["code"]).toBe("invalid_argument");
       await expectUnharmed();
@@ -340,7 +345,9 @@ describe("bad input", () => {
       const g = await startBroker({ server: { shutdownGraceMs: 4000 } });
       try {
         // The client sends 70 KiB; the server answers RESOURCE_EXHAUSTED after 64 KiB.
-        const error = await connectError(g.client(gRPC.transport).getToken({ selector: { case: "tenantId", value: "t".repeat(70 * 1024) } }));
+        const error = await connectError(
+          g.client(gRPC.transport).getToken({ selector: { case: "tenantId", value: "t".repeat(70 * 1024) } }),
+        );
         expect(error.code).toBe(Code.ResourceExhausted);
         const { token } = await g.client(gRPC.transport).getToken({ selector: { case: "tenantId", value: g.tenantId } });
         expect(token?.version).toBe(1n);

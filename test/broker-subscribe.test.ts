@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Selector, TokenBroker, TokenSubscription } from "../src/broker/token-broker.js";
 import { BrokerError } from "../src/errors.js";
@@ -19,7 +20,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
   const deadline = performance.now() + timeoutMs;
   while (!condition()) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
   }
 }
 

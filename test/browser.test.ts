@@ -86,7 +86,10 @@ describe("the status page in a real browser", () => {
     const grantId = JSON.parse(Buffer.from(stored.accessToken.split(".")[1]!, "base64url").toString())["global_session_id"];
     f.fake.revokeGrant(String(grantId));
     f.clock.set(stored.expiresAt + 1000);
-    const refused = await f.client().getToken({ selector: { case: "tenantId", value: au.tenantId } }).catch((e: unknown) => ConnectError.from(e));
+    const refused = await f
+      .client()
+      .getToken({ selector: { case: "tenantId", value: au.tenantId } })
+      .catch((e: unknown) => ConnectError.from(e));
     expect(refused).toBeInstanceOf(ConnectError);
     expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
 

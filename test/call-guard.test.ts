@@ -8,6 +8,7 @@
  * failure is answered with the same code and message on each path.
  */
 import * as http2 from "node:http2";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,7 +24,10 @@ const paths: Array<{ name: string; transport: (baseUrl: string) => Transport; ti
   { name: "gRPC-Web over HTTP/1.1, Connect", transport: (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }) },
   { name: "gRPC-Web over HTTP/2, Connect", transport: (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" }) },
   { name: "Connect JSON over HTTP/1.1", transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }) },
-  { name: "Connect binary over HTTP/2", transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }) },
+  {
+    name: "Connect binary over HTTP/2",
+    transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
+  },
 ];
 
 /** A guard step that writes down what it saw of each call. */
@@ -33,7 +37,8 @@ function recorder(): { step: GuardStep; calls: string[][] } {
   const events = (call: object) => {
     let list = open.get(call);
     if (!list) {
-      open.set(call, (list = []));
+      list = [];
+      open.set(call, list);
       calls.push(list);
     }
     return list;
@@ -72,7 +77,9 @@ describe("one guard on every path", () => {
     const before = seen.calls.length;
 
     const { token } = await client.getToken({ selector: { case: "tenantId", value: tenantA } }, options);
-    const denied = await client.getToken({ selector: { case: "tenantId", value: tenantB } }, options).catch((e: unknown) => ConnectError.from(e));
+    const denied = await client
+      .getToken({ selector: { case: "tenantId", value: tenantB } }, options)
+      .catch((e: unknown) => ConnectError.from(e));
     const anonymous = await client.getToken({ selector: { case: "tenantId", value: tenantA } }).catch((e: unknown) => ConnectError.from(e));
     const watch = new AbortController();
     for await (const m of client.watchToken({ selector: { case: "tenantId", value: tenantA } }, { ...options, signal: watch.signal })) {
@@ -109,8 +116,18 @@ describe("one guard on every path", () => {
         client.getToken({ selector: { case: "tenantId", value: tenantA }, minValidFor: { seconds: -1n } }, auth),
         client.reportExpired({ selector: { case: "tenantId", value: tenantA }, accessToken: "" }, auth),
       ];
-      const errors = await Promise.all(failures.map((p) => p.then(() => undefined, (e: unknown) => ConnectError.from(e))));
-      answers.set(name, errors.map((e) => (e ? `${Code[e.code]}: ${e.rawMessage}` : "no error")));
+      const errors = await Promise.all(
+        failures.map((p) =>
+          p.then(
+            () => undefined,
+            (e: unknown) => ConnectError.from(e),
+          ),
+        ),
+      );
+      answers.set(
+        name,
+        errors.map((e) => (e ? `${Code[e.code]}: ${e.rawMessage}` : "no error")),
+      );
     }
     const [first, ...others] = [...answers.values()];
     expect(first).toEqual([
@@ -174,7 +191,11 @@ describe("createCallGuard", () => {
   });
 
   it("costs no promise when no step checks anything", () => {
-    const call = createCallGuard([{ name: "count", sent: () => {} }]).start({ method: "GetToken", protocol: "connect", authorization: undefined });
+    const call = createCallGuard([{ name: "count", sent: () => {} }]).start({
+      method: "GetToken",
+      protocol: "connect",
+      authorization: undefined,
+    });
     expect(call.authenticate()).toBeUndefined();
     expect(call.authorize({})).toBeUndefined();
   });
@@ -186,6 +207,6 @@ async function settled(read: () => string[][], n: number): Promise<string[][]> {
   for (;;) {
     const calls = read();
     if ((calls.length >= n && calls.every((c) => c.at(-1)?.startsWith("ended"))) || Date.now() > deadline) return calls;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }

@@ -11,7 +11,9 @@ import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
+import type { TokenRecord } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { fakeEnv, freePort } from "./helpers/serve-process.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -82,15 +84,6 @@ function expectOneLine(stderr: string): string {
   expect(all, `stderr: ${stderr}`).toHaveLength(1);
   expect(stderr).not.toMatch(/^\s+at /m);
   return all[0]!;
-}
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 afterEach(() => {
@@ -168,18 +161,21 @@ describe("tokenbroker CLI: usage and configuration errors", () => {
     expect(expectOneLine(r.stderr)).toMatch(/--shutdown-grace must be a positive number/);
   });
 
-  it.each(["serve", "import"])("%s with an http:// issuer and no TOKENBROKER_ALLOW_INSECURE_ISSUER exits 2 with one line explaining", async (command) => {
-    const r = await run([command], {
-      env: { ...validEnv(), TOKENBROKER_ISSUER: "http://127.0.0.1:9/" },
-      input: "some-refresh-token\n",
-    });
-    expect(r.code).toBe(2);
-    const line = expectOneLine(r.stderr);
-    expect(line).toContain("TOKENBROKER_ISSUER");
-    expect(line).toContain("http://");
-    expect(line).toContain("TOKENBROKER_ALLOW_INSECURE_ISSUER");
-    expect(r.stderr).not.toContain("some-refresh-token");
-  });
+  it.each(["serve", "import"])(
+    "%s with an http:// issuer and no TOKENBROKER_ALLOW_INSECURE_ISSUER exits 2 with one line explaining",
+    async (command) => {
+      const r = await run([command], {
+        env: { ...validEnv(), TOKENBROKER_ISSUER: "http://127.0.0.1:9/" },
+        input: "some-refresh-token\n",
+      });
+      expect(r.code).toBe(2);
+      const line = expectOneLine(r.stderr);
+      expect(line).toContain("TOKENBROKER_ISSUER");
+      expect(line).toContain("http://");
+      expect(line).toContain("TOKENBROKER_ALLOW_INSECURE_ISSUER");
+      expect(r.stderr).not.toContain("some-refresh-token");
+    },
+  );
 
   it("import with an empty standard input exits 2 with one line, and stores nothing", async () => {
     const db = join(dir.path, "t.db");
@@ -234,15 +230,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     dir.cleanup();
   });
 
-  const upstreamEnv = () =>
-    env({
-      TOKENBROKER_ISSUER: fake.issuer,
-      TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-      TOKENBROKER_CLIENT_ID: fake.clientId,
-      TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-      TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-      TOKENBROKER_ENCRYPTION_KEY: ENCRYPTION_KEY,
-    });
+  const upstreamEnv = () => fakeEnv(fake, { TOKENBROKER_ENCRYPTION_KEY: ENCRYPTION_KEY });
 
   /** Every secret the fake has handed out for the grant that we know of. */
   const secretsIn = (text: string, secrets: Array<string | undefined>) =>
@@ -265,7 +253,7 @@ describe("tokenbroker CLI against a fake Xero", () => {
     }
 
     const store = openStore(db);
-    let record;
+    let record: TokenRecord | undefined;
     try {
       record = await store.tokens.getToken(connectionId);
     } finally {

@@ -8,6 +8,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionLimits } from "../src/server/connection-limits.js";
 import type { Logger } from "../src/logger.js";
@@ -26,7 +27,10 @@ afterEach(async () => {
   f = undefined;
 });
 
-async function broker(limits: Partial<ConnectionLimits> = {}, extra: { tls?: TestCertificates; logger?: Logger } = {}): Promise<SecureBrokerFixture> {
+async function broker(
+  limits: Partial<ConnectionLimits> = {},
+  extra: { tls?: TestCertificates; logger?: Logger } = {},
+): Promise<SecureBrokerFixture> {
   f = await startSecureBroker({
     server: {
       shutdownGraceMs: 500,
@@ -87,7 +91,13 @@ interface FloodOutcome {
  * unfinished body (never ended); waits until every stream was answered or
  * reset, or `waitMs` passed.
  */
-async function flood(session: http2.ClientHttp2Session, n: number, headers: http2.OutgoingHttpHeaders, bodyBytes: number, waitMs: number): Promise<FloodOutcome> {
+async function flood(
+  session: http2.ClientHttp2Session,
+  n: number,
+  headers: http2.OutgoingHttpHeaders,
+  bodyBytes: number,
+  waitMs: number,
+): Promise<FloodOutcome> {
   const body = Buffer.alloc(bodyBytes, 1);
   body[0] = 0;
   body.writeUInt32BE(bodyBytes * 2, 1); // declares more than is sent: the body never completes
@@ -188,7 +198,9 @@ describe("HTTP/2 streams and buffered request bytes", () => {
     // Others are still served.
     const key = b.createKey("ok", "*");
     const other = await h2(b.server.url);
-    const { status } = await unary(other, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` });
+    const { status } = await unary(other, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), {
+      authorization: `Bearer ${key}`,
+    });
     expect(status.code).toBe(0);
   }, 40_000);
 
@@ -226,8 +238,14 @@ describe("the key is checked before the body is read", () => {
       stream.write(prefix);
       const status = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("no answer before the body")), 5000);
-        stream.on("response", (h) => h["grpc-status"] !== undefined && (clearTimeout(timer), resolve(h)));
-        stream.on("trailers", (t) => (clearTimeout(timer), resolve(t)));
+        const answered = (h: http2.IncomingHttpHeaders) => {
+          clearTimeout(timer);
+          resolve(h);
+        };
+        stream.on("response", (h) => {
+          if (h["grpc-status"] !== undefined) answered(h);
+        });
+        stream.on("trailers", answered);
       });
       expect(statusOf(status).code).toBe(16);
       stream.close();
@@ -253,7 +271,10 @@ describe("the key is checked before the body is read", () => {
           headers: { "content-type": c.type, "connect-protocol-version": "1" },
         });
         const timer = setTimeout(() => reject(new Error(`${c.type}: no answer before the body`)), 5000);
-        req.on("response", (r) => (clearTimeout(timer), resolve(r)));
+        req.on("response", (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
         req.on("error", () => {});
         req.write(Buffer.alloc(1024, 32));
       });
@@ -292,7 +313,13 @@ describe("header and idle timeouts", () => {
       const b = await broker({ headersTimeoutMs: 300, idleTimeoutMs: 600 }, { tls: certs });
       const silent = await socketTo(b.server.port);
       expect(await closedWithin(silent, 5000)).toBeGreaterThanOrEqual(200);
-      const handshaken = tls.connect({ port: b.server.port, host: "127.0.0.1", ca: certs.ca, servername: "localhost", ALPNProtocols: ["http/1.1"] });
+      const handshaken = tls.connect({
+        port: b.server.port,
+        host: "127.0.0.1",
+        ca: certs.ca,
+        servername: "localhost",
+        ALPNProtocols: ["http/1.1"],
+      });
       opened.push(handshaken);
       handshaken.on("error", () => {});
       await new Promise((r) => handshaken.once("secureConnect", r));
@@ -308,7 +335,10 @@ describe("header and idle timeouts", () => {
       const started = performance.now();
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("TLS h2 session still open")), 5000);
-        session.once("close", () => (clearTimeout(timer), resolve()));
+        session.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
     } finally {
@@ -324,21 +354,35 @@ describe("header and idle timeouts", () => {
     expect(await closedWithin(socket, 5000)).toBeGreaterThanOrEqual(300);
     const session = await h2(b.server.url);
     const key = b.createKey("idle", "*");
-    expect((await unary(session, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` })).status.code).toBe(0);
+    expect(
+      (await unary(session, "GetToken", getTokenRequest({ case: "tenantId", value: b.tenantId }), { authorization: `Bearer ${key}` }))
+        .status.code,
+    ).toBe(0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("h2 session still open")), 5000);
-      session.once("close", () => (clearTimeout(timer), resolve()));
+      session.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     // An open stream that is not an authenticated WatchToken (here gRPC health's Watch, open to all) keeps nothing.
     const watcher = await h2(b.server.url);
-    const health = watcher.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+    const health = watcher.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Watch",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     health.on("error", () => {});
     health.end(Buffer.from([0, 0, 0, 0, 0]));
     const firstStatus = new Promise((resolve) => health.once("data", resolve));
     await firstStatus;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("session with a health Watch still open")), 5000);
-      watcher.once("close", () => (clearTimeout(timer), resolve()));
+      watcher.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   });
 
@@ -356,14 +400,22 @@ describe("header and idle timeouts", () => {
       const h1Closed = closedWithin(socket, 5000);
       // h2c: a gRPC health Check stream that never ends its request.
       const session = await h2(b.server.url);
-      const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/grpc.health.v1.Health/Check",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
       stream.on("error", () => {});
       stream.resume();
       dribbling.push(setInterval(() => stream.writable && stream.write(Buffer.from([0])), 100));
       const started = performance.now();
       const rstCode = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("trickling h2 stream still open")), 5000);
-        stream.once("close", () => (clearTimeout(timer), resolve(stream.rstCode)));
+        stream.once("close", () => {
+          clearTimeout(timer);
+          resolve(stream.rstCode);
+        });
       });
       expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
       expect(performance.now() - started).toBeGreaterThanOrEqual(400);
@@ -391,7 +443,10 @@ describe("header and idle timeouts", () => {
     const session = await h2(b.server.url);
     const connectSession = await h2(b.server.url);
     const fast = rawCall(session, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}` });
-    const viaConnect = rawCall(connectSession, "WatchToken", watchRequest(selector), { authorization: `Bearer ${key}`, "grpc-timeout": "3600S" });
+    const viaConnect = rawCall(connectSession, "WatchToken", watchRequest(selector), {
+      authorization: `Bearer ${key}`,
+      "grpc-timeout": "3600S",
+    });
     const webClosed = { value: false };
     const url = new URL(b.server.url);
     const web = http.request({
@@ -408,7 +463,7 @@ describe("header and idle timeouts", () => {
     web.on("error", () => (webClosed.value = true));
     web.end(watchRequest(selector));
     await eventually(() => fast.frames.length === 1 && viaConnect.frames.length === 1, 5000, "first tokens");
-    await new Promise((r) => setTimeout(r, 1500));
+    await delay(1500);
     expect(session.closed || session.destroyed).toBe(false);
     expect(connectSession.closed || connectSession.destroyed).toBe(false);
     expect(webClosed.value).toBe(false);
@@ -449,7 +504,7 @@ describe("connections per client address", () => {
     // One closes: a new one from the first address is served again.
     first[0]!.destroy();
     await eventually(() => true, 10);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
     expect(await ask(await socketTo(b.server.port))).toMatch(/200/);
   });
 });

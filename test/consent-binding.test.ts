@@ -13,6 +13,7 @@ import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, consentAtXero, hop, openInBrowser, startConsent, type Hop } from "./helpers/consent-driver.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { fakeEnv } from "./helpers/serve-process.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -49,7 +50,9 @@ function cancelled(callback: URL): URL {
 
 /** What the database says of a state: pending (usable), or used. */
 function stateRow(state: string): { used_at: number | null; error: string | null; connection_id: string | null } {
-  return withRawDatabase(f.dbPath, (db) => db.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state)) as never;
+  return withRawDatabase(f.dbPath, (db) =>
+    db.prepare("SELECT used_at, error, connection_id FROM oauth_states WHERE state = ?").get(state),
+  ) as never;
 }
 
 describe("the status page's Connect an organisation", () => {
@@ -81,18 +84,12 @@ describe("the status page's Connect an organisation", () => {
 
 describe("tokenbroker connect", () => {
   function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return {
-      PATH: process.env["PATH"] ?? "",
-      TOKENBROKER_ISSUER: f.fake.issuer,
-      TOKENBROKER_CONNECTIONS_URL: f.fake.connectionsUrl,
-      TOKENBROKER_CLIENT_ID: f.fake.clientId,
-      TOKENBROKER_CLIENT_SECRET: f.fake.clientSecret,
-      TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
+    return fakeEnv(f.fake, {
       TOKENBROKER_DB: f.dbPath,
       TOKENBROKER_ENCRYPTION_KEY: KEY,
       TOKENBROKER_REDIRECT_URI: `${f.server.url}/oauth/callback`,
       ...extra,
-    };
+    });
   }
 
   function startConnect() {

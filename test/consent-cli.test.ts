@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -11,6 +10,7 @@ import { UpstreamError } from "../src/upstream/identity-server.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { fakeEnv, freePort } from "./helpers/serve-process.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running this file alone.
 const CLI = join(import.meta.dirname, "..", "dist", "src", "cli", "main.js");
@@ -63,14 +63,6 @@ async function openPrintedUrl(cli: Cli): Promise<{ url: URL; cookie: string; pri
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 let f: BrokerFixture;
 let au: FakeOrganisation;
 let nz: FakeOrganisation;
@@ -91,17 +83,7 @@ const KEY = generateEncryptionKey();
 
 /** A clean environment pointing at the fake Xero: nothing of the developer's settings leaks in. */
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env["PATH"] ?? "",
-    TOKENBROKER_ISSUER: f.fake.issuer,
-    TOKENBROKER_CONNECTIONS_URL: f.fake.connectionsUrl,
-    TOKENBROKER_CLIENT_ID: f.fake.clientId,
-    TOKENBROKER_CLIENT_SECRET: f.fake.clientSecret,
-    TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-    TOKENBROKER_DB: f.dbPath,
-    TOKENBROKER_ENCRYPTION_KEY: KEY,
-    ...extra,
-  };
+  return fakeEnv(f.fake, { TOKENBROKER_DB: f.dbPath, TOKENBROKER_ENCRYPTION_KEY: KEY, ...extra });
 }
 
 async function connect(user: string, orgs: FakeOrganisation[]): Promise<string> {
@@ -115,7 +97,9 @@ async function secrets(): Promise<string[]> {
     const t = await f.store.tokens.getToken(c.connectionId);
     all.push(t!.accessToken, t!.refreshToken, t!.idToken ?? "");
   }
-  const verifiers = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states").all()) as Array<{ code_verifier: string }>;
+  const verifiers = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states").all()) as Array<{
+    code_verifier: string;
+  }>;
   return [...all, ...verifiers.map((v) => v.code_verifier)].filter((s) => s !== "");
 }
 
@@ -149,10 +133,16 @@ describe("tokenbroker connections and tenants", () => {
     const rows = tenants.stdout.trim().split("\n");
     expect(rows[0]).toMatch(/^TENANT\s+STATE\s+NAME\s+CONNECTION\s+CONNECTION STATE\s+USER$/);
     expect(rows.filter((r) => r.startsWith(nz.tenantId))).toHaveLength(2); // reachable through both grants
-    expect(rows.find((r) => r.startsWith(uk.tenantId))).toMatch(new RegExp(`active\\s+Demo Company \\(UK\\)\\s+${bob}\\s+needs-re-authorisation\\s+bob@example.com`));
+    expect(rows.find((r) => r.startsWith(uk.tenantId))).toMatch(
+      new RegExp(`active\\s+Demo Company \\(UK\\)\\s+${bob}\\s+needs-re-authorisation\\s+bob@example.com`),
+    );
     const tenantsJson = JSON.parse((await run(["tenants", "--json"], env())).stdout) as Array<Record<string, unknown>>;
     expect(tenantsJson).toHaveLength(4);
-    expect(tenantsJson.find((t) => t["tenantId"] === au.tenantId)).toMatchObject({ state: "active", connectionId: alice, tenantName: "Demo Company (AU)" });
+    expect(tenantsJson.find((t) => t["tenantId"] === au.tenantId)).toMatchObject({
+      state: "active",
+      connectionId: alice,
+      tenantName: "Demo Company (AU)",
+    });
 
     const everything = text.stdout + text.stderr + json.stdout + tenants.stdout + tenants.stderr;
     for (const secret of await secrets()) expect(everything).not.toContain(secret);
@@ -192,7 +182,9 @@ describe("tokenbroker disconnect and revoke against the fake Xero", () => {
 
     const r = await run(["revoke", alice], env());
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe(`connection ${alice}  alice@example.com  revoked at Xero; removed with 1 tenant\n  tenant ${au.tenantId}  Demo Company (AU)\n`);
+    expect(r.stdout).toBe(
+      `connection ${alice}  alice@example.com  revoked at Xero; removed with 1 tenant\n  tenant ${au.tenantId}  Demo Company (AU)\n`,
+    );
     expect((await f.store.connections.listConnections()).map((c) => c.connectionId)).toEqual([bob]);
     const refused = await f.identity.refresh(refreshToken).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(UpstreamError);
@@ -238,7 +230,11 @@ describe("tokenbroker connect", () => {
         // The stored consent is audited with its connection and tenants.
         const audited = (await store.auditLog.read({ limit: 100 })).filter((e) => e.action === "connect");
         expect(audited).toEqual([
-          expect.objectContaining({ connectionId: c!.connectionId, outcome: "ok", detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}` }),
+          expect.objectContaining({
+            connectionId: c!.connectionId,
+            outcome: "ok",
+            detail: `tenants=${[au.tenantId, uk.tenantId].sort().join(",")}`,
+          }),
         ]);
       } finally {
         await store.close();

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { request } from "node:http";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { randomPKCECodeVerifier, randomState } from "openid-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../src/config.js";
@@ -9,18 +9,9 @@ import type { FakeOrganisation } from "@tokenbroker/fake-xero";
 import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { connectedId, connectOverHttp, consentAtXero, hop, startConsent, type Hop } from "./helpers/consent-driver.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { rejection } from "./helpers/rejection.js";
 
 const MINUTE = 60_000;
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 let f: BrokerFixture;
 let au: FakeOrganisation;
@@ -74,14 +65,16 @@ describe("connecting an organisation over HTTP", () => {
     expect(p.get("code_challenge_method")).toBe("S256");
     expect(p.get("state")).toMatch(/^[\w-]{40,}$/);
     // The verifier stays in the database; only its S256 challenge travels.
-    const row = withRawDatabase(f.dbPath, (db) => db.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state"))) as
-      | { code_verifier: string }
-      | undefined;
+    const row = withRawDatabase(f.dbPath, (db) =>
+      db.prepare("SELECT code_verifier FROM oauth_states WHERE state = ?").get(p.get("state")),
+    ) as { code_verifier: string } | undefined;
     expect(createHash("sha256").update(row!.code_verifier).digest("base64url")).toBe(p.get("code_challenge"));
     expect(url.href).not.toContain(row!.code_verifier);
     // The consent is bound to this browser by a cookie that only the callback sees.
     expect(first.setCookie).toHaveLength(1);
-    expect(first.setCookie[0]).toMatch(/^tokenbroker_consent_[\w-]+=[\w-]{40,}; Path=\/oauth\/callback; Max-Age=600; HttpOnly; SameSite=Lax$/);
+    expect(first.setCookie[0]).toMatch(
+      /^tokenbroker_consent_[\w-]+=[\w-]{40,}; Path=\/oauth\/callback; Max-Age=600; HttpOnly; SameSite=Lax$/,
+    );
   });
 
   it("GET /connect on another host name than the redirect URI's first moves there, so that the cookie comes back with the callback", async () => {
@@ -172,7 +165,9 @@ describe("connecting an organisation over HTTP", () => {
     const { authorizeUrl, cookie } = await startConsent(f.server.url);
     const callback = await consentAtXero(authorizeUrl, { user: "alice@example.com", tenantIds: [au.tenantId] });
     withRawDatabase(f.dbPath, (db) =>
-      db.prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?").run(randomPKCECodeVerifier(), callback.searchParams.get("state")),
+      db
+        .prepare("UPDATE oauth_states SET code_verifier = ? WHERE state = ?")
+        .run(randomPKCECodeVerifier(), callback.searchParams.get("state")),
     );
     expectRefused(await hop(callback, { cookie }), /Xero refused the authorisation code/);
     expect(f.fake.invalidGrants).toBe(1);

@@ -11,6 +11,7 @@ import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { cliImport, fakeEnv, startServe, until, type ServeProcess } from "./helpers/serve-process.js";
+import { taggedTokenSet } from "./helpers/token-sets.js";
 
 /** Where a refresh is killed, in the order each round visits them. */
 const POINTS = [
@@ -150,10 +151,7 @@ describe.concurrent("SIGKILL at every point of a refresh", () => {
           const { accessToken } = token(subject);
           accessTokensSeen.add(accessToken);
           try {
-            await client.reportExpired(
-              { selector: { case: "connectionId", value: subject }, accessToken },
-              { signal, timeoutMs: 5000 },
-            );
+            await client.reportExpired({ selector: { case: "connectionId", value: subject }, accessToken }, { signal, timeoutMs: 5000 });
           } catch {
             await delay(10);
           }
@@ -227,16 +225,7 @@ describe("commit only under the lease", () => {
     const a = openSqliteStore({ path, clock });
     const b = openSqliteStore({ path, clock });
     try {
-      const tokenSet = (tag: string) => ({
-        accessToken: `access-${tag}`,
-        refreshToken: `refresh-${tag}`,
-        idToken: undefined,
-        tokenType: "Bearer",
-        scopes: ["offline_access"],
-        obtainedAt: clock.now(),
-        expiresAt: clock.now() + 1_800_000,
-        refreshTokenIssuedAt: clock.now(),
-      });
+      const tokenSet = (tag: string) => taggedTokenSet(clock.now(), tag);
       const { connectionId } = await a.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet("1"), tenants: [] });
       expect((await a.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
       clock.advance(30_000); // A stalls; its lease lapses and B takes over

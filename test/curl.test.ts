@@ -123,7 +123,9 @@ describe("curl with Connect JSON", () => {
     const { token } = res.body as { token: { accessToken: string; connectionId: string; tokenType: string } };
     expect(token.connectionId).toBe(f.connectionId);
     expect(token.tokenType).toBe("Bearer");
-    expect(token.accessToken === (await f.store.tokens.getToken(f.connectionId))!.accessToken, "the stored access token is served").toBe(true);
+    expect(token.accessToken === (await f.store.tokens.getToken(f.connectionId))!.accessToken, "the stored access token is served").toBe(
+      true,
+    );
 
     const notFound = await curlGetToken(f.server.url, JSON.stringify({ connectionId: "nope" }), "--http2-prior-knowledge");
     expect(notFound.status).toBe(404);

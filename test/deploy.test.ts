@@ -42,15 +42,18 @@ describe("deploy/tokenbroker.service", () => {
     dir.cleanup();
   });
 
-  it.skipIf(noSystemd !== undefined)("passes `systemd-analyze verify` without a warning (node and the checkout where this machine has them)", () => {
-    const local = unit.replaceAll("/usr/bin/node", process.execPath).replaceAll("/opt/tokenbroker", ROOT);
-    const copy = join(dir.path, "tokenbroker.service");
-    writeFileSync(copy, local);
-    const r = spawnSync("systemd-analyze", ["verify", copy], { encoding: "utf8", cwd: dir.path });
-    expect(r.error).toBeUndefined();
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(noSystemd !== undefined)(
+    "passes `systemd-analyze verify` without a warning (node and the checkout where this machine has them)",
+    () => {
+      const local = unit.replaceAll("/usr/bin/node", process.execPath).replaceAll("/opt/tokenbroker", ROOT);
+      const copy = join(dir.path, "tokenbroker.service");
+      writeFileSync(copy, local);
+      const r = spawnSync("systemd-analyze", ["verify", copy], { encoding: "utf8", cwd: dir.path });
+      expect(r.error).toBeUndefined();
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+    },
+  );
 
   it("runs `tokenbroker serve` with flags it knows; serve starts with the unit's NODE_OPTIONS and stops on SIGTERM", async () => {
     const [node, cli, command, ...args] = execStart();

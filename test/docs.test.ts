@@ -83,8 +83,14 @@ describe.each(PAGES)("%s", (page) => {
   it("has each snippet read by a test, once per name", () => {
     const read = snippetsReadByTests();
     const names = docBlocks(page).flatMap((b) => (b.marker?.kind === "snippet" ? [b.marker.name] : []));
-    expect(names.filter((n, i) => names.indexOf(n) !== i), "snippet names repeated").toEqual([]);
-    expect(names.filter((n) => !read.has(`${page}#${n}`)).map((n) => `${page}#${n}`), "snippets no test reads").toEqual([]);
+    expect(
+      names.filter((n, i) => names.indexOf(n) !== i),
+      "snippet names repeated",
+    ).toEqual([]);
+    expect(
+      names.filter((n) => !read.has(`${page}#${n}`)).map((n) => `${page}#${n}`),
+      "snippets no test reads",
+    ).toEqual([]);
   });
 
   it("links only to files and headings of the repository", () => {
@@ -100,7 +106,8 @@ describe.each(PAGES)("%s", (page) => {
       const inside = relative(ROOT, file);
       if (inside.startsWith(`..${sep}`) || inside === "..") broken.push(`line ${line}: ${target} leaves the repository`);
       else if (!existsSync(file)) broken.push(`line ${line}: ${target}: no such file`);
-      else if (anchor !== undefined && (!file.endsWith(".md") || !anchors(file).has(anchor))) broken.push(`line ${line}: ${target}: no such heading`);
+      else if (anchor !== undefined && (!file.endsWith(".md") || !anchors(file).has(anchor)))
+        broken.push(`line ${line}: ${target}: no such heading`);
     }
     expect(broken).toEqual([]);
   });

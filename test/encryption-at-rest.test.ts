@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateEncryptionKey, parseEncryptionKey } from "../src/crypto/encryption-keys.js";
 import { createTokenCipher, DecryptionError, keyIdOf } from "../src/crypto/token-cipher.js";
-import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
+import { identityServerOptions, startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { startBrokerServer } from "../src/server/broker-server.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
@@ -52,7 +52,10 @@ function forms(secret: string): string[] {
 /** The forms of `secrets` found in `file` (latin1, so every byte maps to one character). */
 function foundIn(file: string, secrets: string[]): string[] {
   const text = readFileSync(file).toString("latin1");
-  return secrets.flatMap(forms).filter((form) => text.includes(form)).map((form) => `${form.slice(0, 6)}…`);
+  return secrets
+    .flatMap(forms)
+    .filter((form) => text.includes(form))
+    .map((form) => `${form.slice(0, 6)}…`);
 }
 
 describe("encryption at rest", () => {
@@ -109,7 +112,9 @@ describe("encryption at rest", () => {
     const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(), tenants: [] });
     const b = await store.connections.saveConnection({ xeroUserId: "user-b", tokenSet: tokenSet(), tenants: [] });
     expect(await store.tokens.keyIds()).toEqual([keyIdOf(key1)]);
-    const raw = withRawDatabase(path, (db) => db.prepare("SELECT connection_id, access_token, refresh_token, key_id FROM token_sets").all()) as Array<Record<string, string>>;
+    const raw = withRawDatabase(path, (db) =>
+      db.prepare("SELECT connection_id, access_token, refresh_token, key_id FROM token_sets").all(),
+    ) as Array<Record<string, string>>;
     for (const row of raw) {
       expect(row["key_id"]).toBe(keyIdOf(key1));
       expect(row["refresh_token"]).toMatch(new RegExp(`^tbx1:${keyIdOf(key1)}:`));
@@ -121,12 +126,16 @@ describe("encryption at rest", () => {
 
     // Swap the refresh tokens of two rows: each is bound to its row, so neither opens.
     const rowB = raw.find((r) => r["connection_id"] === b.connectionId)!;
-    withRawDatabase(path, (db) => db.prepare("UPDATE token_sets SET refresh_token = ? WHERE connection_id = ?").run(rowB["refresh_token"], a.connectionId));
+    withRawDatabase(path, (db) =>
+      db.prepare("UPDATE token_sets SET refresh_token = ? WHERE connection_id = ?").run(rowB["refresh_token"], a.connectionId),
+    );
     await expect(store.tokens.getToken(a.connectionId)).rejects.toThrow(/fails authentication/);
     // Flip one character of the ciphertext.
     const value = rowB["access_token"]!;
     const flipped = value.slice(0, -3) + (value.at(-3) === "A" ? "B" : "A") + value.slice(-2);
-    withRawDatabase(path, (db) => db.prepare("UPDATE token_sets SET access_token = ? WHERE connection_id = ?").run(flipped, b.connectionId));
+    withRawDatabase(path, (db) =>
+      db.prepare("UPDATE token_sets SET access_token = ? WHERE connection_id = ?").run(flipped, b.connectionId),
+    );
     await expect(store.tokens.getToken(b.connectionId)).rejects.toThrow(/fails authentication/);
   });
 
@@ -166,13 +175,7 @@ describe("encryption at rest", () => {
       const cipher = createTokenCipher([key1]);
       const store = openSqliteStore({ path, encryption: cipher });
       stores.push(store);
-      const identity = createOidcIdentityServer({
-        issuer: new URL(fake.issuer),
-        connectionsUrl: new URL(fake.connectionsUrl),
-        clientId: fake.clientId,
-        clientSecret: fake.clientSecret,
-        allowInsecure: true,
-      });
+      const identity = createOidcIdentityServer(identityServerOptions(fake));
       const grants = Array.from({ length: 5 }, (_, i) => fake.addGrant({ tenants: [{ tenantName: `Org ${i}` }] }));
       const imported: ImportResult[] = [];
       for (const g of grants) imported.push(await importRefreshToken(store, identity, g.refreshToken));
@@ -189,7 +192,10 @@ describe("encryption at rest", () => {
         // Step 2 of the procedure: the broker gets the new key first (as SIGHUP does with a key file).
         cipher.setKeys([key2, key1]);
         // A refresh in between, under the new key.
-        const refreshed = await server.broker.reportExpired({ connectionId: imported[0]!.connectionId }, (await store.tokens.getToken(imported[0]!.connectionId))!.accessToken);
+        const refreshed = await server.broker.reportExpired(
+          { connectionId: imported[0]!.connectionId },
+          (await store.tokens.getToken(imported[0]!.connectionId))!.accessToken,
+        );
         expect(refreshed.refreshed).toBe(true);
         // Step 3, from another database handle, as the rotate-key command does (test/security-cli.test.ts runs
         // it as a separate process against a serving broker).
@@ -197,7 +203,8 @@ describe("encryption at rest", () => {
         stores.push(other);
         const result = await other.tokens.reencrypt({ from: createTokenCipher([key2, key1]), to: createTokenCipher([key2]), batchSize: 2 });
         expect(result).toEqual({ reencrypted: 4, unchanged: 1 }); // one was refreshed under the new key already
-        for (const i of imported) expect((await server.broker.getToken({ connectionId: i.connectionId })).connectionId).toBe(i.connectionId);
+        for (const i of imported)
+          expect((await server.broker.getToken({ connectionId: i.connectionId })).connectionId).toBe(i.connectionId);
         expect(await store.tokens.keyIds()).toEqual([keyIdOf(key2)]);
         // Step 4: the old key can go.
         cipher.setKeys([key2]);

@@ -6,7 +6,7 @@
  * (File modes of the database, backups and key files: test/private-files.test.ts.)
  */
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { TokenService } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -17,11 +17,18 @@ import { protocols } from "./helpers/broker-fixture.js";
 import { clientOf, oneLine, useCliSandbox } from "./helpers/cli-sandbox.js";
 import { cliImport, fakeEnv, runCli, startServe, type ServeProcess } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
+import { rejection } from "./helpers/rejection.js";
 
 const sb = useCliSandbox();
 
 /** Writes `value` into one column of the connection's token set, as someone with the file but no key could. */
-function plant(db: string, connectionId: string, column: "access_token" | "refresh_token" | "id_token", value: string, expired = false): void {
+function plant(
+  db: string,
+  connectionId: string,
+  column: "access_token" | "refresh_token" | "id_token",
+  value: string,
+  expired = false,
+): void {
   const raw = new Database(db);
   try {
     raw.pragma("busy_timeout = 5000");
@@ -32,16 +39,6 @@ function plant(db: string, connectionId: string, column: "access_token" | "refre
   } finally {
     raw.close();
   }
-}
-
-/** The error a call failed with (fails the test if it succeeded). */
-async function errorOf(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("the call succeeded");
 }
 
 /** A secure serve on the sandbox's database with one imported grant and an API key for every tenant. */
@@ -65,19 +62,23 @@ describe("a token set not sealed under a configured key is refused", () => {
     const seen: string[] = [];
     for (const p of protocols) {
       const client = createClient(TokenService, p.transport(serve.url));
-      const e = await errorOf(client.getToken({ selector }, withKey(key)));
+      const e = await rejection(client.getToken({ selector }, withKey(key)));
       seen.push(e.rawMessage);
       expect(e.code, `${p.name}: ${e.rawMessage}`).toBe(Code.FailedPrecondition);
       expect(e.rawMessage).toContain(`connection ${connectionId}`);
-      expect(e.rawMessage).toMatch(/access_token is in clear text while its other tokens are encrypted, so someone without the key altered it/);
+      expect(e.rawMessage).toMatch(
+        /access_token is in clear text while its other tokens are encrypted, so someone without the key altered it/,
+      );
       expect(e.rawMessage).toMatch(/Re-authorise the connection/);
       // The planted token as the one a channel reports rejected: not refreshed, not served.
-      const r = await errorOf(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
+      const r = await rejection(client.reportExpired({ selector, accessToken: planted }, withKey(key)));
       seen.push(r.rawMessage);
       expect(r.code).toBe(Code.FailedPrecondition);
-      const watch = await errorOf((async () => {
-        for await (const m of client.watchToken({ selector }, withKey(key))) seen.push(JSON.stringify(m));
-      })());
+      const watch = await rejection(
+        (async () => {
+          for await (const m of client.watchToken({ selector }, withKey(key))) seen.push(JSON.stringify(m));
+        })(),
+      );
       seen.push(watch.rawMessage);
       expect(watch.code).toBe(Code.FailedPrecondition);
     }
@@ -88,10 +89,10 @@ describe("a token set not sealed under a configured key is refused", () => {
     const outsider = await sb.createKey("outsider", "some-other-tenant");
     for (const p of protocols) {
       const client = createClient(TokenService, p.transport(serve.url));
-      const inScope = await errorOf(client.getToken(byConnection, withKey(scoped)));
+      const inScope = await rejection(client.getToken(byConnection, withKey(scoped)));
       seen.push(inScope.rawMessage);
       expect(inScope.code, `${p.name}: ${inScope.rawMessage}`).toBe(Code.FailedPrecondition);
-      expect((await errorOf(client.getToken(byConnection, withKey(outsider)))).code).toBe(Code.PermissionDenied);
+      expect((await rejection(client.getToken(byConnection, withKey(outsider)))).code).toBe(Code.PermissionDenied);
     }
     expect(serve.logs().filter((l) => l["msg"] === "internal error")).toEqual([]);
     const line = await serve.waitForLog((l) => l["event"] === "token_set_refused");
@@ -107,7 +108,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const planted = `planted-refresh-${randomBytes(16).toString("hex")}`;
     plant(sb.db, connectionId, "refresh_token", planted, true); // expired: GetToken would have to refresh
     const calls = sb.fake.tokenEndpointCalls;
-    const e = await errorOf(clientOf(serve.url).getToken({ selector }, withKey(key)));
+    const e = await rejection(clientOf(serve.url).getToken({ selector }, withKey(key)));
     expect(e.code).toBe(Code.FailedPrecondition);
     expect(e.rawMessage).toMatch(/refresh_token is in clear text/);
     await serve.waitForLog((l) => l["event"] === "token_set_refused" && l["column"] === "refresh_token");
@@ -117,7 +118,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const second = sb.fake.addGrant({ tenants: [{ tenantName: "Org C" }] });
     const secondId = await sb.importGrant(second.refreshToken);
     plant(sb.db, secondId, "id_token", `eyJ.id.${randomBytes(16).toString("hex")}`);
-    const idError = await errorOf(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: secondId } }, withKey(key)));
+    const idError = await rejection(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: secondId } }, withKey(key)));
     expect(idError.code).toBe(Code.FailedPrecondition);
     expect(idError.rawMessage).toMatch(/id_token is in clear text/);
     expect(serve.stderr()).not.toContain(planted);
@@ -128,7 +129,7 @@ describe("a token set not sealed under a configured key is refused", () => {
     const stranger = parseEncryptionKey(generateEncryptionKey(), "another key");
     const sealed = createTokenCipher([stranger]).seal(`eyJ.${randomBytes(16).toString("hex")}`, sealContext("access_token", connectionId));
     plant(sb.db, connectionId, "access_token", sealed);
-    const e = await errorOf(clientOf(serve.url).getToken({ selector: { case: "tenantId", value: tenantId } }, withKey(key)));
+    const e = await rejection(clientOf(serve.url).getToken({ selector: { case: "tenantId", value: tenantId } }, withKey(key)));
     expect(e.code).toBe(Code.FailedPrecondition);
     expect(e.rawMessage).toContain(`sealed under key ${keyIdOf(stranger)}, which is not configured`);
     const line = await serve.waitForLog((l) => l["event"] === "token_set_refused");
@@ -165,18 +166,20 @@ describe("only rotate-key upgrades a clear-text database", () => {
     expect(String(warning["msg"])).toContain("tokenbroker rotate-key");
     const apiKey = await sb.createKey("all", "*");
     const selector = { case: "connectionId" as const, value: connectionId };
-    expect((await errorOf(clientOf(serve.url).getToken({ selector }, withKey(apiKey)))).code).toBe(Code.FailedPrecondition);
+    expect((await rejection(clientOf(serve.url).getToken({ selector }, withKey(apiKey)))).code).toBe(Code.FailedPrecondition);
 
     const rotate = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
     expect(rotate.code, rotate.stderr).toBe(2);
     expect(oneLine(rotate.stderr)).toMatch(
-      new RegExp(`1 token set was not re-encrypted \\(1 were\\): the stored token set of connection ${altered} is refused: its access_token is in clear text while its other tokens are encrypted`),
+      new RegExp(
+        `1 token set was not re-encrypted \\(1 were\\): the stored token set of connection ${altered} is refused: its access_token is in clear text while its other tokens are encrypted`,
+      ),
     );
     expect(rotate.stderr).not.toContain(stored(sb.db, altered, "access_token"));
     const { token } = await clientOf(serve.url).getToken({ selector }, withKey(apiKey));
     expect(token?.accessToken).toBe(accessToken);
     expect(stored(sb.db, connectionId, "access_token")).toMatch(new RegExp(`^tbx1:${cipher.keyId}:`));
-    const refused = await errorOf(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey)));
+    const refused = await rejection(clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey)));
     expect(refused.code).toBe(Code.FailedPrecondition);
     expect(serve.stderr()).not.toContain(accessToken);
 
@@ -185,6 +188,8 @@ describe("only rotate-key upgrades a clear-text database", () => {
     const again = await runCli(["rotate-key", "--db", sb.db, "--new-key-file", sb.keyFile], env);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe(`re-encrypted 0 token sets under key ${cipher.keyId} (2 already were)\n`);
-    expect((await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey))).token?.accessToken).toMatch(/^eyJ/);
+    expect(
+      (await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: altered } }, withKey(apiKey))).token?.accessToken,
+    ).toMatch(/^eyJ/);
   });
 });

@@ -186,7 +186,9 @@ describe("fake Xero: the authorization_code grant", () => {
     let now = Date.now();
     const { xero, config } = await start({ now: () => now, authorizationCodeLifetimeSeconds: 300 });
     const { url, verifier } = await authorization(config);
-    const code = (await consentAtXero(url, { user: "u@example.com", tenantIds: [xero.organisations[0]!.tenantId] })).searchParams.get("code")!;
+    const code = (await consentAtXero(url, { user: "u@example.com", tenantIds: [xero.organisations[0]!.tenantId] })).searchParams.get(
+      "code",
+    )!;
     now += 301_000;
     expect(await redeem(xero, { code, code_verifier: verifier })).toMatchObject({ status: 400, body: { error: "invalid_grant" } });
   });

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import {
   allowInsecureRequests,
   ClientSecretBasic,
@@ -93,13 +94,9 @@ describe("fake Xero: discovery and openid-client", () => {
   it("refreshes through openid-client, which accepts the id_token and its signature", async () => {
     const xero = await start();
     const grant = xero.addGrant({ userId: "user-1", tenants: [{ tenantName: "Org A" }, { tenantName: "Org B" }] });
-    const config = await discovery(
-      new URL(xero.issuer),
-      xero.clientId,
-      xero.clientSecret,
-      ClientSecretBasic(xero.clientSecret),
-      { execute: [allowInsecureRequests] },
-    );
+    const config = await discovery(new URL(xero.issuer), xero.clientId, xero.clientSecret, ClientSecretBasic(xero.clientSecret), {
+      execute: [allowInsecureRequests],
+    });
     enableNonRepudiationChecks(config); // verify the id_token signature against the JWKS
     const tokens = await refreshTokenGrant(config, grant.refreshToken);
 
@@ -228,9 +225,7 @@ describe("fake Xero: refresh token rotation", () => {
     const r = await refresh(xero, grant.refreshToken);
     expect(r.status).toBe(200);
     expect(r.headers.get("cache-control")).toBe("no-store");
-    expect(Object.keys(r.body).sort()).toEqual(
-      ["access_token", "expires_in", "id_token", "refresh_token", "scope", "token_type"].sort(),
-    );
+    expect(Object.keys(r.body).sort()).toEqual(["access_token", "expires_in", "id_token", "refresh_token", "scope", "token_type"].sort());
     expect(r.body).toMatchObject({ token_type: "Bearer", expires_in: 600 });
 
     xero.setAccessTokenLifetime(60);
@@ -344,7 +339,7 @@ describe("fake Xero: scripted failures and latency", () => {
     xero.setLatency(300);
     const started = Date.now();
     const pending = refresh(xero, grant.refreshToken);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
     expect(xero.tokenEndpointCalls).toBe(1);
     expect(xero.getGrant(grant.grantId)?.refreshToken).toBe(grant.refreshToken);
     const r = await pending;
@@ -357,7 +352,7 @@ describe("fake Xero: scripted failures and latency", () => {
     const xero = await start({ latencyMs: 10_000 });
     const grant = xero.addGrant();
     const pending = refresh(xero, grant.refreshToken).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
     const started = Date.now();
     await xero.close();
     expect(Date.now() - started).toBeLessThan(1000);
@@ -370,7 +365,12 @@ describe("fake Xero: scripted failures and latency", () => {
 describe("fake Xero: connections API", () => {
   it("lists the grant's tenants for a valid access token", async () => {
     const xero = await start();
-    const grant = xero.addGrant({ tenants: [{ tenantId: "t-1", tenantName: "Org A" }, { tenantName: "Org B", tenantType: "PRACTICE" }] });
+    const grant = xero.addGrant({
+      tenants: [
+        { tenantId: "t-1", tenantName: "Org A" },
+        { tenantName: "Org B", tenantType: "PRACTICE" },
+      ],
+    });
     const { access } = await refreshOk(xero, grant.refreshToken);
     const r = await getConnections(xero, access);
     expect(r.status).toBe(200);

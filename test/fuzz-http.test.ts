@@ -14,10 +14,22 @@
  * `TOKENBROKER_FUZZ_RUNS=20000 npx vitest run test/fuzz-http.test.ts`
  * (`TOKENBROKER_FUZZ_SEED` picks another seed).
  */
+import { setTimeout as delay } from "node:timers/promises";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KILLER_TARGETS } from "./helpers/http-corpus.js";
-import { END_HEADERS, END_STREAM, exchange, FrameType, h1Status, h2Frame, h2Opening, hpackLiterals, readFrames, type RawTarget } from "./helpers/raw-http.js";
+import {
+  END_HEADERS,
+  END_STREAM,
+  exchange,
+  FrameType,
+  h1Status,
+  h2Frame,
+  h2Opening,
+  hpackLiterals,
+  readFrames,
+  type RawTarget,
+} from "./helpers/raw-http.js";
 import { getStatus, grpcClient, isAlive, startProductionBrokers, type ProductionBrokers } from "./helpers/production-serve.js";
 import type { ServeProcess } from "./helpers/serve-process.js";
 import { withKey } from "./helpers/secure-broker.js";
@@ -61,7 +73,7 @@ function targets(): fc.Arbitrary<string> {
     fc.constantFrom(...PAGE_PATHS).map((p) => `${p}?state=${"s".repeat(8)}&code=x&error=access_denied&connected=%ZZ&moved=1`),
     fc.array(segment, { minLength: 0, maxLength: 6 }).map((s) => `/${s.join("/")}`),
     fc.string({ unit: "binary-ascii", maxLength: 60 }),
-    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", "/" + "a".repeat(9000)),
+    fc.constantFrom("*", "http://127.0.0.1/healthz", "https://a:b@c/", "127.0.0.1:80", "", "/%00", "/\t", `/${"a".repeat(9000)}`),
   );
 }
 
@@ -144,10 +156,20 @@ function bodies(tenant: () => string): fc.Arbitrary<Buffer> {
 function h1Requests(): fc.Arbitrary<Buffer> {
   const structured = fc
     .record({
-      method: fc.oneof({ arbitrary: fc.constantFrom("GET", "POST", "POST", "HEAD"), weight: 6 }, fc.constantFrom(...METHODS), fc.stringMatching(/^[A-Z]{1,12}$/)),
+      method: fc.oneof(
+        { arbitrary: fc.constantFrom("GET", "POST", "POST", "HEAD"), weight: 6 },
+        fc.constantFrom(...METHODS),
+        fc.stringMatching(/^[A-Z]{1,12}$/),
+      ),
       target: targets(),
-      version: fc.oneof({ arbitrary: fc.constant("HTTP/1.1"), weight: 8 }, fc.constantFrom("HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "HTTP/1.1 x", "http/1.1")),
-      host: fc.oneof({ arbitrary: fc.constant("127.0.0.1"), weight: 8 }, fc.constantFrom(undefined, "a b", "[", "", "127.0.0.1:99999", "x/y")),
+      version: fc.oneof(
+        { arbitrary: fc.constant("HTTP/1.1"), weight: 8 },
+        fc.constantFrom("HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "HTTP/1.1 x", "http/1.1"),
+      ),
+      host: fc.oneof(
+        { arbitrary: fc.constant("127.0.0.1"), weight: 8 },
+        fc.constantFrom(undefined, "a b", "[", "", "127.0.0.1:99999", "x/y"),
+      ),
       headers: headerSets(() => b.key),
       body: bodies(() => b.grant.tenants[0]!.tenantId),
       withLength: fc.boolean(),
@@ -168,7 +190,9 @@ function h1Requests(): fc.Arbitrary<Buffer> {
       method: fc.constantFrom("GET", "POST", "POST", "HEAD", "PUT"),
       target: fc.oneof(
         fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS),
-        fc.tuple(fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS), fc.stringMatching(/^[A-Za-z0-9=&%+._-]{0,40}$/)).map(([p, q]) => `${p}?${q}`),
+        fc
+          .tuple(fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS), fc.stringMatching(/^[A-Za-z0-9=&%+._-]{0,40}$/))
+          .map(([p, q]) => `${p}?${q}`),
       ),
       contentType: fc.constantFrom(...CONTENT_TYPES),
       key: fc.constantFrom(true, true, false),
@@ -177,22 +201,41 @@ function h1Requests(): fc.Arbitrary<Buffer> {
       body: bodies(() => b.grant.tenants[0]!.tenantId),
     })
     .map(({ method, target, contentType, key, admin, protocolVersion, body }) => {
-      const lines = [`${method} ${target} HTTP/1.1`, "host: 127.0.0.1", "connection: close", `content-type: ${contentType}`, `content-length: ${body.length}`];
+      const lines = [
+        `${method} ${target} HTTP/1.1`,
+        "host: 127.0.0.1",
+        "connection: close",
+        `content-type: ${contentType}`,
+        `content-length: ${body.length}`,
+      ];
       if (key) lines.push(`authorization: Bearer ${admin ? b.adminKey : b.key}`);
       if (protocolVersion) lines.push("connect-protocol-version: 1");
-      return Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), body]);
+      return Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]);
     });
-  return fc.oneof({ arbitrary: structured, weight: 6 }, { arbitrary: wellFormed, weight: 4 }, fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)));
+  return fc.oneof(
+    { arbitrary: structured, weight: 6 },
+    { arbitrary: wellFormed, weight: 4 },
+    fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+  );
 }
 
 /** A HEADERS block with generated pseudo-headers (any order, missing, repeated, upper-case, unknown, huge) and headers. */
 function headerBlocks(): fc.Arbitrary<Buffer> {
   const pseudo = fc.oneof(
-    fc.oneof(fc.constantFrom("GET", "POST", "HEAD", "CONNECT", "OPTIONS", ""), fc.string({ maxLength: 8 })).map((v): [string, string] => [":method", v]),
+    fc
+      .oneof(fc.constantFrom("GET", "POST", "HEAD", "CONNECT", "OPTIONS", ""), fc.string({ maxLength: 8 }))
+      .map((v): [string, string] => [":method", v]),
     targets().map((v): [string, string] => [":path", v]),
     fc.constantFrom("http", "https", "", "ftp").map((v): [string, string] => [":scheme", v]),
     fc.constantFrom("127.0.0.1", "localhost:1", "a b", "[", "", "a".repeat(300)).map((v): [string, string] => [":authority", v]),
-    fc.constantFrom<[string, string]>([":status", "200"], [":protocol", "websocket"], [":foo", "bar"], [":PATH", "/healthz"], [":Method", "GET"], ["Content-Type", "application/grpc"]),
+    fc.constantFrom<[string, string]>(
+      [":status", "200"],
+      [":protocol", "websocket"],
+      [":foo", "bar"],
+      [":PATH", "/healthz"],
+      [":Method", "GET"],
+      ["Content-Type", "application/grpc"],
+    ),
     fc.integer({ min: 1_000, max: 12_000 }).map((n): [string, string] => ["x-huge", "v".repeat(n)]),
   );
   const request = fc
@@ -200,13 +243,27 @@ function headerBlocks(): fc.Arbitrary<Buffer> {
       method: fc.constantFrom("GET", "POST", "POST", "POST"),
       path: targets(),
       extra: fc.oneof({ arbitrary: fc.constant<Array<[string, string]>>([]), weight: 2 }, fc.array(pseudo, { maxLength: 3 })),
-      drop: fc.oneof({ arbitrary: fc.constant<string[]>([]), weight: 3 }, fc.subarray([":method", ":path", ":scheme", ":authority"], { maxLength: 2 })),
+      drop: fc.oneof(
+        { arbitrary: fc.constant<string[]>([]), weight: 3 },
+        fc.subarray([":method", ":path", ":scheme", ":authority"], { maxLength: 2 }),
+      ),
       headers: headerSets(() => b.key),
-      contentType: fc.constantFrom("application/grpc", "application/grpc", "application/connect+proto", "application/json", "application/grpc-web+proto"),
+      contentType: fc.constantFrom(
+        "application/grpc",
+        "application/grpc",
+        "application/connect+proto",
+        "application/json",
+        "application/grpc-web+proto",
+      ),
       shuffle: fc.boolean(),
     })
     .map(({ method, path, extra, drop, headers, contentType, shuffle }) => {
-      const pseudos: Array<[string, string]> = [[":method", method], [":scheme", "http"], [":path", path], [":authority", "127.0.0.1"]];
+      const pseudos: Array<[string, string]> = [
+        [":method", method],
+        [":scheme", "http"],
+        [":path", path],
+        [":authority", "127.0.0.1"],
+      ];
       const fields: Array<[string, string]> = [
         ...pseudos.filter(([n]) => !drop.includes(n)),
         ...extra,
@@ -216,7 +273,10 @@ function headerBlocks(): fc.Arbitrary<Buffer> {
       ];
       return hpackLiterals(shuffle ? fields.reverse() : fields);
     });
-  return fc.oneof({ arbitrary: request, weight: 9 }, fc.uint8Array({ maxLength: 80 }).map((a) => Buffer.from(a)));
+  return fc.oneof(
+    { arbitrary: request, weight: 9 },
+    fc.uint8Array({ maxLength: 80 }).map((a) => Buffer.from(a)),
+  );
 }
 
 /** One generated frame; HEADERS (with a generated block) and DATA weigh most. */
@@ -224,7 +284,13 @@ function frames(): fc.Arbitrary<Buffer> {
   const streamId = fc.oneof(fc.constantFrom(1, 1, 3, 5, 0, 2, 0x7fffffff), fc.integer({ min: 0, max: 0xffffffff }));
   const flags = fc.oneof(fc.constantFrom(END_HEADERS, END_HEADERS | END_STREAM, END_STREAM, 0), fc.integer({ min: 0, max: 255 }));
   const headers = fc.tuple(streamId, flags, headerBlocks()).map(([id, f, block]) => h2Frame(FrameType.HEADERS, f, id, block));
-  const data = fc.tuple(streamId, flags, bodies(() => b.grant.tenants[0]!.tenantId)).map(([id, f, body]) => h2Frame(FrameType.DATA, f, id, body));
+  const data = fc
+    .tuple(
+      streamId,
+      flags,
+      bodies(() => b.grant.tenants[0]!.tenantId),
+    )
+    .map(([id, f, body]) => h2Frame(FrameType.DATA, f, id, body));
   const settings = fc
     .array(fc.tuple(fc.integer({ min: 0, max: 10 }), fc.integer({ min: 0, max: 0xffffffff })), { maxLength: 4 })
     .map((entries) => {
@@ -240,7 +306,10 @@ function frames(): fc.Arbitrary<Buffer> {
       type: fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 255 })),
       flags,
       streamId,
-      payload: fc.oneof(settings, fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a))),
+      payload: fc.oneof(
+        settings,
+        fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+      ),
       lie: fc.option(fc.integer({ min: 0, max: 0xffffff }), { freq: 8 }),
     })
     .map(({ type, flags: f, streamId: id, payload, lie }) => h2Frame(type, f, id, payload, lie ?? payload.length));
@@ -257,10 +326,16 @@ function h2Sequences(): fc.Arbitrary<Buffer[]> {
   const request = fc.record({
     block: headerBlocks(),
     endStream: fc.boolean(),
-    body: fc.option(bodies(() => b.grant.tenants[0]!.tenantId), { freq: 2 }),
+    body: fc.option(
+      bodies(() => b.grant.tenants[0]!.tenantId),
+      { freq: 2 },
+    ),
   });
   const requests = fc
-    .tuple(fc.array(request, { minLength: 1, maxLength: 4 }), fc.oneof({ arbitrary: fc.constant([]), weight: 3 }, fc.array(frames(), { maxLength: 2 })))
+    .tuple(
+      fc.array(request, { minLength: 1, maxLength: 4 }),
+      fc.oneof({ arbitrary: fc.constant([]), weight: 3 }, fc.array(frames(), { maxLength: 2 })),
+    )
     .map(([rs, after]) => [
       ...rs.flatMap(({ block, endStream, body }, i) => [
         h2Frame(FrameType.HEADERS, END_HEADERS | (endStream && body === null ? END_STREAM : 0), 2 * i + 1, block),
@@ -270,7 +345,10 @@ function h2Sequences(): fc.Arbitrary<Buffer[]> {
     ]);
   const chaos = fc.array(frames(), { minLength: 1, maxLength: 8 });
   return fc
-    .tuple(fc.constantFrom(true, true, true, true, true, true, true, false), fc.oneof({ arbitrary: requests, weight: 3 }, { arbitrary: chaos, weight: 1 }))
+    .tuple(
+      fc.constantFrom(true, true, true, true, true, true, true, false),
+      fc.oneof({ arbitrary: requests, weight: 3 }, { arbitrary: chaos, weight: 1 }),
+    )
     .map(([opening, fs]) => (opening ? [h2Opening(), ...fs] : [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), ...fs]));
 }
 
@@ -288,7 +366,10 @@ async function inParallel<T>(items: readonly T[], fn: (item: T) => Promise<void>
 async function expectServing(serve: ServeProcess, after: string): Promise<void> {
   expect(await isAlive(serve), `the process exited after ${after}: ${serve.stderr().slice(-3000)}`).toBe(true);
   expect(await getStatus(serve, b.certs.ca, "/healthz"), `/healthz after ${after}`).toBe(200);
-  const res = await grpcClient(serve, b.certs.ca).getToken({ selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } }, { ...withKey(b.key), timeoutMs: 10_000 });
+  const res = await grpcClient(serve, b.certs.ca).getToken(
+    { selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } },
+    { ...withKey(b.key), timeoutMs: 10_000 },
+  );
   expect(res.token?.tokenType, `GetToken after ${after}`).toBe("Bearer");
 }
 
@@ -342,7 +423,7 @@ async function fuzz(
       // A connection refused at connect time under thousands of short loopback connections is tried once more
       // (a broker that stopped accepting fails the check after the batch all the same).
       const answer = await exchange(target, alpn, input, 250).catch(async () => {
-        await new Promise((r) => setTimeout(r, 200));
+        await delay(200);
         return exchange(target, alpn, input, 250).catch((e: Error) => {
           throw new Error(`${e.message}; the broker's standard error ends: ${serve().stderr().slice(-3000)}`);
         });
@@ -352,12 +433,28 @@ async function fuzz(
         const name = status === undefined ? "none" : String(status);
         seen.set(name, (seen.get(name) ?? 0) + 1);
         if (status !== undefined && status >= 500 && !isConnectStatus(status, answer)) {
-          expect.fail(`answered ${status} to ${JSON.stringify(Buffer.concat([input].flat()).toString("latin1").slice(0, 600))}: ${JSON.stringify(answer.toString("latin1").slice(0, 600))}`);
+          expect.fail(
+            `answered ${status} to ${JSON.stringify(Buffer.concat([input].flat()).toString("latin1").slice(0, 600))}: ${JSON.stringify(answer.toString("latin1").slice(0, 600))}`,
+          );
         }
       } else {
         // What the server sent back on the connection, beyond its SETTINGS: answers, resets, GOAWAY.
-        const kinds = new Set(readFrames(answer).map((f) => (f.type === FrameType.HEADERS ? "headers" : f.type === FrameType.RST_STREAM ? "reset" : f.type === FrameType.GOAWAY ? "goaway" : "other")));
-        const name = [...kinds].filter((k) => k !== "other").sort().join("+") || "none";
+        const kinds = new Set(
+          readFrames(answer).map((f) =>
+            f.type === FrameType.HEADERS
+              ? "headers"
+              : f.type === FrameType.RST_STREAM
+                ? "reset"
+                : f.type === FrameType.GOAWAY
+                  ? "goaway"
+                  : "other",
+          ),
+        );
+        const name =
+          [...kinds]
+            .filter((k) => k !== "other")
+            .sort()
+            .join("+") || "none";
         seen.set(name, (seen.get(name) ?? 0) + 1);
       }
     });
@@ -374,14 +471,29 @@ describe("the corpus of requests that ended the process", () => {
   ])("over $name, HTTP/1.1 and HTTP/2 alike, leaves the broker serving", async ({ tls }) => {
     const serve = tls ? b.tls : b.plain;
     const target = { url: serve.url, ca: b.certs.ca };
-    const h1 = KILLER_TARGETS.flatMap((t) => ["GET", "POST"].map((m) => Buffer.from(`${m} ${t} HTTP/1.1\r\nHost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, "latin1")));
+    const h1 = KILLER_TARGETS.flatMap((t) =>
+      ["GET", "POST"].map((m) =>
+        Buffer.from(`${m} ${t} HTTP/1.1\r\nHost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, "latin1"),
+      ),
+    );
     await inParallel(h1, async (input) => {
       expect(h1Status(await exchange(target, "http/1.1", input))).toBe(400);
     });
     const h2 = KILLER_TARGETS.flatMap((t) =>
       ["application/grpc", "application/json"].map((ct) => [
         h2Opening(),
-        h2Frame(FrameType.HEADERS, END_HEADERS | END_STREAM, 1, hpackLiterals([[":method", "POST"], [":scheme", "http"], [":path", t], [":authority", "127.0.0.1"], ["content-type", ct]])),
+        h2Frame(
+          FrameType.HEADERS,
+          END_HEADERS | END_STREAM,
+          1,
+          hpackLiterals([
+            [":method", "POST"],
+            [":scheme", "http"],
+            [":path", t],
+            [":authority", "127.0.0.1"],
+            ["content-type", ct],
+          ]),
+        ),
       ]),
     );
     await inParallel(h2, async (input) => {
@@ -393,25 +505,41 @@ describe("the corpus of requests that ended the process", () => {
 });
 
 describe("generated input", () => {
-  it("HTTP/1.1 requests over cleartext: never a 5xx, and the broker keeps serving", async () => {
-    const seen = await fuzz(() => b.plain, h1Requests(), "http/1.1", RUNS, SEED);
-    console.log("HTTP/1.1 statuses", Object.fromEntries(seen));
-    // The mix reached the routes and the RPCs, not only the parser.
-    expect([...seen.keys()].filter((s) => s !== "400" && s !== "none").length).toBeGreaterThan(2);
-  }, TIMEOUT_MS);
+  it(
+    "HTTP/1.1 requests over cleartext: never a 5xx, and the broker keeps serving",
+    async () => {
+      const seen = await fuzz(() => b.plain, h1Requests(), "http/1.1", RUNS, SEED);
+      console.log("HTTP/1.1 statuses", Object.fromEntries(seen));
+      // The mix reached the routes and the RPCs, not only the parser.
+      expect([...seen.keys()].filter((s) => s !== "400" && s !== "none").length).toBeGreaterThan(2);
+    },
+    TIMEOUT_MS,
+  );
 
-  it("HTTP/2 frame sequences over h2c: the broker keeps serving", async () => {
-    const seen = await fuzz(() => b.plain, h2Sequences(), "h2", RUNS, SEED + 1);
-    console.log("HTTP/2 answers", Object.fromEntries(seen));
-    // The mix reached the request handlers (responses), not only Node's frame checks (resets, GOAWAY).
-    expect([...seen.keys()].filter((k) => k.includes("headers")).reduce((n, k) => n + seen.get(k)!, 0)).toBeGreaterThan(RUNS / 20);
-  }, TIMEOUT_MS);
+  it(
+    "HTTP/2 frame sequences over h2c: the broker keeps serving",
+    async () => {
+      const seen = await fuzz(() => b.plain, h2Sequences(), "h2", RUNS, SEED + 1);
+      console.log("HTTP/2 answers", Object.fromEntries(seen));
+      // The mix reached the request handlers (responses), not only Node's frame checks (resets, GOAWAY).
+      expect([...seen.keys()].filter((k) => k.includes("headers")).reduce((n, k) => n + seen.get(k)!, 0)).toBeGreaterThan(RUNS / 20);
+    },
+    TIMEOUT_MS,
+  );
 
-  it("HTTP/1.1 requests over TLS (ALPN http/1.1): never a 5xx, and the broker keeps serving", async () => {
-    await fuzz(() => b.tls, h1Requests(), "http/1.1", Math.ceil(RUNS / 3), SEED + 2);
-  }, TIMEOUT_MS);
+  it(
+    "HTTP/1.1 requests over TLS (ALPN http/1.1): never a 5xx, and the broker keeps serving",
+    async () => {
+      await fuzz(() => b.tls, h1Requests(), "http/1.1", Math.ceil(RUNS / 3), SEED + 2);
+    },
+    TIMEOUT_MS,
+  );
 
-  it("HTTP/2 frame sequences over TLS (ALPN h2): the broker keeps serving", async () => {
-    await fuzz(() => b.tls, h2Sequences(), "h2", Math.ceil(RUNS / 3), SEED + 3);
-  }, TIMEOUT_MS);
+  it(
+    "HTTP/2 frame sequences over TLS (ALPN h2): the broker keeps serving",
+    async () => {
+      await fuzz(() => b.tls, h2Sequences(), "h2", Math.ceil(RUNS / 3), SEED + 3);
+    },
+    TIMEOUT_MS,
+  );
 });

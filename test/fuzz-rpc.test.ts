@@ -107,13 +107,24 @@ function requests(binary: boolean) {
     minValidFor: durations(binary),
     // The long poll: any version (1 is the stored one), and waits that are refused (negative, over 60 s) or short.
     newerThan: fc.oneof(fc.constantFrom(0n, 1n, 2n), fc.bigInt(0n, 2n ** 64n - 1n)),
-    wait: fc.oneof(durations(binary), fc.integer({ min: 0, max: 200 }).map((ms) => create(DurationSchema, { nanos: ms * 1_000_000 }))),
+    wait: fc.oneof(
+      durations(binary),
+      fc.integer({ min: 0, max: 200 }).map((ms) => create(DurationSchema, { nanos: ms * 1_000_000 })),
+    ),
     accessToken: fc.string({ unit: "binary", maxLength: 64 }),
     key: fc.constantFrom<keyof typeof keys | "none" | "garbage">("all", "all", "scoped", "scoped", "revoked", "none", "garbage"),
   });
 }
 
-type Generated = { rpc: "getToken" | "reportExpired" | "watchToken"; selector: { case: "tenantId" | "connectionId"; value: string } | { case: undefined }; minValidFor: ReturnType<typeof create<typeof DurationSchema>> | undefined; newerThan: bigint; wait: ReturnType<typeof create<typeof DurationSchema>> | undefined; accessToken: string; key: keyof typeof keys | "none" | "garbage" };
+type Generated = {
+  rpc: "getToken" | "reportExpired" | "watchToken";
+  selector: { case: "tenantId" | "connectionId"; value: string } | { case: undefined };
+  minValidFor: ReturnType<typeof create<typeof DurationSchema>> | undefined;
+  newerThan: bigint;
+  wait: ReturnType<typeof create<typeof DurationSchema>> | undefined;
+  accessToken: string;
+  key: keyof typeof keys | "none" | "garbage";
+};
 
 async function send(client: Client<typeof TokenService>, r: Generated): Promise<Code | "ok"> {
   const key = r.key === "none" ? undefined : r.key === "garbage" ? "tbk_garbage" : keys[r.key];
@@ -121,7 +132,15 @@ async function send(client: Client<typeof TokenService>, r: Generated): Promise<
   switch (r.rpc) {
     case "getToken":
       return outcome(() =>
-        client.getToken({ selector: r.selector, ...(r.minValidFor ? { minValidFor: r.minValidFor } : {}), newerThan: r.newerThan, ...(r.wait ? { wait: r.wait } : {}) }, options),
+        client.getToken(
+          {
+            selector: r.selector,
+            ...(r.minValidFor ? { minValidFor: r.minValidFor } : {}),
+            newerThan: r.newerThan,
+            ...(r.wait ? { wait: r.wait } : {}),
+          },
+          options,
+        ),
       );
     case "reportExpired":
       return outcome(() => client.reportExpired({ selector: r.selector, accessToken: r.accessToken }, options));
@@ -259,7 +278,9 @@ describe("random bytes as bodies", () => {
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 512 }),
       fc.json({ maxDepth: 3 }).map((j) => new TextEncoder().encode(j)),
-      fc.constantFrom(`{"tenantId":"${f.tenantId}"}`, `{"connectionId":"${f.connectionId}","minValidFor":"1s"}`).map((j) => new TextEncoder().encode(j)),
+      fc
+        .constantFrom(`{"tenantId":"${f.tenantId}"}`, `{"connectionId":"${f.connectionId}","minValidFor":"1s"}`)
+        .map((j) => new TextEncoder().encode(j)),
     );
     await fc.assert(
       fc.asyncProperty(

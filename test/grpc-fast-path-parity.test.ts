@@ -222,7 +222,10 @@ describe("gRPC fast path: malformed bodies with API keys, audit and debug loggin
     const run = async (extra: http2.OutgoingHttpHeaders) => {
       const out: Record<string, { code: string; debugLines: number }> = {};
       for (const [name, body] of Object.entries(bodies)) {
-        for (const [who, headers] of [["anonymous", {}], ["keyed", { authorization: `Bearer ${key}` }]] as const) {
+        for (const [who, headers] of [
+          ["anonymous", {}],
+          ["keyed", { authorization: `Bearer ${key}` }],
+        ] as const) {
           const before = lines();
           const status = statusOf(await rawCall(session, method, body, { ...headers, ...extra }).ended);
           out[`${name}, ${who}`] = { code: Code[status.code] ?? String(status.code), debugLines: lines() - before };
@@ -236,30 +239,33 @@ describe("gRPC fast path: malformed bodies with API keys, audit and debug loggin
     return { fast, viaConnect, audited: await f.auditEntries() };
   };
 
-  it.each(["GetToken", "ReportExpired"] as const)("%s: anonymous calls refused by the key check before the body is read; keyed ones refused for the body, unaudited and unlogged, on both paths", async (method) => {
-    const tenantA = ctx.f.imported.tenants[0]!.tenantId;
-    const one = method === "GetToken" ? getTokenRequest(byTenant(tenantA)) : reportExpiredRequest(byTenant(tenantA), "x");
-    const { fast, viaConnect, audited } = await answers(method, {
-      empty: Buffer.alloc(0),
-      short: one.subarray(0, 3),
-      two: Buffer.concat([one, one]),
-      compressed: Buffer.concat([Buffer.from([1]), one.subarray(1)]),
-    });
-    const unlogged = (code: string) => ({ code, debugLines: 0 });
-    const unauthenticated = { code: "Unauthenticated", debugLines: 1 };
-    expect(fast).toEqual({
-      "empty, anonymous": unauthenticated,
-      "empty, keyed": unlogged("Unimplemented"),
-      "short, anonymous": unauthenticated,
-      "short, keyed": unlogged("InvalidArgument"),
-      "two, anonymous": unauthenticated,
-      "two, keyed": unlogged("Unimplemented"),
-      "compressed, anonymous": unauthenticated,
-      "compressed, keyed": unlogged("Internal"),
-    });
-    expect(viaConnect).toEqual(fast);
-    expect(audited).toEqual([]);
-  });
+  it.each(["GetToken", "ReportExpired"] as const)(
+    "%s: anonymous calls refused by the key check before the body is read; keyed ones refused for the body, unaudited and unlogged, on both paths",
+    async (method) => {
+      const tenantA = ctx.f.imported.tenants[0]!.tenantId;
+      const one = method === "GetToken" ? getTokenRequest(byTenant(tenantA)) : reportExpiredRequest(byTenant(tenantA), "x");
+      const { fast, viaConnect, audited } = await answers(method, {
+        empty: Buffer.alloc(0),
+        short: one.subarray(0, 3),
+        two: Buffer.concat([one, one]),
+        compressed: Buffer.concat([Buffer.from([1]), one.subarray(1)]),
+      });
+      const unlogged = (code: string) => ({ code, debugLines: 0 });
+      const unauthenticated = { code: "Unauthenticated", debugLines: 1 };
+      expect(fast).toEqual({
+        "empty, anonymous": unauthenticated,
+        "empty, keyed": unlogged("Unimplemented"),
+        "short, anonymous": unauthenticated,
+        "short, keyed": unlogged("InvalidArgument"),
+        "two, anonymous": unauthenticated,
+        "two, keyed": unlogged("Unimplemented"),
+        "compressed, anonymous": unauthenticated,
+        "compressed, keyed": unlogged("Internal"),
+      });
+      expect(viaConnect).toEqual(fast);
+      expect(audited).toEqual([]);
+    },
+  );
 
   // Connect reads a server-streaming request's messages inside its interceptors and checks there is exactly
   // one only in the handler, after the API key check: the fast path hands such a body to Connect's handler

@@ -10,6 +10,7 @@
  */
 import * as http2 from "node:http2";
 import { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -248,16 +249,34 @@ const { NotFound, InvalidArgument, ResourceExhausted, Unimplemented, Internal } 
 const refusedRequests: BadRequest[] = [
   bad("GetToken", "an unknown tenant", () => getTokenRequest(noSuchTenant), NotFound, "tenant no-such-tenant is not connected"),
   bad("ReportExpired", "an unknown connection", () => reportExpiredRequest(noSuchConnection, "x"), NotFound, /no-such-connection/),
-  bad("GetToken", "no selector", () => getTokenRequest(undefined), InvalidArgument, /^name the token set: set exactly one of tenant_id or connection_id$/),
+  bad(
+    "GetToken",
+    "no selector",
+    () => getTokenRequest(undefined),
+    InvalidArgument,
+    /^name the token set: set exactly one of tenant_id or connection_id$/,
+  ),
   bad("ReportExpired", "no selector", () => reportExpiredRequest(undefined, "x"), InvalidArgument, /tenant_id or connection_id/),
-  bad("GetToken", "a negative min_valid_for", (f) => getTokenRequest(tenantOf(f), -1), InvalidArgument, "min_valid_for must not be negative"),
+  bad(
+    "GetToken",
+    "a negative min_valid_for",
+    (f) => getTokenRequest(tenantOf(f), -1),
+    InvalidArgument,
+    "min_valid_for must not be negative",
+  ),
   bad("ReportExpired", "an empty access_token", (f) => reportExpiredRequest(tenantOf(f), ""), InvalidArgument, "access_token is empty"),
 ];
 
 /** Bodies that are not one well-formed gRPC message (the broker's readMaxBytes is 8192). */
 const malformedBodies: BadRequest[] = [
   bad("GetToken", "a message over readMaxBytes", () => frame(Buffer.alloc(16_384)), ResourceExhausted, tooLarge(16_384)),
-  bad("GetToken", "a length prefix over readMaxBytes", () => frame(Buffer.alloc(10)).fill(0xff, 1, 5), ResourceExhausted, tooLarge(2 ** 32 - 1)),
+  bad(
+    "GetToken",
+    "a length prefix over readMaxBytes",
+    () => frame(Buffer.alloc(10)).fill(0xff, 1, 5),
+    ResourceExhausted,
+    tooLarge(2 ** 32 - 1),
+  ),
   bad("GetToken", "a compressed message over readMaxBytes", () => frame(Buffer.alloc(9000), 1), ResourceExhausted, tooLarge(9000)),
   bad("GetToken", "a 3-byte body", () => Buffer.from([0, 0, 0]), InvalidArgument, INCOMPLETE),
   bad("GetToken", "a message shorter than its prefix", () => frame(Buffer.alloc(100)).subarray(0, 50), InvalidArgument, INCOMPLETE),
@@ -272,7 +291,13 @@ const malformedBodies: BadRequest[] = [
     EXTRA,
   ),
   bad("GetToken", "a message, then 3 bytes", (f) => Buffer.concat([oneGetToken(f), Buffer.from([0, 0, 0])]), InvalidArgument, INCOMPLETE),
-  bad("GetToken", "a message, then garbage", (f) => Buffer.concat([oneGetToken(f), frame(Buffer.from([0xff, 0xff]))]), Internal, /^parse binary: /),
+  bad(
+    "GetToken",
+    "a message, then garbage",
+    (f) => Buffer.concat([oneGetToken(f), frame(Buffer.from([0xff, 0xff]))]),
+    Internal,
+    /^parse binary: /,
+  ),
   bad(
     "GetToken",
     "a message, then a length prefix over readMaxBytes",
@@ -385,16 +410,21 @@ describe("gRPC fast path under load and with clients that give up", () => {
     const half = (body: Buffer) => body.subarray(0, Math.ceil(body.length / 2));
     // Node's `close(code)` ends the request (END_STREAM) just before its RST_STREAM; `destroy(error)`
     // resets it with INTERNAL_ERROR in the middle of the body, with no end.
-    const variants: Array<{ method: TokenMethod; body: Buffer; end?: true; reset: (req: http2.ClientHttp2Stream, code: number) => void }> = [
-      { method: "GetToken", body: half(getTokenRequest(tenantOf(f))), reset: (req, code) => req.close(code) },
-      // A watch under way (its request ended): only the RST_STREAM goes out.
-      { method: "WatchToken", body: watchRequest(tenantOf(f)), end: true, reset: (req, code) => req.close(code) },
-      { method: "ReportExpired", body: half(reportExpiredRequest(tenantOf(f), "some-token")), reset: (req) => req.destroy(new Error("gone")) },
-      // A whole request without its end: the server waits for the rest.
-      { method: "WatchToken", body: watchRequest(tenantOf(f)), reset: (req) => req.destroy(new Error("gone")) },
-      { method: "GetToken", body: half(getTokenRequest(tenantOf(f))), reset: (req) => req.destroy(new Error("gone")) },
-      { method: "WatchToken", body: half(watchRequest(tenantOf(f))), reset: (req, code) => req.close(code) },
-    ];
+    const variants: Array<{ method: TokenMethod; body: Buffer; end?: true; reset: (req: http2.ClientHttp2Stream, code: number) => void }> =
+      [
+        { method: "GetToken", body: half(getTokenRequest(tenantOf(f))), reset: (req, code) => req.close(code) },
+        // A watch under way (its request ended): only the RST_STREAM goes out.
+        { method: "WatchToken", body: watchRequest(tenantOf(f)), end: true, reset: (req, code) => req.close(code) },
+        {
+          method: "ReportExpired",
+          body: half(reportExpiredRequest(tenantOf(f), "some-token")),
+          reset: (req) => req.destroy(new Error("gone")),
+        },
+        // A whole request without its end: the server waits for the rest.
+        { method: "WatchToken", body: watchRequest(tenantOf(f)), reset: (req) => req.destroy(new Error("gone")) },
+        { method: "GetToken", body: half(getTokenRequest(tenantOf(f))), reset: (req) => req.destroy(new Error("gone")) },
+        { method: "WatchToken", body: half(watchRequest(tenantOf(f))), reset: (req, code) => req.close(code) },
+      ];
     for (let batch = 0; batch < 10; batch++) {
       const streams = Array.from({ length: 20 }, (_, i) => {
         const variant = variants[i % variants.length]!;
@@ -404,7 +434,7 @@ describe("gRPC fast path under load and with clients that give up", () => {
         else req.write(variant.body);
         return { req, variant };
       });
-      await new Promise((resolve) => setTimeout(resolve, 20)); // the data reaches the server
+      await delay(20); // the data reaches the server
       const watching = streams.filter(({ variant }) => variant.end).length;
       await eventually(() => f.server.broker.hub.size === watching, 3000, "the watches under way");
       await Promise.all(
@@ -449,7 +479,7 @@ describe("gRPC fast path under load and with clients that give up", () => {
     // The caller's wait ended (as failed) while the refresh goes on: nothing holds on to the cancelled call.
     const deadline = Date.now() + 1000;
     while ((await metric(f, "tokenbroker_refresh_wait_seconds_count", waits)) === before.failedWaits && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await delay(10);
     }
     expect(await metric(f, "tokenbroker_refresh_wait_seconds_count", waits)).toBe(before.failedWaits + 1);
     expect(await metric(f, "tokenbroker_refreshes_total", refreshes)).toBe(before.refreshes);
@@ -464,7 +494,11 @@ describe("gRPC fast path under load and with clients that give up", () => {
 });
 
 /** GetToken through `@grpc/grpc-js` with a deadline (`grpc-timeout`), as the Python example's `timeout=10` sends it. */
-function grpcJsGetToken(url: string, selector: RawSelector, deadlineMs: number): Promise<{ headers: grpc.Metadata | undefined; response?: GetTokenResponse; error?: grpc.ServiceError }> {
+function grpcJsGetToken(
+  url: string,
+  selector: RawSelector,
+  deadlineMs: number,
+): Promise<{ headers: grpc.Metadata | undefined; response?: GetTokenResponse; error?: grpc.ServiceError }> {
   const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure());
   return new Promise((resolve) => {
     let headers: grpc.Metadata | undefined;
@@ -581,11 +615,12 @@ describe("gRPC fast path: a storm of waiting calls, some of which give up", () =
 
     expect(f.fake.tokenEndpointCalls - before.calls).toBe(1);
     expect(await servedGetTokens(f)).toBe(before.served + 200);
-    expect(await metric(f, "tokenbroker_refresh_wait_seconds_count", { cause: "caller", outcome: "error" })).toBe(
-      before.failedWaits + 100,
-    );
+    expect(await metric(f, "tokenbroker_refresh_wait_seconds_count", { cause: "caller", outcome: "error" })).toBe(before.failedWaits + 100);
     // A caller that went away is not the broker's fault: nothing at error level, no "internal error".
-    const lines = log.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg?: string });
+    const lines = log
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: number; msg?: string });
     expect(lines.filter((l) => l.level >= 50 || l.msg === "internal error")).toEqual([]);
     expect(lines.some((l) => l.msg?.includes("refresh"))).toBe(true); // the log was captured
   });

@@ -67,9 +67,7 @@ function connect(url: string): GrpcJsTokenClient {
           options: grpc.CallOptions,
           cb: (err: grpc.ServiceError | null, res?: Res) => void,
         ) => grpc.ClientUnaryCall;
-        fn.call(client, create(schema, init), { deadline: Date.now() + 10_000 }, (err, res) =>
-          err ? reject(err) : resolve(res!),
-        );
+        fn.call(client, create(schema, init), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!)));
       });
   return {
     getToken: unary<typeof GetTokenRequestSchema, GetTokenResponse>("GetToken", GetTokenRequestSchema),

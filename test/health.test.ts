@@ -8,12 +8,14 @@ import { execFile } from "node:child_process";
 import * as http from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { setTimeout as delay } from "node:timers/promises";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/ts/grpc/health/v1/health_pb.js";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { readStream } from "./helpers/stream-reader.js";
+import { rejection } from "./helpers/rejection.js";
 
 const run = promisify(execFile);
 const CURL = "/usr/bin/curl";
@@ -28,15 +30,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await f.close();
 });
-
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 async function status(service = ""): Promise<Status> {
   return (await health.check({ service })).status;
@@ -71,7 +64,7 @@ describe("grpc.health.v1.Health", () => {
     const watch = readStream((signal) => health.watch({ service: "no.such.Service" }, { signal }));
     try {
       expect((await watch.next()).status).toBe(Status.SERVICE_UNKNOWN);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await delay(300);
       expect(watch.ended).toBe(false);
     } finally {
       watch.cancel();
@@ -177,7 +170,7 @@ describe("grpc.health.v1.Health", () => {
       expect((await h1("/readyz")).status).toBe(200); // opens the keep-alive connection
       const deadline = Date.now() + 3000;
       while (!f.server.broker.refresher.isRefreshing(f.connectionId) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await delay(10);
       }
       expect(f.server.broker.refresher.isRefreshing(f.connectionId)).toBe(true);
 

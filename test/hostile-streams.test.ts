@@ -6,6 +6,7 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { setTimeout as delay } from "node:timers/promises";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, expect, it } from "vitest";
@@ -19,7 +20,7 @@ const gc = runInNewContext("gc") as () => void;
 /** Heap in use after full collections, MB. */
 async function settledHeapMb(): Promise<number> {
   for (let i = 0; i < 3; i++) {
-    await new Promise((r) => setTimeout(r, 20));
+    await delay(20);
     gc();
   }
   return process.memoryUsage().heapUsed / 1024 / 1024;
@@ -53,7 +54,10 @@ it("2000 WatchToken streams opened and cancelled over 4 HTTP/2 connections leave
             const it = stream[Symbol.asyncIterator]();
             const first = it.next();
             setImmediate(() => cancel.abort());
-            await first.then(() => {}, () => {});
+            await first.then(
+              () => {},
+              () => {},
+            );
           } else {
             for await (const m of stream) {
               if (m.token) firstTokens++;

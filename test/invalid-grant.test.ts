@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConnectionState, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -6,16 +7,7 @@ import { importRefreshToken, type ImportResult } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { readStream, type StreamReader } from "./helpers/stream-reader.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 const chosen = protocols.filter((p) => p.name.startsWith("gRPC (") || p.name.startsWith("Connect JSON"));
 
@@ -99,7 +91,7 @@ describe.each(chosen)("a grant revoked at Xero, over $name", ({ transport }) => 
     }
     f.clock.advance(24 * 60 * 60_000); // past any cooldown or lead time
     await f.server.scheduler.tick();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     const again = await rejection(client.getToken({ selector: { case: "connectionId", value: connectionId } }));
     expect(again.code).toBe(Code.FailedPrecondition);
     expect(f.fake.tokenEndpointCalls).toBe(calls);

@@ -37,13 +37,19 @@ describe("serve's limits", () => {
     [["--idle-timeout", "0"], /--idle-timeout must be a positive number/],
     [["--max-connections-per-address", "1.5"], /--max-connections-per-address must be a whole number/],
   ])("%j is refused with one line", async (args, message) => {
-    const r = await runCli(["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--insecure-no-encryption", ...args], fakeEnv(sb.fake));
+    const r = await runCli(
+      ["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--insecure-no-encryption", ...args],
+      fakeEnv(sb.fake),
+    );
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toMatch(message);
   });
 
   it("TOKENBROKER_MAX_CONNECTION_BUFFER_KIB=lots is refused with one line", async () => {
-    const r = await runCli(["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--insecure-no-encryption"], fakeEnv(sb.fake, { TOKENBROKER_MAX_CONNECTION_BUFFER_KIB: "lots" }));
+    const r = await runCli(
+      ["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--insecure-no-encryption"],
+      fakeEnv(sb.fake, { TOKENBROKER_MAX_CONNECTION_BUFFER_KIB: "lots" }),
+    );
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toMatch(/--max-connection-buffer-kib must be a positive number, not "lots"/);
   });

@@ -20,12 +20,14 @@ const PREFIX = /^\d{2}:\d{2}:\d{2}\.\d{3} (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) 
 describe("--log-format pretty", () => {
   it("writes HH:MM:SS.mmm LEVEL msg key=value… lines, one per record", () => {
     const { logger, text } = capture("pretty");
-    logger.info(
-      { event: "refresh", connectionId: "c-1", cause: "caller", outcome: "ok", durationMs: 112, version: 8 },
-      "refresh ok",
+    logger.info({ event: "refresh", connectionId: "c-1", cause: "caller", outcome: "ok", durationMs: 112, version: 8 }, "refresh ok");
+    logger.warn(
+      { event: "notification", type: "connection.needs_reauthorization", note: "two words" },
+      "connection c-1 needs re-authorisation",
     );
-    logger.warn({ event: "notification", type: "connection.needs_reauthorization", note: "two words" }, "connection c-1 needs re-authorisation");
-    const lines = text().split("\n").filter((l) => l !== "");
+    const lines = text()
+      .split("\n")
+      .filter((l) => l !== "");
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(PREFIX);
     expect(lines[0]!.replace(/^\S+ /, "")).toBe(

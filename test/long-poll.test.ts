@@ -47,7 +47,13 @@ async function fetchGetToken(baseUrl: string, body: Record<string, unknown>, hea
 /** True if `p` has not settled after `ms`. */
 async function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
   const pending = Symbol("pending");
-  const winner = await Promise.race([p.then(() => undefined, () => undefined), new Promise((r) => setTimeout(() => r(pending), ms))]);
+  const winner = await Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise((r) => setTimeout(() => r(pending), ms)),
+  ]);
   return winner === pending;
 }
 
@@ -115,7 +121,10 @@ describe("long poll over Connect JSON on HTTP/1.1 (fetch)", () => {
     const report = await f
       .client()
       .reportExpired({ selector: { case: "tenantId", value: tenantId }, accessToken: first.accessToken! })
-      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
     expect(report?.code).toBe(Code.FailedPrecondition);
     const answered = await waiting;
     expect(performance.now() - reported).toBeLessThan(1000);
@@ -135,7 +144,9 @@ describe("long poll over Connect JSON on HTTP/1.1 (fetch)", () => {
     expect(answered.tookMs).toBeGreaterThanOrEqual(1900);
     // The same on HTTP/2, through the gRPC fast path.
     const started = performance.now();
-    const grpc = await f.client().getToken({ selector: { case: "tenantId", value: f.tenantId }, newerThan: BigInt(first.version!), wait: { seconds: 2n } });
+    const grpc = await f
+      .client()
+      .getToken({ selector: { case: "tenantId", value: f.tenantId }, newerThan: BigInt(first.version!), wait: { seconds: 2n } });
     expect(grpc.token?.version).toBe(BigInt(first.version!));
     expect(performance.now() - started).toBeGreaterThanOrEqual(1900);
   });
@@ -170,17 +181,25 @@ describe.each(binaryProtocols)("long poll over $name", ({ transport }) => {
     expect(ranOut.token?.version).toBe(v + 1n);
     expect(performance.now() - started).toBeGreaterThanOrEqual(750);
 
-    const tooLong = await client.getToken({ selector, newerThan: v + 1n, wait: { seconds: 61n } }).catch((e: unknown) => ConnectError.from(e));
+    const tooLong = await client
+      .getToken({ selector, newerThan: v + 1n, wait: { seconds: 61n } })
+      .catch((e: unknown) => ConnectError.from(e));
     expect(tooLong).toBeInstanceOf(ConnectError);
     expect((tooLong as ConnectError).code).toBe(Code.InvalidArgument);
 
-    const doomed = client.getToken({ selector, newerThan: v + 1n, wait: { seconds: 30n } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    const doomed = client.getToken({ selector, newerThan: v + 1n, wait: { seconds: 30n } }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
     expect(await stillPending(doomed, 500)).toBe(true);
     f.fake.revokeGrant(grant.grantId);
     const current = await client.getToken({ selector });
     await client.reportExpired({ selector, accessToken: current.token!.accessToken }).catch(() => {});
     const error = await doomed;
-    const plain = await client.getToken({ selector }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    const plain = await client.getToken({ selector }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
     expect(error?.code).toBe(Code.FailedPrecondition);
     expect(error?.rawMessage).toBe(plain?.rawMessage);
   });
@@ -206,7 +225,9 @@ describe.each(binaryProtocols)("long poll over $name", ({ transport }) => {
     const selector = { case: "tenantId" as const, value: f.tenantId };
     const { token } = await client.getToken({ selector });
     const controller = new AbortController();
-    const waiting = client.getToken({ selector, newerThan: token!.version, wait: { seconds: 30n } }, { signal: controller.signal }).catch((e: unknown) => ConnectError.from(e));
+    const waiting = client
+      .getToken({ selector, newerThan: token!.version, wait: { seconds: 30n } }, { signal: controller.signal })
+      .catch((e: unknown) => ConnectError.from(e));
     await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 2000 }).toBe(1);
     controller.abort();
     expect(((await waiting) as ConnectError).code).toBe(Code.Canceled);
@@ -239,7 +260,9 @@ describe("long polls at scale", () => {
     const selector = { case: "tenantId" as const, value: f.tenantId };
     const { token } = await client.getToken({ selector });
     const v = token!.version;
-    const grpc = Array.from({ length: 800 }, () => client.getToken({ selector, newerThan: v, wait: { seconds: 60n } }).then((r) => r.token!.version));
+    const grpc = Array.from({ length: 800 }, () =>
+      client.getToken({ selector, newerThan: v, wait: { seconds: 60n } }).then((r) => r.token!.version),
+    );
     const json = Array.from({ length: 200 }, () =>
       fetchGetToken(f.server.url, { tenantId: f.tenantId, newerThan: String(v), wait: "60s" }).then((r) => BigInt(r.version ?? "0")),
     );
@@ -265,9 +288,15 @@ describe("long poll with API keys", () => {
     const client = s.client();
     const selector = { case: "tenantId" as const, value: s.tenantId };
     const { token } = await client.getToken({ selector }, withKey(key));
-    const refused = await client.getToken({ selector, newerThan: token!.version, wait: { seconds: 30n } }, withKey(other)).catch((e: unknown) => ConnectError.from(e));
+    const refused = await client
+      .getToken({ selector, newerThan: token!.version, wait: { seconds: 30n } }, withKey(other))
+      .catch((e: unknown) => ConnectError.from(e));
     expect((refused as ConnectError).code).toBe(Code.PermissionDenied);
-    const waiting = fetchGetToken(s.server.url, { tenantId: s.tenantId, newerThan: String(token!.version), wait: "30s" }, withKey(key).headers);
+    const waiting = fetchGetToken(
+      s.server.url,
+      { tenantId: s.tenantId, newerThan: String(token!.version), wait: "30s" },
+      withKey(key).headers,
+    );
     expect(await stillPending(waiting, 500)).toBe(true);
     await s.keys.revoke("channel", Date.now());
     const answered = await waiting;
@@ -287,7 +316,13 @@ describe("the long poll in docs/clients.md", () => {
       new Promise<{ version: string }>((resolve, reject) =>
         execFile(
           "/bin/sh",
-          ["-c", command!.replaceAll("http://127.0.0.1:50051", s.server.url).replaceAll("<tenant id>", s.tenantId).replace(`"newerThan":"7"`, `"newerThan":"${version}"`)],
+          [
+            "-c",
+            command!
+              .replaceAll("http://127.0.0.1:50051", s.server.url)
+              .replaceAll("<tenant id>", s.tenantId)
+              .replace(`"newerThan":"7"`, `"newerThan":"${version}"`),
+          ],
           { env: { PATH: process.env["PATH"] ?? "", KEY: key } },
           (e, stdout) => (e ? reject(e) : resolve((JSON.parse(stdout) as { token: { version: string } }).token)),
         ),
@@ -309,7 +344,9 @@ describe("the long poll in docs/clients.md", () => {
     const key = s.createKey("python", [s.tenantId]);
     const code = docSnippet("docs/clients.md", "python-long-poll");
     expect(code).toContain('BROKER = "http://127.0.0.1:50051"');
-    const filled = code.replace('"http://127.0.0.1:50051"', JSON.stringify(s.server.url)).replace('"<tenant id>"', JSON.stringify(s.tenantId));
+    const filled = code
+      .replace('"http://127.0.0.1:50051"', JSON.stringify(s.server.url))
+      .replace('"<tenant id>"', JSON.stringify(s.tenantId));
     const child = spawn("python3", ["-c", filled], { env: { ...process.env, TOKENBROKER_KEY: key }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";

@@ -22,7 +22,11 @@ import { CLI } from "./helpers/serve-process.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
 
 const LUA = "lua5.1";
-const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [LUA, "-e", "require 'socket.http'; require 'ltn12'"]);
+const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [
+  LUA,
+  "-e",
+  "require 'socket.http'; require 'ltn12'",
+]);
 /** The repository root: the commands below are the docs', run from there. */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -64,7 +68,9 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 async function runDocsCommand(broker: string, tenant: string, apiUrl: string, key?: string): Promise<RunResult> {
   const [command, ...more] = shellCommands(docSnippet("docs/clients.md", "lua-script"));
   expect(more).toEqual([]);
-  expect(command).toBe("TOKENBROKER_KEY=tbk_… lua5.1 examples/iguana/run_example.lua http://127.0.0.1:50051 <tenant id> http://127.0.0.1:<port>/connections 2");
+  expect(command).toBe(
+    "TOKENBROKER_KEY=tbk_… lua5.1 examples/iguana/run_example.lua http://127.0.0.1:50051 <tenant id> http://127.0.0.1:<port>/connections 2",
+  );
   const filled = command!
     .replace("TOKENBROKER_KEY=tbk_… ", key === undefined ? "" : `TOKENBROKER_KEY=${quote(key)} `)
     .replace("http://127.0.0.1:50051", quote(broker))
@@ -184,9 +190,7 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
 
     const run = await runLua(["examples/iguana/run_example.lua", f.server.url, f.tenantId, api.url, "1"]);
     expect(run.code).toBe(0);
-    expect(run.lines).toEqual([
-      { step: "call", n: 1, status: 401, version: before.version + 1, getToken: 1, reportExpired: 1 },
-    ]);
+    expect(run.lines).toEqual([{ step: "call", n: 1, status: 401, version: before.version + 1, getToken: 1, reportExpired: 1 }]);
     expect(api.requests.map((r) => r.status)).toEqual([401, 401]);
     expect(new Set(api.requests.map((r) => r.tokenSha256)).size).toBe(2);
     expect(f.fake.refreshes - refreshesBefore).toBe(1);
@@ -198,7 +202,9 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
     const run = await runDocsCommand(f.server.url, f.tenantId, f.fake.connectionsUrl);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    expect(run.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));
+    expect(run.lines).toEqual(
+      [1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })),
+    );
     expect(f.fake.refreshes).toBe(refreshesBefore);
 
     const unknown = await runLua(["examples/iguana/run_example.lua", f.server.url, "no-such-tenant", f.fake.connectionsUrl]);
@@ -234,7 +240,9 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
     });
     expect(step("unreachable")).toMatchObject({
       ok: false,
-      error: expect.stringMatching(/^tokenbroker: the broker at http:\/\/127\.0\.0\.1:1 cannot be reached \(net\.http\.post: .*\) and no token was kept$/) as unknown,
+      error: expect.stringMatching(
+        /^tokenbroker: the broker at http:\/\/127\.0\.0\.1:1 cannot be reached \(net\.http\.post: .*\) and no token was kept$/,
+      ) as unknown,
     });
 
     const times = step("parse_time")!["times"] as Array<{ text: string; seconds: number }>;
@@ -252,8 +260,7 @@ function startLuaDriver(args: string[]) {
   let wake: (() => void) | undefined;
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     pending += chunk;
-    let at: number;
-    while ((at = pending.indexOf("\n")) >= 0) {
+    for (let at = pending.indexOf("\n"); at >= 0; at = pending.indexOf("\n")) {
       lines.push(JSON.parse(pending.slice(0, at)) as Record<string, unknown>);
       pending = pending.slice(at + 1);
     }
@@ -335,12 +342,23 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client's local copy and long 
     await lua.ask("advance 60");
     const failed = await lua.ask("call a");
     expect(failed).toMatchObject({ ok: false });
-    expect(failed["error"]).toMatch(new RegExp(`^tokenbroker: the broker at ${url.replaceAll(".", "\\.")} cannot be reached \\(.*\\) and the last token expired at `));
-    expect(await lua.ask("token b")).toMatchObject({ ok: false, error: expect.stringContaining(`the broker at ${url} cannot be reached`) as unknown });
+    expect(failed["error"]).toMatch(
+      new RegExp(`^tokenbroker: the broker at ${url.replaceAll(".", "\\.")} cannot be reached \\(.*\\) and the last token expired at `),
+    );
+    expect(await lua.ask("token b")).toMatchObject({
+      ok: false,
+      error: expect.stringContaining(`the broker at ${url} cannot be reached`) as unknown,
+    });
 
     // The broker is back on its port (its clock moved as far as the channel's): the next attempt after the backoff recovers.
     f.clock.advance((leftS + 30) * 1000);
-    again = await startBrokerServer({ port, store: f.store, identity: f.identity, clock: f.clock, refresher: { retryBaseMs: 10, cooldownMs: 10 } });
+    again = await startBrokerServer({
+      port,
+      store: f.store,
+      identity: f.identity,
+      clock: f.clock,
+      refresher: { retryBaseMs: 10, cooldownMs: 10 },
+    });
     await again.scheduler.stop();
     await lua.ask("advance 5"); // past the longest backoff (4 s in this script)
     expect(await lua.ask("call a")).toMatchObject({ ok: true, status: 200, source: "broker", version: v + 1 });
@@ -399,11 +417,16 @@ async function startBrokerTap(broker: string) {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
+      for (const [k, v] of Object.entries(req.headers))
+        if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
       const answer = await fetch(new URL(req.url ?? "/", broker), { method: req.method ?? "GET", headers, body: Buffer.concat(chunks) });
       const body = Buffer.from(await answer.arrayBuffer());
       const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-      requests.push({ method: (req.url ?? "").split("/").pop() ?? "", status: answer.status, keySha256: bearer === undefined ? undefined : sha256(bearer) });
+      requests.push({
+        method: (req.url ?? "").split("/").pop() ?? "",
+        status: answer.status,
+        keySha256: bearer === undefined ? undefined : sha256(bearer),
+      });
       res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" }).end(body);
     })();
   });
@@ -416,211 +439,226 @@ async function startBrokerTap(broker: string) {
   };
 }
 
-describe.skipIf(noLua !== undefined)(`Lua (Iguana) client against a broker that requires API keys${noLua ? ` skipped: ${noLua}` : ""}`, () => {
-  let f: SecureBrokerFixture;
-  let key: string;
-  let otherKey: string;
-  let tap: Awaited<ReturnType<typeof startBrokerTap>>;
-  let api: Awaited<ReturnType<typeof startApiStandIn>> | undefined;
+describe.skipIf(noLua !== undefined)(
+  `Lua (Iguana) client against a broker that requires API keys${noLua ? ` skipped: ${noLua}` : ""}`,
+  () => {
+    let f: SecureBrokerFixture;
+    let key: string;
+    let otherKey: string;
+    let tap: Awaited<ReturnType<typeof startBrokerTap>>;
+    let api: Awaited<ReturnType<typeof startApiStandIn>> | undefined;
 
-  beforeEach(async () => {
-    f = await startSecureBroker();
-    key = f.createKey("iguana-channel", [f.tenantId]);
-    // Another channel's key: the grant's other organisation only.
-    otherKey = f.createKey("other-channel", [f.imported.tenants[1]!.tenantId]);
-    tap = await startBrokerTap(f.server.url);
-  });
-  afterEach(async () => {
-    await api?.close();
-    api = undefined;
-    await tap.close();
-    await f.close();
-  });
+    beforeEach(async () => {
+      f = await startSecureBroker();
+      key = f.createKey("iguana-channel", [f.tenantId]);
+      // Another channel's key: the grant's other organisation only.
+      otherKey = f.createKey("other-channel", [f.imported.tenants[1]!.tenantId]);
+      tap = await startBrokerTap(f.server.url);
+    });
+    afterEach(async () => {
+      await api?.close();
+      api = undefined;
+      await tap.close();
+      await f.close();
+    });
 
-  it("sends TOKENBROKER_KEY on GetToken and ReportExpired: a 401 from the API is reported, refreshed once, retried", async () => {
-    const before = (await f.store.tokens.getToken(f.connectionId))!;
-    const refreshesBefore = f.fake.refreshes;
-    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
+    it("sends TOKENBROKER_KEY on GetToken and ReportExpired: a 401 from the API is reported, refreshed once, retried", async () => {
+      const before = (await f.store.tokens.getToken(f.connectionId))!;
+      const refreshesBefore = f.fake.refreshes;
+      api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 2 });
 
-    const run = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url, "3"], { TOKENBROKER_KEY: key });
-    expect(run.stderr).toBe("");
-    expect(run.code).toBe(0);
-    expect(run.lines).toEqual([
-      { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
-      { step: "call", n: 2, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
-      { step: "call", n: 3, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
-    ]);
-    expect(f.fake.refreshes - refreshesBefore).toBe(1);
-    expect(tap.requests).toEqual([
-      { method: "GetToken", status: 200, keySha256: sha256(key) },
-      { method: "ReportExpired", status: 200, keySha256: sha256(key) },
-    ]);
-    // The broker's key goes to the broker only: the API saw Xero tokens.
-    expect(api.requests.map((r) => r.status)).toEqual([200, 401, 200, 200]);
-    for (const r of api.requests) expect(r.tokenSha256).not.toBe(sha256(key));
-    expect(run.stdout.includes(key) || run.stdout.includes(before.accessToken)).toBe(false);
-  });
-
-  it("the Iguana snippet of the README and docs/clients.md runs under the shim: two messages, one GetToken with the key, the API answers 200", async () => {
-    const snippet = docSnippet("README.md", "lua-iguana");
-    expect(docSnippet("docs/clients.md", "lua-iguana")).toBe(snippet);
-    const stored = (await f.store.tokens.getToken(f.connectionId))!;
-    const filled = [
-      ["'http://127.0.0.1:50051'", tap.url],
-      ["'<tenant id>'", f.tenantId],
-      ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
-    ].reduce((code, [from, to]) => {
-      expect(code).toContain(from);
-      return code.replace(from!, `'${to}'`);
-    }, snippet);
-    const dir = tempDir();
-    try {
-      writeFileSync(join(dir.path, "channel.lua"), filled);
-      // What Iguana does: its globals, the module on the path, the script loaded once, main() per message.
-      const runner = [
-        "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
-        "net = require 'net'",
-        "json = require 'json'",
-        `dofile(${JSON.stringify(join(dir.path, "channel.lua"))})`,
-        "main('first message')",
-        "main('second message')",
-        "print('{\"step\":\"done\"}')",
-      ].join("\n");
-      const run = await runLua(["-e", runner], { TOKENBROKER_KEY: key });
+      const run = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url, "3"], { TOKENBROKER_KEY: key });
       expect(run.stderr).toBe("");
       expect(run.code).toBe(0);
-      expect(run.lines).toEqual([{ step: "done" }]);
-    } finally {
-      dir.cleanup();
-    }
-    // One GetToken for two messages, with the channel's key; the token stayed the one stored.
-    expect(tap.requests).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
-    expect((await f.store.tokens.getToken(f.connectionId))!.version).toBe(stored.version);
-  });
+      expect(run.lines).toEqual([
+        { step: "call", n: 1, status: 200, tenants: 2, version: before.version, getToken: 1, reportExpired: 0 },
+        { step: "call", n: 2, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+        { step: "call", n: 3, status: 200, tenants: 2, version: before.version + 1, getToken: 1, reportExpired: 1 },
+      ]);
+      expect(f.fake.refreshes - refreshesBefore).toBe(1);
+      expect(tap.requests).toEqual([
+        { method: "GetToken", status: 200, keySha256: sha256(key) },
+        { method: "ReportExpired", status: 200, keySha256: sha256(key) },
+      ]);
+      // The broker's key goes to the broker only: the API saw Xero tokens.
+      expect(api.requests.map((r) => r.status)).toEqual([200, 401, 200, 200]);
+      for (const r of api.requests) expect(r.tokenSha256).not.toBe(sha256(key));
+      expect(run.stdout.includes(key) || run.stdout.includes(before.accessToken)).toBe(false);
+    });
 
-  it("the docs' command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
-    const stored = (await f.store.tokens.getToken(f.connectionId))!;
-    const readme = await runDocsCommand(tap.url, f.tenantId, f.fake.connectionsUrl, key);
-    expect(readme.stderr).toBe("");
-    expect(readme.code).toBe(0);
-    expect(readme.lines).toEqual([1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })));
-    expect(tap.requests.splice(0)).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
-
-    // Without a key, or with another tenant's, the API is never called.
-    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 0 });
-    const none = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url]);
-    expect(none.code).toBe(1);
-    expect(none.lines).toEqual([]);
-    expect(none.stderr).toBe(
-      "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (no key was sent: tokenbroker.new{key=})\n",
-    );
-
-    const other = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url], { TOKENBROKER_KEY: otherKey });
-    expect(other.code).toBe(1);
-    expect(other.lines).toEqual([]);
-    expect(other.stderr).toBe("tokenbroker GetToken: permission_denied: this API key may not use that tenant or connection\n");
-
-    expect(tap.requests).toEqual([
-      { method: "GetToken", status: 401, keySha256: undefined },
-      { method: "GetToken", status: 403, keySha256: sha256(otherKey) },
-    ]);
-    expect(api.requests).toEqual([]);
-    for (const run of [none, other]) expect(run.stdout.includes(otherKey) || run.stderr.includes(otherKey)).toBe(false);
-  });
-
-  it("docs/iguana.md from scratch: the tenant and key commands, a keeper channel's long poll, a channel on the local copy", async () => {
-    const dir = tempDir();
-    try {
-      // `tokenbroker` on PATH, as after `npm install -g`, on this broker's database.
-      const bin = join(dir.path, "bin");
-      mkdirSync(bin);
-      writeFileSync(join(bin, "tokenbroker"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
-      chmodSync(join(bin, "tokenbroker"), 0o755);
-      const sh = (command: string) =>
-        promisify(execFile)("/bin/sh", ["-c", command], { env: { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: f.dbPath }, timeout: 20_000 });
-      const [tenants, create, ...more] = shellCommands(docSnippet("docs/iguana.md", "iguana-setup"));
-      expect(more).toEqual([]);
-      expect((await sh(tenants!)).stdout).toMatch(new RegExp(`^${f.tenantId}\\s+active\\s`, "m"));
-      expect(create).toContain("<tenant id>");
-      const made = (await sh(create!.replace("<tenant id>", f.tenantId))).stdout.trim();
-      expect(made).toMatch(/^tbk_[A-Za-z0-9_-]{43}$/);
-
-      const store = join(dir.path, "tokenbroker.db");
-      const fill = (code: string) =>
-        [
-          ["'http://127.0.0.1:50051'", tap.url],
-          ["'<tenant id>'", f.tenantId],
-          ["'tokenbroker.db'", store],
-          ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
-        ].reduce((c, [from, to]) => c.replace(from!, `'${to}'`), code);
-      /** A channel as Iguana runs it: its globals, the module on the path, the script loaded once, main() per message. */
-      const channel = (script: string, messages: number) => {
-        const file = join(dir.path, `channel-${Math.random().toString(36).slice(2)}.lua`);
-        writeFileSync(file, fill(script));
+    it("the Iguana snippet of the README and docs/clients.md runs under the shim: two messages, one GetToken with the key, the API answers 200", async () => {
+      const snippet = docSnippet("README.md", "lua-iguana");
+      expect(docSnippet("docs/clients.md", "lua-iguana")).toBe(snippet);
+      const stored = (await f.store.tokens.getToken(f.connectionId))!;
+      const filled = [
+        ["'http://127.0.0.1:50051'", tap.url],
+        ["'<tenant id>'", f.tenantId],
+        ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
+      ].reduce((code, [from, to]) => {
+        expect(code).toContain(from);
+        return code.replace(from!, `'${to}'`);
+      }, snippet);
+      const dir = tempDir();
+      try {
+        writeFileSync(join(dir.path, "channel.lua"), filled);
+        // What Iguana does: its globals, the module on the path, the script loaded once, main() per message.
         const runner = [
           "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
           "net = require 'net'",
           "json = require 'json'",
-          "util = require 'util'",
-          `dofile(${JSON.stringify(file)})`,
-          ...Array.from({ length: messages }, () => "main('message')"),
-          "print('done')",
+          `dofile(${JSON.stringify(join(dir.path, "channel.lua"))})`,
+          "main('first message')",
+          "main('second message')",
+          'print(\'{"step":"done"}\')',
         ].join("\n");
-        return promisify(execFile)(LUA, ["-e", runner], { cwd: root, timeout: 30_000, env: { ...inherited, TOKENBROKER_KEY: made } });
-      };
+        const run = await runLua(["-e", runner], { TOKENBROKER_KEY: key });
+        expect(run.stderr).toBe("");
+        expect(run.code).toBe(0);
+        expect(run.lines).toEqual([{ step: "done" }]);
+      } finally {
+        dir.cleanup();
+      }
+      // One GetToken for two messages, with the channel's key; the token stayed the one stored.
+      expect(tap.requests).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
+      expect((await f.store.tokens.getToken(f.connectionId))!.version).toBe(stored.version);
+    });
 
+    it("the docs' command with TOKENBROKER_KEY; no key: HTTP 401 and a Lua error saying so; another tenant's key: HTTP 403", async () => {
       const stored = (await f.store.tokens.getToken(f.connectionId))!;
-      // The keeper: its first poll gets the token at once (nothing held), its second waits for the next one.
-      const keeper = channel(docSnippet("docs/iguana.md", "iguana-keeper"), 2);
-      await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 10_000 }).toBe(1);
-      const reported = performance.now();
-      await f.client().reportExpired({ selector: { case: "tenantId", value: f.tenantId }, accessToken: stored.accessToken }, withKey(made));
-      const kept = await keeper;
-      expect(performance.now() - reported).toBeLessThan(1500);
-      expect(kept.stderr).toBe("");
-      expect(kept.stdout).toBe(`token version ${stored.version}\ntoken version ${stored.version + 1}\ndone\n`);
+      const readme = await runDocsCommand(tap.url, f.tenantId, f.fake.connectionsUrl, key);
+      expect(readme.stderr).toBe("");
+      expect(readme.code).toBe(0);
+      expect(readme.lines).toEqual(
+        [1, 2].map((n) => ({ step: "call", n, status: 200, tenants: 2, version: stored.version, getToken: 1, reportExpired: 0 })),
+      );
+      expect(tap.requests.splice(0)).toEqual([{ method: "GetToken", status: 200, keySha256: sha256(key) }]);
 
-      // The channel finds that token in the copy: Xero answers 200, and the broker is not asked.
-      const worked = await channel(docSnippet("docs/iguana.md", "iguana-channel"), 2);
-      expect(worked.stderr).toBe("");
-      expect(worked.stdout).toBe("done\n");
+      // Without a key, or with another tenant's, the API is never called.
+      api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 0 });
+      const none = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url]);
+      expect(none.code).toBe(1);
+      expect(none.lines).toEqual([]);
+      expect(none.stderr).toBe(
+        "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (no key was sent: tokenbroker.new{key=})\n",
+      );
+
+      const other = await runLua(["examples/iguana/run_example.lua", tap.url, f.tenantId, api.url], { TOKENBROKER_KEY: otherKey });
+      expect(other.code).toBe(1);
+      expect(other.lines).toEqual([]);
+      expect(other.stderr).toBe("tokenbroker GetToken: permission_denied: this API key may not use that tenant or connection\n");
+
       expect(tap.requests).toEqual([
-        { method: "GetToken", status: 200, keySha256: sha256(made) },
-        { method: "GetToken", status: 200, keySha256: sha256(made) },
+        { method: "GetToken", status: 401, keySha256: undefined },
+        { method: "GetToken", status: 403, keySha256: sha256(otherKey) },
       ]);
-    } finally {
-      dir.cleanup();
-    }
-  });
+      expect(api.requests).toEqual([]);
+      for (const run of [none, other]) expect(run.stdout.includes(otherKey) || run.stderr.includes(otherKey)).toBe(false);
+    });
 
-  it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
-    const stored = (await f.store.tokens.getToken(f.connectionId))!;
-    const run = await runLua(["test/lua/check_auth.lua", tap.url, f.tenantId], { TOKENBROKER_KEY: key, OTHER_KEY: otherKey });
-    expect(run.stderr).toBe("");
-    expect(run.code).toBe(0);
-    const step = (name: string) => run.lines.find((l) => l["step"] === name);
-    expect(step("token")).toEqual({ step: "token", getToken: 1, version: stored.version, keyInClient: false });
-    expect(step("report_expired")).toEqual({ step: "report_expired", reportExpired: 1, version: stored.version + 1 });
-    expect(step("unknown_key")).toEqual({
-      step: "unknown_key",
-      ok: false,
-      error: "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (the key sent is unknown or revoked)",
+    it("docs/iguana.md from scratch: the tenant and key commands, a keeper channel's long poll, a channel on the local copy", async () => {
+      const dir = tempDir();
+      try {
+        // `tokenbroker` on PATH, as after `npm install -g`, on this broker's database.
+        const bin = join(dir.path, "bin");
+        mkdirSync(bin);
+        writeFileSync(join(bin, "tokenbroker"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+        chmodSync(join(bin, "tokenbroker"), 0o755);
+        const sh = (command: string) =>
+          promisify(execFile)("/bin/sh", ["-c", command], {
+            env: { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: f.dbPath },
+            timeout: 20_000,
+          });
+        const [tenants, create, ...more] = shellCommands(docSnippet("docs/iguana.md", "iguana-setup"));
+        expect(more).toEqual([]);
+        expect((await sh(tenants!)).stdout).toMatch(new RegExp(`^${f.tenantId}\\s+active\\s`, "m"));
+        expect(create).toContain("<tenant id>");
+        const made = (await sh(create!.replace("<tenant id>", f.tenantId))).stdout.trim();
+        expect(made).toMatch(/^tbk_[A-Za-z0-9_-]{43}$/);
+
+        const store = join(dir.path, "tokenbroker.db");
+        const fill = (code: string) =>
+          [
+            ["'http://127.0.0.1:50051'", tap.url],
+            ["'<tenant id>'", f.tenantId],
+            ["'tokenbroker.db'", store],
+            ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
+          ].reduce((c, [from, to]) => c.replace(from!, `'${to}'`), code);
+        /** A channel as Iguana runs it: its globals, the module on the path, the script loaded once, main() per message. */
+        const channel = (script: string, messages: number) => {
+          const file = join(dir.path, `channel-${Math.random().toString(36).slice(2)}.lua`);
+          writeFileSync(file, fill(script));
+          const runner = [
+            "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
+            "net = require 'net'",
+            "json = require 'json'",
+            "util = require 'util'",
+            `dofile(${JSON.stringify(file)})`,
+            ...Array.from({ length: messages }, () => "main('message')"),
+            "print('done')",
+          ].join("\n");
+          return promisify(execFile)(LUA, ["-e", runner], { cwd: root, timeout: 30_000, env: { ...inherited, TOKENBROKER_KEY: made } });
+        };
+
+        const stored = (await f.store.tokens.getToken(f.connectionId))!;
+        // The keeper: its first poll gets the token at once (nothing held), its second waits for the next one.
+        const keeper = channel(docSnippet("docs/iguana.md", "iguana-keeper"), 2);
+        await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 10_000 }).toBe(1);
+        const reported = performance.now();
+        await f
+          .client()
+          .reportExpired({ selector: { case: "tenantId", value: f.tenantId }, accessToken: stored.accessToken }, withKey(made));
+        const kept = await keeper;
+        expect(performance.now() - reported).toBeLessThan(1500);
+        expect(kept.stderr).toBe("");
+        expect(kept.stdout).toBe(`token version ${stored.version}\ntoken version ${stored.version + 1}\ndone\n`);
+
+        // The channel finds that token in the copy: Xero answers 200, and the broker is not asked.
+        const worked = await channel(docSnippet("docs/iguana.md", "iguana-channel"), 2);
+        expect(worked.stderr).toBe("");
+        expect(worked.stdout).toBe("done\n");
+        expect(tap.requests).toEqual([
+          { method: "GetToken", status: 200, keySha256: sha256(made) },
+          { method: "GetToken", status: 200, keySha256: sha256(made) },
+        ]);
+      } finally {
+        dir.cleanup();
+      }
     });
-    expect(step("other_tenant_report")).toEqual({
-      step: "other_tenant_report",
-      ok: false,
-      calls: 1,
-      error: "tokenbroker ReportExpired: permission_denied: this API key may not use that tenant or connection",
+
+    it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {
+      const stored = (await f.store.tokens.getToken(f.connectionId))!;
+      const run = await runLua(["test/lua/check_auth.lua", tap.url, f.tenantId], { TOKENBROKER_KEY: key, OTHER_KEY: otherKey });
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      const step = (name: string) => run.lines.find((l) => l["step"] === name);
+      expect(step("token")).toEqual({ step: "token", getToken: 1, version: stored.version, keyInClient: false });
+      expect(step("report_expired")).toEqual({ step: "report_expired", reportExpired: 1, version: stored.version + 1 });
+      expect(step("unknown_key")).toEqual({
+        step: "unknown_key",
+        ok: false,
+        error:
+          "tokenbroker GetToken: unauthenticated: a valid API key is required: send `authorization: Bearer <key>` (the key sent is unknown or revoked)",
+      });
+      expect(step("other_tenant_report")).toEqual({
+        step: "other_tenant_report",
+        ok: false,
+        calls: 1,
+        error: "tokenbroker ReportExpired: permission_denied: this API key may not use that tenant or connection",
+      });
+      expect(step("bad_key")).toEqual({
+        step: "bad_key",
+        ok: false,
+        error: "tokenbroker.new: key is not an API key (visible ASCII characters only)",
+      });
+      expect(tap.requests.map((r) => [r.method, r.status])).toEqual([
+        ["GetToken", 200],
+        ["ReportExpired", 200],
+        ["GetToken", 401],
+        ["ReportExpired", 403],
+      ]);
+      // The right key was sent trimmed; nothing printed holds a key.
+      expect(tap.requests[0]!.keySha256).toBe(sha256(key));
+      for (const secret of [key, otherKey]) expect(run.stdout.includes(secret)).toBe(false);
     });
-    expect(step("bad_key")).toEqual({ step: "bad_key", ok: false, error: "tokenbroker.new: key is not an API key (visible ASCII characters only)" });
-    expect(tap.requests.map((r) => [r.method, r.status])).toEqual([
-      ["GetToken", 200],
-      ["ReportExpired", 200],
-      ["GetToken", 401],
-      ["ReportExpired", 403],
-    ]);
-    // The right key was sent trimmed; nothing printed holds a key.
-    expect(tap.requests[0]!.keySha256).toBe(sha256(key));
-    for (const secret of [key, otherKey]) expect(run.stdout.includes(secret)).toBe(false);
-  });
-});
+  },
+);

@@ -6,11 +6,22 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { watchRequest } from "./helpers/raw-grpc.js";
-import { END_HEADERS, END_STREAM, exchange, FrameType, h1Status, h2Frame, h2Opening, h2Request, hpackLiterals, readFrames, type RawTarget } from "./helpers/raw-http.js";
+import {
+  END_HEADERS,
+  END_STREAM,
+  exchange,
+  FrameType,
+  h1Status,
+  h2Frame,
+  h2Opening,
+  h2Request,
+  hpackLiterals,
+  readFrames,
+  type RawTarget,
+} from "./helpers/raw-http.js";
 import { getStatus, grpcClient, isAlive, startProductionBrokers, type ProductionBrokers } from "./helpers/production-serve.js";
 import { withKey } from "./helpers/secure-broker.js";
 import { KILLER_TARGETS } from "./helpers/http-corpus.js";
-
 
 /** How a request is refused: 400, or over HTTP/2 a stream reset PROTOCOL_ERROR (Node refuses a `:path` that is not a path itself). */
 const REFUSED = [400, "PROTOCOL_ERROR"];
@@ -32,7 +43,9 @@ beforeEach(async () => {
 type Transport = { name: string; tls: boolean; status(target: RawTarget, path: string): Promise<number | string | undefined> };
 
 const h1: Transport["status"] = async (target, path) =>
-  h1Status(await exchange(target, "http/1.1", Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, "latin1")));
+  h1Status(
+    await exchange(target, "http/1.1", Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, "latin1")),
+  );
 const h2: Transport["status"] = async (target, path) => {
   const r = await h2Request(target, { ":method": "GET", ":path": path });
   return r.headers ? Number(r.headers[":status"]) : /NGHTTP2_PROTOCOL_ERROR/.test(r.error ?? "") ? "PROTOCOL_ERROR" : r.error;
@@ -53,12 +66,17 @@ describe("request targets that no URL parser accepts", () => {
       const answer = await status(target, path);
       if (!REFUSED.includes(answer as number | string)) {
         const dead = !(await isAlive(serve));
-        expect.fail(`${JSON.stringify(path)} was answered ${String(answer)}${dead ? `, and the process exited: ${serve.stderr().slice(-2000)}` : ""}`);
+        expect.fail(
+          `${JSON.stringify(path)} was answered ${String(answer)}${dead ? `, and the process exited: ${serve.stderr().slice(-2000)}` : ""}`,
+        );
       }
     }
     expect(await isAlive(serve)).toBe(true);
     expect(await getStatus(serve, b.certs.ca, "/healthz")).toBe(200);
-    const res = await grpcClient(serve, b.certs.ca).getToken({ selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } }, withKey(b.key));
+    const res = await grpcClient(serve, b.certs.ca).getToken(
+      { selector: { case: "tenantId", value: b.grant.tenants[0]!.tenantId } },
+      withKey(b.key),
+    );
     expect(res.token?.tokenType).toBe("Bearer");
   });
 });
@@ -73,13 +91,16 @@ describe("hosts that are not hosts, and requests without one", () => {
     );
   };
 
-  it.each(["a b", "[", "a:99999", "@", "a/b", ""])("a GetToken with Host %j is answered 4xx over HTTP/1.1, and the process keeps serving", async (host) => {
-    const answer = h1Status(await exchange({ url: b.plain.url }, "http/1.1", getToken(host)));
-    expect(answer).toBeGreaterThanOrEqual(400);
-    expect(answer).toBeLessThan(500);
-    expect(await isAlive(b.plain)).toBe(true);
-    expect(await getStatus(b.plain, b.certs.ca, "/healthz")).toBe(200);
-  });
+  it.each(["a b", "[", "a:99999", "@", "a/b", ""])(
+    "a GetToken with Host %j is answered 4xx over HTTP/1.1, and the process keeps serving",
+    async (host) => {
+      const answer = h1Status(await exchange({ url: b.plain.url }, "http/1.1", getToken(host)));
+      expect(answer).toBeGreaterThanOrEqual(400);
+      expect(answer).toBeLessThan(500);
+      expect(await isAlive(b.plain)).toBe(true);
+      expect(await getStatus(b.plain, b.certs.ca, "/healthz")).toBe(200);
+    },
+  );
 
   it("HTTP/1.0 without Host is served (health checks send none), the RPCs included", async () => {
     const health = await exchange({ url: b.plain.url }, "http/1.1", Buffer.from("GET /healthz HTTP/1.0\r\n\r\n"));
@@ -91,14 +112,15 @@ describe("hosts that are not hosts, and requests without one", () => {
 
   it("HTTP/2 with Host instead of :authority is served; without either the stream is reset (PROTOCOL_ERROR)", async () => {
     const body = Buffer.from(JSON.stringify({ tenantId: b.grant.tenants[0]!.tenantId }));
-    const rpc = (authority: Array<[string, string]>) => [
-      [":method", "POST"],
-      [":scheme", "http"],
-      [":path", "/tokenbroker.v1.TokenService/GetToken"],
-      ...authority,
-      ["content-type", "application/json"],
-      ["authorization", `Bearer ${b.key}`],
-    ] as Array<[string, string]>;
+    const rpc = (authority: Array<[string, string]>) =>
+      [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/tokenbroker.v1.TokenService/GetToken"],
+        ...authority,
+        ["content-type", "application/json"],
+        ["authorization", `Bearer ${b.key}`],
+      ] as Array<[string, string]>;
     const frames = readFrames(
       await exchange({ url: b.plain.url }, "h2", [
         h2Opening(),
@@ -110,7 +132,9 @@ describe("hosts that are not hosts, and requests without one", () => {
     );
     // `:status: 200` is entry 8 of HPACK's static table, which Node sends indexed.
     expect(frames.find((f) => f.type === FrameType.HEADERS && f.streamId === 1)?.payload[0]).toBe(0x80 | 8);
-    expect(Buffer.concat(frames.filter((f) => f.type === FrameType.DATA && f.streamId === 1).map((f) => f.payload)).toString()).toMatch(/"accessToken":/);
+    expect(Buffer.concat(frames.filter((f) => f.type === FrameType.DATA && f.streamId === 1).map((f) => f.payload)).toString()).toMatch(
+      /"accessToken":/,
+    );
     const reset = frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 3);
     expect(reset?.payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
     expect(await isAlive(b.plain)).toBe(true);
@@ -123,7 +147,14 @@ describe("deadlines too long for a timer", () => {
     const watch = (timeout: string) =>
       h2Request(
         { url: b.plain.url },
-        { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/grpc", te: "trailers", "grpc-timeout": timeout, authorization: `Bearer ${b.key}` },
+        {
+          ":method": "POST",
+          ":path": "/tokenbroker.v1.TokenService/WatchToken",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": timeout,
+          authorization: `Bearer ${b.key}`,
+        },
         watchRequest({ case: "tenantId", value: tenantId }),
         1_000,
       );
@@ -135,7 +166,13 @@ describe("deadlines too long for a timer", () => {
     }
     const connect = await h2Request(
       { url: b.plain.url },
-      { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/GetToken", "content-type": "application/json", "connect-timeout-ms": "9999999999", authorization: `Bearer ${b.key}` },
+      {
+        ":method": "POST",
+        ":path": "/tokenbroker.v1.TokenService/GetToken",
+        "content-type": "application/json",
+        "connect-timeout-ms": "9999999999",
+        authorization: `Bearer ${b.key}`,
+      },
       Buffer.from(JSON.stringify({ tenantId })),
     );
     expect(connect.headers?.[":status"]).toBe(200);
@@ -145,12 +182,22 @@ describe("deadlines too long for a timer", () => {
 
 describe("an HTTP/2 stream gone before it is handled (found by test/fuzz-http.test.ts)", () => {
   it("`expect: 100-continue` on a stream reset in the same packet neither ends the process nor logs an error", async () => {
-    const block = hpackLiterals([[":method", "GET"], [":scheme", "http"], [":path", "/healthz"], [":authority", "127.0.0.1"], ["expect", "100-continue"]]);
+    const block = hpackLiterals([
+      [":method", "GET"],
+      [":scheme", "http"],
+      [":path", "/healthz"],
+      [":authority", "127.0.0.1"],
+      ["expect", "100-continue"],
+    ]);
     const rst = Buffer.alloc(4);
     rst.writeUInt32BE(8); // CANCEL
     for (const serve of [b.plain, b.tls]) {
       // One write: Node reads both frames before it hands the stream over, then answers 100 on a destroyed stream.
-      await exchange({ url: serve.url, ca: b.certs.ca }, "h2", Buffer.concat([h2Opening(), h2Frame(FrameType.HEADERS, END_HEADERS, 1, block), h2Frame(FrameType.RST_STREAM, 0, 1, rst)]));
+      await exchange(
+        { url: serve.url, ca: b.certs.ca },
+        "h2",
+        Buffer.concat([h2Opening(), h2Frame(FrameType.HEADERS, END_HEADERS, 1, block), h2Frame(FrameType.RST_STREAM, 0, 1, rst)]),
+      );
       expect(await isAlive(serve), serve.stderr().slice(-2000)).toBe(true);
       expect(await getStatus(serve, b.certs.ca, "/healthz")).toBe(200);
       expect(serve.stderr()).not.toMatch(/"level":50/);

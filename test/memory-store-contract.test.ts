@@ -1,66 +1,62 @@
 /**
- * The in-memory store of the unit tests (test/helpers/memory-token-store.ts) behaves as the SQLite store in
- * everything the token logic relies on: leases, the commit under the lease and the version, re-authorisation,
+ * The in-memory store of the unit tests (test/helpers/memory-token-store.ts) behaves as the SQLite and the
+ * PostgreSQL stores in everything the token logic relies on: leases, the commit under the lease and the version, re-authorisation,
  * lapsed leases and token states. The same scenarios run against both, so the unit tests prove something
  * about the real store's contract and the fake cannot drift from it unseen.
  */
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
-import { openSqliteStore } from "../src/store/sqlite-store.js";
+import { openStore } from "../src/store/open-store.js";
+import type { Store } from "../src/store/store.js";
 import { LeaseLostError } from "../src/store/token-set-store.js";
-import type { NewTokenSet } from "../src/token-set.js";
-import { tempDir } from "./helpers/broker-fixture.js";
 import { MemoryTokenStore, type TokenStore } from "./helpers/memory-token-store.js";
+import { useStoreBackends } from "./helpers/store-backends.js";
+import { taggedTokenSet } from "./helpers/token-sets.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-const stores: Array<{ name: string; open(clock: ManualClock): TokenStore }> = [
-  {
-    name: "SQLite",
-    open(clock) {
-      const dir = tempDir();
-      const store = openSqliteStore({ path: join(dir.path, "t.db"), clock });
-      cleanups.push(async () => {
-        await store.close();
-        dir.cleanup();
-      });
-      // The SQLite store's token-set and connection parts, seen as one object as the memory store is.
-      const parts = [store.tokens, store.connections] as const;
-      return new Proxy({} as TokenStore, {
-        get(_, name) {
-          const part = parts.find((p) => name in p) as Record<PropertyKey, unknown> | undefined;
-          const value = part?.[name];
-          return typeof value === "function" ? value.bind(part) : value;
-        },
-      });
-    },
-  },
-  { name: "memory", open: (clock) => new MemoryTokenStore(clock) },
-];
+const backends = useStoreBackends();
 
-function tokenSet(clock: ManualClock, tag: string): NewTokenSet {
-  return {
-    accessToken: `access-${tag}`,
-    refreshToken: `refresh-${tag}`,
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access"],
-    obtainedAt: clock.now(),
-    expiresAt: clock.now() + 30 * 60_000,
-    refreshTokenIssuedAt: clock.now(),
-  };
+/** A store's token-set and connection parts, seen as one object as the memory store is. */
+function asOneObject(store: Store): TokenStore {
+  cleanups.push(() => store.close());
+  const parts = [store.tokens, store.connections] as const;
+  return new Proxy({} as TokenStore, {
+    get(_, name) {
+      const part = parts.find((p) => name in p) as Record<PropertyKey, unknown> | undefined;
+      const value = part?.[name];
+      return typeof value === "function" ? value.bind(part) : value;
+    },
+  });
 }
 
-const tenant = (tenantId: string) => ({ tenantId, xeroConnectionId: undefined, tenantName: undefined, tenantType: undefined, authEventId: undefined });
+const stores: Array<{ name: string; skip: string | undefined; open(clock: ManualClock): Promise<TokenStore> }> = [
+  ...backends.map((backend) => ({
+    name: backend.name,
+    skip: backend.skip,
+    open: async (clock: ManualClock) => asOneObject(await openStore(await backend.location(), { clock })),
+  })),
+  { name: "memory", skip: undefined, open: async (clock: ManualClock) => new MemoryTokenStore(clock) },
+];
 
-describe.each(stores)("the $name store", ({ open }) => {
+const tokenSet = (clock: ManualClock, tag: string) => taggedTokenSet(clock.now(), tag);
+
+const tenant = (tenantId: string) => ({
+  tenantId,
+  xeroConnectionId: undefined,
+  tenantName: undefined,
+  tenantType: undefined,
+  authEventId: undefined,
+});
+
+describe.each(stores)("the $name store", ({ open, skip }) => {
+  if (skip) return void it.skip(skip);
   async function setUp() {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));
-    const store = open(clock);
+    const store = await open(clock);
     const { connectionId } = await store.saveConnection({ xeroUserId: "u1", tokenSet: tokenSet(clock, "1"), tenants: [tenant("t1")] });
     return { clock, store, connectionId };
   }
@@ -68,7 +64,11 @@ describe.each(stores)("the $name store", ({ open }) => {
   it("one lease holder at a time; a lapsed lease, or one taken 'in the future' (the clock went back), can be taken over", async () => {
     const { clock, store, connectionId } = await setUp();
     expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
-    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({ acquired: false, holder: "A", expiresAt: clock.now() + 30_000 });
+    expect(await store.tryAcquireLease(connectionId, "B", 30_000)).toEqual({
+      acquired: false,
+      holder: "A",
+      expiresAt: clock.now() + 30_000,
+    });
     expect(await store.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true }); // renewed by its holder
     expect(await store.listLapsedLeases(clock.now())).toEqual([]);
     clock.advance(30_000);
@@ -94,7 +94,14 @@ describe.each(stores)("the $name store", ({ open }) => {
     expect(wrongVersion).not.toBeInstanceOf(LeaseLostError);
     expect((await store.getToken(connectionId))?.version).toBe(1);
     const committed = await store.commitRefresh(connectionId, "B", 1, tokenSet(clock, "B"));
-    expect(committed).toMatchObject({ connectionId, version: 2, accessToken: "access-B", refreshToken: "refresh-B", state: "active", tenantIds: ["t1"] });
+    expect(committed).toMatchObject({
+      connectionId,
+      version: 2,
+      accessToken: "access-B",
+      refreshToken: "refresh-B",
+      state: "active",
+      tenantIds: ["t1"],
+    });
     expect(await store.getToken(connectionId)).toMatchObject({ version: 2, accessToken: "access-B" });
     expect((await store.tryAcquireLease(connectionId, "C", 30_000)).acquired).toBe(true);
     // A lease that lapsed but nobody took over is still its holder's to commit under.

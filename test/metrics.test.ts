@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
@@ -37,9 +38,7 @@ describe("GET /metrics", () => {
 
   function watch(protocol: (typeof protocols)[number]): StreamReader<WatchTokenResponse> {
     const client = f.client(protocol.transport);
-    const reader = readStream((signal) =>
-      client.watchToken({ selector: { case: "tenantId", value: f.tenantId } }, { signal }),
-    );
+    const reader = readStream((signal) => client.watchToken({ selector: { case: "tenantId", value: f.tenantId } }, { signal }));
     readers.push(reader);
     return reader;
   }
@@ -121,7 +120,10 @@ describe("GET /metrics", () => {
     const error = await f
       .client()
       .getToken({ selector: { case: "connectionId", value: imported.connectionId } })
-      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
     expect(error?.code).toBe(Code.FailedPrecondition);
 
     const m = await scrapeMetrics(f.server.url);
@@ -160,7 +162,7 @@ describe("refreshes per expiry across two broker processes", () => {
     // Broker A starts the refresh and takes the lease...
     const a = f.client().getToken({ selector: { case: "tenantId", value: f.tenantId } });
     await eventually(() => f.server.broker.refresher.isRefreshing(f.connectionId), 2000, "A to start refreshing");
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     // ...its lease lapses while the token endpoint is slow, and broker B refreshes the same version again.
     f.clock.advance(31_000);
     const clientB = createClient(TokenService, grpc.transport(serverB.url));
@@ -185,31 +187,34 @@ describe("deploy/prometheus-alerts.yml", () => {
 
   const noYaml = missingSystemPackage("PyYAML", "apt-get install python3-yaml", ["/usr/bin/python3", "-c", "import yaml"]);
 
-  it.skipIf(noYaml)("parses, has the two promised alerts, names only exported metrics, and is the copy in docs/observability.md", async () => {
-    const text = readFileSync(join(root, "deploy", "prometheus-alerts.yml"), "utf8");
-    // promtool is not installed here: PyYAML (Debian's python3-yaml) checks that it is YAML at all.
-    const parsed = JSON.parse(
-      execFileSync("/usr/bin/python3", ["-c", "import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"], {
-        input: text,
-      }).toString(),
-    ) as { groups: Array<{ name: string; rules: Array<{ alert: string; expr: string; labels: Record<string, string> }> }> };
-    const rules = parsed.groups.flatMap((g) => g.rules);
-    expect(rules.map((r) => r.alert)).toEqual(
-      expect.arrayContaining(["TokenbrokerDoubleRefresh", "TokenbrokerConnectionNeedsReauthorization"]),
-    );
-    expect(rules.find((r) => r.alert === "TokenbrokerDoubleRefresh")!.expr).toMatch(/tokenbroker_refreshes_per_expiry\)? > 1$/);
-    for (const r of rules) expect(r.labels["severity"]).toMatch(/^(critical|warning)$/);
+  it.skipIf(noYaml)(
+    "parses, has the two promised alerts, names only exported metrics, and is the copy in docs/observability.md",
+    async () => {
+      const text = readFileSync(join(root, "deploy", "prometheus-alerts.yml"), "utf8");
+      // promtool is not installed here: PyYAML (Debian's python3-yaml) checks that it is YAML at all.
+      const parsed = JSON.parse(
+        execFileSync("/usr/bin/python3", ["-c", "import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"], {
+          input: text,
+        }).toString(),
+      ) as { groups: Array<{ name: string; rules: Array<{ alert: string; expr: string; labels: Record<string, string> }> }> };
+      const rules = parsed.groups.flatMap((g) => g.rules);
+      expect(rules.map((r) => r.alert)).toEqual(
+        expect.arrayContaining(["TokenbrokerDoubleRefresh", "TokenbrokerConnectionNeedsReauthorization"]),
+      );
+      expect(rules.find((r) => r.alert === "TokenbrokerDoubleRefresh")!.expr).toMatch(/tokenbroker_refreshes_per_expiry\)? > 1$/);
+      for (const r of rules) expect(r.labels["severity"]).toMatch(/^(critical|warning)$/);
 
-    // Every metric an expression names is one a broker exports (a typo would make an alert that never fires).
-    const f = await startBroker();
-    try {
-      const exported = new Set((await scrapeMetrics(f.server.url)).text.match(/^# TYPE (\S+)/gm)!.map((l) => l.slice(7)));
-      const named = rules.flatMap((r) => r.expr.match(/tokenbroker_[a-z_]+/g) ?? []);
-      expect(named.length).toBeGreaterThanOrEqual(rules.length);
-      for (const name of named) expect(exported, name).toContain(name);
-    } finally {
-      await f.close();
-    }
-    expect(docSnippet("docs/observability.md", "prometheus-alerts")).toBe(text);
-  });
+      // Every metric an expression names is one a broker exports (a typo would make an alert that never fires).
+      const f = await startBroker();
+      try {
+        const exported = new Set((await scrapeMetrics(f.server.url)).text.match(/^# TYPE (\S+)/gm)!.map((l) => l.slice(7)));
+        const named = rules.flatMap((r) => r.expr.match(/tokenbroker_[a-z_]+/g) ?? []);
+        expect(named.length).toBeGreaterThanOrEqual(rules.length);
+        for (const name of named) expect(exported, name).toContain(name);
+      } finally {
+        await f.close();
+      }
+      expect(docSnippet("docs/observability.md", "prometheus-alerts")).toBe(text);
+    },
+  );
 });

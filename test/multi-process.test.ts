@@ -53,14 +53,16 @@ const transports: Array<(baseUrl: string) => Transport> = ["gRPC (", "gRPC-Web",
 
 /** A fake Xero, one imported grant, and three `tokenbroker serve` processes on one SQLite file. */
 async function startCluster(options: { fake?: FakeXeroOptions; env?: Record<string, string>; args?: string[] } = {}): Promise<Cluster> {
-  const f = (fake = await startFakeXero(options.fake));
+  const f = await startFakeXero(options.fake);
+  fake = f;
   dir = tempDir();
   const db = join(dir.path, "tokenbroker.db");
   const env = fakeEnv(f, options.env);
   const grant = f.addGrant({ tenants: [{ tenantName: "Org A" }, { tenantName: "Org B" }] });
   const connectionId = await cliImport(env, db, grant.refreshToken);
   const brokers = await Promise.all([0, 1, 2].map(() => startServe({ env, db, ...(options.args ? { args: options.args } : {}) })));
-  const ro = (readOnly = new Database(db, { readonly: true }));
+  const ro = new Database(db, { readonly: true });
+  readOnly = ro;
   const tokenOf = ro.prepare<[string], ReturnType<Cluster["stored"]>>(
     `SELECT version, access_token AS accessToken, refresh_token AS refreshToken, expires_at AS expiresAt
      FROM token_sets WHERE connection_id = ?`,
@@ -184,7 +186,7 @@ describe("three broker processes on one SQLite file", () => {
             { timeoutMs: 15_000 },
           ),
         );
-        reports.forEach((p) => p.catch(() => {}));
+        for (const p of reports) p.catch(() => {});
         await until(() => c.lease() !== undefined, 5000, "a lease");
         expect(c.lease()!.ttlMs).toBe(leaseTtlSeconds * 1000);
         const holderPid = Number(c.lease()!.holder.split(":").at(-2));

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -90,7 +91,10 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   ];
   const req = { selector: { case: "tenantId" as const, value: tenantId } };
   const failed = async (p: Promise<unknown>) => {
-    const e = await p.then(() => undefined, (err: unknown) => ConnectError.from(err));
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
     expect(e, "the call should have failed").toBeInstanceOf(ConnectError);
     callerMessages.push(e!.rawMessage, JSON.stringify(e!.metadata), JSON.stringify(e!.details));
     return e!;
@@ -117,7 +121,7 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   // The broker waits out a cool-down after the outage, answering UNAVAILABLE meanwhile.
   let lost = await failed(clients[0]!.reportExpired({ ...req, accessToken: current }, withKey(channelKey)));
   for (const deadline = Date.now() + 8000; lost.code === Code.Unavailable && Date.now() < deadline; ) {
-    await new Promise((r) => setTimeout(r, 250));
+    await delay(250);
     lost = await failed(clients[0]!.reportExpired({ ...req, accessToken: current }, withKey(channelKey)));
   }
   expect(lost.code).toBe(Code.FailedPrecondition);
@@ -144,8 +148,8 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
     "encryption key": encryptionKey,
     "encryption key (hex)": Buffer.from(encryptionKey, "base64").toString("hex"),
   };
-  keys.forEach((k, i) => (secrets[`API key ${i}`] = k));
-  tokens.forEach((t, i) => (secrets[`access token ${i}`] = t));
+  for (const [i, k] of keys.entries()) secrets[`API key ${i}`] = k;
+  for (const [i, t] of tokens.entries()) secrets[`access token ${i}`] = t;
   stored.forEach((r, i) => {
     secrets[`stored refresh token ${i}`] = r.refreshToken;
     secrets[`stored access token ${i}`] = r.accessToken;
@@ -156,7 +160,9 @@ it("a full scenario at debug level writes no token, key or secret anywhere, and 
   const everything = [...output, ...callerMessages].join("\n");
   expect(everything.length).toBeGreaterThan(1000);
   const leaks = Object.entries(secrets).flatMap(([name, secret]) =>
-    forms(secret).filter((form) => form.length >= 8 && everything.includes(form)).map(() => name),
+    forms(secret)
+      .filter((form) => form.length >= 8 && everything.includes(form))
+      .map(() => name),
   );
   expect(leaks).toEqual([]);
   // Upstream bodies stay upstream.

@@ -53,7 +53,10 @@ describe("failure notifications", () => {
 
   /** The warnings logged for notifications, by event type. */
   const warnings = () =>
-    log.records().filter((r) => r["event"] === "notification" && r["level"] === 40).map((r) => r["type"]);
+    log
+      .records()
+      .filter((r) => r["event"] === "notification" && r["level"] === 40)
+      .map((r) => r["type"]);
 
   /** Every secret the test knows of that must never reach a log line or a webhook body. */
   async function secrets(grants: FakeGrant[], connectionId: string): Promise<string[]> {
@@ -82,7 +85,10 @@ describe("failure notifications", () => {
     const err = await f
       .client()
       .getToken({ selector: { case: "connectionId", value: connectionId } })
-      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
     expect(err?.code).toBe(Code.FailedPrecondition);
     await pass();
     await pass(); // once per transition, not once per pass
@@ -157,10 +163,7 @@ describe("failure notifications", () => {
     // ...until that one is 54 days old in turn.
     f.clock.advance(54 * DAY);
     await pass();
-    expect(receiver.accepted().map((e) => e.type)).toEqual([
-      "connection.refresh_token_expiring",
-      "connection.refresh_token_expiring",
-    ]);
+    expect(receiver.accepted().map((e) => e.type)).toEqual(["connection.refresh_token_expiring", "connection.refresh_token_expiring"]);
     expect(warnings()).toHaveLength(2);
     const all = log.lines().join("\n") + receiver.received.map((r) => r.body).join("\n");
     for (const secret of await secrets([], f.connectionId)) expect(all).not.toContain(secret);

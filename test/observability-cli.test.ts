@@ -1,18 +1,18 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
+import { identityServerOptions, startFakeXero, type FakeGrant, type FakeXero } from "@tokenbroker/fake-xero";
 import { importRefreshToken } from "../src/importer.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { parsePrometheusText } from "./helpers/prometheus-text.js";
+import { fakeEnv, freePort } from "./helpers/serve-process.js";
 import { startWebhookReceiver, type WebhookReceiver } from "./helpers/webhook-receiver.js";
 
 // `npm test` compiles src to dist/ first; run `npm run build` before running this file alone.
@@ -21,14 +21,6 @@ const SECRET = "whsec_observability_test_0123456789";
 const PRETTY = /^\d{2}:\d{2}:\d{2}\.\d{3} (DEBUG|INFO |WARN |ERROR|FATAL) \S/;
 
 const children = new Set<ChildProcess>();
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * Starts `tokenbroker serve …` on loopback without API keys or encryption at rest (neither is what
@@ -99,13 +91,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     db = join(dir.path, "t.db");
     const store = openSqliteStore({ path: db });
     try {
-      const identity = createOidcIdentityServer({
-        issuer: new URL(fake.issuer),
-        connectionsUrl: new URL(fake.connectionsUrl),
-        clientId: fake.clientId,
-        clientSecret: fake.clientSecret,
-        allowInsecure: true,
-      });
+      const identity = createOidcIdentityServer(identityServerOptions(fake));
       connectionId = (await importRefreshToken(store, identity, grant.refreshToken)).connectionId;
     } finally {
       await store.close();
@@ -118,15 +104,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     dir.cleanup();
   });
 
-  const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
-    PATH: process.env["PATH"] ?? "",
-    TOKENBROKER_ISSUER: fake.issuer,
-    TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-    TOKENBROKER_CLIENT_ID: fake.clientId,
-    TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-    TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-    ...extra,
-  });
+  const env = (extra: Record<string, string> = {}) => fakeEnv(fake, extra);
 
   it("a revoked grant: pretty log lines, a signed webhook, and /metrics saying so", async () => {
     const port = await freePort();
@@ -141,16 +119,16 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-      return { status: res.status, json: (await res.json()) as Record<string, any> };
+      return { status: res.status, json: (await res.json()) as { token?: { accessToken: string }; code?: string } };
     };
     const got = await post("GetToken", { connectionId });
     expect(got.status).toBe(200);
-    const accessToken = got.json["token"]["accessToken"] as string;
+    const accessToken = got.json.token!.accessToken;
 
     // The user revokes the app at Xero; a channel's API call gets 401 and reports the token.
     fake.revokeGrant(grant.grantId);
     const reported = await post("ReportExpired", { connectionId, accessToken });
-    expect(reported.json["code"]).toBe("failed_precondition");
+    expect(reported.json.code).toBe("failed_precondition");
 
     // The scheduler's next pass (every second) notices and sends the webhook.
     const deadline = Date.now() + 5000;
@@ -179,14 +157,24 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     expect(m.value("process_resident_memory_bytes")).toBeGreaterThan(0);
     const grepped = await curlGrep(base);
     expect(grepped).toContain(`tokenbroker_connection_needs_reauthorization{connection_id="${connectionId}"} 1`);
-    expect(grepped.split("\n").filter((l) => l !== "").every((l) => l.startsWith("tokenbroker_"))).toBe(true);
+    expect(
+      grepped
+        .split("\n")
+        .filter((l) => l !== "")
+        .every((l) => l.startsWith("tokenbroker_")),
+    ).toBe(true);
 
     expect(await server.stop()).toBe(0);
-    const lines = server.stderr().split("\n").filter((l) => l !== "");
+    const lines = server
+      .stderr()
+      .split("\n")
+      .filter((l) => l !== "");
     for (const line of lines) expect(line, line).toMatch(PRETTY);
-    expect(lines.some((l) => /WARN  refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l))).toBe(true);
-    expect(lines.some((l) => /WARN  connection \S+ needs re-authorisation.* type=connection\.needs_reauthorization/.test(l))).toBe(true);
-    expect(lines.some((l) => /INFO  webhook delivered .*delivered=true/.test(l))).toBe(true);
+    expect(
+      lines.some((l) => /WARN {2}refresh invalid_grant .*connectionId=\S+ cause=report outcome=invalid_grant .*durationMs=\d+/.test(l)),
+    ).toBe(true);
+    expect(lines.some((l) => /WARN {2}connection \S+ needs re-authorisation.* type=connection\.needs_reauthorization/.test(l))).toBe(true);
+    expect(lines.some((l) => /INFO {2}webhook delivered .*delivered=true/.test(l))).toBe(true);
     for (const secret of [accessToken, grant.refreshToken, fake.getGrant(grant.grantId)?.refreshToken, SECRET, fake.clientSecret]) {
       expect(server.stderr() + text).not.toContain(secret!);
     }
@@ -196,7 +184,7 @@ describe("tokenbroker serve: metrics, pretty logs and webhooks, as an operator s
     const port = await freePort();
     const server = await serve(["--listen", `127.0.0.1:${port}`, "--db", db], env({ TOKENBROKER_LOG_FORMAT: "pretty" }));
     expect(await server.stop()).toBe(0);
-    expect(server.stderr()).toMatch(/^\d{2}:\d{2}:\d{2}\.\d{3} INFO  tokenbroker listening on http:\/\/127\.0\.0\.1:\d+ /m);
+    expect(server.stderr()).toMatch(/^\d{2}:\d{2}:\d{2}\.\d{3} INFO {2}tokenbroker listening on http:\/\/127\.0\.0\.1:\d+ /m);
 
     const bad = await run(["serve", "--db", db, "--log-format", "xml"], env());
     expect(bad.code).toBe(2);

@@ -87,8 +87,7 @@ describe("broker against oidc-provider with rotating refresh tokens", () => {
       const results = await Promise.all(
         Array.from({ length: CALLERS }, (_, i) =>
           clients[i % 2]!.getToken({
-            selector:
-              i % 3 === 0 ? { case: "tenantId", value: TENANT_ID } : { case: "connectionId", value: connectionId },
+            selector: i % 3 === 0 ? { case: "tenantId", value: TENANT_ID } : { case: "connectionId", value: connectionId },
           }),
         ),
       );

@@ -28,13 +28,9 @@ describe("oidc-provider harness", () => {
 
   beforeAll(async () => {
     harness = await startOidcProvider({ accessTokenTtlSeconds: 30 });
-    config = await discovery(
-      new URL(harness.issuer),
-      harness.clientId,
-      harness.clientSecret,
-      ClientSecretBasic(harness.clientSecret),
-      { execute: [allowInsecureRequests] },
-    );
+    config = await discovery(new URL(harness.issuer), harness.clientId, harness.clientSecret, ClientSecretBasic(harness.clientSecret), {
+      execute: [allowInsecureRequests],
+    });
   });
 
   afterAll(async () => {

@@ -47,7 +47,12 @@ function importedPackages(dir: string, files: string[]): Set<string> {
     for (const m of source.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g)) {
       const spec = (m[1] ?? m[2])!;
       if (spec.startsWith(".") || spec.startsWith("node:") || builtinModules.includes(spec)) continue;
-      names.add(spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/"));
+      names.add(
+        spec
+          .split("/")
+          .slice(0, spec.startsWith("@") ? 2 : 1)
+          .join("/"),
+      );
     }
   }
   return names;

@@ -22,8 +22,16 @@ const sb = useCliSandbox();
 const modeOf = (path: string) => `0${(statSync(path).mode & 0o777).toString(8)}`;
 
 /** Runs the CLI under `umask <mask>` (set by a shell, as a user's would be). */
-async function runUnderUmask(mask: string, args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn("/bin/sh", ["-c", `umask ${mask} && exec "$@"`, "sh", process.execPath, CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+async function runUnderUmask(
+  mask: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input = "",
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn("/bin/sh", ["-c", `umask ${mask} && exec "$@"`, "sh", process.execPath, CLI, ...args], {
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
@@ -46,7 +54,16 @@ describe.each(["022", "000"])("under umask %s", (mask) => {
         const now = Date.now();
         await store.connections.saveConnection({
           xeroUserId: "user-1",
-          tokenSet: { accessToken: "a", refreshToken: "r", idToken: undefined, tokenType: "Bearer", scopes: [], expiresAt: now + 60_000, obtainedAt: now, refreshTokenIssuedAt: now },
+          tokenSet: {
+            accessToken: "a",
+            refreshToken: "r",
+            idToken: undefined,
+            tokenType: "Bearer",
+            scopes: [],
+            expiresAt: now + 60_000,
+            obtainedAt: now,
+            refreshTokenIssuedAt: now,
+          },
           tenants: [],
         });
         expect(existsSync(`${path}-wal`) && existsSync(`${path}-shm`)).toBe(true);
@@ -77,7 +94,12 @@ describe.each(["022", "000"])("under umask %s", (mask) => {
     expect(oneLine(again.stderr)).toMatch(/exists: keygen never replaces a key file/);
     expect(readFileSync(sb.keyFile, "utf8")).toBe(key);
 
-    const imported = await runUnderUmask(mask, ["import", "--db", sb.db, "--encryption-key-file", sb.keyFile], env, `${sb.grant.refreshToken}\n`);
+    const imported = await runUnderUmask(
+      mask,
+      ["import", "--db", sb.db, "--encryption-key-file", sb.keyFile],
+      env,
+      `${sb.grant.refreshToken}\n`,
+    );
     expect(imported.code, imported.stderr).toBe(0);
     expect(modeOf(sb.db)).toBe("0600");
     const backup = join(sb.dir, "backup.db");

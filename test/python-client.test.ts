@@ -22,7 +22,11 @@ import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-br
 
 const PYTHON = "/usr/bin/python3";
 /** Debian's grpcio and protobuf live in the system Python only (python3-grpcio, python3-protobuf). */
-const noGrpc = missingSystemPackage("Python with grpcio", "apt-get install python3-grpcio python3-protobuf", [PYTHON, "-c", "import grpc, google.protobuf"]);
+const noGrpc = missingSystemPackage("Python with grpcio", "apt-get install python3-grpcio python3-protobuf", [
+  PYTHON,
+  "-c",
+  "import grpc, google.protobuf",
+]);
 /** No __pycache__ in gen/ or examples/; no API key unless a test gives one. */
 const { TOKENBROKER_KEY: _ignored, ...inherited } = process.env;
 const env = { ...inherited, PYTHONDONTWRITEBYTECODE: "1" };
@@ -109,7 +113,9 @@ describe.skipIf(noGrpc !== undefined)(`Python client (grpcio)${noGrpc ? ` skippe
     const { code, stdout, stderr } = await runScript(target, f.tenantId);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    expect(stdout).toContain(`connection ${f.connectionId}  version ${stored.version}  expires ${new Date(stored.expiresAt).toISOString().replace(".000Z", "Z")}`);
+    expect(stdout).toContain(
+      `connection ${f.connectionId}  version ${stored.version}  expires ${new Date(stored.expiresAt).toISOString().replace(".000Z", "Z")}`,
+    );
     for (const t of f.imported.tenants) expect(stdout).toContain(t.tenantId);
     expect(stdout.includes(stored.accessToken)).toBe(false);
 
@@ -130,7 +136,9 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 async function runScript(target: string, tenantId: string, key?: string) {
   const [command, ...more] = shellCommands(docSnippet("docs/clients.md", "python-script"));
   expect(more).toEqual([]);
-  expect(command).toMatch(/^TOKENBROKER_KEY=tbk_… \/usr\/bin\/python3 examples\/python\/tokenbroker_client\.py 127\.0\.0\.1:50051 <tenant id>$/);
+  expect(command).toMatch(
+    /^TOKENBROKER_KEY=tbk_… \/usr\/bin\/python3 examples\/python\/tokenbroker_client\.py 127\.0\.0\.1:50051 <tenant id>$/,
+  );
   const filled = command!
     .replace("TOKENBROKER_KEY=tbk_… ", key === undefined ? "" : `TOKENBROKER_KEY=${quote(key)} `)
     .replace("127.0.0.1:50051", quote(target))
@@ -192,7 +200,12 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
       expect(unknown).toMatchObject(unauthenticated);
       expect(unknown["message"]).toContain("the API key sent is unknown or revoked");
 
-      const denied = { error: "PermissionDenied", notAuthorized: true, code: "PERMISSION_DENIED", message: "this API key may not use that tenant or connection" };
+      const denied = {
+        error: "PermissionDenied",
+        notAuthorized: true,
+        code: "PERMISSION_DENIED",
+        message: "this API key may not use that tenant or connection",
+      };
       expect(await child.waitFor("other_tenant_key")).toEqual({ step: "other_tenant_key", ...denied });
       expect(await child.waitFor("other_tenant_key_report")).toEqual({ step: "other_tenant_key_report", ...denied });
       expect(await child.waitFor("bad_key")).toEqual({
@@ -258,7 +271,8 @@ describe.skipIf(noGrpc !== undefined)(`Python client against a broker that requi
     expect(malformed.stderr).toBe("tokenbroker: TOKENBROKER_KEY is not an API key: it must be visible ASCII characters, without spaces\n");
 
     for (const run of [ok, none, other, malformed]) {
-      for (const secret of [key, otherKey, stored.accessToken]) expect(run.stdout.includes(secret) || run.stderr.includes(secret)).toBe(false);
+      for (const secret of [key, otherKey, stored.accessToken])
+        expect(run.stdout.includes(secret) || run.stderr.includes(secret)).toBe(false);
     }
   });
 });

@@ -12,7 +12,6 @@ const ROOT = resolve(import.meta.dirname, "..");
 const CLIENT = join(ROOT, "packages", "client");
 const CLIENT_ENTRY = join(CLIENT, "dist", "index.js");
 
-
 /** Runs a command to completion (killed after 12 s). */
 function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }) {
   return new Promise<{ code: number | null; stdout: string; stderr: string; ms: number }>((done) => {

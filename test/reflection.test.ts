@@ -129,11 +129,7 @@ describe("buf curl, with reflection only", () => {
   });
 
   it("passes the service's error through: an unknown tenant is NotFound", async () => {
-    const { stderr, code } = await bufCurl(
-      "-d",
-      '{"tenantId":"no-such-tenant"}',
-      `${f.server.url}/tokenbroker.v1.TokenService/GetToken`,
-    );
+    const { stderr, code } = await bufCurl("-d", '{"tenantId":"no-such-tenant"}', `${f.server.url}/tokenbroker.v1.TokenService/GetToken`);
     expect(code).not.toBe(0);
     expect(stderr).toMatch(/not_found/);
   });
@@ -221,7 +217,10 @@ describe.each([
     const answers = await ask(
       { case: "fileContainingSymbol", value: "tokenbroker.v1.NoSuchThing" },
       { case: "fileByFilename", value: "nope.proto" },
-      { case: "fileContainingExtension", value: create(v1.ExtensionRequestSchema, { containingType: "tokenbroker.v1.Token", extensionNumber: 100 }) },
+      {
+        case: "fileContainingExtension",
+        value: create(v1.ExtensionRequestSchema, { containingType: "tokenbroker.v1.Token", extensionNumber: 100 }),
+      },
       { case: "allExtensionNumbersOfType", value: "tokenbroker.v1.Token" },
       { case: "listServices", value: "" },
     );

@@ -1,16 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { protocols, startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 describe.each(protocols)("ReportExpired over $name", ({ transport }) => {
   let f: BrokerFixture;
@@ -95,7 +86,7 @@ describe.each(protocols)("ReportExpired over $name", ({ transport }) => {
     const before = f.fake.tokenEndpointCalls;
     const r = await client.reportExpired({
       selector: { case: "tenantId", value: f.tenantId },
-      accessToken: current!.accessToken + "x",
+      accessToken: `${current!.accessToken}x`,
     });
     expect(r.refreshed).toBe(false);
     expect(r.token?.accessToken).toBe(current!.accessToken);

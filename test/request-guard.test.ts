@@ -34,7 +34,7 @@ beforeAll(async () => {
         (res as import("node:http").ServerResponse).write("partial");
         throw new Error("thrown after the headers");
       }
-      if (req.url === "/rejects-here") return Promise.reject(new Error("handler rejected")) as unknown as void;
+      if (req.url === "/rejects-here") return Promise.reject(new Error("handler rejected")) as unknown as undefined;
       routes(req, res);
     },
     streamHandler(_stream, headers) {
@@ -103,7 +103,12 @@ describe("a failing handler fails its request alone", () => {
   });
 
   it("HTTP/1.1 that does not parse is answered 400 and the connection closed (Node's clientError)", async () => {
-    for (const bad of ["GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", "GET\x00/ HTTP/1.1\r\n\r\n", "\r\n\r\n\r\nx", "GET / HTTP/9.9\r\nHost: x\r\n\r\n"]) {
+    for (const bad of [
+      "GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n",
+      "GET\x00/ HTTP/1.1\r\n\r\n",
+      "\r\n\r\n\r\nx",
+      "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+    ]) {
       const bytes = await exchange({ url }, "http/1.1", Buffer.from(bad, "latin1"), 2_000);
       expect(h1Status(bytes), JSON.stringify(bad)).toBe(400);
     }

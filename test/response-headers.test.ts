@@ -26,7 +26,12 @@ type Headers = Record<string, string | string[] | number | undefined>;
 /** One HTTP/1.1 request over a raw socket: the status and headers of its answer (lower-case names). */
 async function h1(tls: boolean, head: string, body: Buffer = Buffer.alloc(0)): Promise<{ status: number; headers: Headers; body: string }> {
   const serve = tls ? b.tls : b.plain;
-  const bytes = await exchange({ url: serve.url, ca: b.certs.ca }, "http/1.1", [Buffer.from(`${head}\r\nhost: localhost\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`, "latin1"), body], 1_000);
+  const bytes = await exchange(
+    { url: serve.url, ca: b.certs.ca },
+    "http/1.1",
+    [Buffer.from(`${head}\r\nhost: localhost\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`, "latin1"), body],
+    1_000,
+  );
   const text = bytes.toString("latin1");
   const [statusLine, ...lines] = text.slice(0, text.indexOf("\r\n\r\n")).split("\r\n");
   const headers: Headers = {};
@@ -41,7 +46,12 @@ async function h1(tls: boolean, head: string, body: Buffer = Buffer.alloc(0)): P
  * One HTTP/2 request: its response headers (a streaming call is left once `doneWhen` holds for its body so far,
  * else after a second, its headers read).
  */
-async function h2(tls: boolean, headers: http2.OutgoingHttpHeaders, body?: Uint8Array, doneWhen?: (body: Buffer) => boolean): Promise<{ headers: Headers; body: Buffer }> {
+async function h2(
+  tls: boolean,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Uint8Array,
+  doneWhen?: (body: Buffer) => boolean,
+): Promise<{ headers: Headers; body: Buffer }> {
   const serve = tls ? b.tls : b.plain;
   const r = await h2Request({ url: serve.url, ca: b.certs.ca }, headers, body, 1_000, doneWhen);
   expect(r.headers, r.error).toBeDefined();
@@ -71,34 +81,55 @@ const TOKEN_RESPONSES: Array<{ name: string; send(tls: boolean): Promise<{ heade
   },
   {
     name: "gRPC WatchToken (fast path)",
-    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken"), watchRequest({ case: "tenantId", value: tenant() }), firstToken)), token: true }),
+    send: async (tls) => ({
+      ...(await h2(tls, grpc("WatchToken"), watchRequest({ case: "tenantId", value: tenant() }), firstToken)),
+      token: true,
+    }),
   },
   {
     name: "gRPC GetToken with a deadline (through Connect)",
-    send: async (tls) => ({ ...(await h2(tls, grpc("GetToken", VIA_CONNECT), getTokenRequest({ case: "tenantId", value: tenant() }))), token: true }),
+    send: async (tls) => ({
+      ...(await h2(tls, grpc("GetToken", VIA_CONNECT), getTokenRequest({ case: "tenantId", value: tenant() }))),
+      token: true,
+    }),
   },
   {
     name: "gRPC WatchToken with a deadline (through Connect)",
-    send: async (tls) => ({ ...(await h2(tls, grpc("WatchToken", VIA_CONNECT), watchRequest({ case: "tenantId", value: tenant() }), firstToken)), token: true }),
+    send: async (tls) => ({
+      ...(await h2(tls, grpc("WatchToken", VIA_CONNECT), watchRequest({ case: "tenantId", value: tenant() }), firstToken)),
+      token: true,
+    }),
   },
   {
     name: "gRPC-Web GetToken (HTTP/1.1)",
     send: async (tls) => {
-      const r = await h1(tls, `POST /tokenbroker.v1.TokenService/GetToken HTTP/1.1\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer ${b.key}`, getTokenRequest({ case: "tenantId", value: tenant() }));
+      const r = await h1(
+        tls,
+        `POST /tokenbroker.v1.TokenService/GetToken HTTP/1.1\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer ${b.key}`,
+        getTokenRequest({ case: "tenantId", value: tenant() }),
+      );
       return { headers: r.headers, token: r.status === 200 && r.body.length > 100 };
     },
   },
   {
     name: "Connect unary POST (HTTP/1.1, JSON)",
     send: async (tls) => {
-      const r = await h1(tls, `POST /tokenbroker.v1.TokenService/GetToken HTTP/1.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${b.key}`, Buffer.from(JSON.stringify({ tenantId: tenant() })));
+      const r = await h1(
+        tls,
+        `POST /tokenbroker.v1.TokenService/GetToken HTTP/1.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${b.key}`,
+        Buffer.from(JSON.stringify({ tenantId: tenant() })),
+      );
       return { headers: r.headers, token: r.status === 200 && r.body.includes('"accessToken"') };
     },
   },
   {
     name: "Connect unary POST (HTTP/2, binary)",
     send: async (tls) => {
-      const r = await h2(tls, { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/GetToken", "content-type": "application/proto", ...auth() }, Buffer.from(getTokenRequest({ case: "tenantId", value: tenant() }).subarray(5)));
+      const r = await h2(
+        tls,
+        { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/GetToken", "content-type": "application/proto", ...auth() },
+        Buffer.from(getTokenRequest({ case: "tenantId", value: tenant() }).subarray(5)),
+      );
       return { headers: r.headers, token: Number(r.headers[":status"]) === 200 };
     },
   },
@@ -106,14 +137,22 @@ const TOKEN_RESPONSES: Array<{ name: string; send(tls: boolean): Promise<{ heade
     name: "Connect GET (GetToken has no side effects)",
     send: async (tls) => {
       const message = encodeURIComponent(JSON.stringify({ tenantId: tenant() }));
-      const r = await h1(tls, `GET /tokenbroker.v1.TokenService/GetToken?connect=v1&encoding=json&message=${message} HTTP/1.1\r\nauthorization: Bearer ${b.key}`);
+      const r = await h1(
+        tls,
+        `GET /tokenbroker.v1.TokenService/GetToken?connect=v1&encoding=json&message=${message} HTTP/1.1\r\nauthorization: Bearer ${b.key}`,
+      );
       return { headers: r.headers, token: r.status === 200 && r.body.includes('"accessToken"') };
     },
   },
   {
     name: "Connect streaming WatchToken (HTTP/2, JSON)",
     send: async (tls) => {
-      const r = await h2(tls, { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/connect+json", ...auth() }, connectEnvelope(), (body) => body.includes('"accessToken"'));
+      const r = await h2(
+        tls,
+        { ":method": "POST", ":path": "/tokenbroker.v1.TokenService/WatchToken", "content-type": "application/connect+json", ...auth() },
+        connectEnvelope(),
+        (body) => body.includes('"accessToken"'),
+      );
       return { headers: r.headers, token: r.body.toString().includes('"accessToken"') };
     },
   },
@@ -123,14 +162,14 @@ describe.each([
   { transport: "cleartext", tls: false },
   { transport: "TLS", tls: true },
 ])("over $transport", ({ tls }) => {
-  it.each(TOKEN_RESPONSES)("$name: Cache-Control: no-store" + (tls ? ", HSTS" : ", no HSTS"), async ({ send }) => {
+  it.each(TOKEN_RESPONSES)(`$name: Cache-Control: no-store${tls ? ", HSTS" : ", no HSTS"}`, async ({ send }) => {
     const { headers, token } = await send(tls);
     expect(token).toBe(true);
     expect(headers["cache-control"]).toBe("no-store");
     expect(headers["strict-transport-security"]).toBe(tls ? HSTS : undefined);
   });
 
-  it("pages, probes, errors and refusals carry HSTS" + (tls ? "" : " only over TLS"), async () => {
+  it(`pages, probes, errors and refusals carry HSTS${tls ? "" : " only over TLS"}`, async () => {
     const answers = [
       await h1(tls, "GET /healthz HTTP/1.1"),
       await h1(tls, "GET / HTTP/1.1\r\naccept: text/html"), // the sign-in page
@@ -146,7 +185,11 @@ describe.each([
     }
     const h2Page = await h2(tls, { ":path": "/readyz" });
     expect(h2Page.headers["strict-transport-security"]).toBe(tls ? HSTS : undefined);
-    const refused = await h2(tls, grpc("GetToken", { authorization: "Bearer tbk_wrong" }), getTokenRequest({ case: "tenantId", value: tenant() }));
+    const refused = await h2(
+      tls,
+      grpc("GetToken", { authorization: "Bearer tbk_wrong" }),
+      getTokenRequest({ case: "tenantId", value: tenant() }),
+    );
     expect(refused.headers["grpc-status"]).toBe("16");
     expect(refused.headers["strict-transport-security"]).toBe(tls ? HSTS : undefined);
   });

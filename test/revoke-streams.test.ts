@@ -5,6 +5,7 @@
  * every broker process on that database, and nothing is delivered on them
  * after the revocation: neither the next token nor an audit entry.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -24,7 +25,10 @@ const protocols: Array<{ name: string; transport: (baseUrl: string) => Transport
   { name: "gRPC with a deadline (Connect)", transport: (baseUrl) => createGrpcTransport({ baseUrl }), deadline: true },
   { name: "gRPC-Web (HTTP/1.1)", transport: (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }) },
   { name: "Connect binary (HTTP/2)", transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }) },
-  { name: "Connect JSON (HTTP/1.1)", transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }) },
+  {
+    name: "Connect JSON (HTTP/1.1)",
+    transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
+  },
 ];
 
 interface OpenStream {
@@ -35,10 +39,19 @@ interface OpenStream {
 }
 
 /** Opens a WatchToken stream of `tenantId` with `key` and waits for its first token. */
-async function watch(serve: ServeProcess, label: string, protocol: (typeof protocols)[number], key: string, tenantId: string): Promise<OpenStream> {
+async function watch(
+  serve: ServeProcess,
+  label: string,
+  protocol: (typeof protocols)[number],
+  key: string,
+  tenantId: string,
+): Promise<OpenStream> {
   const client = createClient(TokenService, protocol.transport(serve.url));
   const reader = readStream((signal) =>
-    client.watchToken({ selector: { case: "tenantId", value: tenantId } }, { ...withKey(key), signal, ...(protocol.deadline ? { timeoutMs: 600_000 } : {}) }),
+    client.watchToken(
+      { selector: { case: "tenantId", value: tenantId } },
+      { ...withKey(key), signal, ...(protocol.deadline ? { timeoutMs: 600_000 } : {}) },
+    ),
   );
   const first = await reader.next(10_000);
   expect(first.token?.version, label).toBe(1n);
@@ -51,7 +64,10 @@ async function watch(serve: ServeProcess, label: string, protocol: (typeof proto
 async function auditLog(db: string): Promise<Array<{ at: string; actor?: string; action: string; detail?: string }>> {
   const r = await runCli(["audit", "--db", db, "--json", "--limit", "10000"], fakeEnv(sb.fake));
   expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { at: string; action: string });
+  return r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { at: string; action: string });
 }
 
 describe("keys revoke and open WatchToken streams", () => {
@@ -80,12 +96,15 @@ describe("keys revoke and open WatchToken streams", () => {
 
     const revoke = await runCli(["keys", "revoke", "gone", "--db", sb.db], fakeEnv(sb.fake));
     expect(revoke.code, revoke.stderr).toBe(0);
-    const listed = JSON.parse((await runCli(["keys", "list", "--db", sb.db, "--json"], fakeEnv(sb.fake))).stdout) as Array<{ name: string; status: string }>;
+    const listed = JSON.parse((await runCli(["keys", "list", "--db", sb.db, "--json"], fakeEnv(sb.fake))).stdout) as Array<{
+      name: string;
+      status: string;
+    }>;
     const revokedAt = Date.parse(listed.find((k) => k.name === "gone")!.status.replace(/^revoked /, ""));
     expect(revokedAt).not.toBeNaN();
 
     // Give the streams 3 s to end (asserted below: 2 s), without failing here, so that the rest is seen too.
-    await Promise.race([Promise.all(doomed.map((s) => s.ended)), new Promise((resolve) => setTimeout(resolve, Math.max(0, revokedAt + 3000 - Date.now())))]);
+    await Promise.race([Promise.all(doomed.map((s) => s.ended)), delay(Math.max(0, revokedAt + 3000 - Date.now()))]);
 
     // A new token: the revoked key's streams must not get it; the other key's streams, on both brokers, do.
     const reported = await createClient(TokenService, createGrpcTransport({ baseUrl: a.url })).reportExpired(
@@ -114,10 +133,10 @@ describe("keys revoke and open WatchToken streams", () => {
     const log = await auditLog(sb.db);
     const revocation = log.find((e) => e.action === "keys_revoke" && e.detail === "key=gone");
     expect(revocation).toBeDefined();
-    const after = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
-    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && after(e))).toEqual([]);
+    const afterRevocation = (e: { at: string }) => Date.parse(e.at) > Date.parse(revocation!.at);
+    expect(log.filter((e) => e.actor === "gone" && e.action === "watch_token" && afterRevocation(e))).toEqual([]);
     // The log does record deliveries after the revocation: the other key's new token, on each of its streams.
-    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && after(e))).toHaveLength(survivors.length);
+    expect(log.filter((e) => e.actor === "kept" && e.action === "watch_token" && afterRevocation(e))).toHaveLength(survivors.length);
     for (const s of [...doomed, ...survivors]) s.reader.cancel();
   }, 60_000);
 });
@@ -159,7 +178,9 @@ describe("a revocation the periodic check has not seen yet", () => {
     expect(doomed.filter((d) => d.reader.ended)).toEqual([]); // nothing has noticed yet
 
     const accessToken = survivor.received[0]!.token!.accessToken;
-    const reported = await fixture.client().reportExpired({ selector: { case: "connectionId", value: fixture.connectionId }, accessToken }, withKey(kept));
+    const reported = await fixture
+      .client()
+      .reportExpired({ selector: { case: "connectionId", value: fixture.connectionId }, accessToken }, withKey(kept));
     expect(reported.refreshed).toBe(true);
     expect((await survivor.next(10_000)).token?.version).toBe(2n);
     for (const d of doomed) {
@@ -171,17 +192,26 @@ describe("a revocation the periodic check has not seen yet", () => {
       });
     }
     // The client's watch ended for good: it answers no more from its cache.
-    const answer = () => tb.getToken(fixture.tenantId).then((t) => (t === cachedToken ? "the cached token" : "a new token"), (e: unknown) => ConnectError.from(e).code);
+    const answer = () =>
+      tb.getToken(fixture.tenantId).then(
+        (t) => (t === cachedToken ? "the cached token" : "a new token"),
+        (e: unknown) => ConnectError.from(e).code,
+      );
     const answers = [await answer()];
     for (const until = Date.now() + 5000; answers.at(-1) === "the cached token" && Date.now() < until; ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await delay(20);
       answers.push(await answer());
     }
     expect(answers.at(-1)).toBe(Code.Unauthenticated);
     expect(answers).not.toContain("a new token");
     // New calls with the key are refused at once, though the authenticator's cache would have kept it a minute.
     const call = fixture.client().getToken({ selector: { case: "connectionId", value: fixture.connectionId } }, withKey(gone));
-    expect(await call.then(() => "ok", (e: unknown) => ConnectError.from(e).code)).toBe(Code.Unauthenticated);
+    expect(
+      await call.then(
+        () => "ok",
+        (e: unknown) => ConnectError.from(e).code,
+      ),
+    ).toBe(Code.Unauthenticated);
 
     const entries = await fixture.auditEntries();
     const revocation = entries.find((e) => e.action === "keys_revoke");

@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import Database from "better-sqlite3";
@@ -54,10 +55,13 @@ describe("rotate-key", () => {
     expect(reloaded["keyIds"]).toEqual([keyIdOf(Buffer.from(newKey, "base64")), keyIdOf(Buffer.from(oldKey, "base64"))]);
 
     // Step 3.
-    const rotate = await runCli(["rotate-key", "--db", sb.db, "--encryption-key-file", oldKeyFile, "--new-key-file", newKeyFile], fakeEnv(sb.fake));
+    const rotate = await runCli(
+      ["rotate-key", "--db", sb.db, "--encryption-key-file", oldKeyFile, "--new-key-file", newKeyFile],
+      fakeEnv(sb.fake),
+    );
     expect(rotate.code, rotate.stderr).toBe(0);
     expect(rotate.stdout).toBe(`re-encrypted 2 token sets under key ${keyIdOf(Buffer.from(newKey, "base64"))} (0 already were)\n`);
-    await new Promise((r) => setTimeout(r, 200));
+    await delay(200);
     stop = true;
     await callers;
     expect(failures).toEqual([]);
@@ -73,15 +77,22 @@ describe("rotate-key", () => {
     }
 
     // Step 4: the new key alone serves; the old key alone is refused at start-up with one line.
-    const onlyOld = await runCli(["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--encryption-key-file", oldKeyFile], fakeEnv(sb.fake));
+    const onlyOld = await runCli(
+      ["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--encryption-key-file", oldKeyFile],
+      fakeEnv(sb.fake),
+    );
     expect(onlyOld.code).toBe(2);
     expect(oneLine(onlyOld.stderr)).toContain(`encrypted under key ${keyIdOf(Buffer.from(newKey, "base64"))}, which is not configured`);
     const restarted = await startServe({ env: fakeEnv(sb.fake), db: sb.db, secure: true, args: ["--encryption-key-file", newKeyFile] });
-    expect((await clientOf(restarted.url).getToken({ selector: { case: "tenantId", value: tenants[2]! } }, withKey(key))).token?.tokenType).toBe("Bearer");
+    expect(
+      (await clientOf(restarted.url).getToken({ selector: { case: "tenantId", value: tenants[2]! } }, withKey(key))).token?.tokenType,
+    ).toBe("Bearer");
     // The environment works too: TOKENBROKER_ENCRYPTION_KEY.
     await restarted.kill("SIGTERM");
     const byEnv = await startServe({ env: fakeEnv(sb.fake, { TOKENBROKER_ENCRYPTION_KEY: newKey }), db: sb.db, secure: true });
-    expect((await clientOf(byEnv.url).getToken({ selector: { case: "tenantId", value: tenants[0]! } }, withKey(key))).token?.tokenType).toBe("Bearer");
+    expect(
+      (await clientOf(byEnv.url).getToken({ selector: { case: "tenantId", value: tenants[0]! } }, withKey(key))).token?.tokenType,
+    ).toBe("Bearer");
   });
 });
 
@@ -94,17 +105,30 @@ describe.skipIf(opensslMissing())("TLS flags", () => {
     const tlsArgs = ["--encryption-key-file", sb.keyFile, "--tls-cert", certs.paths.serverCert, "--tls-key", certs.paths.serverKey];
     const plainTls = await startServe({ env: fakeEnv(sb.fake), db: sb.db, secure: true, args: tlsArgs });
     const viaTls = createClient(TokenService, createGrpcTransport({ baseUrl: plainTls.url, nodeOptions: { ca: certs.ca } }));
-    expect((await viaTls.getToken({ selector: { case: "tenantId", value: sb.grant.tenants[0]!.tenantId } }, withKey(key))).token?.tokenType).toBe("Bearer");
+    expect(
+      (await viaTls.getToken({ selector: { case: "tenantId", value: sb.grant.tenants[0]!.tenantId } }, withKey(key))).token?.tokenType,
+    ).toBe("Bearer");
     await plainTls.kill("SIGTERM");
-    const serve = await startServe({ env: fakeEnv(sb.fake), db: sb.db, secure: true, args: [...tlsArgs, "--tls-client-ca", certs.paths.ca] });
+    const serve = await startServe({
+      env: fakeEnv(sb.fake),
+      db: sb.db,
+      secure: true,
+      args: [...tlsArgs, "--tls-client-ca", certs.paths.ca],
+    });
     expect(serve.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const req = { selector: { case: "tenantId" as const, value: sb.grant.tenants[0]!.tenantId } };
-    const withCert = createClient(TokenService, createGrpcTransport({ baseUrl: serve.url, nodeOptions: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } }));
+    const withCert = createClient(
+      TokenService,
+      createGrpcTransport({ baseUrl: serve.url, nodeOptions: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } }),
+    );
     expect((await withCert.getToken(req, withKey(key))).token?.tokenType).toBe("Bearer");
     const noCert = createClient(TokenService, createGrpcTransport({ baseUrl: serve.url, nodeOptions: { ca: certs.ca } }));
     expect(await codeOf(noCert.getToken(req, withKey(key)))).not.toBe("ok");
 
-    const half = await runCli(["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--encryption-key-file", sb.keyFile, "--tls-cert", certs.paths.serverCert], fakeEnv(sb.fake));
+    const half = await runCli(
+      ["serve", "--db", sb.db, "--listen", "127.0.0.1:0", "--encryption-key-file", sb.keyFile, "--tls-cert", certs.paths.serverCert],
+      fakeEnv(sb.fake),
+    );
     expect(half.code).toBe(2);
     expect(oneLine(half.stderr)).toMatch(/both --tls-cert and --tls-key/);
   });

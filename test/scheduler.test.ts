@@ -1,8 +1,9 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { identityServerOptions } from "@tokenbroker/fake-xero";
 import { afterEach, describe, expect, it } from "vitest";
-import { TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
+import { type GetTokenResponse, TokenService, type WatchTokenResponse } from "../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { RefreshEvent } from "../src/broker/refresh-events.js";
 import { Scheduler } from "../src/broker/scheduler.js";
 import { TokenBroker } from "../src/broker/token-broker.js";
@@ -50,9 +51,7 @@ async function stored(fx: BrokerFixture) {
 /** Opens a WatchToken stream; `next()` resolves with the next message or "timeout". */
 function watch(client: Client<typeof TokenService>, tenantId: string) {
   const abort = new AbortController();
-  const iterator = client
-    .watchToken({ selector: { case: "tenantId", value: tenantId } }, { signal: abort.signal })
-    [Symbol.asyncIterator]();
+  const iterator = client.watchToken({ selector: { case: "tenantId", value: tenantId } }, { signal: abort.signal })[Symbol.asyncIterator]();
   let pending: Promise<IteratorResult<WatchTokenResponse>> | undefined;
   cleanups.push(() => abort.abort());
   return {
@@ -160,7 +159,7 @@ describe("Scheduler: proactive refresh of token sets in use", () => {
             }),
           ),
         );
-      let results;
+      let results: GetTokenResponse[];
       if (order.startsWith("the tick first")) {
         const ticking = tick(fx.server);
         await delay(20);
@@ -281,16 +280,11 @@ describe("Scheduler: keep-alive of idle token sets", () => {
 });
 
 describe("Scheduler: two brokers on one database", () => {
-  async function startSecondBroker(fx: BrokerFixture): Promise<{ server: BrokerServer; store: Store; client: Client<typeof TokenService> }> {
+  async function startSecondBroker(
+    fx: BrokerFixture,
+  ): Promise<{ server: BrokerServer; store: Store; client: Client<typeof TokenService> }> {
     const store = openSqliteStore({ path: fx.dbPath, clock: fx.clock });
-    const identity = createOidcIdentityServer({
-      issuer: new URL(fx.fake.issuer),
-      connectionsUrl: new URL(fx.fake.connectionsUrl),
-      clientId: fx.fake.clientId,
-      clientSecret: fx.fake.clientSecret,
-      allowInsecure: true,
-      clock: fx.clock,
-    });
+    const identity = createOidcIdentityServer({ ...identityServerOptions(fx.fake), clock: fx.clock });
     const server = await startBrokerServer({ port: 0, store, identity, clock: fx.clock });
     await server.scheduler.stop();
     cleanups.push(async () => {

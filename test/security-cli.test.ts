@@ -56,12 +56,20 @@ describe("secure by default", () => {
     // (without openssl, the same 32 random bytes in base64 and a newline, as it writes them).
     if (opensslMissing()) writeFileSync(sb.keyFile, `${randomBytes(32).toString("base64")}\n`);
     else execFileSync("/bin/sh", ["-c", `openssl rand -base64 32 > "${sb.keyFile}"`]);
-    const refused = await runCli(["serve", "--db", sb.db, "--listen", "0.0.0.0:0", "--insecure-no-auth", "--encryption-key-file", sb.keyFile], fakeEnv(sb.fake));
+    const refused = await runCli(
+      ["serve", "--db", sb.db, "--listen", "0.0.0.0:0", "--insecure-no-auth", "--encryption-key-file", sb.keyFile],
+      fakeEnv(sb.fake),
+    );
     expect(refused.code).toBe(2);
     expect(oneLine(refused.stderr)).toMatch(/--insecure-no-auth is refused on 0\.0\.0\.0: it is allowed only on a loopback address/);
 
     await sb.importGrant();
-    const serve = await startServe({ env: fakeEnv(sb.fake), db: sb.db, secure: true, args: ["--insecure-no-auth", "--encryption-key-file", sb.keyFile] });
+    const serve = await startServe({
+      env: fakeEnv(sb.fake),
+      db: sb.db,
+      secure: true,
+      args: ["--insecure-no-auth", "--encryption-key-file", sb.keyFile],
+    });
     const warning = await serve.waitForLog((l) => l["event"] === "insecure");
     expect(warning["level"]).toBe(40); // warn
     expect(String(warning["msg"])).toMatch(/authentication is OFF/);
@@ -83,7 +91,9 @@ describe("keys and audit", () => {
     const env = fakeEnv(sb.fake, { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: sb.db });
     const sh = (command: string) =>
       new Promise<{ code: number; stdout: string }>((resolve) =>
-        execFile("/bin/sh", ["-c", command], { env, cwd: sb.dir, timeout: 20_000 }, (e, stdout) => resolve({ code: e ? Number(e.code ?? -1) : 0, stdout })),
+        execFile("/bin/sh", ["-c", command], { env, cwd: sb.dir, timeout: 20_000 }, (e, stdout) =>
+          resolve({ code: e ? Number(e.code ?? -1) : 0, stdout }),
+        ),
       );
     const commands = shellCommands(docSnippet("docs/security.md", "keys"));
     expect(commands.map((c) => c.split(" ").slice(0, 3).join(" "))).toEqual([
@@ -118,7 +128,9 @@ describe("keys and audit", () => {
     const billing = await sb.createKey("billing", tenantA);
     const ops = await sb.createKey("ops", "*", true);
     const both = await sb.createKey("both", `${tenantA},${tenantB}`);
-    expect((await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: connectionId } }, withKey(both))).token?.version).toBe(1n);
+    expect(
+      (await clientOf(serve.url).getToken({ selector: { case: "connectionId", value: connectionId } }, withKey(both))).token?.version,
+    ).toBe(1n);
 
     const client = clientOf(serve.url);
     const a = { selector: { case: "tenantId" as const, value: tenantA } };
@@ -136,7 +148,10 @@ describe("keys and audit", () => {
       expect(list.stdout).not.toContain(key);
       expect(list.stdout).not.toContain(key.slice(4, 20));
     }
-    const json = JSON.parse((await runCli(["keys", "list", "--db", sb.db, "--json"], fakeEnv(sb.fake))).stdout) as Array<{ name: string; lastUsed: string }>;
+    const json = JSON.parse((await runCli(["keys", "list", "--db", sb.db, "--json"], fakeEnv(sb.fake))).stdout) as Array<{
+      name: string;
+      lastUsed: string;
+    }>;
     expect(json.map((k) => k.name)).toEqual(["billing", "ops", "both"]);
     expect(list.stdout).toMatch(new RegExp(`^both\\s+client\\s+${tenantA},${tenantB}\\s`, "m"));
     expect(json[0]!.lastUsed).not.toBe("never");
@@ -172,7 +187,10 @@ describe("keys and audit", () => {
     for (const secret of [billing, ops]) expect(audit.stdout).not.toContain(secret);
 
     const last = await runCli(["audit", "--db", sb.db, "--limit", "1", "--json"], fakeEnv(sb.fake));
-    const entries = last.stdout.trim().split("\n").map((l) => JSON.parse(l) as { action: string; at: string });
+    const entries = last.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { action: string; at: string });
     expect(entries).toHaveLength(1);
     expect(entries[0]!.action).toBe("keys_revoke");
     expect(entries[0]!.at).toMatch(/^\d{4}-\d\d-\d\dT/);
@@ -180,4 +198,3 @@ describe("keys and audit", () => {
     expect(future.stdout).toBe("");
   });
 });
-

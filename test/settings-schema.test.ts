@@ -62,7 +62,9 @@ describe(DOCS_PAGE, () => {
   });
 
   it("has one row per setting, each with its flag or variable", () => {
-    const rows = settingsMarkdown().split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| flag"));
+    const rows = settingsMarkdown()
+      .split("\n")
+      .filter((l) => l.startsWith("| ") && !l.startsWith("| flag"));
     expect(rows).toHaveLength(ALL_SETTINGS.length);
     for (const s of ALL_SETTINGS) expect(rows.some((r) => r.includes(`\`${s.env ?? s.flag}`))).toBe(true);
   });

@@ -88,9 +88,7 @@ async function outcome(call: Promise<unknown>): Promise<ConnectError | "ok"> {
  */
 async function sigtermWhileRefreshing(s: Scenario, p: ServeProcess, waitMs: number) {
   const callsBefore = s.fake.tokenEndpointCalls;
-  const waiting = outcome(
-    client(p).getToken({ selector: { case: "connectionId", value: s.connectionId } }, { timeoutMs: 120_000 }),
-  );
+  const waiting = outcome(client(p).getToken({ selector: { case: "connectionId", value: s.connectionId } }, { timeoutMs: 120_000 }));
   await until(() => s.fake.tokenEndpointCalls > callsBefore, 5000, "the refresh to reach the fake", 5);
   await delay(100); // the request is in flight, unanswered
   const callsAtSignal = s.fake.tokenEndpointCalls;
@@ -108,44 +106,47 @@ async function sigtermWhileRefreshing(s: Scenario, p: ServeProcess, waitMs: numb
 // (for a token to expire, for the grace to run out), so the file takes about as long as the slowest (the default
 // 10 s grace) instead of the sum.
 describe.concurrent("SIGTERM while Xero's token endpoint hangs", () => {
-  it(
-    "with TOKENBROKER_SHUTDOWN_GRACE_SECONDS=2: exits 0 within the grace, sends nothing upstream after the signal, answers the waiting caller UNAVAILABLE; the next start recovers the connection",
-    { timeout: 60_000 },
-    async ({ expect, onTestFinished }) => {
-      const graceMs = 2000;
-      // The upstream timeout (5 s) is longer than the grace: only the shutdown deadline can end the hanging request.
-      const s = await scenario(onTestFinished, {
-        env: { TOKENBROKER_UPSTREAM_TIMEOUT_MS: "5000", TOKENBROKER_SHUTDOWN_GRACE_SECONDS: "2" },
-      });
-      const p = await serve(s, []);
-      s.fake.setLatency(600_000); // hangs: never answers while this test runs
-      const r = await sigtermWhileRefreshing(s, p, 40_000);
-      console.info(`grace 2 s, upstream timeout 5 s: exit ${Math.round(r.exitMs)} ms after SIGTERM, ${r.attemptsAfterSignal} upstream attempts after it`);
+  it("with TOKENBROKER_SHUTDOWN_GRACE_SECONDS=2: exits 0 within the grace, sends nothing upstream after the signal, answers the waiting caller UNAVAILABLE; the next start recovers the connection", {
+    timeout: 60_000,
+  }, async ({ expect, onTestFinished }) => {
+    const graceMs = 2000;
+    // The upstream timeout (5 s) is longer than the grace: only the shutdown deadline can end the hanging request.
+    const s = await scenario(onTestFinished, {
+      env: { TOKENBROKER_UPSTREAM_TIMEOUT_MS: "5000", TOKENBROKER_SHUTDOWN_GRACE_SECONDS: "2" },
+    });
+    const p = await serve(s, []);
+    s.fake.setLatency(600_000); // hangs: never answers while this test runs
+    const r = await sigtermWhileRefreshing(s, p, 40_000);
+    console.info(
+      `grace 2 s, upstream timeout 5 s: exit ${Math.round(r.exitMs)} ms after SIGTERM, ${r.attemptsAfterSignal} upstream attempts after it`,
+    );
 
-      expect(r.exit, `still running ${Math.round(r.exitMs)} ms after SIGTERM`).toEqual({ code: 0, signal: null });
-      expect(r.exitMs).toBeLessThan(graceMs + EXIT_MARGIN_MS);
-      expect(r.attemptsAfterSignal).toBe(0);
-      expect(r.waiting).not.toBe("ok");
-      expect([(r.waiting as ConnectError).code, (r.waiting as ConnectError).rawMessage]).toEqual([Code.Unavailable, expect.stringMatching(/shutting down/)]);
-      // The log says what happened to the refresh; then the process stopped.
-      const refreshLog = p.logs().find((l) => l["event"] === "refresh" && l["connectionId"] === s.connectionId);
-      expect(refreshLog).toMatchObject({ outcome: "transient_error", attempts: 1, error: "abandoned at the shutdown deadline" });
-      expect(p.logs().some((l) => l["event"] === "stopped")).toBe(true);
-      expect(s.version(), "nothing was committed").toBe(1);
+    expect(r.exit, `still running ${Math.round(r.exitMs)} ms after SIGTERM`).toEqual({ code: 0, signal: null });
+    expect(r.exitMs).toBeLessThan(graceMs + EXIT_MARGIN_MS);
+    expect(r.attemptsAfterSignal).toBe(0);
+    expect(r.waiting).not.toBe("ok");
+    expect([(r.waiting as ConnectError).code, (r.waiting as ConnectError).rawMessage]).toEqual([
+      Code.Unavailable,
+      expect.stringMatching(/shutting down/),
+    ]);
+    // The log says what happened to the refresh; then the process stopped.
+    const refreshLog = p.logs().find((l) => l["event"] === "refresh" && l["connectionId"] === s.connectionId);
+    expect(refreshLog).toMatchObject({ outcome: "transient_error", attempts: 1, error: "abandoned at the shutdown deadline" });
+    expect(p.logs().some((l) => l["event"] === "stopped")).toBe(true);
+    expect(s.version(), "nothing was committed").toBe(1);
 
-      // The next start on the same database, Xero healthy again: the refresh is finished, the connection serves.
-      s.fake.setLatency(0);
-      const refreshesBefore = s.fake.refreshes;
-      const next = await serve(s, []);
-      const { token } = await client(next).getToken({ selector: { case: "connectionId", value: s.connectionId } });
-      expect(token?.version).toBe(2n);
-      expect(s.fake.refreshes - refreshesBefore).toBe(1);
-      expect(s.fake.invalidGrants).toBe(0);
-      expect(s.fake.getGrant(s.grantId)?.refreshToken).not.toBeUndefined();
-      await next.kill("SIGTERM");
-      expect(await next.exited).toEqual({ code: 0, signal: null });
-    },
-  );
+    // The next start on the same database, Xero healthy again: the refresh is finished, the connection serves.
+    s.fake.setLatency(0);
+    const refreshesBefore = s.fake.refreshes;
+    const next = await serve(s, []);
+    const { token } = await client(next).getToken({ selector: { case: "connectionId", value: s.connectionId } });
+    expect(token?.version).toBe(2n);
+    expect(s.fake.refreshes - refreshesBefore).toBe(1);
+    expect(s.fake.invalidGrants).toBe(0);
+    expect(s.fake.getGrant(s.grantId)?.refreshToken).not.toBeUndefined();
+    await next.kill("SIGTERM");
+    expect(await next.exited).toEqual({ code: 0, signal: null });
+  });
 
   it.for([{ graceRetry: "same" as const }, { graceRetry: "new" as const }])(
     "with --shutdown-grace 1, an answer that comes after the process exited spends the refresh token; the next start refreshes with it inside Xero's grace period (grace retry returns the $graceRetry pair)",
@@ -181,19 +182,19 @@ describe.concurrent("SIGTERM while Xero's token endpoint hangs", () => {
     },
   );
 
-  it(
-    "with the default grace (10 s) and an upstream timeout longer than it: exits 0 within 10 s of SIGTERM, with no attempt after the signal",
-    { timeout: 90_000 },
-    async ({ expect, onTestFinished }) => {
-      const s = await scenario(onTestFinished, { env: { TOKENBROKER_UPSTREAM_TIMEOUT_MS: "20000" } });
-      const p = await serve(s, []);
-      s.fake.setLatency(600_000);
-      const r = await sigtermWhileRefreshing(s, p, 70_000);
-      console.info(`default grace, upstream timeout 20 s: exit ${Math.round(r.exitMs)} ms after SIGTERM, ${r.attemptsAfterSignal} upstream attempts after it`);
-      expect(r.exit, `still running ${Math.round(r.exitMs)} ms after SIGTERM`).toEqual({ code: 0, signal: null });
-      expect(r.exitMs).toBeLessThan(10_000 + EXIT_MARGIN_MS);
-      expect(r.attemptsAfterSignal).toBe(0);
-      expect((r.waiting as ConnectError).code).toBe(Code.Unavailable);
-    },
-  );
+  it("with the default grace (10 s) and an upstream timeout longer than it: exits 0 within 10 s of SIGTERM, with no attempt after the signal", {
+    timeout: 90_000,
+  }, async ({ expect, onTestFinished }) => {
+    const s = await scenario(onTestFinished, { env: { TOKENBROKER_UPSTREAM_TIMEOUT_MS: "20000" } });
+    const p = await serve(s, []);
+    s.fake.setLatency(600_000);
+    const r = await sigtermWhileRefreshing(s, p, 70_000);
+    console.info(
+      `default grace, upstream timeout 20 s: exit ${Math.round(r.exitMs)} ms after SIGTERM, ${r.attemptsAfterSignal} upstream attempts after it`,
+    );
+    expect(r.exit, `still running ${Math.round(r.exitMs)} ms after SIGTERM`).toEqual({ code: 0, signal: null });
+    expect(r.exitMs).toBeLessThan(10_000 + EXIT_MARGIN_MS);
+    expect(r.attemptsAfterSignal).toBe(0);
+    expect((r.waiting as ConnectError).code).toBe(Code.Unavailable);
+  });
 });

@@ -15,6 +15,7 @@ import type { Store } from "../src/store/store.js";
 import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../src/upstream/identity-server.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { until } from "./helpers/serve-process.js";
+import { taggedTokenSet } from "./helpers/token-sets.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -81,18 +82,7 @@ async function setUp(answers: Answer[]) {
   return { store, broker, calls, events, connectionId, leaseFree, clock };
 }
 
-function tokenSet(clock: ManualClock, tag: string) {
-  return {
-    accessToken: `access-${tag}`,
-    refreshToken: `refresh-${tag}`,
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access"],
-    obtainedAt: clock.now(),
-    expiresAt: clock.now() + 30 * 60_000,
-    refreshTokenIssuedAt: clock.now(),
-  };
-}
+const tokenSet = (clock: ManualClock, tag: string) => taggedTokenSet(clock.now(), tag);
 
 /** The error a promise rejected with (fails if it resolved), and how long it took from `since`. */
 async function rejection(p: Promise<unknown>, since = performance.now()): Promise<{ error: unknown; ms: number }> {

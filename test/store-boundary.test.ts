@@ -1,9 +1,9 @@
 /**
- * The store keeps its driver: no module outside `src/store` imports
- * better-sqlite3 or a SQLite part of the store, the interfaces of the store's
- * parts carry no SQLite type, and nothing reachable from an opened store is a
- * database connection or a prepared statement. What a PostgreSQL store will
- * implement is the interfaces, and nothing else leans on SQLite.
+ * The store keeps its drivers: no module outside `src/store` imports
+ * better-sqlite3, pg, or a SQLite or PostgreSQL part of the store; the
+ * interfaces of the store's parts carry no driver's type; and nothing
+ * reachable from an opened store (of either kind) is a database connection, a
+ * pool or a prepared statement.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -11,7 +11,13 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { openStore } from "../src/store/open-store.js";
-import { tempDir } from "./helpers/broker-fixture.js";
+import pg from "pg";
+import { useStoreBackends } from "./helpers/store-backends.js";
+
+const backends = useStoreBackends();
+
+/** The database drivers: only src/store may import them. */
+const DRIVERS = ["better-sqlite3", "pg"];
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const src = join(root, "src");
@@ -38,7 +44,7 @@ const INTERFACES = [
   "src/store/consent-store.ts",
   "src/store/api-key-store.ts",
   "src/store/audit-store.ts",
-  "src/store/pending-authorisation.ts",
+  "src/store/pending-authorization.ts",
 ];
 
 describe("the store's boundary", () => {
@@ -51,63 +57,72 @@ describe("the store's boundary", () => {
     for (const f of INTERFACES) expect(all).toContain(f);
   });
 
-  it("no module outside src/store imports better-sqlite3 or a SQLite part of the store", () => {
+  it("no module outside src/store imports better-sqlite3, pg, or a SQLite or PostgreSQL part of the store", () => {
+    expect(importsOf("src/store/postgres-database.ts")).toContain("pg");
     const offenders = outside.flatMap((f) =>
       importsOf(f)
-        .filter((spec) => spec === "better-sqlite3" || /(^|\/)store\/sqlite-[^/]*$/.test(spec.replace(/\.js$/, "")))
+        .filter((spec) => DRIVERS.includes(spec) || /(^|\/)store\/(sqlite|postgres)-[^/]*$/.test(spec.replace(/\.js$/, "")))
         .map((spec) => `${f} imports ${spec}`),
     );
     expect(offenders).toEqual([]);
   });
 
-  it("the interfaces of the store's parts name no SQLite type", () => {
+  it("the interfaces of the store's parts name no SQLite or PostgreSQL type", () => {
     const offenders = INTERFACES.flatMap((f) => {
       const text = readFileSync(join(root, f), "utf8");
-      const leaks = importsOf(f).filter((spec) => spec === "better-sqlite3" || /sqlite|read-cache|migration/.test(spec));
-      if (/\bDatabase\b|\bStatement\b/.test(text.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ""))) leaks.push("a Database or Statement type");
+      const leaks = importsOf(f).filter((spec) => DRIVERS.includes(spec) || /sqlite|postgres|read-cache|migration/.test(spec));
+      if (/\bDatabase\b|\bStatement\b|\bPool\b|\bPoolClient\b|\bClient\b/.test(text.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "")))
+        leaks.push("a Database or Statement type");
       return leaks.map((l) => `${f}: ${l}`);
     });
     expect(offenders).toEqual([]);
   });
 
-  it("nothing reachable from an opened store is a database connection or a prepared statement", async () => {
-    const dir = tempDir();
-    const store = await openStore(join(dir.path, "tokenbroker.db"));
-    try {
-      const statementClass = (() => {
-        const db = new Database(":memory:");
-        try {
-          return db.prepare("SELECT 1").constructor;
-        } finally {
-          db.close();
-        }
-      })();
-      const seen = new Set<unknown>();
-      const handles: string[] = [];
-      const visit = (value: unknown, path: string, depth: number): void => {
-        if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value) || depth > 6) return;
-        seen.add(value);
-        if (value instanceof Database || value instanceof statementClass) handles.push(path);
-        // Own properties and those of the prototypes (getters included), as any caller could read them.
-        for (let o: object | null = value as object; o && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
-          for (const name of Object.getOwnPropertyNames(o)) {
-            if (name === "constructor" || name === "prototype" || name === "caller" || name === "arguments") continue;
-            let child: unknown;
-            try {
-              child = (value as Record<string, unknown>)[name];
-            } catch {
-              continue;
-            }
-            visit(child, `${path}.${name}`, depth + 1);
+  it.each(backends)(
+    "nothing reachable from an opened $name store is a database connection, a pool or a prepared statement",
+    async (backend) => {
+      if (backend.skip) return;
+      const store = await openStore(await backend.location());
+      try {
+        const statementClass = (() => {
+          const db = new Database(":memory:");
+          try {
+            return db.prepare("SELECT 1").constructor;
+          } finally {
+            db.close();
           }
-        }
-      };
-      visit(store, "store", 0);
-      expect(seen.size).toBeGreaterThan(10); // it walked the parts and their methods
-      expect(handles).toEqual([]);
-    } finally {
-      await store.close();
-      dir.cleanup();
-    }
-  });
+        })();
+        const seen = new Set<unknown>();
+        const handles: string[] = [];
+        const visit = (value: unknown, path: string, depth: number): void => {
+          if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value) || depth > 6) return;
+          seen.add(value);
+          if (value instanceof Database || value instanceof statementClass || value instanceof pg.Pool || value instanceof pg.Client)
+            handles.push(path);
+          // Own properties and those of the prototypes (getters included), as any caller could read them.
+          for (
+            let o: object | null = value as object;
+            o && o !== Object.prototype && o !== Function.prototype;
+            o = Object.getPrototypeOf(o)
+          ) {
+            for (const name of Object.getOwnPropertyNames(o)) {
+              if (name === "constructor" || name === "prototype" || name === "caller" || name === "arguments") continue;
+              let child: unknown;
+              try {
+                child = (value as Record<string, unknown>)[name];
+              } catch {
+                continue;
+              }
+              visit(child, `${path}.${name}`, depth + 1);
+            }
+          }
+        };
+        visit(store, "store", 0);
+        expect(seen.size).toBeGreaterThan(10); // it walked the parts and their methods
+        expect(handles).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });

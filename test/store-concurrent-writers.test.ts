@@ -7,28 +7,14 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
-import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import type { Store } from "../src/store/store.js";
-import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
-
-function tokenSet(now: number): NewTokenSet {
-  return {
-    accessToken: `at-${randomBytes(12).toString("hex")}`,
-    refreshToken: `rt-${randomBytes(12).toString("hex")}`,
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access"],
-    expiresAt: now + 1_800_000,
-    obtainedAt: now,
-    refreshTokenIssuedAt: now,
-  };
-}
+import { tokenSetAt } from "./helpers/token-sets.js";
 
 /** Commits small transactions to `path` as fast as it can (as another broker's audit log would), until killed. */
 const WRITER = `
@@ -54,7 +40,7 @@ it("500 lease-and-commit refreshes succeed while another process commits writes 
   const path = join(dir.path, "tokenbroker.db");
   store = openSqliteStore({ path });
   const now = Date.now();
-  const { connectionId } = await store.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet(now), tenants: [] });
+  const { connectionId } = await store.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSetAt(now), tenants: [] });
 
   const script = join(dir.path, "writer.cjs");
   writeFileSync(script, WRITER);
@@ -62,12 +48,15 @@ it("500 lease-and-commit refreshes succeed while another process commits writes 
   await new Promise((resolve) => writer!.once("message", resolve));
 
   const othersNow = () =>
-    withRawDatabase(path, (db) => (db.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n);
+    withRawDatabase(
+      path,
+      (db) => (db.prepare("SELECT count(*) AS n FROM audit_log WHERE actor = 'other-process'").get() as { n: number }).n,
+    );
   const before = othersNow();
   let version = (await store.tokens.getToken(connectionId))!.version;
   for (let i = 0; i < 500; i++) {
     expect(await store.tokens.tryAcquireLease(connectionId, "me", 30_000)).toEqual({ acquired: true });
-    const record = await store.tokens.commitRefresh(connectionId, "me", version, tokenSet(now));
+    const record = await store.tokens.commitRefresh(connectionId, "me", version, tokenSetAt(now));
     expect(record.version).toBe(version + 1);
     version = record.version;
   }

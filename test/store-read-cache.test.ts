@@ -8,13 +8,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { CHECK_EVERY_MS, ReadCache } from "../src/store/read-cache.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import type { Store } from "../src/store/store.js";
-import type { NewTokenSet } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { openRawDatabase } from "./helpers/raw-database.js";
+import { tokenSetAt } from "./helpers/token-sets.js";
 
 let dir: ReturnType<typeof tempDir>;
 let a: Store;
@@ -32,22 +33,11 @@ afterEach(async () => {
   dir.cleanup();
 });
 
-function tokenSet(accessToken: string): NewTokenSet {
-  const now = Date.now();
-  return {
-    accessToken,
-    refreshToken: randomUUID(),
-    idToken: undefined,
-    tokenType: "Bearer",
-    scopes: ["offline_access", "accounting.transactions"],
-    expiresAt: now + 1_800_000,
-    obtainedAt: now,
-    refreshTokenIssuedAt: now,
-  };
-}
+/** Two scopes: the test below checks that a caller cannot reorder them. */
+const tokenSet = (accessToken: string) => tokenSetAt(Date.now(), { accessToken, scopes: ["offline_access", "accounting.transactions"] });
 
 /** Waits until the cache looks at the database again. */
-const nextTurn = () => new Promise((resolve) => setTimeout(resolve, CHECK_EVERY_MS + 1));
+const nextTurn = () => delay(CHECK_EVERY_MS + 1);
 
 const tenant = (tenantId: string) => ({
   tenantId,
@@ -59,7 +49,11 @@ const tenant = (tenantId: string) => ({
 
 it("a token set replaced by another connection is read at once, and so is a tenant moved to another grant", async () => {
   const tenantId = randomUUID();
-  const { connectionId } = await a.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  const { connectionId } = await a.connections.saveConnection({
+    xeroUserId: "user-1",
+    tokenSet: tokenSet("access-1"),
+    tenants: [tenant(tenantId)],
+  });
   expect(await a.connections.findConnectionByTenant(tenantId)).toBe(connectionId);
   expect((await a.tokens.getToken(connectionId))?.accessToken).toBe("access-1");
   expect((await a.tokens.getToken(connectionId))?.accessToken).toBe("access-1"); // now remembered
@@ -71,7 +65,7 @@ it("a token set replaced by another connection is read at once, and so is a tena
   expect(after?.version).toBe(2);
 
   // The same tenant authorised later through another user's grant: that grant now serves it.
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await delay(5);
   const other = await b.connections.saveConnection({ xeroUserId: "user-2", tokenSet: tokenSet("access-3"), tenants: [tenant(tenantId)] });
   await nextTurn();
   expect(await a.connections.findConnectionByTenant(tenantId)).toBe(other.connectionId);
@@ -110,12 +104,19 @@ it(`another connection's commit is seen within ${CHECK_EVERY_MS} ms; a lease tak
 
 it("a rolled-back transaction leaves nothing behind, and a record read is shared and cannot be changed by a caller", async () => {
   const tenantId = randomUUID();
-  const { connectionId } = await a.connections.saveConnection({ xeroUserId: "user-1", tokenSet: tokenSet("access-1"), tenants: [tenant(tenantId)] });
+  const { connectionId } = await a.connections.saveConnection({
+    xeroUserId: "user-1",
+    tokenSet: tokenSet("access-1"),
+    tenants: [tenant(tenantId)],
+  });
   // The store's own transactions are inside it; the cache's rule is checked on a connection of the test's own.
   const db = openRawDatabase(join(dir.path, "tokenbroker.db"));
   try {
     const cache = new ReadCache(db);
-    const read = () => cache.get("token", connectionId, () => db.prepare("SELECT access_token FROM token_sets WHERE connection_id = ?").pluck().get(connectionId));
+    const read = () =>
+      cache.get("token", connectionId, () =>
+        db.prepare("SELECT access_token FROM token_sets WHERE connection_id = ?").pluck().get(connectionId),
+      );
     expect(() =>
       db.transaction(() => {
         db.prepare("UPDATE token_sets SET access_token = 'uncommitted' WHERE connection_id = ?").run(connectionId);

@@ -29,9 +29,15 @@ type NodeTls = { ca?: Buffer; cert?: Buffer; key?: Buffer };
 /** Connect transports over TLS, each with the given TLS options. */
 const secureTransports: Array<{ name: string; transport: (baseUrl: string, tls: NodeTls) => Transport }> = [
   { name: "gRPC (HTTP/2)", transport: (baseUrl, tls) => createGrpcTransport({ baseUrl, nodeOptions: tls }) },
-  { name: "Connect JSON (HTTP/1.1)", transport: (baseUrl, tls) => createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: tls }) },
+  {
+    name: "Connect JSON (HTTP/1.1)",
+    transport: (baseUrl, tls) => createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: tls }),
+  },
   { name: "gRPC-Web (HTTP/1.1)", transport: (baseUrl, tls) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", nodeOptions: tls }) },
-  { name: "Connect binary (HTTP/2)", transport: (baseUrl, tls) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, nodeOptions: tls }) },
+  {
+    name: "Connect binary (HTTP/2)",
+    transport: (baseUrl, tls) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, nodeOptions: tls }),
+  },
 ];
 
 async function codeOf(promise: Promise<unknown>): Promise<Code | "ok"> {
@@ -150,7 +156,10 @@ describe.skipIf(noOpenssl)("TLS", () => {
       expect(await codeOf(withCert.getToken(req))).toBe(Code.Unauthenticated);
       const noCert = createClient(TokenService, transport(f.server.url, { ca: certs.ca }));
       expect(await refused(noCert.getToken(req, withKey(key)))).toBe(true);
-      const stranger = createClient(TokenService, transport(f.server.url, { ca: certs.ca, cert: certs.strangerCert, key: certs.strangerKey }));
+      const stranger = createClient(
+        TokenService,
+        transport(f.server.url, { ca: certs.ca, cert: certs.strangerCert, key: certs.strangerKey }),
+      );
       expect(await refused(stranger.getToken(req, withKey(key)))).toBe(true);
       expect((await withCert.getToken(req, withKey(key))).token?.connectionId).toBe(f.connectionId);
       // Only the two calls with a certificate (and a key) reached the service.

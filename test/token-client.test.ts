@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -11,23 +12,14 @@ import { startBroker, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { startFakeXeroApi, type FakeXeroApi } from "./helpers/fake-xero-api.js";
 import { createRpcProbe, type RpcProbe } from "./helpers/rpc-probe.js";
 import { eventually } from "./helpers/stream-reader.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 /** Polls an async check every 10 ms until it holds. */
 async function eventuallyAsync(check: () => Promise<boolean>, timeoutMs = 3000, what = "condition"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }
 
@@ -160,7 +152,7 @@ describe("the token client", () => {
     expect(probe.count("GetToken")).toBe(1);
 
     // Reconnect attempts keep coming, each delay at least half its base (equal jitter); the base doubles up to the cap.
-    await new Promise((resolve) => setTimeout(resolve, 800));
+    await delay(800);
     const starts = [droppedAt, ...probe.streamStarts.slice(1)];
     const attempts = starts.length - 1;
     expect(attempts).toBeGreaterThanOrEqual(4);
@@ -282,7 +274,7 @@ describe("the token client", () => {
     const tb = tokenClient({ reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
     const err = await rejection(tb.getToken("no-such-tenant"));
     expect(err.code).toBe(Code.NotFound);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await delay(200);
     expect(probe.count("WatchToken")).toBe(1);
     expect(f.server.broker.hub.size).toBe(0);
   });

@@ -1,10 +1,13 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { setTimeout as delay } from "node:timers/promises";
+import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { identityServerOptions } from "@tokenbroker/fake-xero";
 import { afterEach, describe, expect, it } from "vitest";
 import type { IdentityServer } from "../src/upstream/identity-server.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { protocols, startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./helpers/broker-fixture.js";
 import { until } from "./helpers/serve-process.js";
+import { rejection } from "./helpers/rejection.js";
 
 // test/upstream-outage.test.ts covers 503s, an unreachable identity server, 429 with Retry-After and
 // invalid_client. This file covers the rest: timeouts, resets, slow answers, and callers' deadlines.
@@ -22,35 +25,20 @@ afterEach(async () => {
 async function start(timeoutMs: number, options: BrokerFixtureOptions = {}): Promise<BrokerFixture> {
   let real: IdentityServer | undefined;
   const late = new Proxy({} as IdentityServer, {
-    get: (_target, name) => (...args: unknown[]) => (Reflect.get(real!, name) as (...a: unknown[]) => unknown).apply(real, args),
+    get:
+      (_target, name) =>
+      (...args: unknown[]) =>
+        (Reflect.get(real!, name) as (...a: unknown[]) => unknown).apply(real, args),
   });
   f = await startBroker({ ...options, server: { identity: late, ...options.server } });
-  real = createOidcIdentityServer({
-    issuer: new URL(f.fake.issuer),
-    connectionsUrl: new URL(f.fake.connectionsUrl),
-    clientId: f.fake.clientId,
-    clientSecret: f.fake.clientSecret,
-    allowInsecure: true,
-    clock: f.clock,
-    timeoutMs,
-  });
+  real = createOidcIdentityServer({ ...identityServerOptions(f.fake), clock: f.clock, timeoutMs });
   return f;
-}
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
 }
 
 /** Lets the refresher's cool-down (10 ms in the fixture, on the broker's clock) pass. */
 async function passCooldown(fx: BrokerFixture): Promise<void> {
   fx.clock.advance(61_000);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await delay(30);
 }
 
 /** The fixture's attempts per refresh (the broker's default). */
@@ -217,9 +205,7 @@ describe("callers during upstream trouble", () => {
 
     const started = performance.now();
     const results = await Promise.all(
-      Array.from({ length: 20 }, () =>
-        client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, { timeoutMs: 4000 }),
-      ),
+      Array.from({ length: 20 }, () => client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, { timeoutMs: 4000 })),
     );
     const elapsed = performance.now() - started;
     for (const r of results) expect(r.token?.accessToken).toBe(stored!.accessToken);
@@ -247,12 +233,7 @@ describe("callers during upstream trouble", () => {
         };
         const results = await Promise.all(
           Array.from({ length: 40 }, (_, i) =>
-            timed(
-              client.getToken(
-                { selector: { case: "tenantId", value: fx.tenantId } },
-                i % 2 === 0 ? { timeoutMs: 300 } : {},
-              ),
-            ),
+            timed(client.getToken({ selector: { case: "tenantId", value: fx.tenantId } }, i % 2 === 0 ? { timeoutMs: 300 } : {})),
           ),
         );
         for (const [i, r] of results.entries()) {

@@ -1,20 +1,12 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, describe, expect, it } from "vitest";
-import type { FakeXero } from "@tokenbroker/fake-xero";
+import { identityServerOptions, type FakeXero } from "@tokenbroker/fake-xero";
 import type { IdentityServer } from "../src/upstream/identity-server.js";
 import { createOidcIdentityServer } from "../src/upstream/oidc-identity-server.js";
 import { protocols, startBroker, type BrokerFixture, type BrokerFixtureOptions } from "./helpers/broker-fixture.js";
-
-/** The error a call rejected with (fails the test if it resolved). */
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+import { rejection } from "./helpers/rejection.js";
 
 /** The fixture's refresher attempts per refresh (the broker's default). */
 const ATTEMPTS = 3;
@@ -43,7 +35,7 @@ function startOutage(fake: FakeXero, failure: { status: number; error?: string }
 /** Lets the refresher's cooldown (10 ms in the fixture, on the broker's clock) pass. */
 async function passCooldown(f: BrokerFixture): Promise<void> {
   f.clock.advance(61_000);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await delay(30);
 }
 
 describe("token endpoint outage", () => {
@@ -259,14 +251,7 @@ describe("token endpoint outage", () => {
       deleteConnection: (accessToken, id) => wrong!.deleteConnection(accessToken, id),
     };
     const f = await start({ server: { identity: lazy } });
-    wrong = createOidcIdentityServer({
-      issuer: new URL(f.fake.issuer),
-      connectionsUrl: new URL(f.fake.connectionsUrl),
-      clientId: f.fake.clientId,
-      clientSecret: "not-the-secret",
-      allowInsecure: true,
-      clock: f.clock,
-    });
+    wrong = createOidcIdentityServer({ ...identityServerOptions(f.fake), clientSecret: "not-the-secret", clock: f.clock });
     const client = f.client(protocols.find((p) => p.name.startsWith("Connect JSON"))!.transport);
     const { token: stored } = await client.getToken({ selector: { case: "tenantId", value: f.tenantId } });
     await f.expireToken();

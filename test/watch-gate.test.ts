@@ -4,6 +4,7 @@
  * is pushed; all of a refused owner's subscriptions end with the gate's
  * reason, on every connection; a periodic check ends them without a publish.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { TokenBroker } from "../src/broker/token-broker.js";
 import { WatchHub, type Subscription } from "../src/broker/watch-hub.js";
@@ -29,7 +30,11 @@ function gate(everyMs = 60_000) {
   const revoked = new Set<string>();
   const checks: string[] = [];
   const reason = new Error("revoked");
-  return { revoked, checks, reason, everyMs, refuse: (owner: string) => (checks.push(owner), revoked.has(owner) ? reason : undefined) };
+  const refuse = (owner: string) => {
+    checks.push(owner);
+    return revoked.has(owner) ? reason : undefined;
+  };
+  return { revoked, checks, reason, everyMs, refuse };
 }
 
 /** Listens to a subscription: what it received and how it ended. */
@@ -80,11 +85,11 @@ describe("WatchHub with a gate", () => {
     const s = listen(hub.subscribe("c1", "key-a"));
     g.revoked.add("key-a");
     const deadline = Date.now() + 5000;
-    while (!s.ended && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (!s.ended && Date.now() < deadline) await delay(10);
     expect(s).toMatchObject({ ended: true, reason: g.reason });
     expect(hub.size).toBe(0);
     const checks = g.checks.length;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await delay(100);
     expect(g.checks.length).toBe(checks); // no owner left: no timer
   });
 

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -137,7 +138,7 @@ describe("WatchToken", () => {
     // Outside the lead time (default 5 minutes before expiry): nothing to do.
     f.clock.set(expiresAt - 6 * 60_000);
     await f.server.scheduler.tick();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     expect(f.fake.tokenEndpointCalls - before).toBe(0);
 
     // Inside the lead time: the scheduler refreshes the watched token set ahead of expiry.
@@ -154,7 +155,7 @@ describe("WatchToken", () => {
 
     // The new token is not due: another tick sends nothing upstream and nothing to watchers.
     await f.server.scheduler.tick();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     expect(f.fake.tokenEndpointCalls - before).toBe(1);
     for (const w of watchers) expect(w.received).toHaveLength(2);
   });

@@ -48,12 +48,7 @@ async function primeAll(call: GetTokenCall, options: ClosedLoopOptions): Promise
   await Promise.all(Array.from({ length: options.concurrency }, caller));
 }
 
-async function phase(
-  call: GetTokenCall,
-  options: ClosedLoopOptions,
-  ms: number,
-  latencies: number[] | undefined,
-): Promise<number> {
+async function phase(call: GetTokenCall, options: ClosedLoopOptions, ms: number, latencies: number[] | undefined): Promise<number> {
   const end = performance.now() + ms;
   const selectors = options.selectors;
   let next = 0;

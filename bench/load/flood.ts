@@ -75,7 +75,9 @@ export const floodHostApi = {
     body.writeUInt32BE(options.bodyBytes * 2, 1); // declares twice what is sent: the message never completes
     const perConnection = Math.ceil(options.streams / options.connections);
     for (let c = 0; c < options.connections; c++) {
-      const session = http2.connect(options.url, { createConnection: () => net.connect({ port: Number(port), host: hostname, localAddress }) });
+      const session = http2.connect(options.url, {
+        createConnection: () => net.connect({ port: Number(port), host: hostname, localAddress }),
+      });
       sessions.push(session);
       session.on("error", () => {});
       session.once("close", () => o.connectionsClosed++);

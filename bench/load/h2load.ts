@@ -55,17 +55,24 @@ export async function runH2load(request: H2loadRequest, load: H2loadLoad): Promi
   writeFileSync(bodyFile, request.body);
   const args = [
     ...(request.h1 ? ["--h1"] : []),
-    "-t", "1",
-    "-c", String(load.connections),
-    "-m", String(request.h1 ? 1 : load.streams),
-    "-D", `${Math.round(load.durationS * 1000)}ms`,
-    "-d", bodyFile,
+    "-t",
+    "1",
+    "-c",
+    String(load.connections),
+    "-m",
+    String(request.h1 ? 1 : load.streams),
+    "-D",
+    `${Math.round(load.durationS * 1000)}ms`,
+    "-d",
+    bodyFile,
     ...Object.entries(request.headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
     request.url,
   ];
   try {
     const out = await new Promise<string>((resolve, reject) =>
-      execFile("h2load", args, { maxBuffer: 1 << 20 }, (e, stdout, stderr) => (e ? reject(new Error(`h2load failed (exit ${String(e.code)}): ${redact(stderr)}`)) : resolve(stdout))),
+      execFile("h2load", args, { maxBuffer: 1 << 20 }, (e, stdout, stderr) =>
+        e ? reject(new Error(`h2load failed (exit ${String(e.code)}): ${redact(stderr)}`)) : resolve(stdout),
+      ),
     );
     return parseH2load(out);
   } finally {

@@ -55,15 +55,18 @@ export async function prepareLongPolls(options: LongPollsOptions): Promise<LongP
         if (i % options.perConnection === 0) clients.push(createRawGrpcClient(options.url));
         versions[i] = -1;
         calls.push(
-          clients.at(-1)!.longPoll(options.selector, version, options.waitMs).then(
-            (r) => {
-              answeredAt[i] = performance.now();
-              versions[i] = Number(r.token?.version ?? -1);
-            },
-            () => {
-              answeredAt[i] = performance.now();
-            },
-          ),
+          clients
+            .at(-1)!
+            .longPoll(options.selector, version, options.waitMs)
+            .then(
+              (r) => {
+                answeredAt[i] = performance.now();
+                versions[i] = Number(r.token?.version ?? -1);
+              },
+              () => {
+                answeredAt[i] = performance.now();
+              },
+            ),
         );
       }
     },

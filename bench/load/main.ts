@@ -8,17 +8,24 @@ import { runClosedLoop, type ClosedLoopOptions, type ClosedLoopResult } from "./
 import { prepareStorm, type Storm, type StormOptions, type StormResult } from "./storm.js";
 import { prepareLongPolls, type LongPollRound, type LongPolls, type LongPollsOptions } from "./long-polls.js";
 import { openWatchers, type FanOutRound, type Watchers, type WatchersOptions } from "./watchers.js";
+import { openHostWatchers, type HostWatchers, type HostWatchersOptions } from "./host-watchers.js";
 
 /** One client per protocol and server, kept across runs so its connections stay warm. */
 const clients = new Map<string, { call: GetTokenCall; close(): void }>();
 const storms = new Map<string, Storm>();
 let watchers: Watchers | undefined;
+let hostWatchers: HostWatchers | undefined;
 let longPolls: LongPolls | undefined;
 
 /** What the runner can ask of the load process. */
 export const loadHostApi = {
   /** Closed-loop GetToken load over `protocol` against `url`. */
-  async getTokenLoad(url: string, protocol: ProtocolName, options: ClosedLoopOptions, headers: Record<string, string> = {}): Promise<ClosedLoopResult> {
+  async getTokenLoad(
+    url: string,
+    protocol: ProtocolName,
+    options: ClosedLoopOptions,
+    headers: Record<string, string> = {},
+  ): Promise<ClosedLoopResult> {
     const key = `${protocol} ${url} ${JSON.stringify(headers)}`;
     let client = clients.get(key);
     if (!client) {
@@ -68,6 +75,20 @@ export const loadHostApi = {
     watchers?.close();
     watchers = undefined;
   },
+  /** Opens WatchToken streams on several hosts; resolves when each has its first message. */
+  async openHostWatchers(options: HostWatchersOptions): Promise<void> {
+    hostWatchers = await openHostWatchers(options);
+  },
+  /** Per host, when each stream received `version` (wall clock, ms); waits until all have. */
+  hostArrivals(version: number): Promise<number[][]> {
+    if (!hostWatchers) throw new Error("openHostWatchers first");
+    return hostWatchers.arrivals(version);
+  },
+  /** Cancels the several hosts' streams. */
+  closeHostWatchers(): void {
+    hostWatchers?.close();
+    hostWatchers = undefined;
+  },
 };
 
 /** The load host's API, for typed calls from the runner. */
@@ -75,5 +96,6 @@ export type LoadHostApi = typeof loadHostApi;
 
 serveHost(loadHostApi, async () => {
   watchers?.close();
+  hostWatchers?.close();
   for (const c of clients.values()) c.close();
 });

@@ -89,7 +89,12 @@ export function createRawGrpcClient(baseUrl: string): RawGrpcClient {
       return unaryCall(session, body);
     },
     watchToken(selector, onMessage, signal) {
-      return streamCall(session, envelope(toBinary(WatchTokenRequestSchema, create(WatchTokenRequestSchema, { selector }))), onMessage, signal);
+      return streamCall(
+        session,
+        envelope(toBinary(WatchTokenRequestSchema, create(WatchTokenRequestSchema, { selector }))),
+        onMessage,
+        signal,
+      );
     },
     close: () => session.close(),
   };
@@ -239,7 +244,7 @@ const watchTokenResponses: Decoded<WatchTokenResponse> = { bytes: undefined, mes
  * the server's. The returned message is shared: callers only read it.
  */
 function decodeOnce<S extends DescMessage>(last: Decoded<MessageShape<S>>, schema: S, bytes: Buffer): MessageShape<S> {
-  if (last.message !== undefined && last.bytes !== undefined && last.bytes.equals(bytes)) return last.message;
+  if (last.message !== undefined && last.bytes?.equals(bytes)) return last.message;
   const message = fromBinary(schema, bytes);
   last.bytes = Buffer.from(bytes); // a copy: the received chunk's memory may be reused
   last.message = message;

@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import { setTimeout as delay } from "node:timers/promises";
 import { summarize, type LatencySummary } from "../stats.js";
 import { createRawGrpcClient } from "./raw-grpc-client.js";
 import { createGrpcClient, type BenchSelector } from "./clients.js";
@@ -87,7 +88,7 @@ export async function openWatchers(options: WatchersOptions): Promise<Watchers> 
   /** Waits until `n` streams hold `target`. */
   const untilReached = async (n: number) => {
     const deadline = performance.now() + options.timeoutMs;
-    while (reached < n && !failure && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    while (reached < n && !failure && performance.now() < deadline) await delay(5);
   };
 
   /** Waits until every stream holds `target` (set before anything is sent). */

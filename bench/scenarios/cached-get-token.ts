@@ -12,12 +12,39 @@ import { median, round } from "../stats.js";
 /** The wire protocols compared, each against the plain server a user would otherwise run for it. */
 export type CachedProtocol = "grpc" | "connect-json-h1" | "connect-binary-h1" | "connect-json-h2" | "connect-binary-h2";
 
-const PROTOCOLS: Record<CachedProtocol, { label: string; plain: keyof PlainServerUrls; plainLabel: string; h1: boolean; contentType: string }> = {
+const PROTOCOLS: Record<
+  CachedProtocol,
+  { label: string; plain: keyof PlainServerUrls; plainLabel: string; h1: boolean; contentType: string }
+> = {
   grpc: { label: "gRPC (h2c)", plain: "grpc", plainLabel: "@grpc/grpc-js", h1: false, contentType: "application/grpc" },
-  "connect-json-h1": { label: "Connect JSON, HTTP/1.1", plain: "connectH1", plainLabel: "connect-node", h1: true, contentType: "application/json" },
-  "connect-binary-h1": { label: "Connect binary, HTTP/1.1", plain: "connectH1", plainLabel: "connect-node", h1: true, contentType: "application/proto" },
-  "connect-json-h2": { label: "Connect JSON, HTTP/2", plain: "connectH2", plainLabel: "connect-node", h1: false, contentType: "application/json" },
-  "connect-binary-h2": { label: "Connect binary, HTTP/2", plain: "connectH2", plainLabel: "connect-node", h1: false, contentType: "application/proto" },
+  "connect-json-h1": {
+    label: "Connect JSON, HTTP/1.1",
+    plain: "connectH1",
+    plainLabel: "connect-node",
+    h1: true,
+    contentType: "application/json",
+  },
+  "connect-binary-h1": {
+    label: "Connect binary, HTTP/1.1",
+    plain: "connectH1",
+    plainLabel: "connect-node",
+    h1: true,
+    contentType: "application/proto",
+  },
+  "connect-json-h2": {
+    label: "Connect JSON, HTTP/2",
+    plain: "connectH2",
+    plainLabel: "connect-node",
+    h1: false,
+    contentType: "application/json",
+  },
+  "connect-binary-h2": {
+    label: "Connect binary, HTTP/2",
+    plain: "connectH2",
+    plainLabel: "connect-node",
+    h1: false,
+    contentType: "application/proto",
+  },
 };
 
 /** What one server did over one protocol, all rounds pooled. */
@@ -97,9 +124,19 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
       const p = PROTOCOLS[protocol];
       const urls = { broker: broker.url, plain: plain[p.plain] };
       // The same answer from both, through a real client, before any load.
-      for (const which of ["broker", "plain"] as const) await expectToken(transportFor(protocol, urls[which]), request, headers, tokenJson, `${which} over ${p.label}`);
-      const body = protocol === "grpc" ? encodeEnvelope(0, toBinary(GetTokenRequestSchema, request)) : p.contentType === "application/json" ? new TextEncoder().encode(toJsonString(GetTokenRequestSchema, request)) : toBinary(GetTokenRequestSchema, request);
-      const requestHeaders = { "content-type": p.contentType, ...(protocol === "grpc" ? { te: "trailers" } : { "connect-protocol-version": "1" }), ...headers };
+      for (const which of ["broker", "plain"] as const)
+        await expectToken(transportFor(protocol, urls[which]), request, headers, tokenJson, `${which} over ${p.label}`);
+      const body =
+        protocol === "grpc"
+          ? encodeEnvelope(0, toBinary(GetTokenRequestSchema, request))
+          : p.contentType === "application/json"
+            ? new TextEncoder().encode(toJsonString(GetTokenRequestSchema, request))
+            : toBinary(GetTokenRequestSchema, request);
+      const requestHeaders = {
+        "content-type": p.contentType,
+        ...(protocol === "grpc" ? { te: "trailers" } : { "connect-protocol-version": "1" }),
+        ...headers,
+      };
       const h2request = (url: string) => ({ url: `${url}/${TokenService.typeName}/GetToken`, h1: p.h1, headers: requestHeaders, body });
       const runs = { broker: [] as Run[], plain: [] as Run[] };
       for (let r = 0; r < rounds; r++) {
@@ -110,7 +147,12 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
           const before = await host.call("cpu");
           const result = await runH2load(h2request(urls[which]), load(p.h1));
           const after = await host.call("cpu");
-          runs[which].push({ result, cpuPct: cpuPercent(before, after), cpuUs: after.cpuUs - before.cpuUs, durationS: load(p.h1).durationS });
+          runs[which].push({
+            result,
+            cpuPct: cpuPercent(before, after),
+            cpuUs: after.cpuUs - before.cpuUs,
+            durationS: load(p.h1).durationS,
+          });
         }
       }
       const ratios = runs.broker.map((b, i) => round(b.result.rps / runs.plain[i]!.result.rps, 3));
@@ -154,7 +196,13 @@ function transportFor(protocol: CachedProtocol, baseUrl: string): Transport {
   return createConnectTransport({ baseUrl, httpVersion: p.h1 ? "1.1" : "2", useBinaryFormat: p.contentType === "application/proto" });
 }
 
-async function expectToken(transport: Transport, request: Parameters<ReturnType<typeof createClient<typeof TokenService>>["getToken"]>[0], headers: Record<string, string>, expected: JsonValue, what: string): Promise<void> {
+async function expectToken(
+  transport: Transport,
+  request: Parameters<ReturnType<typeof createClient<typeof TokenService>>["getToken"]>[0],
+  headers: Record<string, string>,
+  expected: JsonValue,
+  what: string,
+): Promise<void> {
   const { token } = await createClient(TokenService, transport).getToken(request, { headers });
   if (!token || JSON.stringify(toJson(TokenSchema, token)) !== JSON.stringify(expected)) throw new Error(`${what}: not the broker's token`);
 }

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { TokenSchema } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import { startServerHost, type BenchContext } from "../context.js";
@@ -107,6 +108,6 @@ async function untilSubscribers(host: Host<ServerHostApi>, n: number): Promise<v
   const deadline = Date.now() + 30_000;
   while ((await host.call("subscribers")) !== n) {
     if (Date.now() > deadline) throw new Error(`the server never had ${n} subscribers`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await delay(20);
   }
 }

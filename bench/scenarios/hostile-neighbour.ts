@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { startServerHost, type BenchContext } from "../context.js";
 import { forkHost } from "../ipc.js";
 import type { FloodHostApi, FloodOutcome } from "../load/flood.js";
@@ -73,7 +74,7 @@ export async function benchHostileNeighbour(ctx: BenchContext): Promise<HostileF
     const observeMs = ctx.quick ? 1000 : 30_000;
     let flood = await floodHost.call("outcome");
     while (performance.now() - started < observeMs && (flood.open > 0 || flood.socketsClosed < flood.slowSockets)) {
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await delay(250);
       flood = await floodHost.call("outcome");
     }
     const observedS = round((performance.now() - started) / 1000, 1);

@@ -90,7 +90,10 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
   const watchAnswer = () => {
     let answer = watchFrames.get(current);
     if (!answer) {
-      answer = { bytes: toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE })), token: current };
+      answer = {
+        bytes: toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE })),
+        token: current,
+      };
       watchFrames.set(current, answer);
     }
     return answer;

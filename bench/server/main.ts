@@ -25,7 +25,9 @@ function theBroker(): BenchBroker {
 /** What the runner can ask of the server process. */
 export const serverHostApi = {
   /** Starts the broker; resolves with where it listens and what it holds. */
-  async startBroker(options: BenchBrokerOptions): Promise<{ url: string; tenantId: string; connectionId: string; apiKey: string | undefined }> {
+  async startBroker(
+    options: BenchBrokerOptions,
+  ): Promise<{ url: string; tenantId: string; connectionId: string; apiKey: string | undefined }> {
     broker = await startBenchBroker(options);
     return { url: broker.url, tenantId: broker.tenantId, connectionId: broker.connectionId, apiKey: broker.apiKey };
   },

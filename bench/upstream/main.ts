@@ -41,6 +41,14 @@ export const upstreamHostApi = {
   tokenEndpointCalls(): number {
     return theFake().tokenEndpointCalls;
   },
+  /** `expires_in` of the access tokens issued from now on, s. */
+  setAccessTokenLifetime(seconds: number): void {
+    theFake().setAccessTokenLifetime(seconds);
+  },
+  /** invalid_grant answers so far (a refresh token spent twice outside its grace period, among others). */
+  invalidGrants(): number {
+    return theFake().invalidGrants;
+  },
 };
 
 /** The upstream host's API, for typed calls from the server host. */

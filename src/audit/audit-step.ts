@@ -14,19 +14,34 @@ export function createAuditStep(audit: AuditLog): GuardStep {
   const actions = new Map<string, string>();
   const actionOf = (method: string): string => {
     let action = actions.get(method);
-    if (action === undefined) actions.set(method, (action = snakeCase(method)));
+    if (action === undefined) {
+      action = snakeCase(method);
+      actions.set(method, action);
+    }
     return action;
   };
   return {
     name: "audit",
     sent(call, token) {
       if (!token) return;
-      audit.record({ actor: call.principal?.name, action: actionOf(call.method), tenantId: tenantOf(call.selector), connectionId: token.connectionId, outcome: "ok" });
+      audit.record({
+        actor: call.principal?.name,
+        action: actionOf(call.method),
+        tenantId: tenantOf(call.selector),
+        connectionId: token.connectionId,
+        outcome: "ok",
+      });
     },
     ended(call, error) {
       if (error?.code !== Code.PermissionDenied) return;
       const asked = call.selector.case === "connectionId" ? call.selector.value.slice(0, 128) : undefined;
-      audit.record({ actor: call.principal?.name, action: actionOf(call.method), tenantId: tenantOf(call.selector), connectionId: asked, outcome: "permission_denied" });
+      audit.record({
+        actor: call.principal?.name,
+        action: actionOf(call.method),
+        tenantId: tenantOf(call.selector),
+        connectionId: asked,
+        outcome: "permission_denied",
+      });
     },
   };
 }

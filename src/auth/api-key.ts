@@ -60,7 +60,10 @@ export function isValidKeyName(name: string): boolean {
 export function parseTenantScope(text: string): "*" | string[] | undefined {
   const trimmed = text.trim();
   if (trimmed === "*") return "*";
-  const ids = trimmed.split(",").map((t) => t.trim()).filter((t) => t !== "");
+  const ids = trimmed
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
   if (ids.length === 0 || !ids.every((t) => TENANT_PATTERN.test(t) && t !== "*")) return undefined;
   return [...new Set(ids)];
 }

@@ -100,10 +100,14 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
           }
           if (bearer && !principal) failed(req, undefined); // a valid client key is refused (403), not guessed
           if (principal) return sendJson(res, 403, { code: "permission_denied", message: "this API key is not an admin key" });
-          const wantsHtml = !bearer && (req.method === "GET" || req.method === "HEAD") && /text\/html/.test(String(req.headers["accept"] ?? ""));
+          const wantsHtml =
+            !bearer && (req.method === "GET" || req.method === "HEAD") && /text\/html/.test(String(req.headers["accept"] ?? ""));
           if (wantsHtml) return sendHtml(res, 401, loginPage(req.url ?? "/"));
           (res as http.ServerResponse).setHeader("www-authenticate", 'Bearer realm="tokenbroker"');
-          sendJson(res, 401, { code: "unauthenticated", message: "an admin API key is required: sign in at /, or send authorization: Bearer <key>" });
+          sendJson(res, 401, {
+            code: "unauthenticated",
+            message: "an admin API key is required: sign in at /, or send authorization: Bearer <key>",
+          });
         },
         () => sendJson(res, 500, { code: "internal", message: "cannot check the API key" }),
       );
@@ -114,25 +118,33 @@ export function createAdminGate(options: AdminGateOptions): AdminGate {
     method: "POST",
     path: "/login",
     handle: (req, res) => {
-      return readForm(req).then(async (form) => {
-        if (!form) return sendJson(res, 400, { code: "invalid_argument", message: "post the form as application/x-www-form-urlencoded, at most 4 KiB" });
-        const next = safeNext(form.get("next"));
-        if (held(req, res, (seconds) => loginPage(next, `Too many failed sign-ins from this address; try again in ${seconds} s.`))) return;
-        const principal = await options.authenticator.authenticate(`Bearer ${form.get("key") ?? ""}`);
-        if (!principal?.admin) {
-          failed(req, principal);
-          return sendHtml(res, 401, loginPage(next, "That is not a valid admin API key."));
-        }
-        throttle.succeeded(clientOf(req.socket?.remoteAddress));
-        const id = sessions.open(principal.keyHash);
-        options.onSession?.({ action: "login", principal });
-        (res as http.ServerResponse).writeHead(303, {
-          location: next,
-          "set-cookie": `${cookieName}=${id}; ${attributes}; Max-Age=${sessions.maxAgeSeconds}`,
-          "cache-control": "no-store",
-        });
-        res.end();
-      }, () => sendJson(res, 500, { code: "internal", message: "cannot sign in" }));
+      return readForm(req).then(
+        async (form) => {
+          if (!form)
+            return sendJson(res, 400, {
+              code: "invalid_argument",
+              message: "post the form as application/x-www-form-urlencoded, at most 4 KiB",
+            });
+          const next = safeNext(form.get("next"));
+          if (held(req, res, (seconds) => loginPage(next, `Too many failed sign-ins from this address; try again in ${seconds} s.`)))
+            return;
+          const principal = await options.authenticator.authenticate(`Bearer ${form.get("key") ?? ""}`);
+          if (!principal?.admin) {
+            failed(req, principal);
+            return sendHtml(res, 401, loginPage(next, "That is not a valid admin API key."));
+          }
+          throttle.succeeded(clientOf(req.socket?.remoteAddress));
+          const id = sessions.open(principal.keyHash);
+          options.onSession?.({ action: "login", principal });
+          (res as http.ServerResponse).writeHead(303, {
+            location: next,
+            "set-cookie": `${cookieName}=${id}; ${attributes}; Max-Age=${sessions.maxAgeSeconds}`,
+            "cache-control": "no-store",
+          });
+          res.end();
+        },
+        () => sendJson(res, 500, { code: "internal", message: "cannot sign in" }),
+      );
     },
   };
 

@@ -8,6 +8,7 @@ import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
 import { abortable, sleep } from "./abortable.js";
+import { backoffDelay } from "./backoff.js";
 import type { RefreshCause, RefreshListener, RefreshOutcome } from "./refresh-events.js";
 import { SingleFlight } from "./single-flight.js";
 import type { WatchHub } from "./watch-hub.js";
@@ -241,7 +242,7 @@ export class Refresher {
             report("invalid_client", leased.version, e.message);
             throw error;
           }
-          const delay = Math.max(e.retryAfterMs ?? 0, jitter(this.retryBaseMs * 2 ** (attempts - 1)));
+          const delay = Math.max(e.retryAfterMs ?? 0, backoffDelay(attempts - 1, this.retryBaseMs));
           // Give up for now when out of attempts, or when the wait would outlast the lease.
           if (attempts >= this.attempts || delay > this.leaseTtlMs / 2) {
             const error = new BrokerError("unavailable", `refreshing ${connectionId} failed: ${e.message}; will retry`, {
@@ -305,8 +306,7 @@ export class Refresher {
 
   private noteFailure(connectionId: string, retryAfterMs: number | undefined, error: BrokerError): void {
     const count = (this.failures.get(connectionId)?.count ?? 0) + 1;
-    const backoff = Math.min(60_000, this.cooldownMs * 2 ** (count - 1));
-    const wait = Math.max(retryAfterMs ?? 0, jitter(backoff));
+    const wait = Math.max(retryAfterMs ?? 0, backoffDelay(count - 1, this.cooldownMs, 60_000));
     this.failures.set(connectionId, { count, at: this.clock.now(), waitMs: wait, error });
   }
 }
@@ -317,9 +317,4 @@ function shuttingDown(connectionId: string): BrokerError {
     "unavailable",
     `tokenbroker is shutting down: the refresh of ${connectionId} was not finished (the next start or another broker process finishes it)`,
   );
-}
-
-/** Between half and all of `ms`: spreads retries of many brokers apart. */
-function jitter(ms: number): number {
-  return ms / 2 + Math.random() * (ms / 2);
 }

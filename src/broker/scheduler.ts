@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.js";
+import type { StoreChange, StoreChanges } from "../store/store.js";
 import type { TokenSetStore, TokenState } from "../store/token-set-store.js";
 import type { RefreshCause } from "./refresh-events.js";
 import type { TokenBroker } from "./token-broker.js";
@@ -15,6 +16,11 @@ export interface SchedulerOptions {
   intervalMs?: number;
   /** Between ticks, how often the token sets are checked for refreshes by other processes while this process has watchers, ms (default 250). */
   watchPollMs?: number;
+  /**
+   * The store's changes as they are committed by any process (`Store.changes`, PostgreSQL): each reaches this
+   * process's watchers at once, instead of at the next poll. Polling stays, as the fallback.
+   */
+  changes?: StoreChanges;
   /** Called with errors of background refreshes (already reported as refresh events). */
   onError?: (error: unknown) => void;
   /** Called at each pass with every token set's state and the time: how notifications notice transitions. Must not throw. */
@@ -41,6 +47,8 @@ export class Scheduler {
   private watchTimer: NodeJS.Timeout | undefined;
   private pushing: Promise<void> | undefined;
   private ticking: Promise<void> | undefined;
+  private readonly changes: StoreChanges | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly broker: TokenBroker,
@@ -55,6 +63,7 @@ export class Scheduler {
     this.watchPollMs = options.watchPollMs ?? 250;
     this.onError = options.onError ?? (() => {});
     this.onPass = options.onPass ?? (() => {});
+    this.changes = options.changes;
   }
 
   /** Runs {@link tick} every interval until {@link stop}. */
@@ -64,6 +73,7 @@ export class Scheduler {
     this.timer.unref();
     this.watchTimer = setInterval(() => void this.pushToWatchers(), this.watchPollMs);
     this.watchTimer.unref();
+    this.unsubscribe = this.changes?.subscribe((change) => this.onChange(change));
   }
 
   /**
@@ -74,6 +84,8 @@ export class Scheduler {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.watchTimer);
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     this.timer = undefined;
     this.watchTimer = undefined;
     await Promise.all([this.ticking, this.pushing]);
@@ -120,10 +132,32 @@ export class Scheduler {
     if (this.broker.hub.size === 0) return Promise.resolve();
     this.pushing ??= this.tokens
       .listTokenStates()
-      .then((states) => states.forEach((t) => this.propagate(t)))
+      .then((states) => {
+        for (const t of states) this.propagate(t);
+      })
       .catch(this.onError)
       .finally(() => (this.pushing = undefined));
     return this.pushing;
+  }
+
+  /** A change told by the store: pushed to this process's watchers of that connection at once. */
+  private onChange(change: StoreChange): void {
+    if ("everything" in change) {
+      void this.pushToWatchers();
+      return;
+    }
+    const { connectionId } = change;
+    if (this.broker.hub.count(connectionId) === 0) return;
+    this.tokens
+      .getToken(connectionId)
+      .then((record) => {
+        if (!record) return;
+        const key = `${record.version}:${record.state}`;
+        if (this.seen.get(connectionId) === key) return;
+        this.seen.set(connectionId, key);
+        this.broker.hub.publish(record);
+      })
+      .catch(this.onError);
   }
 
   private launch(t: TokenState, cause: RefreshCause): void {

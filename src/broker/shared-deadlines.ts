@@ -23,7 +23,10 @@ export class SharedDeadlines<T extends Expiring> {
   add(item: T, ms: number): number {
     const slot = Math.ceil((performance.now() + ms) / this.slotMs) * this.slotMs;
     let set = this.slots.get(slot);
-    if (!set) this.slots.set(slot, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.slots.set(slot, set);
+    }
     set.add(item);
     if (slot < this.armedFor) this.arm(slot);
     return slot;

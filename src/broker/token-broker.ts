@@ -86,14 +86,7 @@ export class TokenBroker {
     this.onWait = options.onWait ?? (() => {});
     this.hub = new WatchHub(options.watchGate);
     this.longPolls = new LongPolls(this.hub);
-    this.refresher = new Refresher(
-      options.store,
-      options.identity,
-      this.hub,
-      this.clock,
-      options.onRefresh,
-      options.refresher,
-    );
+    this.refresher = new Refresher(options.store, options.identity, this.hub, this.clock, options.onRefresh, options.refresher);
   }
 
   /** The connection id a selector names; `not_found` for an unknown tenant (an unknown connection id fails at the read that follows). */
@@ -130,7 +123,13 @@ export class TokenBroker {
       // A stored token that will not stay valid long enough is refreshed at once, not after the wait.
       const answerNow = (current: TokenRecord) => !this.qualifies(current, minValidForMs);
       return this.longPolls
-        .wait(connectionId, () => this.current(connectionId), { newerThan, waitMs, signal: options.signal, owner: options.owner, answerNow })
+        .wait(connectionId, () => this.current(connectionId), {
+          newerThan,
+          waitMs,
+          signal: options.signal,
+          owner: options.owner,
+          answerNow,
+        })
         .then((record) => this.validToken(connectionId, minValidForMs, options, record));
     }
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
@@ -255,7 +254,8 @@ export class TokenBroker {
   ): Promise<Subscription | undefined> {
     const connectionId = await this.resolve(selector);
     if (handle.closed) return undefined;
-    const sub = (handle.subscription = this.hub.subscribe(connectionId, owner));
+    const sub = this.hub.subscribe(connectionId, owner);
+    handle.subscription = sub;
     let first: TokenRecord;
     try {
       const current = await this.current(connectionId);
@@ -345,8 +345,7 @@ export class TokenBroker {
     signal: CancelSignal | undefined,
   ): Promise<TokenRecord> {
     const started = performance.now();
-    const waited = (outcome: "ok" | "error") =>
-      this.onWait({ connectionId, cause, waitedMs: performance.now() - started, outcome });
+    const waited = (outcome: "ok" | "error") => this.onWait({ connectionId, cause, waitedMs: performance.now() - started, outcome });
     try {
       const record = await abortable(this.refresher.refresh(connectionId, cause, seenVersion), signal);
       waited("ok");
@@ -422,7 +421,8 @@ function hand(pull: Pull, record: TokenRecord | undefined): void {
     pull.reader = undefined;
     reader(record);
   } else if (record !== undefined) {
-    (pull.queue ??= []).push(record);
+    pull.queue ??= [];
+    pull.queue.push(record);
   }
 }
 

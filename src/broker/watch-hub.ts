@@ -55,11 +55,17 @@ export class WatchHub {
       return sub;
     }
     let set = this.subscribers.get(connectionId);
-    if (!set) this.subscribers.set(connectionId, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.subscribers.set(connectionId, set);
+    }
     set.add(sub);
     if (gated !== undefined) {
       let mine = this.owned.get(gated);
-      if (!mine) this.owned.set(gated, (mine = new Set()));
+      if (!mine) {
+        mine = new Set();
+        this.owned.set(gated, mine);
+      }
       mine.add(sub);
       if (!this.timer) {
         this.timer = setInterval(() => this.recheck(), this.gate!.everyMs);
@@ -85,7 +91,10 @@ export class WatchHub {
       if (owner !== undefined) {
         verdicts ??= new Map();
         let verdict = verdicts.get(owner);
-        if (verdict === undefined) verdicts.set(owner, (verdict = this.refusal(owner) ?? LET_THROUGH));
+        if (verdict === undefined) {
+          verdict = this.refusal(owner) ?? LET_THROUGH;
+          verdicts.set(owner, verdict);
+        }
         if (verdict !== LET_THROUGH) {
           this.endOwner(owner, verdict);
           continue;

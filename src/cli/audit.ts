@@ -34,7 +34,8 @@ ${settingsHelp([DB])}
     });
     const since = values.since === undefined ? undefined : parseSince(values.since, Date.now());
     const limit = values.limit === undefined ? 100 : Number(values.limit);
-    if (!Number.isInteger(limit) || limit <= 0) throw new ConfigError(`--limit must be a positive whole number, not ${JSON.stringify(values.limit)}`);
+    if (!Number.isInteger(limit) || limit <= 0)
+      throw new ConfigError(`--limit must be a positive whole number, not ${JSON.stringify(values.limit)}`);
     const store = await openStoreOrExplain(dbPath(values.db, io.env));
     try {
       for (const e of await store.auditLog.read({ since, limit })) {

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../config.js";
 import type { Command } from "./command.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
+import { isPostgresUrl, postgresBackupAdvice } from "../store/store-location.js";
 import { DB } from "../settings/server-settings.js";
 import { settingsHelp } from "../settings/settings-help.js";
 
@@ -24,6 +25,9 @@ A backup holds refresh tokens that the running broker will spend: Xero
 accepts a spent refresh token only within 30 minutes of its use, so restore
 the newest backup, and only after the broker that wrote the database stopped.
 
+A PostgreSQL database (--db postgres://…) is not copied by this command:
+use pg_dump, which makes a consistent copy while brokers run.
+
 Options:
   --force      replace <file> if it exists
   -h, --help   show this help
@@ -39,6 +43,7 @@ ${settingsHelp([DB])}
     if (positionals.length !== 1) throw new ConfigError("name one backup file: tokenbroker backup <file>");
     const target = resolve(positionals[0]!);
     const source = dbPath(values.db, io.env);
+    if (isPostgresUrl(source)) throw new ConfigError(`tokenbroker backup copies a SQLite file; ${postgresBackupAdvice(source)}`);
     if (!existsSync(source)) {
       throw new ConfigError(`no database at ${source}: name the one serve uses with --db or TOKENBROKER_DB`);
     }

@@ -46,7 +46,11 @@ Options:
 ${settingsHelp(CONNECT_SETTINGS)}
 `,
   async run(args, io) {
-    const { values } = parseArgs({ args, options: { timeout: { type: "string" }, ...flagOptions(CONNECT_SETTINGS) }, allowPositionals: false });
+    const { values } = parseArgs({
+      args,
+      options: { timeout: { type: "string" }, ...flagOptions(CONNECT_SETTINGS) },
+      allowPositionals: false,
+    });
     const timeoutMs = 1000 * positiveNumber("--timeout", values.timeout, 600);
     const identity = identityFromEnv(io.env);
     const { redirectUri, scopes } = consentFromEnv(io.env);
@@ -62,7 +66,9 @@ ${settingsHelp(CONNECT_SETTINGS)}
       const served = await somethingListens(host, port);
       if (!served) {
         if (redirect.protocol === "https:") {
-          throw new ConfigError(`nothing listens on ${redirect.host} for the https redirect URI; start tokenbroker serve behind its TLS proxy first`);
+          throw new ConfigError(
+            `nothing listens on ${redirect.host} for the https redirect URI; start tokenbroker serve behind its TLS proxy first`,
+          );
         }
         listener = await listenForCallback(flow, host, port, redirect.pathname);
       }
@@ -80,8 +86,15 @@ ${settingsHelp(CONNECT_SETTINGS)}
           // The browser is being sent to our "return to the terminal" page: let it arrive before the listener closes.
           if (listener) await Promise.race([listener.donePageServed, delay(2000)]);
           const connection = (await store.connections.listConnections()).find((c) => c.connectionId === status.connectionId);
-          const tenantIds = (connection?.tenants ?? []).filter((t) => t.state === "active").map((t) => t.tenantId).sort();
-          await recordCliAction(store, { action: "connect", connectionId: status.connectionId, detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000) });
+          const tenantIds = (connection?.tenants ?? [])
+            .filter((t) => t.state === "active")
+            .map((t) => t.tenantId)
+            .sort();
+          await recordCliAction(store, {
+            action: "connect",
+            connectionId: status.connectionId,
+            detail: `tenants=${tenantIds.join(",")}`.slice(0, 1000),
+          });
           io.out.write(`connection ${status.connectionId}  ${terminalSafe(connection?.userName ?? connection?.xeroUserId ?? "")}\n`);
           for (const t of connection?.tenants ?? []) io.out.write(`  ${describeTenant(t)}\n`);
           if (connection?.lastError) io.err.write(`tokenbroker connect: ${terminalSafe(connection.lastError)}\n`);
@@ -136,7 +149,9 @@ async function listenForCallback(
       sendPage(res, 200, renderPage(renderDonePage(), nonce), nonce);
     },
   };
-  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter((r) => r.path === callbackPath || r.path === CLAIM_PATH);
+  const callback = consentRoutes({ consent: () => flow, callbackPath, donePath: DONE_PATH }).filter(
+    (r) => r.path === callbackPath || r.path === CLAIM_PATH,
+  );
   const server = createServer(routeHttp([...callback, done]));
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) =>

@@ -47,7 +47,9 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
         .filter((c) => values.connection === undefined || c.connectionId === values.connection)
         .flatMap((c) => c.tenants.filter((t) => t.tenantId === tenantId).map((t) => ({ c, t })));
       if (holders.length === 0) {
-        throw new ConfigError(`tenant ${tenantId} is not stored${values.connection ? ` in connection ${values.connection}` : ""}; see tokenbroker tenants`);
+        throw new ConfigError(
+          `tenant ${tenantId} is not stored${values.connection ? ` in connection ${values.connection}` : ""}; see tokenbroker tenants`,
+        );
       }
       if (holders.length > 1) {
         throw new ConfigError(
@@ -57,7 +59,8 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
       const { c, t } = holders[0]!;
       let atXero = "Xero no longer listed it";
       if (t.state === "active") {
-        if (t.xeroConnectionId === undefined) throw new ConfigError(`tenant ${tenantId} has no Xero connection id; re-authorise the connection first`);
+        if (t.xeroConnectionId === undefined)
+          throw new ConfigError(`tenant ${tenantId} has no Xero connection id; re-authorise the connection first`);
         const broker = new TokenBroker({ store, identity });
         try {
           const token = await broker.getToken({ connectionId: c.connectionId });
@@ -65,7 +68,9 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
           atXero = deleted ? "disconnected at Xero" : "Xero did not know it any more";
         } catch (e) {
           if (isBrokerError(e, "needs_reauthorization")) {
-            io.err.write(`tokenbroker disconnect: connection ${c.connectionId} needs re-authorisation, so Xero cannot be asked; nothing removed (re-authorise it, or remove the whole grant with tokenbroker revoke)\n`);
+            io.err.write(
+              `tokenbroker disconnect: connection ${c.connectionId} needs re-authorisation, so Xero cannot be asked; nothing removed (re-authorise it, or remove the whole grant with tokenbroker revoke)\n`,
+            );
             return 1;
           }
           if (isBrokerError(e) || e instanceof UpstreamError) {

@@ -3,7 +3,7 @@ import { ConfigError, upstreamFromEnv } from "../config.js";
 import { UPSTREAM_COMMAND_SETTINGS } from "../settings/all-settings.js";
 import { flagOptions } from "../settings/setting.js";
 import { settingsHelp } from "../settings/settings-help.js";
-import { importRefreshToken } from "../importer.js";
+import { type ImportResult, importRefreshToken } from "../importer.js";
 import { UpstreamError } from "../upstream/identity-server.js";
 import { identityFromConfig } from "./upstream-identity.js";
 import type { Command, CommandIo } from "./command.js";
@@ -48,7 +48,7 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
     try {
       await checkEncryptionKeys(store, encryption.cipher);
       const identity = identityFromConfig(upstream);
-      let result;
+      let result: ImportResult;
       try {
         result = await importRefreshToken(store, identity, refreshToken);
       } catch (e) {

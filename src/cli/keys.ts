@@ -63,7 +63,13 @@ ${settingsHelp([DB])}
   },
 };
 
-type Values = { name?: string | undefined; tenants?: string | undefined; admin?: boolean | undefined; json?: boolean | undefined; db?: string | undefined };
+type Values = {
+  name?: string | undefined;
+  tenants?: string | undefined;
+  admin?: boolean | undefined;
+  json?: boolean | undefined;
+  db?: string | undefined;
+};
 
 async function create(values: Values, io: CommandIo): Promise<number> {
   const name = values.name;
@@ -82,9 +88,14 @@ async function create(values: Values, io: CommandIo): Promise<number> {
       if (e instanceof DuplicateKeyNameError) throw new ConfigError(e.message);
       throw e;
     }
-    await recordCliAction(store, { action: "keys_create", detail: `key=${name} tenants=${tenants === "*" ? "*" : tenants.join(",")} role=${role}` });
+    await recordCliAction(store, {
+      action: "keys_create",
+      detail: `key=${name} tenants=${tenants === "*" ? "*" : tenants.join(",")} role=${role}`,
+    });
     io.out.write(`${key}\n`);
-    io.err.write(`key ${name} created (${role}, tenants ${tenants === "*" ? "*" : tenants.join(",")}); it is shown only now: store it safely\n`);
+    io.err.write(
+      `key ${name} created (${role}, tenants ${tenants === "*" ? "*" : tenants.join(",")}); it is shown only now: store it safely\n`,
+    );
     return 0;
   } finally {
     await store.close();
@@ -111,7 +122,12 @@ async function list(values: Values, io: CommandIo): Promise<number> {
     const columns = Object.keys(header) as Array<keyof typeof header>;
     const width = Object.fromEntries(columns.map((c) => [c, Math.max(header[c].length, ...rows.map((r) => r[c].length))]));
     for (const row of [header, ...rows]) {
-      io.out.write(`${columns.map((c) => row[c].padEnd(width[c]!)).join("  ").trimEnd()}\n`);
+      io.out.write(
+        `${columns
+          .map((c) => row[c].padEnd(width[c]!))
+          .join("  ")
+          .trimEnd()}\n`,
+      );
     }
     return 0;
   } finally {

@@ -75,7 +75,9 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
       await recordCliAction(store, { action: "revoke", connectionId });
       const tenants = summary.tenants.filter((t) => t.state === "active");
       const who = terminalSafe(summary.userName ?? summary.xeroUserId ?? "");
-      io.out.write(`connection ${connectionId}  ${who}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`);
+      io.out.write(
+        `connection ${connectionId}  ${who}  revoked at Xero; removed with ${tenants.length} tenant${tenants.length === 1 ? "" : "s"}\n`,
+      );
       for (const t of tenants) io.out.write(`  ${terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}`)}\n`);
       return 0;
     } catch (e) {

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../config.js";
 import { loadEncryptionKeys, readKeyFile } from "../crypto/encryption-keys.js";
 import { createTokenCipher } from "../crypto/token-cipher.js";
-import { RotationIncompleteError } from "../store/token-set-store.js";
+import { type ReencryptResult, RotationIncompleteError } from "../store/token-set-store.js";
 import type { Command } from "./command.js";
 import { checkEncryptionKeys, recordCliAction } from "./security-options.js";
 import { dbPath, openStoreOrExplain } from "./store-options.js";
@@ -59,7 +59,7 @@ ${settingsHelp([DB])}
     const store = await openStoreOrExplain(dbPath(values.db, io.env));
     try {
       await checkEncryptionKeys(store, from);
-      let result;
+      let result: ReencryptResult;
       try {
         result = await store.tokens.reencrypt({ from, to });
       } catch (e) {

@@ -112,12 +112,7 @@ export interface ServeSecurity {
  * what is insecure, and re-reads the encryption key file on SIGHUP (the way a
  * running broker learns a new key without a restart; see `rotate-key`).
  */
-export function startServeSecurity(
-  config: ServeSecurityConfig,
-  store: Store,
-  logger: Logger,
-  env: NodeJS.ProcessEnv,
-): ServeSecurity {
+export function startServeSecurity(config: ServeSecurityConfig, store: Store, logger: Logger, env: NodeJS.ProcessEnv): ServeSecurity {
   const audit = createAuditLog({
     sink: store.auditLog,
     onError: (e) => logger.error(errorFields(e), "cannot write the audit log"),
@@ -131,7 +126,10 @@ export function startServeSecurity(
       if (next) config.cipher.setKeys(next);
       logger.info({ event: "encryption_keys_reloaded", keyIds: config.cipher.keyIds }, "encryption keys re-read");
     } catch (e) {
-      logger.error({ event: "encryption_keys_reload_failed", reason: e instanceof Error ? e.message : "error" }, "cannot re-read the encryption key file; keeping the keys in use");
+      logger.error(
+        { event: "encryption_keys_reload_failed", reason: e instanceof Error ? e.message : "error" },
+        "cannot re-read the encryption key file; keeping the keys in use",
+      );
     }
   };
   process.on("SIGHUP", reload);
@@ -147,7 +145,8 @@ export function startServeSecurity(
       } else if (!(await keys.list()).some((k) => k.revokedAt === undefined)) {
         logger.warn({ event: "no_api_keys" }, "no API keys yet: create one with `tokenbroker keys create --name <name> --tenants '*'`");
       }
-      if (!config.cipher) logger.warn({ event: "insecure", encryption: false }, "tokens are stored in clear text (--insecure-no-encryption)");
+      if (!config.cipher)
+        logger.warn({ event: "insecure", encryption: false }, "tokens are stored in clear text (--insecure-no-encryption)");
       if (config.keyFile !== undefined) warnIfKeyFileOpen(config.keyFile, logger);
       if (config.cipher) await warnIfUnsealed(store, logger);
     },
@@ -213,7 +212,13 @@ export async function checkEncryptionKeys(store: Store, cipher: TokenCipher | un
 /** Records an admin command (connect, disconnect, revoke, import, keys) in the audit log, as `cli:<user>`. Never fails the command. */
 export async function recordCliAction(
   store: Pick<Store, "auditLog">,
-  entry: { action: string; tenantId?: string | undefined; connectionId?: string | undefined; outcome?: string; detail?: string | undefined },
+  entry: {
+    action: string;
+    tenantId?: string | undefined;
+    connectionId?: string | undefined;
+    outcome?: string;
+    detail?: string | undefined;
+  },
 ): Promise<void> {
   try {
     await store.auditLog.write([{ at: Date.now(), actor: cliActor(), outcome: "ok", ...entry }]);

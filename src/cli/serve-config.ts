@@ -5,7 +5,7 @@ import type { NotifierOptions } from "../notify/notifier.js";
 import type { ConnectionLimits } from "../server/connection-limits.js";
 import { SERVE_SETTINGS } from "../settings/all-settings.js";
 import { KEEPALIVE_DAYS, LEAD_TIME, LEASE_TTL } from "../settings/refresh-settings.js";
-import { LISTEN, LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE } from "../settings/server-settings.js";
+import { DB_POOL_SIZE, LISTEN, LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE } from "../settings/server-settings.js";
 import { flagOptions, readSetting, settingName, type SettingsSource } from "../settings/setting.js";
 import { UPSTREAM_TIMEOUT_MS } from "../settings/upstream-settings.js";
 import { limitsFromFlags } from "./limit-options.js";
@@ -24,6 +24,8 @@ export type ServeFlagValues = {
 export interface ServeConfig {
   listen: ListenAddress;
   db: string;
+  /** PostgreSQL: connections in each process's pool. */
+  dbPoolSize: number;
   upstream: UpstreamConfig;
   consent: ConsentConfig;
   leadTimeMs: number;
@@ -66,6 +68,7 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
   return {
     listen,
     db: dbPath(values.db, env),
+    dbPoolSize: readSetting(DB_POOL_SIZE, source),
     upstream,
     consent,
     leadTimeMs,

@@ -57,7 +57,7 @@ starts Xero's consent flow, which comes back to the redirect URI.
     const { listen, upstream, consent, leadTimeMs, keepAliveAfterMs, leaseTtlMs, shutdownGraceMs, notifications, limits } = config;
     const securityConfig = config.security;
     const logger = createLogger({ level: config.logLevel, destination: io.err, format: config.logFormat });
-    const store = await openStoreOrExplain(config.db, securityConfig.cipher, logger);
+    const store = await openStoreOrExplain(config.db, securityConfig.cipher, logger, { poolSize: config.dbPoolSize });
     try {
       await checkEncryptionKeys(store, securityConfig.cipher);
     } catch (e) {

@@ -39,10 +39,19 @@ ${settingsHelp([DB])}
       const table = [
         ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER"],
         ...rows.map(({ c, t }) =>
-          [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""].map(terminalSafe),
+          [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""].map(
+            terminalSafe,
+          ),
         ),
       ];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-      return table.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+      return table
+        .map((r) =>
+          r
+            .map((cell, i) => cell.padEnd(widths[i]!))
+            .join("  ")
+            .trimEnd(),
+        )
+        .join("\n");
     }),
 };

@@ -10,9 +10,10 @@
  * `ESC` with its intermediates and final byte.
  */
 const SEQUENCES =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching ESC, BEL, ST and the C1 introducers is the point.
   /(?:\u001b\[|\u009b)[\u0030-\u003f]*[\u0020-\u002f]*[\u0040-\u007e]?|(?:\u001b[\]PX^_]|[\u0090\u0098\u009d\u009e\u009f])[^\u0007\u001b\u009c]*(?:\u0007|\u001b\\|\u009c)?|\u001b[\u0020-\u002f]*[\u0030-\u007e]?/g;
 /** What is left of C0 (tab, newline and carriage return included), DEL and C1. */
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
+const CONTROLS = /\p{Cc}/gu;
 
 /** `text` without escape sequences and control characters (C0, DEL, C1): safe on one line of a terminal. */
 export function terminalSafe(text: string): string {

@@ -10,7 +10,10 @@ const MAX_DETAIL = 1000;
  * gone. Nothing in it is a token, and nothing but printable ASCII comes from Xero.
  */
 export function consentAuditEntry(stored: StoredGrant): Omit<AuditEntry, "at"> {
-  const tenants = stored.tenants.map((t) => printable(t.tenantId)).sort().join(",");
+  const tenants = stored.tenants
+    .map((t) => printable(t.tenantId))
+    .sort()
+    .join(",");
   const detail = `${stored.created ? "new" : "replaced"} tenants=${tenants} added=${stored.added.length} gone=${stored.gone.length}`;
   return {
     actor: `xero:${printable(stored.xeroUserId ?? "unknown").slice(0, 100)}`,

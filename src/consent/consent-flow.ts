@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
-import { LINK_PREFIX, type AuthorisationStatus } from "../store/pending-authorisation.js";
+import { LINK_PREFIX, type AuthorizationStatus } from "../store/pending-authorization.js";
 import type { Store } from "../store/store.js";
-import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
+import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../upstream/identity-server.js";
 import { ConsentError } from "./consent-error.js";
 import { storeGrant, type StoredGrant } from "./store-grant.js";
 
@@ -65,7 +65,7 @@ export interface ConsentFlow {
    */
   complete(params: URLSearchParams, options?: { browserSecret?: string | undefined }): Promise<StoredGrant>;
   /** How a started consent stands (what `tokenbroker connect` waits on). */
-  status(state: string): Promise<AuthorisationStatus | undefined>;
+  status(state: string): Promise<AuthorizationStatus | undefined>;
 }
 
 /** Creates the consent flow. */
@@ -78,19 +78,31 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
   async function takeState(params: URLSearchParams, browserSecret: string | undefined) {
     const state = params.get("state");
     if (!state) {
-      throw new ConsentError("missing_state", "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.");
+      throw new ConsentError(
+        "missing_state",
+        "The answer from Xero carries no state, so it cannot be matched to a consent this broker started.",
+      );
     }
-    const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
+    const taken = await store.consents.takeAuthorization(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
     if (!taken.ok) {
       switch (taken.reason) {
         case "unknown":
-          throw new ConsentError("unknown_state", "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.");
+          throw new ConsentError(
+            "unknown_state",
+            "This broker did not start this consent (unknown state). Start again with “Connect an organisation”.",
+          );
         case "wrong_browser":
           throw wrongBrowser();
         case "used":
-          throw new ConsentError("reused_state", "This consent was already completed (its state was used before); an answer is accepted only once.");
+          throw new ConsentError(
+            "reused_state",
+            "This consent was already completed (its state was used before); an answer is accepted only once.",
+          );
         case "expired":
-          throw new ConsentError("expired_state", `This consent was started more than ${minutes} minutes ago and has expired. Start again.`);
+          throw new ConsentError(
+            "expired_state",
+            `This consent was started more than ${minutes} minutes ago and has expired. Start again.`,
+          );
       }
     }
     return { state, codeVerifier: taken.codeVerifier };
@@ -102,7 +114,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     const url = await authorizationUrl(state, codeVerifier);
     const now = clock.now();
     const expiresAt = now + ttlMs;
-    await store.consents.createAuthorisation({ state, codeVerifier, browserHash, createdAt: now, expiresAt });
+    await store.consents.createAuthorization({ state, codeVerifier, browserHash, createdAt: now, expiresAt });
     return { url, state, expiresAt };
   }
 
@@ -127,12 +139,18 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       const now = clock.now();
       const expiresAt = now + ttlMs;
       const codeVerifier = oidc.randomPKCECodeVerifier();
-      await store.consents.createAuthorisation({ state, codeVerifier, browserHash: `${LINK_PREFIX}${hash(linkSecret)}`, createdAt: now, expiresAt });
+      await store.consents.createAuthorization({
+        state,
+        codeVerifier,
+        browserHash: `${LINK_PREFIX}${hash(linkSecret)}`,
+        createdAt: now,
+        expiresAt,
+      });
       return { state, linkSecret, expiresAt };
     },
 
     async claim(linkSecret, browserSecret) {
-      const claimed = await store.consents.claimAuthorisation(hash(linkSecret), hash(browserSecret), clock.now());
+      const claimed = await store.consents.claimAuthorization(hash(linkSecret), hash(browserSecret), clock.now());
       if (!claimed) return undefined;
       return { url: await authorizationUrl(claimed.state, claimed.codeVerifier), state: claimed.state, expiresAt: claimed.expiresAt };
     },
@@ -145,24 +163,28 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         const state = params.get("state");
         if (state) {
           // The consent's own browser uses the state up (so that `tokenbroker connect` stops waiting); any other is refused.
-          const taken = await store.consents.takeAuthorisation(state, clock.now(), browserSecret === undefined ? undefined : hash(browserSecret));
-          if (taken.ok) await store.consents.finishAuthorisation(state, { error: said });
+          const taken = await store.consents.takeAuthorization(
+            state,
+            clock.now(),
+            browserSecret === undefined ? undefined : hash(browserSecret),
+          );
+          if (taken.ok) await store.consents.finishAuthorization(state, { error: said });
           else if (taken.reason === "wrong_browser") throw wrongBrowser();
         }
         throw new ConsentError("denied", `Xero did not grant access (${said}).`);
       }
       const { state, codeVerifier } = await takeState(params, browserSecret);
       if (!params.get("code")) {
-        await store.consents.finishAuthorisation(state, { error: "missing_code" });
+        await store.consents.finishAuthorization(state, { error: "missing_code" });
         throw new ConsentError("missing_code", "The answer from Xero carries no authorisation code.");
       }
-      let obtained;
+      let obtained: ObtainedTokenSet;
       try {
         obtained = await identity.exchangeCode({ redirectUri, callbackParams: params, expectedState: state, codeVerifier });
       } catch (e) {
         const upstream = e instanceof UpstreamError ? e : undefined;
         const message = upstream?.message ?? "the code exchange failed";
-        await store.consents.finishAuthorisation(state, { error: message });
+        await store.consents.finishAuthorization(state, { error: message });
         if (upstream?.kind === "invalid_grant") {
           throw new ConsentError("code_rejected", `Xero refused the authorisation code (${message}). Start again.`, { cause: e });
         }
@@ -172,18 +194,18 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       try {
         stored = await storeGrant(store, identity, obtained, { addedBy: obtained.authEventId });
       } catch (e) {
-        await store.consents.finishAuthorisation(state, { error: "the token set could not be stored" }).catch(() => {});
+        await store.consents.finishAuthorization(state, { error: "the token set could not be stored" }).catch(() => {});
         throw e;
       }
       if (stored.tenantsError !== undefined) {
         await store.connections.recordError(stored.connectionId, `connected, but its tenants could not be read: ${stored.tenantsError}`);
       }
-      await store.consents.finishAuthorisation(state, { connectionId: stored.connectionId });
+      await store.consents.finishAuthorization(state, { connectionId: stored.connectionId });
       return stored;
     },
 
     status(state) {
-      return store.consents.getAuthorisation(state, clock.now());
+      return store.consents.getAuthorization(state, clock.now());
     },
   };
 }

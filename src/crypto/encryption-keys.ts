@@ -34,7 +34,10 @@ export function readKeyFile(path: string): Buffer[] {
     const code = (e as { code?: string }).code ?? "unreadable";
     throw new ConfigError(`cannot read encryption key file ${path}: ${code}`);
   }
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
   if (lines.length === 0) throw new ConfigError(`encryption key file ${path} holds no key; create one with \`tokenbroker keygen\``);
   return lines.map((line, i) => parseEncryptionKey(line, `line ${i + 1} of ${path}`));
 }

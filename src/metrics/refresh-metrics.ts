@@ -1,10 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type {
-  RefreshCause,
-  RefreshListener,
-  RefreshOutcome,
-  RefreshWaitListener,
-} from "../broker/refresh-events.js";
+import type { RefreshCause, RefreshListener, RefreshOutcome, RefreshWaitListener } from "../broker/refresh-events.js";
 import { RefreshesPerExpiry } from "./refreshes-per-expiry.js";
 
 const causes: RefreshCause[] = ["caller", "report", "proactive", "keepalive", "recovery"];

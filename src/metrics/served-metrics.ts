@@ -48,7 +48,10 @@ export function createServedMetrics(registry: Registry): ServedMetrics {
       if (!token) return;
       const key = `${call.method} ${call.protocol}`;
       let child = children.get(key);
-      if (!child) children.set(key, (child = served.labels({ rpc: call.method, protocol: call.protocol })));
+      if (!child) {
+        child = served.labels({ rpc: call.method, protocol: call.protocol });
+        children.set(key, child);
+      }
       child.inc();
     },
   };

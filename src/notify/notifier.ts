@@ -50,7 +50,12 @@ export function createNotifier(options: NotifierOptions & { store: Pick<Store, "
   async function announce(transition: Transition, now: number): Promise<void> {
     const event = await describe(transition, now);
     logger.warn(
-      { event: "notification", type: event.type, connectionId: event.connection.id, refreshTokenExpiresAt: event.connection.refreshTokenExpiresAt },
+      {
+        event: "notification",
+        type: event.type,
+        connectionId: event.connection.id,
+        refreshTokenExpiresAt: event.connection.refreshTokenExpiresAt,
+      },
       event.message,
     );
     if (!sender) return;

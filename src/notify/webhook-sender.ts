@@ -1,4 +1,5 @@
 import { sleep } from "../broker/abortable.js";
+import { backoffDelay } from "../broker/backoff.js";
 import { SIGNATURE_HEADER, signWebhook } from "./webhook-signature.js";
 
 /** Options for {@link createWebhookSender}. */
@@ -47,7 +48,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
         if (signal?.aborted) break;
         last = { attempts: attempt, ...(await attemptOnce(body, signal)) };
         if (last.delivered || !retryable(last.status)) return last;
-        if (attempt < attempts) await sleep(jitter(retryBaseMs * 2 ** (attempt - 1)), signal);
+        if (attempt < attempts) await sleep(backoffDelay(attempt - 1, retryBaseMs), signal);
       }
       return last;
     },
@@ -86,8 +87,4 @@ function retryable(status: number | undefined): boolean {
 function causeCode(e: Error): string | undefined {
   const code = (e.cause as { code?: unknown } | undefined)?.code;
   return typeof code === "string" ? `${e.message} (${code})` : undefined;
-}
-
-function jitter(ms: number): number {
-  return ms / 2 + Math.random() * (ms / 2);
 }

@@ -65,9 +65,7 @@ export function createDescriptorIndex(services: Iterable<DescService>): Descript
     fileContainingSymbol: (symbol) => symbols.get(symbol.startsWith(".") ? symbol.slice(1) : symbol),
     extension: (typeName, number) => extensions.find((e) => e.extendee.typeName === typeName && e.number === number),
     extensionNumbers: (typeName) =>
-      messages.has(typeName)
-        ? extensions.filter((e) => e.extendee.typeName === typeName).map((e) => e.number)
-        : undefined,
+      messages.has(typeName) ? extensions.filter((e) => e.extendee.typeName === typeName).map((e) => e.number) : undefined,
   };
 }
 

@@ -144,6 +144,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(security.watchGate ? { watchGate: security.watchGate } : {}),
   });
   const scheduler = new Scheduler(broker, options.store.tokens, clock, {
+    ...(options.store.changes ? { changes: options.store.changes } : {}),
     ...options.scheduler,
     onError: (e) => {
       if (!(e instanceof Error && e.name === "BrokerError")) logger.error(errorFields(e), "background refresh failed");
@@ -168,7 +169,8 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(options.audit ? { audit: options.audit } : {}),
   });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
-  const onRequestFailure: RequestFailure = (e, request) => logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
+  const onRequestFailure: RequestFailure = (e, request) =>
+    logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
   const shutdown = new AbortController();
   // Every request's context listens to the shutdown signal while it runs.
   setMaxListeners(0, shutdown.signal);
@@ -193,7 +195,10 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...connectOptions,
     contextValues: (req) => createContextValues().set(holdKey, holdOf(req)).set(guardedCallKey, guardedCallOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
-    fallback: routeHttp(security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]), onRequestFailure),
+    fallback: routeHttp(
+      security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]),
+      onRequestFailure,
+    ),
   });
 
   // Plain gRPC calls of the TokenService skip Connect's per-call machinery (cached GetToken, refresh storms,

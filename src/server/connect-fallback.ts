@@ -53,9 +53,13 @@ export function connectFallback(options: ConnectFallbackOptions): FastPathFallba
       .then(async (res) => {
         if (stream.destroyed) return;
         const out: http2.OutgoingHttpHeaders = { ":status": res.status, ...options.responseHeaders };
-        res.header?.forEach((value, name) => (out[name] = value));
+        res.header?.forEach((value, name) => {
+          out[name] = value;
+        });
         const trailer: Record<string, string> = {};
-        res.trailer?.forEach((value, name) => (trailer[name] = value));
+        res.trailer?.forEach((value, name) => {
+          trailer[name] = value;
+        });
         const hasTrailer = Object.keys(trailer).length > 0;
         stream.respond(out, { waitForTrailers: hasTrailer });
         if (hasTrailer) stream.once("wantTrailers", () => stream.sendTrailers(trailer));

@@ -72,7 +72,12 @@ export type FastMethod = FastUnaryMethod | FastServerStreamingMethod;
  * not one well-formed message: `body` is what was read of it (enough to
  * decide: see `readMaxBytes`), `call` its guard, which checked its headers.
  */
-export type FastPathFallback = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: Uint8Array, call: GuardedCall) => void;
+export type FastPathFallback = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  body: Uint8Array,
+  call: GuardedCall,
+) => void;
 
 /** Options for {@link createGrpcFastPath}. */
 export interface GrpcFastPathOptions {
@@ -144,7 +149,10 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
   const frames = new WeakMap<Uint8Array, Uint8Array>();
   const frameOf = (message: Uint8Array): Uint8Array => {
     let frame = frames.get(message);
-    if (!frame) frames.set(message, (frame = encodeEnvelope(0, message)));
+    if (!frame) {
+      frame = encodeEnvelope(0, message);
+      frames.set(message, frame);
+    }
     return frame;
   };
   const names = new Map<string, string>();
@@ -233,13 +241,18 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     stream.on("error", ignore);
     stream.once("close", onStreamClose);
     if (timeoutMs !== undefined) {
-      const deadline = (this.deadline = createDeadlineSignal(timeoutMs));
+      const deadline = createDeadlineSignal(timeoutMs);
+      this.deadline = deadline;
       if (deadline.signal.aborted) this.expire();
       else deadline.signal.addEventListener("abort", () => this.expire(), { once: true });
     }
     // The headers' checks first (the key): no byte of an unauthenticated call's body is kept.
     const checked = guarded.authenticate();
-    if (checked) checked.then(() => this.read(), (e: unknown) => this.refuseUnread(e));
+    if (checked)
+      checked.then(
+        () => this.read(),
+        (e: unknown) => this.refuseUnread(e),
+      );
     else this.read();
   }
 
@@ -275,7 +288,8 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   }
 
   addEventListener(_type: "abort", listener: () => void): void {
-    (this.abortListeners ??= []).push(listener);
+    this.abortListeners ??= [];
+    this.abortListeners.push(listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
@@ -356,7 +370,11 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private start(request: MessageShape<DescMessage>): void {
     this.started = true;
     const authorized = this.guarded.authorize(request);
-    if (authorized) authorized.then(() => this.run(request), (e: unknown) => this.finish(ConnectError.from(e)));
+    if (authorized)
+      authorized.then(
+        () => this.run(request),
+        (e: unknown) => this.finish(ConnectError.from(e)),
+      );
     else this.run(request);
   }
 
@@ -408,7 +426,10 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private respond(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders }, { waitForTrailers: true });
+    this.stream.respond(
+      { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders },
+      { waitForTrailers: true },
+    );
   }
 
   /** Ends the call with `e` (OK when undefined), the guard told of it. */
@@ -430,7 +451,10 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     try {
       if (!this.headersSent) {
         this.headersSent = true;
-        stream.respond({ ":status": 200, "content-type": "application/grpc", ...this.shared.options.responseHeaders, ...status }, { endStream: true });
+        stream.respond(
+          { ":status": 200, "content-type": "application/grpc", ...this.shared.options.responseHeaders, ...status },
+          { endStream: true },
+        );
       } else {
         stream.once("wantTrailers", () => stream.sendTrailers(status));
         stream.end();
@@ -448,7 +472,9 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
 /** The trailers of a call ended by `error`, as Connect writes them (`setTrailerStatus`). */
 function trailerOf(error: ConnectError): Record<string, string> {
   const trailer: Record<string, string> = {};
-  setTrailerStatus(new Headers(), error).forEach((value, name) => (trailer[name] = value));
+  setTrailerStatus(new Headers(), error).forEach((value, name) => {
+    trailer[name] = value;
+  });
   return trailer;
 }
 

@@ -85,7 +85,9 @@ function refuse(req: Request, res: Response, error: ConnectError): void {
     headers["content-type"] = contentType.split(";", 1)[0]!;
   } else if (contentType.startsWith("application/grpc")) {
     headers["content-type"] = "application/grpc";
-    trailer.forEach((value, name) => (headers[name] = value));
+    trailer.forEach((value, name) => {
+      headers[name] = value;
+    });
     if (req instanceof http2.Http2ServerRequest) {
       // Trailers-only: one HEADERS frame that ends the stream (the compatibility layer would add an empty DATA frame).
       req.stream.respond({ ":status": 200, ...headers }, { endStream: true });

@@ -35,7 +35,11 @@ export function guardInterceptor(
     if (!covered.has(req.service.typeName)) return next(req);
     let call = req.contextValues.get(guardedCallKey);
     if (!call) {
-      call = guard.start({ method: req.method.name, protocol: protocolOf(req.header.get("content-type")), authorization: req.header.get("authorization") ?? undefined });
+      call = guard.start({
+        method: req.method.name,
+        protocol: protocolOf(req.header.get("content-type")),
+        authorization: req.header.get("authorization") ?? undefined,
+      });
       const authenticated = call.authenticate();
       if (authenticated) await authenticated;
     }
@@ -45,7 +49,7 @@ export function guardInterceptor(
     if (authorized) await authorized;
     if (call.principal) request.contextValues.set(principalKey, call.principal);
     onAuthorized?.(request);
-    let res;
+    let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(request);
     } catch (e) {

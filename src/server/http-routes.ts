@@ -27,9 +27,7 @@ export interface HttpRoute {
 export function routeHttp(routes: HttpRoute[], onFailure: RequestFailure = () => {}): HttpHandler {
   return (req, res) => {
     const { path } = requestTarget(req);
-    const matching = routes.filter((r) =>
-      r.path.endsWith("/*") ? path.startsWith(r.path.slice(0, -1)) : r.path === path,
-    );
+    const matching = routes.filter((r) => (r.path.endsWith("/*") ? path.startsWith(r.path.slice(0, -1)) : r.path === path));
     const route = matching.find((r) => r.method === req.method || (req.method === "HEAD" && r.method === "GET"));
     if (route) {
       const result: unknown = route.handle(req, res);

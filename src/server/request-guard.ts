@@ -23,7 +23,11 @@ type Res = HttpResponse;
  * without `:authority`, both allowed) is given the port's own address, which
  * Connect needs to build the request's URL.
  */
-export function guardRequests(handler: DualHandler, onFailure: RequestFailure, responseHeaders: http.OutgoingHttpHeaders = {}): DualHandler {
+export function guardRequests(
+  handler: DualHandler,
+  onFailure: RequestFailure,
+  responseHeaders: http.OutgoingHttpHeaders = {},
+): DualHandler {
   const headers = Object.entries(responseHeaders).filter((e): e is [string, string | number | string[]] => e[1] !== undefined);
   return (req, res) => {
     let result: unknown;
@@ -97,7 +101,11 @@ export function failRequest(req: Req, res: Res, e: unknown, onFailure: RequestFa
     if (e instanceof BadRequestTargetError) return sendJson(res, 400, { code: "bad_request", message: e.message });
     if (/^application\/grpc/i.test(String(req.headers["content-type"] ?? ""))) {
       // A trailers-only gRPC answer, which gRPC and gRPC-Web clients read as the call's status.
-      (res as http.ServerResponse).writeHead(200, { "content-type": String(req.headers["content-type"]), "grpc-status": "13", "grpc-message": "internal error" });
+      (res as http.ServerResponse).writeHead(200, {
+        "content-type": String(req.headers["content-type"]),
+        "grpc-status": "13",
+        "grpc-message": "internal error",
+      });
       res.end();
       return;
     }

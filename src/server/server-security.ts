@@ -93,31 +93,33 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
         audit?.record({ actor: principal?.name, action: "login", outcome: principal ? "not_admin" : "failed", detail: `client=${client}` });
         if (lockedForMs === 0) return;
         audit?.record({ actor: undefined, action: "login", outcome: "locked", detail: `client=${client} for=${lockedForMs / 1000}s` });
-        options.logger?.warn({ event: "sign_in_locked", client, lockedForMs }, `too many failed sign-ins from ${client}: locked for ${lockedForMs / 1000} s`);
+        options.logger?.warn(
+          { event: "sign_in_locked", client, lockedForMs },
+          `too many failed sign-ins from ${client}: locked for ${lockedForMs / 1000} s`,
+        );
       },
     });
   const publicPaths = new Set(auth?.publicPaths ?? DEFAULT_PUBLIC);
   const isPublic = (path: string) => publicPaths.has(path) || (auth?.publicPaths === undefined && path.endsWith("/callback"));
   /** An admin page's handler that records who used it (viewing the status page is not an action). */
-  const audited = (route: HttpRoute): HttpRoute["handle"] => (req, res) => {
-    const { path } = requestTarget(req);
-    if (audit && !(path === "/" && (req.method === "GET" || req.method === "HEAD"))) {
-      audit.record({
-        actor: adminOf(req)?.name,
-        action: path === "/connect" ? "connect" : `${(req.method ?? "GET").toLowerCase()} ${path.slice(0, 200)}`,
-        outcome: "ok",
-      });
-    }
-    return route.handle(req, res);
-  };
+  const audited =
+    (route: HttpRoute): HttpRoute["handle"] =>
+    (req, res) => {
+      const { path } = requestTarget(req);
+      if (audit && !(path === "/" && (req.method === "GET" || req.method === "HEAD"))) {
+        audit.record({
+          actor: adminOf(req)?.name,
+          action: path === "/connect" ? "connect" : `${(req.method ?? "GET").toLowerCase()} ${path.slice(0, 200)}`,
+          outcome: "ok",
+        });
+      }
+      return route.handle(req, res);
+    };
   return {
     steps,
     guardRoutes(routes) {
       if (!gate) return routes;
-      return [
-        ...routes.map((r) => (isPublic(r.path) ? r : { ...r, handle: gate.requireAdmin(audited(r)) })),
-        ...gate.routes,
-      ];
+      return [...routes.map((r) => (isPublic(r.path) ? r : { ...r, handle: gate.requireAdmin(audited(r)) })), ...gate.routes];
     },
     watchGate: auth && {
       everyMs: auth.revocationCheckMs ?? 500,

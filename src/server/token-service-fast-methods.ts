@@ -35,7 +35,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchAnswers = new WeakMap<TokenRecord, FastAnswer>();
   const cached = (cache: WeakMap<TokenRecord, FastAnswer>, record: TokenRecord, encode: () => Uint8Array) => {
     let answer = cache.get(record);
-    if (!answer) cache.set(record, (answer = { bytes: encode(), token: record }));
+    if (!answer) {
+      answer = { bytes: encode(), token: record };
+      cache.set(record, answer);
+    }
     return answer;
   };
   const fail = (e: unknown) => toConnectError(e, options.onInternalError);
@@ -56,7 +59,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         return Promise.reject(fail(e));
       }
       return got.then(
-        (record) => cached(getTokenAnswers, record, () => toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) }))),
+        (record) =>
+          cached(getTokenAnswers, record, () =>
+            toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })),
+          ),
         (e: unknown) => {
           throw fail(e);
         },
@@ -72,7 +78,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         const selector = parseSelector(request.selector);
         const accessToken = parseAccessToken(request.accessToken);
         const { token, refreshed } = await options.broker.reportExpired(selector, accessToken, { signal: call.signal });
-        return { bytes: toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed })), token };
+        return {
+          bytes: toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed })),
+          token,
+        };
       } catch (e) {
         throw fail(e);
       }
@@ -83,7 +92,10 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchAnswer = (record: TokenRecord): FastAnswer => {
     let answer = watchAnswers.get(record);
     if (!answer) {
-      answer = { bytes: toBinary(WatchTokenResponseSchema, toWatchResponse(record)), token: record.state === "active" ? record : undefined };
+      answer = {
+        bytes: toBinary(WatchTokenResponseSchema, toWatchResponse(record)),
+        token: record.state === "active" ? record : undefined,
+      };
       watchAnswers.set(record, answer);
     }
     return answer;
@@ -99,7 +111,11 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
       call.holdConnection(); // an authenticated stream: it may send nothing for hours
       try {
         // Pushed, not pulled: a publish writes the one cached frame to each subscriber's stream at once.
-        subscription = options.broker.subscribe(parseSelector(request.selector), (record) => void call.send(watchAnswer(record)), call.guarded.principal?.keyHash);
+        subscription = options.broker.subscribe(
+          parseSelector(request.selector),
+          (record) => void call.send(watchAnswer(record)),
+          call.guarded.principal?.keyHash,
+        );
       } catch (e) {
         return Promise.reject(fail(e));
       }

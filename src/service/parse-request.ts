@@ -8,10 +8,7 @@ import type { Selector } from "../broker/token-broker.js";
 const MAX_ID_LENGTH = 128;
 const ID_PATTERN = /^[\x21-\x7e]+$/;
 
-type SelectorField =
-  | { case: "tenantId"; value: string }
-  | { case: "connectionId"; value: string }
-  | { case: undefined; value?: undefined };
+type SelectorField = { case: "tenantId"; value: string } | { case: "connectionId"; value: string } | { case: undefined; value?: undefined };
 
 /** Checks the request's `selector` oneof: exactly one id, printable, not too long. */
 export function parseSelector(selector: SelectorField): Selector {

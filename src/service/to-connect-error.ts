@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokerError, type BrokerErrorKind } from "../errors.js";
+import { StoreUnavailableError } from "../store/store.js";
 
 const codes: Record<BrokerErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -19,6 +20,9 @@ const codes: Record<BrokerErrorKind, Code> = {
 export function toConnectError(e: unknown, onInternal: (e: unknown) => void): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof BrokerError) return new ConnectError(e.message, codes[e.kind]);
+  // The database is down or cut off (PostgreSQL): worth a retry, and said without a host or a password.
+  if (e instanceof StoreUnavailableError)
+    return new ConnectError("tokenbroker's database cannot be reached; retry shortly", Code.Unavailable);
   onInternal(e);
   return new ConnectError("internal error in tokenbroker; see its log", Code.Internal);
 }

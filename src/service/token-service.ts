@@ -42,7 +42,10 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
       const owner = ctx.values.get(principalKey)?.keyHash;
       const token = await this.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: ctx.signal, owner });
       let response = this.responses.get(token);
-      if (!response) this.responses.set(token, (response = create(GetTokenResponseSchema, { token: toProtoToken(token) })));
+      if (!response) {
+        response = create(GetTokenResponseSchema, { token: toProtoToken(token) });
+        this.responses.set(token, response);
+      }
       return response;
     } catch (e) {
       throw toConnectError(e, this.onInternalError);

@@ -54,7 +54,8 @@ export const IDLE_TIMEOUT = {
   env: "TOKENBROKER_IDLE_TIMEOUT_SECONDS",
   type: positiveNumberValue(),
   default: String(D.idleTimeoutMs / 1000),
-  description: "close a connection without traffic this long (HTTP/2: GOAWAY first), unless it carries an authenticated WatchToken stream or a waiting long poll (GetToken with wait)",
+  description:
+    "close a connection without traffic this long (HTTP/2: GOAWAY first), unless it carries an authenticated WatchToken stream or a waiting long poll (GetToken with wait)",
 } satisfies Setting<number>;
 
 /** `--max-connections-per-address`. */
@@ -81,4 +82,11 @@ export const REQUEST_TIMEOUT = {
 } satisfies Setting<number>;
 
 /** Every setting of this section, in `--help` order. */
-export const LIMIT_SETTINGS = [MAX_CONCURRENT_STREAMS, MAX_CONNECTION_BUFFER_KIB, HEADER_TIMEOUT, IDLE_TIMEOUT, REQUEST_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS] as const;
+export const LIMIT_SETTINGS = [
+  MAX_CONCURRENT_STREAMS,
+  MAX_CONNECTION_BUFFER_KIB,
+  HEADER_TIMEOUT,
+  IDLE_TIMEOUT,
+  REQUEST_TIMEOUT,
+  MAX_CONNECTIONS_PER_ADDRESS,
+] as const;

@@ -1,7 +1,7 @@
 /** Settings of the server process: where it listens, its database, its logs and how it stops. */
 import { ConfigError } from "./config-error.js";
 import type { Setting, SettingSection, ValueType } from "./setting.js";
-import { filePath, notOff, oneOf, positiveNumberValue } from "./value-types.js";
+import { filePath, notOff, oneOf, positiveNumberValue, wholeNumberValue } from "./value-types.js";
 
 /** Where to listen. */
 export interface ListenAddress {
@@ -37,9 +37,10 @@ export const SERVER: SettingSection = {
 export const DATABASE: SettingSection = {
   title: "Database",
   about:
-    "The SQLite file that holds the tokens, API keys and audit log; every command that reads or writes them takes it. " +
-    "Several processes may share it ([High availability](high-availability.md#several-processes-on-one-database)); " +
-    "copy it with `tokenbroker backup` ([Backups](operations.md#backups)).",
+    "The database that holds the tokens, API keys and audit log; every command that reads or writes them takes it: a SQLite " +
+    "file, which several processes on one host may share ([High availability](high-availability.md#several-processes-on-one-database)) " +
+    "and `tokenbroker backup` copies ([Backups](operations.md#backups)), or a PostgreSQL database, which brokers on several hosts " +
+    "share ([Several hosts](high-availability.md#several-hosts-on-postgresql)).",
 };
 
 /** Default database file, relative to the working directory. */
@@ -60,12 +61,28 @@ export const LISTEN = {
 export const DB = {
   section: DATABASE,
   flag: "--db",
-  placeholder: "PATH",
+  placeholder: "PATH|URL",
   env: "TOKENBROKER_DB",
   type: filePath,
   default: DEFAULT_DB,
-  description: "SQLite database file, created if missing; several broker processes may share it",
+  description:
+    "SQLite database file, created if missing, or `postgres://user:password@host:port/database` (also `postgresql://`, " +
+    "with libpq's parameters such as `?sslmode=verify-full`) for PostgreSQL; the schema is created or migrated on open. " +
+    "A password in the URL is never shown",
 } satisfies Setting<string>;
+
+/** `--db-pool-size`: connections of each broker process to PostgreSQL. */
+export const DB_POOL_SIZE = {
+  section: DATABASE,
+  flag: "--db-pool-size",
+  placeholder: "N",
+  env: "TOKENBROKER_DB_POOL_SIZE",
+  type: wholeNumberValue(1000),
+  default: "10",
+  description:
+    "PostgreSQL only: connections each `serve` process keeps in its pool, plus one that listens for the other brokers' changes; " +
+    "a cached GetToken uses none",
+} satisfies Setting<number>;
 
 /** `--shutdown-grace`, in seconds. */
 export const SHUTDOWN_GRACE = {
@@ -118,4 +135,4 @@ export const DEBUG = {
 } satisfies Setting<boolean>;
 
 /** Every setting of this section, in `--help` order. */
-export const SERVER_SETTINGS = [LISTEN, DB, SHUTDOWN_GRACE, LOG_LEVEL, LOG_FORMAT] as const;
+export const SERVER_SETTINGS = [LISTEN, DB, DB_POOL_SIZE, SHUTDOWN_GRACE, LOG_LEVEL, LOG_FORMAT] as const;

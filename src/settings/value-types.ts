@@ -20,7 +20,8 @@ export function positiveNumberValue(options: { below?: { limit: number; why: str
     accepts: below ? `a positive number below ${below.limit}` : "a positive number",
     parse(text, ctx) {
       const n = positive(text, ctx);
-      if (below && n >= below.limit) throw new ConfigError(`${ctx.name} must be less than ${below.limit} (${below.why}), not ${ctx.quoted}`);
+      if (below && n >= below.limit)
+        throw new ConfigError(`${ctx.name} must be less than ${below.limit} (${below.why}), not ${ctx.quoted}`);
       return n;
     },
   };
@@ -62,7 +63,8 @@ export function oneOf<const T extends string>(shown: readonly T[], alsoAccepted:
     listed: true,
     parse(text, ctx) {
       const value = text.trim() as T;
-      if (!shown.includes(value) && !alsoAccepted.includes(value)) throw new ConfigError(`${ctx.name} must be ${accepts}, not ${ctx.quoted}`);
+      if (!shown.includes(value) && !alsoAccepted.includes(value))
+        throw new ConfigError(`${ctx.name} must be ${accepts}, not ${ctx.quoted}`);
       return value;
     },
   };

@@ -26,7 +26,7 @@ export interface ConnectionSummary {
   /** The user's name or email, when a consent told it. */
   userName: string | undefined;
   /** When the user last consented (or the token set was imported), ms since the epoch. */
-  authorisedAt: number;
+  authorizedAt: number;
   state: ConnectionState;
   version: number;
   expiresAt: number;

@@ -1,4 +1,4 @@
-import type { AuthorisationStatus, ClaimedAuthorisation, NewPendingAuthorisation, TakenAuthorisation } from "./pending-authorisation.js";
+import type { AuthorizationStatus, ClaimedAuthorization, NewPendingAuthorization, TakenAuthorization } from "./pending-authorization.js";
 
 /**
  * The consent state: each consent the broker started (its `state` and PKCE
@@ -7,19 +7,19 @@ import type { AuthorisationStatus, ClaimedAuthorisation, NewPendingAuthorisation
  */
 export interface ConsentStore {
   /** Records a consent just started (its state and PKCE verifier); also forgets long-expired ones. */
-  createAuthorisation(pending: NewPendingAuthorisation): Promise<void>;
+  createAuthorization(pending: NewPendingAuthorization): Promise<void>;
   /**
    * Marks a state used, atomically, and returns its verifier, unless it is unknown, not bound to `browserHash`
    * (the state is then left untouched), already used or expired (at `now`).
    */
-  takeAuthorisation(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorisation>;
+  takeAuthorization(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorization>;
   /**
    * Binds the pending consent whose one-time link hashes to `linkHash` to the browser `browserHash`, atomically,
    * once: undefined if no unused, unexpired consent is waiting for that link (unknown, opened before, expired).
    */
-  claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined>;
+  claimAuthorization(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorization | undefined>;
   /** Records how a taken authorisation ended: the connection it stored, or why it failed. */
-  finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void>;
+  finishAuthorization(state: string, outcome: { connectionId: string } | { error: string }): Promise<void>;
   /** How a pending authorisation stands (no verifier), or undefined if unknown. */
-  getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined>;
+  getAuthorization(state: string, now: number): Promise<AuthorizationStatus | undefined>;
 }

@@ -66,7 +66,10 @@ export class ReadCache {
       this.seenContext = context;
     }
     let map = this.maps.get(space);
-    if (!map) this.maps.set(space, (map = new Map()));
+    if (!map) {
+      map = new Map();
+      this.maps.set(space, map);
+    }
     const known = map.get(key) as T | undefined;
     if (known !== undefined) return known;
     const value = read();

@@ -3,7 +3,7 @@ import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
 import type { ConnectionStore, ConnectionSummary, SaveConnectionInput, TenantSummary } from "./connection-store.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-import { tokenParams } from "./sqlite-token-rows.js";
+import { tokenParams } from "./token-rows.js";
 
 interface TenantRow {
   connection_id: string;
@@ -49,7 +49,7 @@ export class SqliteConnections implements ConnectionStore {
         `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at)
          VALUES (@id, @user, @user_name, @now, @now)`,
       ),
-      reauthorise: db.prepare(
+      reauthorize: db.prepare(
         `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL,
            user_name = COALESCE(@user_name, user_name) WHERE id = @id`,
       ),
@@ -98,12 +98,10 @@ export class SqliteConnections implements ConnectionStore {
     const cipher = this.#sqlite.cipher;
     return this.#sqlite.write(() => {
       const existing =
-        input.xeroUserId === undefined
-          ? undefined
-          : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
+        input.xeroUserId === undefined ? undefined : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
       const connectionId = existing?.id ?? randomUUID();
       if (existing) {
-        this.#stmt.reauthorise.run({ id: connectionId, now, user_name: input.userName ?? null });
+        this.#stmt.reauthorize.run({ id: connectionId, now, user_name: input.userName ?? null });
         const version = this.#stmt.tokenVersion.get(connectionId) as number | undefined;
         this.#stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, (version ?? 0) + 1), cipher));
         this.#stmt.deleteLease.run(connectionId);
@@ -155,7 +153,7 @@ export class SqliteConnections implements ConnectionStore {
       connectionId: r.id,
       xeroUserId: r.xero_user_id ?? undefined,
       userName: r.user_name ?? undefined,
-      authorisedAt: r.authorised_at,
+      authorizedAt: r.authorised_at,
       state: r.state,
       version: r.version,
       expiresAt: r.expires_at,

@@ -1,12 +1,18 @@
 import { timingSafeEqual } from "node:crypto";
 import type { ConsentStore } from "./consent-store.js";
-import { LINK_PREFIX, type AuthorisationStatus, type ClaimedAuthorisation, type NewPendingAuthorisation, type TakenAuthorisation } from "./pending-authorisation.js";
+import {
+  LINK_PREFIX,
+  type AuthorizationStatus,
+  type ClaimedAuthorization,
+  type NewPendingAuthorization,
+  type TakenAuthorization,
+} from "./pending-authorization.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 /** Pending authorisations are forgotten this long after they expired. */
-const FORGET_AUTHORISATIONS_AFTER_MS = 24 * 60 * 60_000;
+const FORGET_AUTHORIZATIONS_AFTER_MS = 24 * 60 * 60_000;
 
-interface AuthorisationRow {
+interface AuthorizationRow {
   state: string;
   code_verifier: string;
   browser_hash: string | null;
@@ -42,10 +48,10 @@ export class SqliteConsents implements ConsentStore {
     };
   }
 
-  async createAuthorisation(pending: NewPendingAuthorisation): Promise<void> {
+  async createAuthorization(pending: NewPendingAuthorization): Promise<void> {
     this.#sqlite.db
       .transaction(() => {
-        this.#stmt.forget.run(pending.createdAt - FORGET_AUTHORISATIONS_AFTER_MS);
+        this.#stmt.forget.run(pending.createdAt - FORGET_AUTHORIZATIONS_AFTER_MS);
         this.#stmt.insert.run({
           state: pending.state,
           code_verifier: pending.codeVerifier,
@@ -57,10 +63,10 @@ export class SqliteConsents implements ConsentStore {
       .immediate();
   }
 
-  async takeAuthorisation(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorisation> {
+  async takeAuthorization(state: string, now: number, browserHash: string | undefined): Promise<TakenAuthorization> {
     return this.#sqlite.db
-      .transaction((): TakenAuthorisation => {
-        const row = this.#stmt.get.get(state) as AuthorisationRow | undefined;
+      .transaction((): TakenAuthorization => {
+        const row = this.#stmt.get.get(state) as AuthorizationRow | undefined;
         if (!row) return { ok: false, reason: "unknown" };
         // Before anything is written: a browser without the consent's cookie leaves the state as it was.
         if (!sameBrowser(row.browser_hash, browserHash)) return { ok: false, reason: "wrong_browser" };
@@ -72,14 +78,14 @@ export class SqliteConsents implements ConsentStore {
       .immediate(); // read then write: take the write lock first (see SqliteDatabase.write)
   }
 
-  async claimAuthorisation(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorisation | undefined> {
+  async claimAuthorization(linkHash: string, browserHash: string, now: number): Promise<ClaimedAuthorization | undefined> {
     const row = this.#stmt.claim.get({ link: `${LINK_PREFIX}${linkHash}`, browser: browserHash, now }) as
       | { state: string; code_verifier: string; expires_at: number }
       | undefined;
     return row && { state: row.state, codeVerifier: row.code_verifier, expiresAt: row.expires_at };
   }
 
-  async finishAuthorisation(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
+  async finishAuthorization(state: string, outcome: { connectionId: string } | { error: string }): Promise<void> {
     this.#stmt.finish.run({
       state,
       connection_id: "connectionId" in outcome ? outcome.connectionId : null,
@@ -87,10 +93,10 @@ export class SqliteConsents implements ConsentStore {
     });
   }
 
-  async getAuthorisation(state: string, now: number): Promise<AuthorisationStatus | undefined> {
-    const row = this.#stmt.get.get(state) as AuthorisationRow | undefined;
+  async getAuthorization(state: string, now: number): Promise<AuthorizationStatus | undefined> {
+    const row = this.#stmt.get.get(state) as AuthorizationRow | undefined;
     if (!row) return undefined;
-    const status: AuthorisationStatus["status"] =
+    const status: AuthorizationStatus["status"] =
       row.connection_id !== null ? "done" : row.error !== null ? "failed" : now >= row.expires_at ? "expired" : "pending";
     return { status, connectionId: row.connection_id ?? undefined, error: row.error ?? undefined, expiresAt: row.expires_at };
   }

@@ -1,11 +1,10 @@
 import type { NewTokenSet, TokenRecord } from "../token-set.js";
 import { reencryptTokenSets, tokenKeyIds, unsealedTokenSets } from "./reencrypt-token-sets.js";
-import { openTokenColumns, sealTokenColumns } from "./sealed-token-columns.js";
+import { sealTokenColumns } from "./sealed-token-columns.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-import { freezeRecord, SELECT_TOKEN, tokenParams, toRecord, type TokenRow } from "./sqlite-token-rows.js";
+import { freezeRecord, tokenParams, toRecord, TokenRowOpener, type TokenRow } from "./token-rows.js";
 import {
   LeaseLostError,
-  UnreadableTokenSetError,
   type LeaseResult,
   type ReencryptOptions,
   type ReencryptResult,
@@ -13,18 +12,23 @@ import {
   type TokenState,
 } from "./token-set-store.js";
 
-/** A token set that stays refused is logged again after this long, ms (not at every call). */
-export const REFUSAL_LOG_EVERY_MS = 10 * 60_000;
+/** One connection's token set as a {@link TokenRow}, by connection id. */
+const SELECT_TOKEN = `SELECT s.*, c.state,
+     (SELECT group_concat(tenant_id, char(31)) FROM
+       (SELECT tenant_id FROM tenants WHERE connection_id = s.connection_id AND state = 'active'
+        ORDER BY created_at, tenant_id)) AS tenant_ids
+   FROM token_sets s JOIN connections c ON c.id = s.connection_id
+   WHERE s.connection_id = ?`;
 
 /** {@link TokenSetStore} in the `token_sets` and `refresh_leases` tables. */
 export class SqliteTokenSets implements TokenSetStore {
   readonly #stmt;
   readonly #sqlite: SqliteDatabase;
-  /** When each refusal (connection, column, problem) was last logged, `performance.now()`. */
-  readonly #refusalsLogged = new Map<string, number>();
+  readonly #rows: TokenRowOpener;
 
   constructor(sqlite: SqliteDatabase) {
     this.#sqlite = sqlite;
+    this.#rows = new TokenRowOpener(() => sqlite.cipher, sqlite.logger);
     const db = sqlite.db;
     this.#stmt = {
       token: db.prepare(SELECT_TOKEN),
@@ -126,27 +130,7 @@ export class SqliteTokenSets implements TokenSetStore {
     return unsealedTokenSets(this.#sqlite.db);
   }
 
-  /** The row with its secrets opened; a refused row is logged (at most every REFUSAL_LOG_EVERY_MS) and thrown. */
   private open(row: TokenRow): TokenRow {
-    try {
-      return openTokenColumns(row, this.#sqlite.cipher);
-    } catch (e) {
-      if (!(e instanceof UnreadableTokenSetError)) throw e;
-      this.logRefusal(e);
-      const tenantIds = toRecord(row).tenantIds;
-      throw new UnreadableTokenSetError(e.connectionId, e.column, e.problem, e.message, tenantIds);
-    }
-  }
-
-  private logRefusal(e: UnreadableTokenSetError): void {
-    const key = `${e.connectionId}\u0000${e.column}\u0000${e.problem}`;
-    const now = performance.now();
-    const last = this.#refusalsLogged.get(key);
-    if (last !== undefined && now - last < REFUSAL_LOG_EVERY_MS) return;
-    this.#refusalsLogged.set(key, now);
-    this.#sqlite.logger.error(
-      { event: "token_set_refused", connectionId: e.connectionId, column: e.column, problem: e.problem },
-      e.message,
-    );
+    return this.#rows.open(row);
   }
 }

@@ -39,9 +39,7 @@ export class UnreadableTokenSetError extends DecryptionError {
 }
 
 /** Result of {@link TokenSetStore.tryAcquireLease}. */
-export type LeaseResult =
-  | { acquired: true }
-  | { acquired: false; holder: string; expiresAt: number };
+export type LeaseResult = { acquired: true } | { acquired: false; holder: string; expiresAt: number };
 
 /** When a token set expires and which version is stored: no secrets. */
 export interface TokenState {

@@ -1,13 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
-import type {
-  AuthorizationRequest,
-  CodeExchange,
-  IdentityServer,
-  ObtainedTokenSet,
-  XeroConnection,
-} from "./identity-server.js";
+import type { AuthorizationRequest, CodeExchange, IdentityServer, ObtainedTokenSet, XeroConnection } from "./identity-server.js";
 import { UpstreamError } from "./identity-server.js";
 import { readJwtClaims, stringClaim } from "./jwt-claims.js";
 import { parseConnections } from "./parse-connections.js";
@@ -51,18 +45,12 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
 
   function discover(): Promise<oidc.Configuration> {
     configuration ??= oidc
-      .discovery(
-        options.issuer,
-        options.clientId,
-        undefined,
-        oidc.ClientSecretBasic(options.clientSecret),
-        {
-          // openid-client counts in seconds and takes fractions (AbortSignal.timeout(timeout * 1000)).
-          timeout: timeoutMs / 1000,
-          [oidc.customFetch]: fetchWithCallerSignal,
-          ...(options.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
-        },
-      )
+      .discovery(options.issuer, options.clientId, undefined, oidc.ClientSecretBasic(options.clientSecret), {
+        // openid-client counts in seconds and takes fractions (AbortSignal.timeout(timeout * 1000)).
+        timeout: timeoutMs / 1000,
+        [oidc.customFetch]: fetchWithCallerSignal,
+        ...(options.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
+      })
       .then((config) => {
         config.timeout = timeoutMs / 1000; // every later request: refresh, code exchange, revocation
         config[oidc.customFetch] = fetchWithCallerSignal;
@@ -211,8 +199,7 @@ function toObtained(
       stringClaim(idClaims, "sub") ??
       stringClaim(access, "sub"),
     authEventId: stringClaim(access, "authentication_event_id"),
-    userName:
-      stringClaim(idClaims, "email") ?? stringClaim(idClaims, "preferred_username") ?? stringClaim(idClaims, "name"),
+    userName: stringClaim(idClaims, "email") ?? stringClaim(idClaims, "preferred_username") ?? stringClaim(idClaims, "name"),
   };
 }
 

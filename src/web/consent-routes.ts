@@ -167,7 +167,11 @@ function sendError(
   headers: Record<string, string> = {},
 ): void {
   const nonce = newNonce();
-  const page = renderErrorPage({ title, message, ...(options.links ? { retryPath: options.links.retry, statusPath: options.links.status } : {}) });
+  const page = renderErrorPage({
+    title,
+    message,
+    ...(options.links ? { retryPath: options.links.retry, statusPath: options.links.status } : {}),
+  });
   sendPage(res, status, renderPage(page, nonce), nonce, headers);
 }
 

@@ -63,9 +63,11 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
         : html`<span class="muted">none can be issued until re-authorised</span>`
     } <span class="muted">(version ${c.version})</span></dd>
     <dt>Refresh token</dt><dd class="${rtLeft < 15 * 86_400_000 ? "warn" : ""}">${ageText(rtAge)} old${
-      rtLeft > 0 ? html` <span class="muted">(unused, it would expire in ${ageText(rtLeft)})</span>` : html` <span class="error">(past Xero's 60 days)</span>`
+      rtLeft > 0
+        ? html` <span class="muted">(unused, it would expire in ${ageText(rtLeft)})</span>`
+        : html` <span class="error">(past Xero's 60 days)</span>`
     }</dd>
-    <dt>Authorised</dt><dd>${timeAgo(c.authorisedAt, m.now)}</dd>
+    <dt>Authorised</dt><dd>${timeAgo(c.authorizedAt, m.now)}</dd>
     <dt>Last refresh</dt><dd>${c.lastRefreshAt === undefined ? html`<span class="muted">never</span>` : timeAgo(c.lastRefreshAt, m.now)}</dd>
     <dt>Last error</dt><dd class="last-error">${c.lastError === undefined ? html`<span class="muted">none</span>` : html`<span class="error">${c.lastError}</span>`}</dd>
   </dl>

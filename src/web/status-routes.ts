@@ -5,7 +5,7 @@ import type { HttpRoute } from "../server/http-routes.js";
 import { requestTarget } from "../server/request-target.js";
 import { CONNECT_PATH } from "./consent-routes.js";
 import { renderErrorPage } from "./error-page.js";
-import { newNonce, renderPage, sendPage } from "./page.js";
+import { newNonce, type PageParts, renderPage, sendPage } from "./page.js";
 import { renderStatusPage } from "./status-page.js";
 
 /** Options for {@link statusRoutes}. */
@@ -31,13 +31,18 @@ export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
       async handle(req, res) {
         const connected = requestTarget(req).query.get("connected") ?? undefined;
         const nonce = newNonce();
-        let page;
+        let page: PageParts;
         try {
           const connections = await options.store.connections.listConnections();
           page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected });
         } catch (e) {
           (options.logger ?? silentLogger).error(errorFields(e), "status page failed");
-          const failed = renderErrorPage({ title: "The status cannot be read", message: "The database could not be read.", statusPath: STATUS_PATH, nothingStored: false });
+          const failed = renderErrorPage({
+            title: "The status cannot be read",
+            message: "The database could not be read.",
+            statusPath: STATUS_PATH,
+            nothingStored: false,
+          });
           return sendPage(res, 500, renderPage(failed, nonce), nonce);
         }
         sendPage(res, 200, renderPage(page, nonce), nonce);

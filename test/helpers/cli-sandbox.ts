@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { type Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, expect } from "vitest";
 import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";

@@ -43,7 +43,7 @@ export async function startConsent(brokerUrl: string): Promise<{ authorizeUrl: U
 export function hiddenFields(page: string): URLSearchParams {
   const form = new URLSearchParams();
   for (const m of page.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
-    form.append(unescape(m[1]!), unescape(m[2]!));
+    form.append(unescapeHtml(m[1]!), unescapeHtml(m[2]!));
   }
   return form;
 }
@@ -64,7 +64,8 @@ export async function consentAtXero(
   for (const id of choice.tenantIds) form.append("tenant", id);
   form.set("action", choice.action ?? "allow");
   const posted = await hop(new URL(authorizeUrl.pathname, authorizeUrl), { form });
-  if (posted.status !== 303 || !posted.location) throw new Error(`the consent form answered ${posted.status}: ${posted.body.slice(0, 300)}`);
+  if (posted.status !== 303 || !posted.location)
+    throw new Error(`the consent form answered ${posted.status}: ${posted.body.slice(0, 300)}`);
   return new URL(posted.location);
 }
 
@@ -85,7 +86,7 @@ export function connectedId(r: Hop): string {
   return id;
 }
 
-function unescape(text: string): string {
+function unescapeHtml(text: string): string {
   return text.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)));
 }
 
@@ -94,7 +95,10 @@ function unescape(text: string): string {
  * until a page answers; returns that page's URL (Xero's consent page, for the URL `tokenbroker connect` prints)
  * and the cookies gathered. A browser's cookie jar, simplified: every cookie goes back to every URL.
  */
-export async function openInBrowser(url: string | URL, jar: Map<string, string> = new Map()): Promise<{ url: URL; page: Hop; cookie: string }> {
+export async function openInBrowser(
+  url: string | URL,
+  jar: Map<string, string> = new Map(),
+): Promise<{ url: URL; page: Hop; cookie: string }> {
   let at = new URL(url);
   for (let hops = 0; hops < 10; hops++) {
     const r = await hop(at, { cookie: cookieHeader(jar) });

@@ -1,6 +1,11 @@
 import { fromBinary, toBinary, create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { GetTokenRequestSchema, GetTokenResponseSchema, type GetTokenRequest, type GetTokenResponse } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
+import {
+  GetTokenRequestSchema,
+  GetTokenResponseSchema,
+  type GetTokenRequest,
+  type GetTokenResponse,
+} from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 
 const definition = {
   GetToken: {
@@ -18,14 +23,22 @@ const Client = grpc.makeGenericClientConstructor(definition, "TokenService");
 /** A `@grpc/grpc-js` client of GetToken only (an implementation independent of connect-es). */
 export interface GrpcJsGetToken {
   /** Resolves with the status code (0 = OK) and, on success, the response. */
-  getToken(init: MessageInitShape<typeof GetTokenRequestSchema>, metadata?: Record<string, string>): Promise<{ code: number; response?: GetTokenResponse; details?: string }>;
+  getToken(
+    init: MessageInitShape<typeof GetTokenRequestSchema>,
+    metadata?: Record<string, string>,
+  ): Promise<{ code: number; response?: GetTokenResponse; details?: string }>;
   close(): void;
 }
 
 /** Connects to `target` (`host:port`) with the given channel credentials. */
 export function grpcJsGetToken(target: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions = {}): GrpcJsGetToken {
   const client = new Client(target, credentials, options) as unknown as grpc.Client & {
-    GetToken(req: GetTokenRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res?: GetTokenResponse) => void): void;
+    GetToken(
+      req: GetTokenRequest,
+      md: grpc.Metadata,
+      opts: grpc.CallOptions,
+      cb: (e: grpc.ServiceError | null, res?: GetTokenResponse) => void,
+    ): void;
   };
   return {
     getToken(init, metadata = {}) {

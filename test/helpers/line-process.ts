@@ -38,8 +38,7 @@ export function spawnLines(command: string, args: string[], options: SpawnLinesO
 
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     pending += chunk;
-    let at: number;
-    while ((at = pending.indexOf("\n")) >= 0) {
+    for (let at = pending.indexOf("\n"); at >= 0; at = pending.indexOf("\n")) {
       const line = pending.slice(0, at).trim();
       pending = pending.slice(at + 1);
       if (line === "") continue;

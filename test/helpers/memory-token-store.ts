@@ -19,7 +19,7 @@ import type { ConnectionState, NewTokenSet, Tenant, TokenRecord, TokenSet } from
 interface Row {
   connectionId: string;
   xeroUserId: string | undefined;
-  authorisedAt: number;
+  authorizedAt: number;
   state: ConnectionState;
   version: number;
   tokenSet: TokenSet;
@@ -68,7 +68,7 @@ export class MemoryTokenStore implements TokenStore {
     let found: Row | undefined;
     for (const row of this.rows.values()) {
       if (!row.tenants.some((t) => t.tenantId === tenantId)) continue;
-      const better = !found || (row.state === "active" && (found.state !== "active" || row.authorisedAt >= found.authorisedAt));
+      const better = !found || (row.state === "active" && (found.state !== "active" || row.authorizedAt >= found.authorizedAt));
       if (better) found = row;
     }
     return found?.connectionId;
@@ -82,10 +82,9 @@ export class MemoryTokenStore implements TokenStore {
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
     const now = this.clock.now();
-    const existing =
-      input.xeroUserId === undefined ? undefined : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
+    const existing = input.xeroUserId === undefined ? undefined : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
     if (existing) {
-      Object.assign(existing, { state: "active", authorisedAt: now, tokenSet: { ...input.tokenSet }, lastError: undefined });
+      Object.assign(existing, { state: "active", authorizedAt: now, tokenSet: { ...input.tokenSet }, lastError: undefined });
       existing.version++;
       this.leases.delete(existing.connectionId);
       this.mergeTenants(existing, input.tenants);
@@ -94,7 +93,7 @@ export class MemoryTokenStore implements TokenStore {
     const row: Row = {
       connectionId: randomUUID(),
       xeroUserId: input.xeroUserId,
-      authorisedAt: now,
+      authorizedAt: now,
       state: "active",
       version: 1,
       tokenSet: { ...input.tokenSet },
@@ -178,7 +177,7 @@ export class MemoryTokenStore implements TokenStore {
       connectionId: r.connectionId,
       xeroUserId: r.xeroUserId,
       userName: undefined,
-      authorisedAt: r.authorisedAt,
+      authorizedAt: r.authorizedAt,
       state: r.state,
       version: r.version,
       expiresAt: r.tokenSet.expiresAt,

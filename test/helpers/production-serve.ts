@@ -81,7 +81,10 @@ export async function isAlive(serve: ServeProcess): Promise<boolean> {
 
 /** A gRPC client of `serve` (trusting the test CA over TLS). */
 export function grpcClient(serve: ServeProcess, ca: Buffer): Client<typeof TokenService> {
-  return createClient(TokenService, createGrpcTransport({ baseUrl: serve.url, ...(serve.url.startsWith("https:") ? { nodeOptions: { ca } } : {}) }));
+  return createClient(
+    TokenService,
+    createGrpcTransport({ baseUrl: serve.url, ...(serve.url.startsWith("https:") ? { nodeOptions: { ca } } : {}) }),
+  );
 }
 
 /** The status of `GET path` over HTTP/2 (h2c or TLS). */

@@ -30,9 +30,7 @@ export function parsePrometheusText(text: string): Scrape {
     text,
     samples,
     value(name, want = {}) {
-      const matching = samples.filter(
-        (s) => s.name === name && Object.entries(want).every(([k, v]) => s.labels[k] === v),
-      );
+      const matching = samples.filter((s) => s.name === name && Object.entries(want).every(([k, v]) => s.labels[k] === v));
       return matching.length === 0 ? undefined : matching.reduce((sum, s) => sum + s.value, 0);
     },
   };

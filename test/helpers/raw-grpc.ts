@@ -63,7 +63,9 @@ export function getTokenRequest(selector: RawSelector, minValidForSeconds?: numb
 
 /** A framed ReportExpiredRequest. */
 export function reportExpiredRequest(selector: RawSelector, accessToken: string): Buffer {
-  return frame(toBinary(ReportExpiredRequestSchema, create(ReportExpiredRequestSchema, { ...(selector ? { selector } : {}), accessToken })));
+  return frame(
+    toBinary(ReportExpiredRequestSchema, create(ReportExpiredRequestSchema, { ...(selector ? { selector } : {}), accessToken })),
+  );
 }
 
 /** A framed WatchTokenRequest. */

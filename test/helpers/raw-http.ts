@@ -70,7 +70,18 @@ export function h1Status(bytes: Buffer): number | undefined {
 export const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** HTTP/2 frame types (RFC 9113 §6). */
-export const FrameType = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
+export const FrameType = {
+  DATA: 0,
+  HEADERS: 1,
+  PRIORITY: 2,
+  RST_STREAM: 3,
+  SETTINGS: 4,
+  PUSH_PROMISE: 5,
+  PING: 6,
+  GOAWAY: 7,
+  WINDOW_UPDATE: 8,
+  CONTINUATION: 9,
+} as const;
 
 /** One HTTP/2 frame: 9-byte header (24-bit length, type, flags, 31-bit stream id) and payload. */
 export function h2Frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0), length = payload.length): Buffer {
@@ -126,7 +137,12 @@ export function readFrames(bytes: Buffer): Array<{ type: number; flags: number; 
   while (bytes.length - offset >= 9) {
     const length = bytes.readUIntBE(offset, 3);
     if (bytes.length - offset - 9 < length) break;
-    out.push({ type: bytes[offset + 3]!, flags: bytes[offset + 4]!, streamId: bytes.readUInt32BE(offset + 5) & 0x7fffffff, payload: bytes.subarray(offset + 9, offset + 9 + length) });
+    out.push({
+      type: bytes[offset + 3]!,
+      flags: bytes[offset + 4]!,
+      streamId: bytes.readUInt32BE(offset + 5) & 0x7fffffff,
+      payload: bytes.subarray(offset + 9, offset + 9 + length),
+    });
     offset += 9 + length;
   }
   return out;
@@ -153,7 +169,10 @@ export async function h2Request(
       const chunks: Buffer[] = [];
       let got: http2.IncomingHttpHeaders | undefined;
       let trailers: http2.IncomingHttpHeaders | undefined;
-      const timer = setTimeout(() => resolve({ ...(got ? { headers: got } : {}), body: Buffer.concat(chunks), error: "timeout" }), timeoutMs);
+      const timer = setTimeout(
+        () => resolve({ ...(got ? { headers: got } : {}), body: Buffer.concat(chunks), error: "timeout" }),
+        timeoutMs,
+      );
       const req = session.request(headers, { endStream: body === undefined });
       req.on("response", (h) => (got = h));
       req.on("trailers", (t) => (trailers = t));

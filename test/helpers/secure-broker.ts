@@ -37,7 +37,10 @@ export async function startSecureBroker(
     ...options,
     server: {
       auth: {
-        authenticator: createAuthenticator({ keys: lazyKeys, ...(options.cacheTtlMs === undefined ? {} : { cacheTtlMs: options.cacheTtlMs }) }),
+        authenticator: createAuthenticator({
+          keys: lazyKeys,
+          ...(options.cacheTtlMs === undefined ? {} : { cacheTtlMs: options.cacheTtlMs }),
+        }),
         ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
       },
       audit,

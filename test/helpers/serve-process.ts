@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXero } from "@tokenbroker/fake-xero";
@@ -46,6 +47,15 @@ export function fakeEnv(fake: FakeXero, extra: Record<string, string> = {}): Nod
   };
 }
 
+/** A loopback port that was free a moment ago (for a process that must be told its port before it starts). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 /**
  * The security flags of these tests' brokers: no API keys (loopback only) and tokens in clear text, so that a
  * test can compare what a broker serves with what its database holds. Security has tests of its own.
@@ -56,16 +66,18 @@ export const INSECURE_SERVE_ARGS = ["--insecure-no-auth", "--insecure-no-encrypt
  * Starts `tokenbroker serve` on a free loopback port and waits until it listens.
  * `secure: true` leaves out {@link INSECURE_SERVE_ARGS} (API keys required; `args` must give the encryption key).
  * `faultHooks: true` runs it through {@link SERVE_WITH_FAULT_HOOKS}, which pauses as TOKENBROKER_TEST_PAUSE_* say.
+ * `listen` is the address to bind (default `127.0.0.1:0`, a free port).
  */
 export async function startServe(options: {
   env: NodeJS.ProcessEnv;
   db: string;
+  listen?: string;
   args?: string[];
   secure?: boolean;
   faultHooks?: boolean;
 }): Promise<ServeProcess> {
   const insecure = options.secure ? [] : INSECURE_SERVE_ARGS;
-  const args = ["--listen", "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
+  const args = ["--listen", options.listen ?? "127.0.0.1:0", "--db", options.db, ...insecure, ...(options.args ?? [])];
   const entry = options.faultHooks ? [SERVE_WITH_FAULT_HOOKS] : [CLI, "serve"];
   const child = spawn(process.execPath, [...entry, ...args], {
     env: options.env,

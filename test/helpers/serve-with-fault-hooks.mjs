@@ -27,7 +27,9 @@ function pauseMs(name) {
 
 /** @param {string} point @param {number} ms */
 const pause = (point, ms) => async (/** @type {string} */ connectionId) => {
-  process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), event: "test_pause", point, connectionId, msg: `test pause ${point}` })}\n`);
+  process.stderr.write(
+    `${JSON.stringify({ level: 40, time: Date.now(), event: "test_pause", point, connectionId, msg: `test pause ${point}` })}\n`,
+  );
   await delay(ms);
 };
 

@@ -36,13 +36,44 @@ export function makeTestCertificates(dir: string): TestCertificates {
   const p = (name: string) => join(dir, name);
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   const ca = (name: string) =>
-    openssl(["req", "-x509", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.pem`), "-days", "1", "-subj", `/CN=tokenbroker test ${name}`,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      p(`${name}.key`),
+      "-out",
+      p(`${name}.pem`),
+      "-days",
+      "1",
+      "-subj",
+      `/CN=tokenbroker test ${name}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
   const leaf = (name: string, signer: string, ext: string) => {
     openssl(["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${name}`]);
     writeFileSync(p(`${name}.ext`), ext);
-    openssl(["x509", "-req", "-in", p(`${name}.csr`), "-CA", p(`${signer}.pem`), "-CAkey", p(`${signer}.key`),
-      "-set_serial", String(Date.now()), "-days", "1", "-out", p(`${name}.pem`), "-extfile", p(`${name}.ext`)]);
+    openssl([
+      "x509",
+      "-req",
+      "-in",
+      p(`${name}.csr`),
+      "-CA",
+      p(`${signer}.pem`),
+      "-CAkey",
+      p(`${signer}.key`),
+      "-set_serial",
+      String(Date.now()),
+      "-days",
+      "1",
+      "-out",
+      p(`${name}.pem`),
+      "-extfile",
+      p(`${name}.ext`),
+    ]);
   };
   ca("ca");
   ca("stranger-ca");

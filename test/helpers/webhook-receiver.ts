@@ -45,9 +45,7 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     received,
     accepted() {
       const seen = new Set<string>();
-      return received
-        .filter((r) => r.verified && r.status < 300 && !seen.has(r.json.id) && seen.add(r.json.id))
-        .map((r) => r.json);
+      return received.filter((r) => r.verified && r.status < 300 && !seen.has(r.json.id) && seen.add(r.json.id)).map((r) => r.json);
     },
     failNext(n, status) {
       for (let i = 0; i < n; i++) failures.push(status);

@@ -39,9 +39,7 @@ describe("GetToken", () => {
   it("500 concurrent callers of an expired token make exactly one upstream call and all get the one new token", async () => {
     await f.expire();
     f.identity.hold();
-    const callers = Array.from({ length: 500 }, (_, i) =>
-      f.broker.getToken(i % 2 === 0 ? byTenant : { connectionId: f.connectionId }),
-    );
+    const callers = Array.from({ length: 500 }, (_, i) => f.broker.getToken(i % 2 === 0 ? byTenant : { connectionId: f.connectionId }));
     await f.settle();
     expect(f.identity.waiting).toBe(1);
     f.identity.release();

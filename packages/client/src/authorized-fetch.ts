@@ -21,11 +21,7 @@ export interface TokenSource {
  * Blob, URLSearchParams or FormData). A stream body cannot be re-read: the 401
  * is returned as is (the token is still reported, so the next call succeeds).
  */
-export async function authorizedFetch(
-  source: TokenSource,
-  input: string | URL | Request,
-  init: TokenFetchInit,
-): Promise<Response> {
+export async function authorizedFetch(source: TokenSource, input: string | URL | Request, init: TokenFetchInit): Promise<Response> {
   const { tenantId, ...rest } = init;
   const first = await source.token(tenantId);
   const response = await fetch(input, withToken(input, rest, tenantId, first.accessToken));

@@ -1,10 +1,5 @@
 import { Code, ConnectError, type CallOptions, type Client } from "@connectrpc/connect";
-import {
-  ConnectionState,
-  type Token,
-  type TokenService,
-  type WatchTokenResponse,
-} from "./gen/tokenbroker/v1/token_service_pb.js";
+import { ConnectionState, type Token, type TokenService, type WatchTokenResponse } from "./gen/tokenbroker/v1/token_service_pb.js";
 import { backoffDelay, sleep, type ReconnectOptions } from "./backoff.js";
 import { isNewer, isValidFor, toTokenInfo, type CachedToken, type TokenInfo } from "./token-info.js";
 
@@ -22,13 +17,7 @@ export interface TenantWatchOptions {
 }
 
 /** Stream errors that reconnecting cannot cure: the watch ends and the error goes to its callers. */
-const permanent = new Set<Code>([
-  Code.NotFound,
-  Code.InvalidArgument,
-  Code.Unauthenticated,
-  Code.PermissionDenied,
-  Code.Unimplemented,
-]);
+const permanent = new Set<Code>([Code.NotFound, Code.InvalidArgument, Code.Unauthenticated, Code.PermissionDenied, Code.Unimplemented]);
 
 /**
  * The token of one tenant, kept current by one `WatchToken` stream.
@@ -151,10 +140,7 @@ export class TenantWatch {
   private async getByRpc(minValidForMs: number): Promise<TokenInfo> {
     const ms = Math.max(0, Math.ceil(minValidForMs));
     const minValidFor = { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
-    const response = await this.options.client.getToken(
-      { selector: this.selector(), minValidFor },
-      this.callOptions(this.stop.signal),
-    );
+    const response = await this.options.client.getToken({ selector: this.selector(), minValidFor }, this.callOptions(this.stop.signal));
     return this.accept(response.token);
   }
 

@@ -89,7 +89,8 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
           if (watches.get(tenantId) === created) watches.delete(tenantId);
         },
       });
-      watches.set(tenantId, (watch = created));
+      watches.set(tenantId, created);
+      watch = created;
     }
     return watch;
   }

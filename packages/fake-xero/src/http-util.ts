@@ -17,12 +17,7 @@ export async function readBody(req: IncomingMessage): Promise<string | undefined
 }
 
 /** Sends `body` as JSON with `status`; a no-op if the client already went away. */
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.destroyed || res.headersSent) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
@@ -81,23 +76,6 @@ export function authenticateClient(req: IncomingMessage, form: URLSearchParams, 
 export function bearerToken(req: IncomingMessage): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
   return match?.[1];
-}
-
-/** Resolves after `ms`, or early (with false) when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  if (ms <= 0) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** Constant-time string comparison. */

@@ -105,5 +105,7 @@ function parseJson(segment: string): JwtClaims | undefined {
 
 /** RFC 7638 JWK thumbprint: a stable key id derived from the key itself. */
 function thumbprint(n: string, e: string): string {
-  return createHash("sha256").update(JSON.stringify({ e, kty: "RSA", n })).digest("base64url");
+  return createHash("sha256")
+    .update(JSON.stringify({ e, kty: "RSA", n }))
+    .digest("base64url");
 }

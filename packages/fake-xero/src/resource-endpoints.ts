@@ -38,12 +38,7 @@ export function handleListConnections(ctx: FakeXeroContext, req: IncomingMessage
 }
 
 /** `DELETE /connections/{id}`: disconnects one tenant of the access token's grant. */
-export function handleDeleteConnection(
-  ctx: FakeXeroContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  connectionId: string,
-): void {
+export function handleDeleteConnection(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse, connectionId: string): void {
   const grant = authorize(ctx, req, res);
   if (!grant) return;
   if (ctx.grants.removeConnection(grant.grantId, connectionId)) return sendText(res, 204);

@@ -17,7 +17,10 @@ export function createFakeXeroHandler(ctx: FakeXeroContext): (req: IncomingMessa
   const routes = new Map<string, Partial<Record<string, Handler>>>([
     [PATHS.discovery, { GET: (_q, res) => sendJson(res, 200, openidConfiguration(ctx.issuer, ctx.scopes)) }],
     [PATHS.jwks, { GET: (_q, res) => sendJson(res, 200, ctx.signer.jwks()) }],
-    [PATHS.authorize, { GET: (req, res, url) => handleAuthorizeGet(ctx, req, res, url), POST: (req, res) => handleAuthorizePost(ctx, req, res) }],
+    [
+      PATHS.authorize,
+      { GET: (req, res, url) => handleAuthorizeGet(ctx, req, res, url), POST: (req, res) => handleAuthorizePost(ctx, req, res) },
+    ],
     [PATHS.token, { POST: (req, res) => handleToken(ctx, req, res) }],
     [PATHS.revocation, { POST: (req, res) => handleRevocation(ctx, req, res) }],
     [PATHS.userinfo, { GET: (req, res) => handleUserinfo(ctx, req, res) }],

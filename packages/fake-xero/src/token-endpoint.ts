@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXeroContext, TokenEndpointHttpFailure } from "./context.js";
 import { handleAuthorizationCodeGrant } from "./authorize-endpoint.js";
-import { authenticateClient, readBody, sendJson, sendText, sleep } from "./http-util.js";
+import { authenticateClient, readBody, sendJson, sendText } from "./http-util.js";
 
 /** Token responses must never be cached (RFC 6749 §5.1). */
 const NO_STORE = { "Cache-Control": "no-store", Pragma: "no-cache" };
@@ -17,7 +18,9 @@ export async function handleToken(ctx: FakeXeroContext, req: IncomingMessage, re
   const failure = ctx.failures.shift();
   const latency = ctx.latencyMs;
   const body = await readBody(req);
-  if (!(await sleep(latency, ctx.closing))) return;
+  // The latency, cut short (and the request left unanswered) when the fake closes.
+  if (latency > 0) await delay(latency, undefined, { signal: ctx.closing }).catch(() => {});
+  if (ctx.closing.aborted) return;
   if (failure && "reset" in failure) return void req.socket.destroy();
   if (failure) return sendFailure(res, failure);
   if (body === undefined) return sendJson(res, 413, { error: "invalid_request" }, NO_STORE);

@@ -5,11 +5,15 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../src/clock.js";
 import { migrations } from "../src/store/migrations.js";
+import { openStore } from "../src/store/open-store.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import type { Store } from "../src/store/store.js";
 import type { NewTokenSet, Tenant } from "../src/token-set.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { useStoreBackends } from "./helpers/store-backends.js";
+
+const backends = useStoreBackends();
 
 const MINUTE = 60_000;
 
@@ -31,7 +35,7 @@ function tenant(tenantId: string, name = `Org ${tenantId}`): Tenant {
   return { tenantId, xeroConnectionId: `xc-${tenantId}`, tenantName: name, tenantType: "ORGANISATION", authEventId: "ae-1" };
 }
 
-describe("Store on a file", () => {
+describe("SQLite store on a file", () => {
   let dir: ReturnType<typeof tempDir>;
   let path: string;
   let clock: ManualClock;
@@ -101,9 +105,48 @@ describe("Store on a file", () => {
       check.close();
     }
   });
+});
+
+describe.each(backends)("Store on $name", (backend) => {
+  if (backend.skip) return void it.skip(backend.skip);
+  let location: string;
+  let clock: ManualClock;
+  const opened: Store[] = [];
+  const open = async () => {
+    const s = await openStore(location, { clock });
+    opened.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    location = await backend.location();
+    clock = new ManualClock(Date.UTC(2025, 0, 1));
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+
+  it("reopening a store keeps the data", async () => {
+    const store = await open();
+    const ts = tokenSet(clock.now());
+    const { connectionId, created } = await store.connections.saveConnection({
+      xeroUserId: "user-1",
+      tokenSet: ts,
+      tenants: [tenant("t-1"), tenant("t-2")],
+    });
+    expect(created).toBe(true);
+    await store.close();
+
+    const again = await open();
+    const record = await again.tokens.getToken(connectionId);
+    expect(record).toMatchObject({ ...ts, connectionId, version: 1, state: "active", tenantIds: ["t-1", "t-2"] });
+    expect(await again.connections.findConnectionByTenant("t-2")).toBe(connectionId);
+    const [summary] = await again.connections.listConnections();
+    expect(summary?.tenants.map((t) => t.tenantName)).toEqual(["Org t-1", "Org t-2"]);
+  });
 
   it("saveConnection for the same Xero user replaces the token set; a different user gets a second connection", async () => {
-    const store = open();
+    const store = await open();
     const first = tokenSet(clock.now());
     const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: first, tenants: [tenant("t-1")] });
     clock.advance(MINUTE);
@@ -119,15 +162,23 @@ describe("Store on a file", () => {
     expect(b.created).toBe(true);
     expect(b.connectionId).not.toBe(a.connectionId);
     // Each connection keeps its own token set: user B's import did not touch user A's.
-    expect(await store.tokens.getToken(a.connectionId)).toMatchObject({ accessToken: second.accessToken, refreshToken: second.refreshToken, version: 2 });
-    expect(await store.tokens.getToken(b.connectionId)).toMatchObject({ accessToken: third.accessToken, refreshToken: third.refreshToken, version: 1 });
+    expect(await store.tokens.getToken(a.connectionId)).toMatchObject({
+      accessToken: second.accessToken,
+      refreshToken: second.refreshToken,
+      version: 2,
+    });
+    expect(await store.tokens.getToken(b.connectionId)).toMatchObject({
+      accessToken: third.accessToken,
+      refreshToken: third.refreshToken,
+      version: 1,
+    });
     expect(await store.connections.findConnectionByTenant("t-1")).toBe(a.connectionId);
     expect(await store.connections.findConnectionByTenant("t-9")).toBe(b.connectionId);
     expect((await store.connections.listConnections()).map((c) => c.xeroUserId).sort()).toEqual(["user-a", "user-b"]);
   });
 
   it("re-importing a user who needs re-authorisation makes the connection active again", async () => {
-    const store = open();
+    const store = await open();
     const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     await store.connections.markNeedsReauthorization(connectionId, "invalid_grant");
     expect((await store.tokens.getToken(connectionId))?.state).toBe("needs_reauthorization");
@@ -137,10 +188,18 @@ describe("Store on a file", () => {
   });
 
   it("findConnectionByTenant prefers the most recently authorised active connection when two users share a tenant", async () => {
-    const store = open();
-    const a = await store.connections.saveConnection({ xeroUserId: "user-a", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    const store = await open();
+    const a = await store.connections.saveConnection({
+      xeroUserId: "user-a",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("shared")],
+    });
     clock.advance(MINUTE);
-    const b = await store.connections.saveConnection({ xeroUserId: "user-b", tokenSet: tokenSet(clock.now()), tenants: [tenant("shared")] });
+    const b = await store.connections.saveConnection({
+      xeroUserId: "user-b",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("shared")],
+    });
     expect(await store.connections.findConnectionByTenant("shared")).toBe(b.connectionId);
 
     // User A authorises again later: A is now the most recent.
@@ -155,7 +214,7 @@ describe("Store on a file", () => {
   });
 
   it("tryAcquireLease: a second holder is refused while the lease is live and gets it once it lapses", async () => {
-    const store = open();
+    const store = await open();
     const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     expect(await store.tokens.tryAcquireLease(connectionId, "A", 30_000)).toEqual({ acquired: true });
     expect(await store.tokens.tryAcquireLease(connectionId, "B", 30_000)).toEqual({
@@ -178,16 +237,20 @@ describe("Store on a file", () => {
   });
 
   it("a lease taken in one store is seen by a second store on the same file", async () => {
-    const one = open();
-    const two = open();
+    const one = await open();
+    const two = await open();
     const { connectionId } = await one.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     expect((await one.tokens.tryAcquireLease(connectionId, "A", 30_000)).acquired).toBe(true);
     expect(await two.tokens.tryAcquireLease(connectionId, "B", 30_000)).toMatchObject({ acquired: false, holder: "A" });
   });
 
   it("commitRefresh stores the new token set, bumps the version and releases the lease", async () => {
-    const store = open();
-    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    const store = await open();
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("t")],
+    });
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     clock.advance(MINUTE);
     const next = tokenSet(clock.now());
@@ -199,8 +262,12 @@ describe("Store on a file", () => {
   });
 
   it("commitRefresh with a stale fromVersion throws and changes nothing", async () => {
-    const store = open();
-    const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [tenant("t")] });
+    const store = await open();
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("t")],
+    });
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     await store.tokens.commitRefresh(connectionId, "A", 1, tokenSet(clock.now())); // now version 2
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
@@ -216,7 +283,7 @@ describe("Store on a file", () => {
   });
 
   it("markNeedsReauthorization sets the state and the reason, and removes the lease", async () => {
-    const store = open();
+    const store = await open();
     const { connectionId } = await store.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     await store.tokens.tryAcquireLease(connectionId, "A", 30_000);
     await store.connections.markNeedsReauthorization(connectionId, "refresh: the refresh token was rejected (invalid_grant)");
@@ -233,7 +300,7 @@ describe("Store on a file", () => {
   });
 
   it("listLapsedLeases lists only connections whose lease has lapsed", async () => {
-    const store = open();
+    const store = await open();
     const ids: string[] = [];
     for (const user of ["a", "b", "c", "d"]) {
       ids.push((await store.connections.saveConnection({ xeroUserId: user, tokenSet: tokenSet(clock.now()), tenants: [] })).connectionId);
@@ -252,7 +319,7 @@ describe("Store on a file", () => {
     expect(await store.tokens.listLapsedLeases(clock.now())).not.toContain(d);
     // A connection that needs re-authorisation is not recovered.
     await store.tokens.tryAcquireLease(d, "D", 1);
-    withRawDatabase(path, (db) => db.prepare("UPDATE connections SET state = 'needs_reauthorization' WHERE id = ?").run(d));
+    await backend.exec(location, `UPDATE connections SET state = 'needs_reauthorization' WHERE id = '${d}'`);
     clock.advance(1000);
     expect(await store.tokens.listLapsedLeases(clock.now())).not.toContain(d);
   });

@@ -4,7 +4,7 @@
  * buys a token set): it is stored, compared and sent to the token endpoint,
  * never logged or shown.
  */
-export interface NewPendingAuthorisation {
+export interface NewPendingAuthorization {
   /** The random `state` parameter: the row's key. */
   state: string;
   /** The PKCE `code_verifier` whose S256 challenge went to the issuer. */
@@ -12,7 +12,7 @@ export interface NewPendingAuthorisation {
   /**
    * Who may complete the consent: the SHA-256 (hex) of the cookie of the browser that started it (`/connect`),
    * or, for a consent started by `tokenbroker connect`, {@link LINK_PREFIX} and the SHA-256 of its one-time
-   * link's secret until a browser opens that link and takes the consent (see `claimAuthorisation`).
+   * link's secret until a browser opens that link and takes the consent (see `claimAuthorization`).
    */
   browserHash: string;
   /** ms since the epoch. */
@@ -25,23 +25,23 @@ export interface NewPendingAuthorisation {
 export const LINK_PREFIX = "link:";
 
 /**
- * Result of `ConsentStore.takeAuthorisation`: when `ok`, the state is used from now on, whatever happens next.
+ * Result of `ConsentStore.takeAuthorization`: when `ok`, the state is used from now on, whatever happens next.
  * `wrong_browser` (the browser does not hold the consent's cookie) leaves the state as it was, usable by
  * its own browser: an outsider who knows a state cannot burn it.
  */
-export type TakenAuthorisation =
+export type TakenAuthorization =
   | { ok: true; codeVerifier: string }
   | { ok: false; reason: "unknown" | "wrong_browser" | "used" | "expired" };
 
 /** A consent a browser just took by opening its one-time link: what is needed to send it to the issuer. */
-export interface ClaimedAuthorisation {
+export interface ClaimedAuthorization {
   state: string;
   codeVerifier: string;
   expiresAt: number;
 }
 
 /** How a pending authorisation stands, without its verifier: what `tokenbroker connect` waits on. */
-export interface AuthorisationStatus {
+export interface AuthorizationStatus {
   /** `pending` until the callback arrives; `done` with a connection id, or `failed` with an error. */
   status: "pending" | "done" | "failed" | "expired";
   connectionId: string | undefined;

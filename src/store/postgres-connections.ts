@@ -1,0 +1,226 @@
+import { randomUUID } from "node:crypto";
+import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
+import type { ConnectionStore, ConnectionSummary, SaveConnectionInput, TenantSummary } from "./connection-store.js";
+import type { PostgresDatabase, Queryable } from "./postgres-database.js";
+import { sealTokenColumns } from "./sealed-token-columns.js";
+import { tokenParams } from "./token-rows.js";
+
+interface TenantRow {
+  connection_id: string;
+  tenant_id: string;
+  xero_connection_id: string | null;
+  tenant_name: string | null;
+  tenant_type: string | null;
+  auth_event_id: string | null;
+  state: TenantState;
+  gone_at: number | null;
+}
+
+interface SummaryRow {
+  id: string;
+  xero_user_id: string | null;
+  user_name: string | null;
+  authorised_at: number;
+  state: ConnectionState;
+  version: number;
+  expires_at: number;
+  refresh_token_issued_at: number;
+  last_refresh_at: number | null;
+  last_error: string | null;
+}
+
+/**
+ * {@link ConnectionStore} in PostgreSQL's `connections` and `tenants` tables
+ * (a new grant's token set in `token_sets`). Every write tells every broker
+ * (NOTIFY) which connection changed.
+ */
+export class PostgresConnections implements ConnectionStore {
+  readonly #db: PostgresDatabase;
+
+  constructor(db: PostgresDatabase) {
+    this.#db = db;
+  }
+
+  async findConnectionByTenant(tenantId: string): Promise<string | undefined> {
+    // PostgreSQL text cannot hold NUL: such an id (from the network) names no tenant.
+    if (tenantId.includes("\u0000")) return undefined;
+    return this.#db.reads.get("tenant", tenantId, async () => {
+      const { rows } = await this.#db.query<{ id: string }>(
+        `SELECT c.id FROM tenants t JOIN connections c ON c.id = t.connection_id
+         WHERE t.tenant_id = $1 AND t.state = 'active'
+         ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
+        [tenantId],
+      );
+      return rows[0]?.id;
+    });
+  }
+
+  async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
+    const now = this.#db.clock.now();
+    const cipher = this.#db.cipher;
+    return this.#db.transaction(async (client, notify) => {
+      let existing: string | undefined;
+      let created = false;
+      let connectionId: string;
+      if (input.xeroUserId !== undefined) {
+        // One statement that either creates the user's connection or finds it, whoever else saves the same user now.
+        const { rows } = await client.query<{ id: string; created: boolean }>(
+          `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at) VALUES ($1, $2, $3, $4, $4)
+           ON CONFLICT (xero_user_id) DO UPDATE SET state = 'active', authorised_at = $4, last_error = NULL,
+             user_name = COALESCE($3, connections.user_name)
+           RETURNING id, (xmax = 0) AS created`,
+          [randomUUID(), input.xeroUserId, input.userName ?? null, now],
+        );
+        connectionId = rows[0]!.id;
+        created = rows[0]!.created;
+        if (!created) existing = connectionId;
+      } else {
+        connectionId = randomUUID();
+        created = true;
+        await client.query(
+          `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at) VALUES ($1, NULL, $2, $3, $3)`,
+          [connectionId, input.userName ?? null, now],
+        );
+      }
+      const { rows: versions } = await client.query<{ version: number }>(
+        `SELECT version FROM token_sets WHERE connection_id = $1 FOR UPDATE`,
+        [connectionId],
+      );
+      const version = existing === undefined ? 1 : (versions[0]?.version ?? 0) + 1;
+      const p = sealTokenColumns(tokenParams(connectionId, input.tokenSet, version), cipher);
+      await client.query(
+        `INSERT INTO token_sets (connection_id, access_token, refresh_token, id_token, token_type, scope,
+           expires_at, obtained_at, refresh_token_issued_at, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (connection_id) DO UPDATE SET access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+           id_token = excluded.id_token, token_type = excluded.token_type, scope = excluded.scope, expires_at = excluded.expires_at,
+           obtained_at = excluded.obtained_at, refresh_token_issued_at = excluded.refresh_token_issued_at, version = excluded.version`,
+        [
+          p.connection_id,
+          p.access_token,
+          p.refresh_token,
+          p.id_token,
+          p.token_type,
+          p.scope,
+          p.expires_at,
+          p.obtained_at,
+          p.refresh_token_issued_at,
+          p.version,
+        ],
+      );
+      if (existing !== undefined) await client.query(`DELETE FROM refresh_leases WHERE connection_id = $1`, [connectionId]);
+      await upsertTenants(client, connectionId, input.tenants, now);
+      notify({ kind: "connection", connectionId, version });
+      return { connectionId, created };
+    });
+  }
+
+  async saveTenants(connectionId: string, tenants: Tenant[]): Promise<void> {
+    const now = this.#db.clock.now();
+    await this.#db.transaction(async (client, notify) => {
+      await upsertTenants(client, connectionId, tenants, now);
+      notify({ kind: "connection", connectionId, version: 0 });
+    });
+  }
+
+  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
+    const now = this.#db.clock.now();
+    return this.#db.transaction(async (client, notify) => {
+      await upsertTenants(client, connectionId, tenants, now);
+      const listed = new Set(tenants.map((t) => t.tenantId));
+      const { rows } = await client.query<TenantRow>(
+        `SELECT * FROM tenants WHERE connection_id = $1 AND state = 'active' ORDER BY created_at, tenant_id`,
+        [connectionId],
+      );
+      const vanished = rows.filter((t) => !listed.has(t.tenant_id));
+      for (const t of vanished) {
+        await client.query(`UPDATE tenants SET state = 'gone', gone_at = $3 WHERE connection_id = $1 AND tenant_id = $2`, [
+          connectionId,
+          t.tenant_id,
+          now,
+        ]);
+      }
+      notify({ kind: "connection", connectionId, version: 0 });
+      return { gone: vanished.map(toTenant) };
+    });
+  }
+
+  async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {
+    await this.#db.transaction(async (client, notify) => {
+      await client.query(`UPDATE connections SET state = 'needs_reauthorization', last_error = $2 WHERE id = $1`, [connectionId, reason]);
+      await client.query(`DELETE FROM refresh_leases WHERE connection_id = $1`, [connectionId]);
+      notify({ kind: "connection", connectionId, version: 0 });
+    });
+  }
+
+  async recordError(connectionId: string, reason: string): Promise<void> {
+    // Not in what the read cache remembers (only operators see it): no notification.
+    await this.#db.query(`UPDATE connections SET last_error = $2 WHERE id = $1`, [connectionId, reason]);
+  }
+
+  async listConnections(): Promise<ConnectionSummary[]> {
+    const { rows } = await this.#db.query<SummaryRow>(
+      `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
+         c.last_refresh_at, c.last_error
+       FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
+    );
+    const { rows: tenants } = await this.#db.query<TenantRow>(`SELECT * FROM tenants ORDER BY created_at, tenant_id`);
+    return rows.map((r) => ({
+      connectionId: r.id,
+      xeroUserId: r.xero_user_id ?? undefined,
+      userName: r.user_name ?? undefined,
+      authorizedAt: r.authorised_at,
+      state: r.state,
+      version: r.version,
+      expiresAt: r.expires_at,
+      refreshTokenIssuedAt: r.refresh_token_issued_at,
+      lastRefreshAt: r.last_refresh_at ?? undefined,
+      lastError: r.last_error ?? undefined,
+      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
+    }));
+  }
+
+  async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
+    return this.#db.transaction(async (client, notify) => {
+      const { rowCount } = await client.query(`DELETE FROM tenants WHERE connection_id = $1 AND tenant_id = $2`, [connectionId, tenantId]);
+      if (rowCount === 1) notify({ kind: "connection", connectionId, version: 0 });
+      return rowCount === 1;
+    });
+  }
+
+  async removeConnection(connectionId: string): Promise<boolean> {
+    return this.#db.transaction(async (client, notify) => {
+      const { rowCount } = await client.query(`DELETE FROM connections WHERE id = $1`, [connectionId]);
+      if (rowCount === 1) notify({ kind: "connection", connectionId, version: 0 });
+      return rowCount === 1;
+    });
+  }
+}
+
+async function upsertTenants(client: Queryable, connectionId: string, tenants: Tenant[], now: number): Promise<void> {
+  for (const t of tenants) {
+    await client.query(
+      `INSERT INTO tenants (connection_id, tenant_id, xero_connection_id, tenant_name, tenant_type, auth_event_id, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (connection_id, tenant_id) DO UPDATE SET
+         xero_connection_id = excluded.xero_connection_id, tenant_name = excluded.tenant_name,
+         tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id,
+         state = 'active', gone_at = NULL`,
+      [connectionId, t.tenantId, t.xeroConnectionId ?? null, t.tenantName ?? null, t.tenantType ?? null, t.authEventId ?? null, now],
+    );
+  }
+}
+
+function toTenantSummary(row: TenantRow): TenantSummary {
+  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined };
+}
+
+function toTenant(row: TenantRow): Tenant {
+  return {
+    tenantId: row.tenant_id,
+    xeroConnectionId: row.xero_connection_id ?? undefined,
+    tenantName: row.tenant_name ?? undefined,
+    tenantType: row.tenant_type ?? undefined,
+    authEventId: row.auth_event_id ?? undefined,
+  };
+}
