@@ -8,8 +8,11 @@
  * the PostgreSQL store's (LISTEN/NOTIFY), and `npm run bench -- --only hosts` measures the figure with the
  * callers in a process of their own.
  *
- * The same scenarios on PostgreSQL (LISTEN/NOTIFY pushes a commit to every host at once, so the issue's 250 ms
- * bound holds), with the fourth: the database stopped for 10 s under load.
+ * The same scenarios on PostgreSQL, with the fourth: the database stopped for 10 s under load. LISTEN/NOTIFY
+ * pushes a commit to every host at once (0–10 ms between two idle brokers, test/postgres-multi-process.test.ts),
+ * but here the three hosts, the watchers' process and this process's 1,000 callers share the machine's cores:
+ * 0.46–0.55 s measured at the p99 on 2 shared cores. The issue's 250 ms is measured by the bench, with the
+ * callers in a process of their own.
  */
 import { join } from "node:path";
 import { afterAll } from "vitest";
@@ -33,5 +36,6 @@ if (missingPostgres() === undefined) {
     freshStoreLocation: async () => (await postgres()).createDatabase(),
     stopStore: async () => (await postgres()).stop(),
     startStore: async () => (await postgres()).start(),
+    deliveryBoundMs: 1000,
   });
 }

@@ -18,7 +18,7 @@ import {
 import { drainUnreadBodies } from "../../src/server/drain-request.js";
 import { createCallGuard } from "../../src/server/call-guard.js";
 import { connectFallback } from "../../src/server/connect-fallback.js";
-import { createGrpcFastPath, type FastMethod } from "../../src/server/grpc-fast-path.js";
+import { createGrpcFastPath, type FastAnswer, type FastMethod } from "../../src/server/grpc-fast-path.js";
 import { routeHttp } from "../../src/server/http-routes.js";
 import { listenOnePort, type OnePortServer } from "../../src/server/one-port-server.js";
 
@@ -84,16 +84,14 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
     fallback: routeHttp([]),
   });
   // The broker's gRPC fast path, answering from the same constants: the transport the broker's plain gRPC calls take.
-  const getTokenAnswer = { bytes: toBinary(GetTokenResponseSchema, getTokenResponse), token: current };
+  const getTokenAnswer = { message: getTokenResponse, bytes: toBinary(GetTokenResponseSchema, getTokenResponse), token: current };
   // As the broker does: each token serialized once for all its subscribers.
-  const watchFrames = new WeakMap<Token, { bytes: Uint8Array; token: Token }>();
+  const watchFrames = new WeakMap<Token, FastAnswer>();
   const watchAnswer = () => {
     let answer = watchFrames.get(current);
     if (!answer) {
-      answer = {
-        bytes: toBinary(WatchTokenResponseSchema, create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE })),
-        token: current,
-      };
+      const message = create(WatchTokenResponseSchema, { token: current, state: ConnectionState.ACTIVE });
+      answer = { message, bytes: toBinary(WatchTokenResponseSchema, message), token: current };
       watchFrames.set(current, answer);
     }
     return answer;
@@ -115,7 +113,7 @@ export async function startBareServer(token: JsonValue): Promise<BareServer> {
           input: ReportExpiredRequestSchema,
           handle: async () => {
             const response = await reportExpired();
-            return { bytes: toBinary(ReportExpiredResponseSchema, response), token: response.token };
+            return { message: response, bytes: toBinary(ReportExpiredResponseSchema, response), token: response.token };
           },
         },
       ],

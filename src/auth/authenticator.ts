@@ -1,4 +1,5 @@
 import type { ApiKeyRecord, ApiKeyStore } from "../store/api-key-store.js";
+import { StoreUnavailableError } from "../store/store.js";
 import { bearerKey, hashApiKey, isWellFormedKey, type Principal } from "./api-key.js";
 
 /** Options for {@link createAuthenticator}. */
@@ -46,6 +47,8 @@ const MAX_CACHED = 10_000;
  * Key lookup for the hot path: a key is hashed, then found in a small cache
  * (valid for `cacheTtlMs`) or in the store. Malformed keys are refused
  * before any lookup; unknown keys are not cached, so guessing fills nothing.
+ * While the store cannot be reached, a key found active before (and not
+ * known to be revoked since) keeps working.
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const ttl = options.cacheTtlMs ?? 500;
@@ -70,9 +73,19 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (hit && hit.until > t) {
       principal = hit.principal;
     } else {
-      cache.delete(keyHash);
-      const record = await options.keys.findActive(keyHash);
-      if (!record) return undefined;
+      let record: ApiKeyRecord | undefined;
+      try {
+        record = await options.keys.findActive(keyHash);
+      } catch (e) {
+        // The store is out of reach (PostgreSQL down): a key found active before, and not revoked since as far as
+        // this process heard, stays good until the store answers again; callers keep their cached tokens.
+        if (hit && e instanceof StoreUnavailableError && options.keys.isActive(keyHash)) return hit.principal;
+        throw e;
+      }
+      if (!record) {
+        cache.delete(keyHash);
+        return undefined;
+      }
       principal = toPrincipal(record);
       if (cache.size >= MAX_CACHED) cache.clear();
       cache.set(keyHash, { principal, until: t + ttl });

@@ -1,6 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Selector } from "../broker/token-broker.js";
+import { StoreUnavailableError } from "../store/store.js";
 import { UnreadableTokenSetError } from "../store/token-set-store.js";
+import { toConnectError } from "../service/to-connect-error.js";
 import { parseSelector } from "../service/parse-request.js";
 import { allowsConnection, allowsTenant, type Principal } from "./api-key.js";
 import type { Authenticator } from "./authenticator.js";
@@ -37,11 +39,17 @@ function tenantsOf(options: AuthorizerOptions, connectionId: string): Promise<re
 const UNAUTHENTICATED = "a valid API key is required: send `authorization: Bearer <key>`";
 const DENIED = "this API key may not use that tenant or connection";
 
+/** A store out of reach is UNAVAILABLE (worth a retry), as the handler says it; anything else goes on as it is. */
+function unavailable(e: unknown): never {
+  if (e instanceof StoreUnavailableError) throw toConnectError(e, () => {});
+  throw e;
+}
+
 /** Creates the {@link Authorizer} of a broker's API keys and scopes. */
 export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   return {
     async authenticate(authorization) {
-      const principal = await options.authenticator.authenticate(authorization);
+      const principal = await options.authenticator.authenticate(authorization).catch(unavailable);
       if (!principal) throw new ConnectError(UNAUTHENTICATED, Code.Unauthenticated);
       return principal;
     },
@@ -56,7 +64,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       const allowed =
         "tenantId" in selector
           ? allowsTenant(principal, selector.tenantId)
-          : allowsConnection(principal, await tenantsOf(options, selector.connectionId));
+          : allowsConnection(principal, await tenantsOf(options, selector.connectionId).catch(unavailable));
       if (!allowed) throw new ConnectError(DENIED, Code.PermissionDenied);
     },
   };

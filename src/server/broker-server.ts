@@ -18,7 +18,8 @@ import { drainUnreadBodies } from "./drain-request.js";
 import { guardBeforeBody, guardedCallOf } from "./guard-before-body.js";
 import { createCallGuard, type CallGuard, type GuardStep } from "./call-guard.js";
 import { guardedCallKey, guardInterceptor, TOKEN_SERVICE } from "./guard-interceptor.js";
-import { connectFallback } from "./connect-fallback.js";
+import { connectFallback, connectUnaryFallback } from "./connect-fallback.js";
+import { createConnectUnaryFastPath } from "./connect-unary-fast-path.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import type { GuardCounts } from "./connection-guard.js";
 import { limitLog } from "./limit-log.js";
@@ -30,6 +31,7 @@ import { createServerSecurity, type BrokerAuthOptions } from "./server-security.
 import type { AuditLog } from "../audit/audit-log.js";
 import { createRoutes } from "./routes.js";
 import { createConnectRouter, createContextValues } from "@connectrpc/connect";
+import { TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { ConsentFlow } from "../consent/consent-flow.js";
 import { createWebRoutes, type ConsentSettings } from "../web/web-routes.js";
 import { createHealthMonitor, type HealthMonitor } from "../health/health-monitor.js";
@@ -78,6 +80,13 @@ export interface BrokerServerOptions {
   tls?: OnePortTls;
   /** Streams, request bytes, header and idle timeouts, connections per address (see `ConnectionLimits` for the defaults). */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * Serve plain gRPC calls and unary Connect calls of the TokenService on
+   * the fast paths (default true). False sends every call through
+   * connect-node: the same answers, with more CPU per call (the differential
+   * tests compare the two).
+   */
+  fastPaths?: boolean;
   /**
    * More guard steps (tracing, rate limits…), run on every TokenService call
    * after the port's own (debug line, audit, API key and scope, metrics),
@@ -201,26 +210,41 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ),
   });
 
-  // Plain gRPC calls of the TokenService skip Connect's per-call machinery (cached GetToken, refresh storms,
-  // fan-out to thousands of WatchToken streams) but not the guard; a body that is not one well-formed message
-  // is answered by Connect's own handler of the method.
+  // Plain gRPC calls and unary Connect calls of the TokenService skip connect-node's per-call machinery (cached
+  // GetToken, refresh storms, fan-out to thousands of WatchToken streams) but not the guard; a body that is not
+  // one well-formed message is answered by Connect's own handler of the method.
   const onInternalError = (e: unknown) => logger.error(errorFields(e), "internal error");
   const router = createConnectRouter(connectOptions);
   connectOptions.routes(router);
-  const fastPath = createGrpcFastPath({
-    methods: tokenServiceFastMethods({ broker, onInternalError }),
+  const methods = tokenServiceFastMethods({ broker, onInternalError });
+  const fallbackOptions = { handlers: router.handlers, responseHeaders: portResponseHeaders(!!options.tls) };
+  const grpcFastPath = createGrpcFastPath({
+    methods,
     guard,
     readMaxBytes,
-    fallback: connectFallback({ handlers: router.handlers, responseHeaders: portResponseHeaders(!!options.tls) }),
+    fallback: connectFallback(fallbackOptions),
     onInternalError,
     responseHeaders: portResponseHeaders(!!options.tls),
   });
+  const connectFastPath = createConnectUnaryFastPath({
+    service: TokenService,
+    methods,
+    guard,
+    readMaxBytes,
+    compressMinBytes: connectOptions.compressMinBytes,
+    acceptCompression: connectOptions.acceptCompression,
+    fallback: connectUnaryFallback(fallbackOptions),
+    onInternalError,
+    responseHeaders: portResponseHeaders(!!options.tls),
+  });
+  const fast = options.fastPaths ?? true;
+  const connectPath = drainUnreadBodies(withGuard(guard, clampDeadlines(rpcHandler)));
   const server: OnePortServer = await listenOnePort({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 50051,
-    handler: drainUnreadBodies(withGuard(guard, clampDeadlines(rpcHandler))),
+    handler: fast ? connectFastPath.requests(connectPath) : connectPath,
     responseHeaders: portResponseHeaders(!!options.tls),
-    streamHandler: fastPath,
+    ...(fast ? { streamHandler: (stream, headers) => grpcFastPath(stream, headers) || connectFastPath.stream(stream, headers) } : {}),
     onRequestFailure,
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.limits ? { limits: options.limits } : {}),

@@ -1,7 +1,10 @@
+import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
+import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { createAsyncIterable, type UniversalHandler } from "@connectrpc/connect/protocol";
 import type { GuardedCall } from "./call-guard.js";
+import type { ConnectUnaryFallback } from "./connect-unary-fast-path.js";
 import type { FastPathFallback } from "./grpc-fast-path.js";
 import { guardedCallKey } from "./guard-interceptor.js";
 
@@ -36,15 +39,11 @@ export function connectFallback(options: ConnectFallbackOptions): FastPathFallba
       stream.close();
       return;
     }
-    const header = new Headers();
-    for (const [name, value] of Object.entries(headers)) {
-      if (name.startsWith(":") || value === undefined) continue;
-      for (const v of Array.isArray(value) ? value : [value]) header.append(name, v);
-    }
+    const header = webHeaders(headers);
     handler({
       httpVersion: "2.0",
       method: "POST",
-      url: `http://${String(headers[":authority"] ?? "localhost")}${path}`,
+      url: urlOf(headers[":authority"], path),
       header,
       body: createAsyncIterable([body]),
       signal: controller.signal,
@@ -74,4 +73,60 @@ export function connectFallback(options: ConnectFallbackOptions): FastPathFallba
 
 function contextValuesOf(options: ConnectFallbackOptions, stream: http2.ServerHttp2Stream, call: GuardedCall): ContextValues {
   return (options.contextValues?.(stream) ?? createContextValues()).set(guardedCallKey, call);
+}
+
+/**
+ * The Connect unary fast path's fallback (see `ConnectUnaryFallback`): a
+ * call whose body it does not answer is served by Connect's own handler of
+ * its method from the bytes read so far, over HTTP/1.1 written as
+ * connect-node writes it (`universalResponseToNodeResponse`), over HTTP/2 as
+ * {@link connectFallback} writes it.
+ */
+export function connectUnaryFallback(options: ConnectFallbackOptions): ConnectUnaryFallback {
+  const handlers = new Map(options.handlers.map((h) => [h.requestPath, h]));
+  return {
+    h2: connectFallback(options),
+    h1(req, res, body, call) {
+      const path = req.url ?? "";
+      const handler = handlers.get(path);
+      if (!handler) {
+        res.destroy();
+        return;
+      }
+      const controller = new AbortController();
+      res.once("close", () => controller.abort());
+      handler({
+        httpVersion: req.httpVersion,
+        method: "POST",
+        url: urlOf(req.headers.host, path),
+        header: webHeaders(req.headers),
+        body: createAsyncIterable([body]),
+        signal: controller.signal,
+        contextValues: createContextValues().set(guardedCallKey, call),
+      })
+        .then((res2) => universalResponseToNodeResponse(res2, res))
+        .catch(() => {
+          if (!res.destroyed) res.destroy();
+        });
+    },
+  };
+}
+
+/** A request's headers as a `Headers` object, without HTTP/2's pseudo-headers. */
+function webHeaders(headers: http.IncomingHttpHeaders): Headers {
+  const header = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(":") || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) header.append(name, v);
+  }
+  return header;
+}
+
+/** The URL Connect is given for a request (it parses it): its authority when that is one, else `localhost`. */
+function urlOf(authority: string | undefined, path: string): string {
+  try {
+    return new URL(path, `http://${authority ?? "localhost"}`).toString();
+  } catch {
+    return `http://localhost${path}`;
+  }
 }

@@ -11,6 +11,11 @@ export function clampGrpcTimeout(value: string): string {
   return m && Number(m[1]) * GRPC_UNITS_MS[m[2]!]! > MAX_DEADLINE_MS ? `${Math.floor(MAX_DEADLINE_MS / 1000)}S` : value;
 }
 
+/** A valid `connect-timeout-ms` value longer than {@link MAX_DEADLINE_MS} cut to it; any other value as it is. */
+export function clampConnectTimeout(value: string): string {
+  return /^\d{1,10}$/.test(value) && Number(value) > MAX_DEADLINE_MS ? String(MAX_DEADLINE_MS) : value;
+}
+
 /**
  * Wraps a handler so that a deadline longer than a timer can hold is cut to
  * {@link MAX_DEADLINE_MS} before Connect reads it: gRPC allows `grpc-timeout:
@@ -24,9 +29,7 @@ export function clampDeadlines(handler: DualHandler): DualHandler {
     const grpc = req.headers["grpc-timeout"];
     if (typeof grpc === "string") req.headers["grpc-timeout"] = clampGrpcTimeout(grpc);
     const connect = req.headers["connect-timeout-ms"];
-    if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_DEADLINE_MS) {
-      req.headers["connect-timeout-ms"] = String(MAX_DEADLINE_MS);
-    }
+    if (typeof connect === "string") req.headers["connect-timeout-ms"] = clampConnectTimeout(connect);
     return handler(req, res);
   };
 }

@@ -1,5 +1,5 @@
 import type * as http2 from "node:http2";
-import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createDeadlineSignal, encodeEnvelope } from "@connectrpc/connect/protocol";
 import { grpcStatusOk, headerGrpcStatus, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -25,11 +25,12 @@ export interface FastCall {
 }
 
 /**
- * A response message: its serialized bytes, and the token it carries (for
- * the guard's audit and metrics). Returning the same `bytes` object again
- * reuses its gRPC frame.
+ * A response message: the message, its binary serialization, and the token
+ * it carries (for the guard's audit and metrics). Returning the same answer
+ * again reuses its gRPC frame (the same `bytes`) and its Connect JSON.
  */
 export interface FastAnswer {
+  readonly message: Message;
   readonly bytes: Uint8Array;
   readonly token: { readonly connectionId: string } | undefined;
 }

@@ -1,8 +1,9 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   GetTokenRequestSchema,
   GetTokenResponseSchema,
+  type GetTokenResponse,
   ReportExpiredRequestSchema,
   ReportExpiredResponseSchema,
   TokenService,
@@ -23,8 +24,18 @@ export interface TokenServiceFastMethodsOptions {
   onInternalError(e: unknown): void;
 }
 
+/** A response message with its binary serialization (see {@link FastAnswer}). */
+function answerOf<O extends DescMessage>(
+  schema: O,
+  message: MessageShape<O>,
+  token: { readonly connectionId: string } | undefined,
+): FastAnswer {
+  return { message, bytes: toBinary(schema, message), token };
+}
+
 /**
- * `tokenbroker.v1.TokenService` for the gRPC fast path (`grpc-fast-path.ts`),
+ * `tokenbroker.v1.TokenService` for the fast paths (`grpc-fast-path.ts`, and
+ * its unary methods for `connect-unary-fast-path.ts`),
  * keyed by request path: the same validation, broker calls and error codes
  * as `TokenServiceImpl` (the guard's steps run around them in the fast path,
  * as around the Connect service), with each stored token serialized once (a
@@ -33,10 +44,10 @@ export interface TokenServiceFastMethodsOptions {
 export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions): Map<string, FastMethod> {
   const getTokenAnswers = new WeakMap<TokenRecord, FastAnswer>();
   const watchAnswers = new WeakMap<TokenRecord, FastAnswer>();
-  const cached = (cache: WeakMap<TokenRecord, FastAnswer>, record: TokenRecord, encode: () => Uint8Array) => {
+  const cached = (cache: WeakMap<TokenRecord, FastAnswer>, record: TokenRecord, message: () => GetTokenResponse) => {
     let answer = cache.get(record);
     if (!answer) {
-      answer = { bytes: encode(), token: record };
+      answer = answerOf(GetTokenResponseSchema, message(), record);
       cache.set(record, answer);
     }
     return answer;
@@ -59,10 +70,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         return Promise.reject(fail(e));
       }
       return got.then(
-        (record) =>
-          cached(getTokenAnswers, record, () =>
-            toBinary(GetTokenResponseSchema, create(GetTokenResponseSchema, { token: toProtoToken(record) })),
-          ),
+        (record) => cached(getTokenAnswers, record, () => create(GetTokenResponseSchema, { token: toProtoToken(record) })),
         (e: unknown) => {
           throw fail(e);
         },
@@ -78,10 +86,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
         const selector = parseSelector(request.selector);
         const accessToken = parseAccessToken(request.accessToken);
         const { token, refreshed } = await options.broker.reportExpired(selector, accessToken, { signal: call.signal });
-        return {
-          bytes: toBinary(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed })),
-          token,
-        };
+        return answerOf(ReportExpiredResponseSchema, create(ReportExpiredResponseSchema, { token: toProtoToken(token), refreshed }), token);
       } catch (e) {
         throw fail(e);
       }
@@ -92,10 +97,7 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const watchAnswer = (record: TokenRecord): FastAnswer => {
     let answer = watchAnswers.get(record);
     if (!answer) {
-      answer = {
-        bytes: toBinary(WatchTokenResponseSchema, toWatchResponse(record)),
-        token: record.state === "active" ? record : undefined,
-      };
+      answer = answerOf(WatchTokenResponseSchema, toWatchResponse(record), record.state === "active" ? record : undefined);
       watchAnswers.set(record, answer);
     }
     return answer;
