@@ -120,6 +120,9 @@ it.skipIf(noH2load)(
     // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
     expectHostile(report.hostileNeighbour!);
 
+    // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures.
+    expectSeveralHosts(report.severalHosts);
+
     // 7. Long poll: every waiting call answered by the one refresh, with one upstream call; memory beside the streams'.
     const poll = report.longPoll!;
     expect(poll.waiters).toBeGreaterThan(0);
@@ -147,6 +150,7 @@ it.skipIf(noH2load)(
       "3. Fan-out",
       "4. Scale of state",
       "5. Hostile neighbour",
+      "6. Several hosts",
       "7. Long poll",
       "Targets",
     ]) {
