@@ -15,6 +15,7 @@ export function formatReport(r: BenchReport): string {
   if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
   if (r.severalHosts) out.push(...hostsSection(r.severalHosts));
+  if (r.longPoll) out.push(...longPollSection(r.longPoll));
   out.push(
     "",
     "Targets",
@@ -235,6 +236,21 @@ function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
     ),
     `lease holder SIGKILLed while Xero held its request (lease ${rec.leaseTtlS} s, upstream timeout ${rec.upstreamTimeoutMs} ms): ` +
       `another host committed ${rec.recoveryMs} ms after the kill; ${rec.upstreamCalls} upstream calls for that expiry; invalid_grant: ${h.invalidGrants}`,
+  ];
+}
+
+function longPollSection(l: NonNullable<BenchReport["longPoll"]>): string[] {
+  return [
+    "",
+    `7. Long poll: ${l.waiters.toLocaleString("en")} GetToken calls with newer_than and wait ${l.waitMs / 1000} s (gRPC, ${l.callsPerConnection} per HTTP/2 connection, sent 1,000 at a time), ` +
+      "answered by one refresh (ms from ReportExpired sent); the same number of WatchToken streams on the same server before them",
+    formatTable(
+      ["calls", "sent in ms", "upstream calls", "refresh ms", "answer p50", "p99", "max", "wrong", "memory/call: RSS", "heap"],
+      [
+        ["long polls", l.sendMs, l.upstreamCalls, l.refreshMs, l.p50Ms, l.p99Ms, l.maxMs, l.wrong, kb(l.rssPerWaiter), kb(l.heapPerWaiter)],
+        ["WatchToken streams", "", "", "", "", l.streams.p99Ms, "", "", kb(l.streams.rssPerSubscriber), kb(l.streams.heapPerSubscriber)],
+      ],
+    ),
   ];
 }
 

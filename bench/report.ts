@@ -5,6 +5,7 @@ import type { StormFigures } from "./scenarios/refresh-storm.js";
 import type { ScaleFigures } from "./scenarios/scale-of-state.js";
 import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
 import type { HostsFigures } from "./scenarios/several-hosts.js";
+import type { LongPollFigures } from "./scenarios/long-poll.js";
 
 /** A target of issue 7 and whether this run met it. */
 export interface TargetCheck {
@@ -29,6 +30,7 @@ export interface BenchReport {
   scaleOfState?: ScaleFigures;
   hostileNeighbour?: HostileFigures;
   severalHosts?: HostsFigures;
+  longPoll?: LongPollFigures;
   targets: TargetCheck[];
 }
 

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the four scenarios
- * of issue 7 and the hostile neighbour of issue 12 in one run (or those named
+ * of issue 7, the hostile neighbour of issue 12 and the long poll of issue 16 in one run (or those named
  * by `--only`), prints the tables and writes them as JSON
  * (`bench/results/latest.json`, or `--out PATH`). A full run (every scenario,
  * not `--quick`) also writes docs/performance.json and docs/performance.md.
@@ -21,11 +21,12 @@ import { benchFanOut } from "./scenarios/fan-out.js";
 import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
+import { benchLongPoll } from "./scenarios/long-poll.js";
 import { benchSeveralHosts } from "./scenarios/several-hosts.js";
 import { h2loadMissing } from "./load/h2load.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts"] as const;
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll"] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
@@ -81,6 +82,7 @@ async function main(): Promise<number> {
       ...(runs("scale") ? { scaleOfState: await benchScaleOfState(ctx) } : {}),
       ...(runs("hostile") ? { hostileNeighbour: await benchHostileNeighbour(ctx) } : {}),
       ...(runs("hosts") ? { severalHosts: await benchSeveralHosts(ctx) } : {}),
+      ...(runs("long-poll") ? { longPoll: await benchLongPoll(ctx) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);
     figures.loadAverage.end = loadAverage();

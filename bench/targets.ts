@@ -9,6 +9,7 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     ...(r.scaleOfState ? scaleTargets(r.scaleOfState) : []),
     ...(r.hostileNeighbour ? hostileTargets(r.hostileNeighbour) : []),
     ...(r.severalHosts ? hostsTargets(r.severalHosts) : []),
+    ...(r.longPoll ? longPollTargets(r.longPoll) : []),
   ];
 }
 
@@ -128,6 +129,25 @@ function hostsTargets(h: NonNullable<BenchReport["severalHosts"]>): TargetCheck[
       target: `< lease + upstream timeout (${boundMs} ms)`,
       measured: `${rec.recoveryMs} ms; ${rec.upstreamCalls} upstream calls; ${rec.servedByEveryHost ? "every surviving host serves it" : "NOT served by every surviving host"}`,
       met: rec.recoveryMs < boundMs && rec.upstreamCalls === 2 && rec.servedByEveryHost && h.invalidGrants === 0,
+    },
+  ];
+}
+
+function longPollTargets(l: NonNullable<BenchReport["longPoll"]>): TargetCheck[] {
+  return [
+    {
+      name: `long poll, ${l.waiters.toLocaleString("en")} waiting calls answered after a refresh, p99`,
+      target: "< 1000 ms, 1 upstream call",
+      measured: `${l.p99Ms} ms (${l.upstreamCalls} upstream call${l.upstreamCalls === 1 ? "" : "s"}, ${l.wrong} wrong or failed; WatchToken streams ${l.streams.p99Ms} ms)`,
+      met: l.p99Ms < 1000 && l.upstreamCalls === 1 && l.wrong === 0,
+    },
+    {
+      name: "long poll, server memory per waiting call",
+      target: "< 10 KB (a WatchToken stream's budget)",
+      measured:
+        `${kb(l.rssPerWaiter)} RSS, ${kb(l.heapPerWaiter)} heap; a WatchToken stream in the same run: ${kb(l.streams.rssPerSubscriber)}, ` +
+        `${kb(l.streams.heapPerSubscriber)} (heap ratio ${(l.heapPerWaiter / l.streams.heapPerSubscriber).toFixed(2)})`,
+      met: l.rssPerWaiter < 10 * 1024 && l.heapPerWaiter < 10 * 1024,
     },
   ];
 }

@@ -123,8 +123,16 @@ it.skipIf(noH2load)(
     // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures.
     expectSeveralHosts(report.severalHosts);
 
+    // 7. Long poll: every waiting call answered by the one refresh, with one upstream call; memory beside the streams'.
+    const poll = report.longPoll!;
+    expect(poll.waiters).toBeGreaterThan(0);
+    expect(poll).toMatchObject({ upstreamCalls: 1, wrong: 0 });
+    for (const k of ["sendMs", "refreshMs", "p50Ms", "p99Ms", "maxMs", "rssPerWaiter", "heapPerWaiter"] as const)
+      expect(isNumber(poll[k]), k).toBe(true);
+    expect(isNumber(poll.streams.heapPerSubscriber) && isNumber(poll.streams.p99Ms)).toBe(true);
+
     // Every target is judged, and the printed table ends with them.
-    expect(report.targets).toHaveLength(18);
+    expect(report.targets).toHaveLength(20);
     for (const t of report.targets) {
       expect(typeof t.met).toBe("boolean");
       expect(stdout).toContain(t.name);
@@ -143,6 +151,7 @@ it.skipIf(noH2load)(
       "4. Scale of state",
       "5. Hostile neighbour",
       "6. Several hosts",
+      "7. Long poll",
       "Targets",
     ]) {
       expect(stdout).toContain(heading);
