@@ -129,7 +129,7 @@ describe.skipIf(skip)("migrateStore", () => {
     expect(await count(to, "audit_log")).toBe(AUDIT_ROWS - 1);
   });
 
-  it("refuses schemas whose columns do not line up, and copies nothing", async () => {
+  it("refuses schemas whose tables or columns do not line up, and copies nothing", async () => {
     const to = await server.createDatabase();
     await (await openStore(to)).close(); // creates the tables
     await exec(to, `ALTER TABLE api_keys ADD COLUMN scope_hint text`);
@@ -137,9 +137,15 @@ describe.skipIf(skip)("migrateStore", () => {
       /schemas do not line up: table api_keys differs: only PostgreSQL has scope_hint/,
     );
     expect(await count(to, "connections")).toBe(0);
+
+    // A table of a later version that this copy would leave behind without a word.
+    await exec(to, `ALTER TABLE api_keys DROP COLUMN scope_hint`);
+    withRawDatabase(from, (db) => db.exec(`CREATE TABLE webhooks (url TEXT) STRICT`));
+    await expect(migrateStore({ from, to })).rejects.toThrow(/the SQLite database has tables migrate does not know: webhooks/);
+    expect(await count(to, "connections")).toBe(0);
   });
 
-  it("refuses while another connection has the file open, and a file that does not exist (without creating it)", async () => {
+  it("refuses while another connection has the file open, a file that does not exist (without creating it) and one that is not tokenbroker's (without changing it)", async () => {
     const to = await server.createDatabase();
     const other = openRawDatabase(from);
     try {
@@ -151,6 +157,10 @@ describe.skipIf(skip)("migrateStore", () => {
     const missing = join(dir.path, "missing.db");
     await expect(migrateStore({ from: missing, to })).rejects.toThrow(/no SQLite database at/);
     expect(existsSync(missing)).toBe(false);
+    const foreign = join(dir.path, "other-app.db");
+    withRawDatabase(foreign, (db) => db.exec(`CREATE TABLE notes (body TEXT)`));
+    await expect(migrateStore({ from: foreign, to })).rejects.toThrow(/other-app\.db is not a tokenbroker database/);
+    withRawDatabase(foreign, (db) => expect(db.prepare(`SELECT name FROM sqlite_schema`).pluck().all()).toEqual(["notes"]));
     expect((await migrateStore({ from, to })).tables[0]).toEqual({ table: "connections", rows: 3 });
   });
 

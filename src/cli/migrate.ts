@@ -9,7 +9,7 @@ import { openStoreOrExplain } from "./store-options.js";
 /** `tokenbroker migrate --from <file> --to <url>`: move a SQLite store to PostgreSQL. */
 export const migrateCommand: Command = {
   name: "migrate",
-  summary: "copy a SQLite database into PostgreSQL, to run brokers on several hosts",
+  summary: "copy a SQLite database into PostgreSQL (with the brokers stopped)",
   help: `Usage: tokenbroker migrate --from FILE --to URL [options]
 
 Copies everything the SQLite database FILE holds into the PostgreSQL

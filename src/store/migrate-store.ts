@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import type Database from "better-sqlite3";
+import Database from "better-sqlite3";
 import {
   COPIED_TABLES,
   columnMismatch,
@@ -113,8 +113,21 @@ function isFile(path: string): boolean {
   }
 }
 
-/** The source, held exclusively (and migrated to this version's schema, as any command would). */
+/**
+ * The source, held exclusively, and brought up to this version's schema as
+ * any command would; a SQLite file that tokenbroker never opened (schema
+ * version 0) is refused before anything is written to it.
+ */
 function openSource(path: string, busyTimeoutMs: number): SqliteDatabase {
+  const peek = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    peek.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    if (peek.pragma("user_version", { simple: true }) === 0) {
+      throw new MigrationRefusedError(`${path} is not a tokenbroker database (its schema version is 0)`);
+    }
+  } finally {
+    peek.close();
+  }
   try {
     return new SqliteDatabase({ path, exclusive: true, busyTimeoutMs });
   } catch (e) {
@@ -127,6 +140,10 @@ function openSource(path: string, busyTimeoutMs: number): SqliteDatabase {
 
 async function copy(source: Database.Database, client: Queryable, to: string, force: boolean): Promise<MigrationReport> {
   const all = [...COPIED_TABLES.map((t) => t.name), LEFT_BEHIND];
+  const unknown = (
+    source.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).pluck().all() as string[]
+  ).filter((t) => !all.includes(t));
+  if (unknown.length > 0) throw new Error(`the SQLite database has tables migrate does not know: ${unknown.join(", ")}`);
   const brokers = await client.query<{ n: number }>(
     `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`,
     [BROKER_APPLICATION_NAME],
