@@ -77,7 +77,7 @@ const VALUES_PER_INSERT = 5000;
 export async function migrateStore(options: MigrateStoreOptions): Promise<MigrationReport> {
   const { from, to } = options;
   if (isPostgresUrl(from)) throw new MigrationRefusedError(`copy from a SQLite file: ${describeLocation(from)} is a PostgreSQL URL`);
-  if (!isPostgresUrl(to)) throw new MigrationRefusedError(`copy to a postgres:// or postgresql:// URL, not ${to}`);
+  if (!isPostgresUrl(to)) throw new MigrationRefusedError("copy to a PostgreSQL database: --to takes a postgres:// or postgresql:// URL");
   if (!isFile(from)) throw new MigrationRefusedError(`no SQLite database at ${from}`);
   checkKnownSchemas();
   const source = openSource(from, options.busyTimeoutMs ?? 1000);
