@@ -118,7 +118,8 @@ export class Scheduler {
           this.launch(t, "keepalive");
         }
       }
-      for (const connectionId of await this.tokens.listLapsedLeases(now)) {
+      // The clock read again: a lease taken since `now` (while the states were read) is not one "in the future".
+      for (const connectionId of await this.tokens.listLapsedLeases(this.clock.now())) {
         const t = states.find((s) => s.connectionId === connectionId);
         if (t && !this.broker.refresher.isRefreshing(connectionId)) this.launch(t, "recovery");
       }

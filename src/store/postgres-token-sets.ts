@@ -20,6 +20,9 @@ export const POSTGRES_SELECT_TOKEN = `SELECT s.connection_id, s.access_token, s.
    FROM token_sets s JOIN connections c ON c.id = s.connection_id
    WHERE s.connection_id = $1`;
 
+/** The first key of the transaction-level advisory lock taken to acquire a lease (the second: the connection id's hash). */
+const LEASE_LOCK_CLASS = 716_422_031;
+
 /**
  * {@link TokenSetStore} in PostgreSQL's `token_sets` and `refresh_leases`
  * tables. Each lease taken gets a fencing number from a sequence (it grows
@@ -47,9 +50,15 @@ export class PostgresTokenSets implements TokenSetStore {
   }
 
   async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
-    const now = this.#db.clock.now();
-    const taken = await this.#db.query<{ fence: number }>(
-      `INSERT INTO refresh_leases (connection_id, holder, acquired_at, expires_at, fence)
+    // The clock is read once this connection's lease lock is held, not before the statement is sent: a lease
+    // another process took while this statement waited (for the pool, the network, an event loop busy elsewhere)
+    // was committed before this `now`, so it cannot pass for one taken "in the future" (the clock went back) and
+    // be taken over, with both processes then sending the same refresh token.
+    const taken = await this.#db.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [LEASE_LOCK_CLASS, connectionId]);
+      const now = this.#db.clock.now();
+      return client.query<{ fence: number }>(
+        `INSERT INTO refresh_leases (connection_id, holder, acquired_at, expires_at, fence)
        VALUES ($1, $2, $3, $4, nextval('refresh_lease_fence'))
        ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
          expires_at = excluded.expires_at,
@@ -58,8 +67,9 @@ export class PostgresTokenSets implements TokenSetStore {
          -- taken "in the future": the clock went back, so the expiry cannot be trusted either
          OR refresh_leases.acquired_at > $3
        RETURNING fence`,
-      [connectionId, holder, now, now + ttlMs],
-    );
+        [connectionId, holder, now, now + ttlMs],
+      );
+    });
     // The reads that follow a lease taken see whatever its last holder committed, even before its notification arrives.
     this.#db.reads.changed([["token", connectionId]]);
     if (taken.rows.length === 1) {

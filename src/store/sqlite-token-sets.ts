@@ -71,9 +71,13 @@ export class SqliteTokenSets implements TokenSetStore {
   }
 
   async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
-    const now = this.#sqlite.clock.now();
-    // Through write(): the reads that follow a lease taken see whatever its last holder committed.
-    const result = this.#sqlite.write(() => this.#stmt.acquireLease.run({ id: connectionId, holder, now, expires: now + ttlMs }));
+    // Through write(): the reads that follow a lease taken see whatever its last holder committed. The clock is
+    // read under the write lock, not before waiting for it: a lease another process took meanwhile was taken
+    // before this `now`, so it cannot pass for one taken "in the future" (the clock went back) and be taken over.
+    const result = this.#sqlite.write(() => {
+      const now = this.#sqlite.clock.now();
+      return this.#stmt.acquireLease.run({ id: connectionId, holder, now, expires: now + ttlMs });
+    });
     if (result.changes === 1) return { acquired: true };
     const row = this.#stmt.lease.get(connectionId) as { holder: string; expires_at: number } | undefined;
     // The lease vanished between the two statements: the holder finished.

@@ -15,6 +15,10 @@ export interface TcpProxy {
   freeze(): void;
   /** Ends a {@link freeze}: every connection open during it is cut (what was dropped cannot be replayed). */
   thaw(): void;
+  /** Keeps what clients send instead of passing it on (a slow network or a busy sender), until {@link release}. */
+  hold(): void;
+  /** Ends a {@link hold}: what was kept is passed on, in order, and bytes flow again. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -23,6 +27,7 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
   const open = new Set<Socket>();
   let refusing = false;
   let frozen = false;
+  let held: Array<() => void> | undefined;
   let bytesUp = 0;
   let connections = 0;
   const server = createServer((client) => {
@@ -39,10 +44,14 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       open.delete(client);
       open.delete(upstream);
     };
-    client.on("data", (chunk: Buffer) => {
-      if (frozen) return;
+    const passUp = (chunk: Buffer) => {
       bytesUp += chunk.length;
       upstream.write(chunk);
+    };
+    client.on("data", (chunk: Buffer) => {
+      if (frozen) return;
+      if (held) held.push(() => passUp(chunk));
+      else passUp(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
       if (!frozen) client.write(chunk);
@@ -76,6 +85,14 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       frozen = false;
       for (const s of open) s.destroy();
       open.clear();
+    },
+    hold() {
+      held ??= [];
+    },
+    release() {
+      const kept = held ?? [];
+      held = undefined;
+      for (const pass of kept) pass();
     },
     close() {
       for (const s of open) s.destroy();
