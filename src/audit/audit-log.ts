@@ -149,6 +149,18 @@ function withoutTime(e: Untimed): Untimed {
 /** The entries of the runs, in the order they were recorded. */
 function entriesOf(runs: readonly Run[]): AuditEntry[] {
   const entries: AuditEntry[] = [];
-  for (const { entry, at } of runs) for (const t of at) entries.push({ ...entry, at: t });
+  for (const { entry: e, at } of runs) {
+    // Written out, not spread: a spread of an object with undefined fields costs about a microsecond each.
+    for (const t of at)
+      entries.push({
+        at: t,
+        actor: e.actor,
+        action: e.action,
+        tenantId: e.tenantId,
+        connectionId: e.connectionId,
+        outcome: e.outcome,
+        detail: e.detail,
+      });
+  }
   return entries;
 }
