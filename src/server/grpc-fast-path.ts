@@ -104,6 +104,7 @@ const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 const OK = { [headerGrpcStatus.toLowerCase()]: grpcStatusOk };
 const CANCELLED = new ConnectError("the call was cancelled", Code.Canceled);
 const RESOLVED = Promise.resolve();
+const RESPOND_OPTIONS = { waitForTrailers: true };
 
 /** Calls `headersIfWaiting` of `call` once the event loop has turned (one `setImmediate` for all the calls of a turn). */
 const afterThisTurn = (() => {
@@ -164,7 +165,14 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
   for (const method of options.methods.values())
     if (!parsers.has(method.input)) parsers.set(method.input, createRequestParser(method.input));
 
-  const shared: Shared = { options, frameOf, parserOf: (method) => parsers.get(method.input)! };
+  // Made once: Node copies the headers it is given, and a spread per call cost more than it.
+  const responseHeaders = Object.freeze({
+    ":status": 200,
+    "content-type": "application/grpc",
+    "grpc-accept-encoding": "identity",
+    ...options.responseHeaders,
+  });
+  const shared: Shared = { options, frameOf, responseHeaders, parserOf: (method) => parsers.get(method.input)! };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const path = String(headers[":path"]);
@@ -194,6 +202,8 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
 /** What every call of one fast path shares. */
 interface Shared {
   readonly options: GrpcFastPathOptions;
+  /** The headers of a response that sends messages. */
+  readonly responseHeaders: http2.OutgoingHttpHeaders;
   frameOf(message: Uint8Array): Uint8Array;
   /** Reads the request message of `method` in a body from `start` (shared by the calls that send the same bytes; throws if they do not parse). */
   parserOf(method: FastMethod): (body: Buffer, start: number) => MessageShape<DescMessage>;
@@ -435,10 +445,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private respond(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond(
-      { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders },
-      { waitForTrailers: true },
-    );
+    this.stream.respond(this.shared.responseHeaders, RESPOND_OPTIONS);
   }
 
   /** Ends the call with `e` (OK when undefined), the guard told of it. */
