@@ -9,6 +9,10 @@ import { createAuditLog, type AuditEntry } from "../src/audit/audit-log.js";
 import { readStream } from "./helpers/stream-reader.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
+import { openStore } from "../src/store/open-store.js";
+import { useStoreBackends } from "./helpers/store-backends.js";
+
+const backends = useStoreBackends();
 
 describe("audit log batching", () => {
   it("entries are written in one batch per interval, and close writes what is left", async () => {
@@ -39,6 +43,42 @@ describe("audit log batching", () => {
     expect(log.dropped).toBe(15); // 5 over the limit, 10 lost with the failed write
     expect(errors).toHaveLength(1);
   });
+});
+
+describe.each(backends)("audit log on $name", (backend) => {
+  it.skipIf(backend.skip)(
+    "a caller's repeated calls, held as one entry and its times, are written one row each, in order, with their times",
+    async () => {
+      const store = await openStore(await backend.location());
+      try {
+        const log = createAuditLog({ sink: store.auditLog, flushMs: 60_000 });
+        const t0 = Date.UTC(2026, 11, 5, 9);
+        const get = (actor: string, at: number, tenantId = "tenant-a") =>
+          log.record({ actor, action: "get_token", tenantId, connectionId: "conn-1", outcome: "ok", at });
+        // Runs of 3, 1, 1 and 2 equal entries; equal times within a run, and a run that differs only by its tenant.
+        for (const at of [t0, t0, t0 + 1]) get("billing", at);
+        get("payroll", t0 + 2);
+        get("billing", t0 + 3, "tenant-b");
+        for (const at of [t0 + 4, t0 + 5]) get("billing", at);
+        log.record({ actor: "broker", action: "refresh", connectionId: "conn-1", outcome: "ok", detail: "expiry", at: t0 + 6 });
+        await log.flush();
+        const rows = await store.auditLog.read({ since: t0 });
+        expect(rows.map((e) => [e.at - t0, e.actor, e.action, e.tenantId ?? null, e.connectionId, e.outcome, e.detail ?? null])).toEqual([
+          [0, "billing", "get_token", "tenant-a", "conn-1", "ok", null],
+          [0, "billing", "get_token", "tenant-a", "conn-1", "ok", null],
+          [1, "billing", "get_token", "tenant-a", "conn-1", "ok", null],
+          [2, "payroll", "get_token", "tenant-a", "conn-1", "ok", null],
+          [3, "billing", "get_token", "tenant-b", "conn-1", "ok", null],
+          [4, "billing", "get_token", "tenant-a", "conn-1", "ok", null],
+          [5, "billing", "get_token", "tenant-a", "conn-1", "ok", null],
+          [6, "broker", "refresh", null, "conn-1", "ok", "expiry"],
+        ]);
+        await log.close();
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });
 
 describe("audit log of a serving broker", () => {

@@ -142,7 +142,7 @@ export class ConnectionGuard {
     const counted: Counted = { held, mine: 0, push: stream.push, guard: this, requestTimer: undefined };
     (stream as CountedStream)[COUNTED] = counted;
     stream.push = countedPush;
-    stream.once("close", releaseBytes);
+    stream.on("close", releaseBytes); // `on`: it comes once, and `once` costs a wrapper per stream
     if (!stream.endAfterHeaders) {
       counted.requestTimer = setTimeout(requestTimedOut, this.limits.requestTimeoutMs, stream);
       counted.requestTimer.unref();

@@ -1,5 +1,5 @@
 import type * as http2 from "node:http2";
-import { fromBinary, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, Message, MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createDeadlineSignal, encodeEnvelope } from "@connectrpc/connect/protocol";
 import { grpcStatusOk, headerGrpcStatus, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -7,6 +7,7 @@ import type { CancelSignal } from "../broker/abortable.js";
 import type { CallGuard, GuardedCall } from "./call-guard.js";
 import { MAX_DEADLINE_MS, clampGrpcTimeout } from "./deadline-headers.js";
 import { holdUntilClosed } from "./held-connections.js";
+import { createRequestParser } from "./parsed-requests.js";
 import { PerTurn } from "./per-turn.js";
 
 /** What a fast-path method gets besides its request message. */
@@ -103,6 +104,7 @@ const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 const OK = { [headerGrpcStatus.toLowerCase()]: grpcStatusOk };
 const CANCELLED = new ConnectError("the call was cancelled", Code.Canceled);
 const RESOLVED = Promise.resolve();
+const RESPOND_OPTIONS = { waitForTrailers: true };
 
 /** Calls `headersIfWaiting` of `call` once the event loop has turned (one `setImmediate` for all the calls of a turn). */
 const afterThisTurn = (() => {
@@ -158,8 +160,19 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
   };
   const names = new Map<string, string>();
   for (const path of options.methods.keys()) names.set(path, path.slice(path.lastIndexOf("/") + 1));
+  // One parser per request type: the same bytes from the same caller are parsed once.
+  const parsers = new Map<DescMessage, (body: Buffer, start: number) => MessageShape<DescMessage>>();
+  for (const method of options.methods.values())
+    if (!parsers.has(method.input)) parsers.set(method.input, createRequestParser(method.input));
 
-  const shared: Shared = { options, frameOf };
+  // Made once: Node copies the headers it is given, and a spread per call cost more than it.
+  const responseHeaders = Object.freeze({
+    ":status": 200,
+    "content-type": "application/grpc",
+    "grpc-accept-encoding": "identity",
+    ...options.responseHeaders,
+  });
+  const shared: Shared = { options, frameOf, responseHeaders, parserOf: (method) => parsers.get(method.input)! };
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const path = String(headers[":path"]);
@@ -189,7 +202,11 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): Http2StreamHan
 /** What every call of one fast path shares. */
 interface Shared {
   readonly options: GrpcFastPathOptions;
+  /** The headers of a response that sends messages. */
+  readonly responseHeaders: http2.OutgoingHttpHeaders;
   frameOf(message: Uint8Array): Uint8Array;
+  /** Reads the request message of `method` in a body from `start` (shared by the calls that send the same bytes; throws if they do not parse). */
+  parserOf(method: FastMethod): (body: Buffer, start: number) => MessageShape<DescMessage>;
 }
 
 const CALL = Symbol("tokenbroker.fastCall");
@@ -240,7 +257,8 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     stream[CALL] = this;
     // A reset by the client (or a broken connection) surfaces as "error" then "close": only "close" matters.
     stream.on("error", ignore);
-    stream.once("close", onStreamClose);
+    // `on`, not `once`: each of these events comes once per stream, and `once` costs a wrapper per call.
+    stream.on("close", onStreamClose);
     if (timeoutMs !== undefined) {
       const deadline = createDeadlineSignal(timeoutMs);
       this.deadline = deadline;
@@ -261,7 +279,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     if (this.done) return;
     // Flowing from here: after the call has ended, the rest of an oversized body is read and dropped.
     this.stream.on("data", onStreamData);
-    this.stream.once("end", onStreamEnd);
+    this.stream.on("end", onStreamEnd);
   }
 
   /** Answers a call refused before its body was read (the guard ended it); what the client still sends is dropped. */
@@ -348,7 +366,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     const chunks = this.chunks;
     this.chunks = [];
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    const request = readOneMessage(body, this.shared.options.readMaxBytes, this.method.input);
+    const request = readOneMessage(body, this.shared.options.readMaxBytes, this.shared.parserOf(this.method));
     if (request === undefined) this.toFallback(body);
     else this.start(request);
   }
@@ -415,7 +433,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
     if (this.stream.destroyed) return;
     try {
       this.respond();
-      this.stream.once("wantTrailers", sendOkTrailers);
+      this.stream.on("wantTrailers", sendOkTrailers);
       this.stream.end(this.shared.frameOf(answer.bytes));
     } catch {
       // A stream Node will no longer write to (closed by its session meanwhile): the caller is gone, and the
@@ -427,10 +445,7 @@ class ServedCall implements FastStreamingCall, CancelSignal {
   private respond(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond(
-      { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity", ...this.shared.options.responseHeaders },
-      { waitForTrailers: true },
-    );
+    this.stream.respond(this.shared.responseHeaders, RESPOND_OPTIONS);
   }
 
   /** Ends the call with `e` (OK when undefined), the guard told of it. */
@@ -484,13 +499,17 @@ function trailerOf(error: ConnectError): Record<string, string> {
  * uncompressed envelope of at most `readMaxBytes` that parses; undefined for
  * any other body (Connect answers those).
  */
-function readOneMessage(body: Buffer, readMaxBytes: number, input: DescMessage): MessageShape<DescMessage> | undefined {
+function readOneMessage(
+  body: Buffer,
+  readMaxBytes: number,
+  parse: (body: Buffer, start: number) => MessageShape<DescMessage>,
+): MessageShape<DescMessage> | undefined {
   if (body.length < 5) return undefined;
   const size = body.readUInt32BE(1);
   // Only bit 0 of the flags means anything in a request (compressed); Connect ignores the others.
   if (size > readMaxBytes || body.length !== 5 + size || (body[0]! & 1) === 1) return undefined;
   try {
-    return fromBinary(input, body.subarray(5));
+    return parse(body, 5);
   } catch {
     return undefined;
   }
