@@ -79,7 +79,10 @@ async function main(): Promise<number> {
     process.stderr.write(`${POSTGRES_PACKAGE.what} is missing (${POSTGRES_PACKAGE.install}): the PostgreSQL rows are left out\n`);
   }
   let postgres: Promise<PostgresServer> | undefined;
-  const createDatabase = async () => (await (postgres ??= startPostgres())).createDatabase();
+  const createDatabase = async () => {
+    postgres ??= startPostgres();
+    return (await postgres).createDatabase();
+  };
   try {
     const figures = {
       machine: machine(),
