@@ -135,7 +135,8 @@ function tradeOffs(report: BenchReport): string[] {
   out.push(
     "- **The cost of a cached `GetToken` is the transport's.** The broker's own work on a cached token",
     "  is about a microsecond: the store remembers its hot reads until `PRAGMA data_version` says another",
-    "  process committed. Plain gRPC calls and unary Connect calls (JSON and binary, HTTP/1.1 and HTTP/2)",
+    "  process committed (on PostgreSQL, until a notification says another host did: a cached call sends",
+    "  nothing to the database, so the store does not change the rate, scenario 7). Plain gRPC calls and unary Connect calls (JSON and binary, HTTP/1.1 and HTTP/2)",
     "  are read and answered straight off Node's streams on connect-es's protocol pieces, through the same",
     "  guard, without connect-node's per-call pipeline ([Design](design.md#the-fast-paths)); gRPC-Web, Connect",
     "  streams, GET and compressed requests go through connect-node. So against a plain connect-node server",

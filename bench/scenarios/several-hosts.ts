@@ -22,7 +22,7 @@ const UPSTREAM_TIMEOUT_MS = 3000;
 
 /** One storm at expiry over the three hosts. */
 export interface HostsRound {
-  /** Calls to the fake Xero's token endpoint during the storm (must be 1). */
+  /** Calls to the fake Xero's token endpoint for this expiry, the storm's or a scheduler's just before it (must be 1). */
   upstreamCalls: number;
   /** The host (1–3) that committed the refresh. */
   committedBy: number;
@@ -137,9 +137,10 @@ export async function benchSeveralHosts(ctx: BenchContext, store: SharedStore = 
       const { token } = await clients[0]!.reportExpired({ selector, accessToken: current!.accessToken });
       await watchLoad.call("hostArrivals", Number(token!.version));
       await upstream.call("setLatency", upstreamLatencyMs);
-      await delay(Math.max(0, timestampMs(token!.expiresAt!) - Date.now()) + 20);
+      // Counted from before the expiry: a host's scheduler may refresh just before it, and then the storm finds the new token.
       const before = await upstream.call("tokenEndpointCalls");
       const logged = hosts.map((h) => h.logs().length);
+      await delay(Math.max(0, timestampMs(token!.expiresAt!) - Date.now()) + 20);
       const storms = await Promise.all(urls.map((_, i) => ctx.load.call("fireStorm", `hosts-${i}`)));
       const upstreamCalls = (await upstream.call("tokenEndpointCalls")) - before;
       await upstream.call("setLatency", 0);
