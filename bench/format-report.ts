@@ -16,6 +16,7 @@ export function formatReport(r: BenchReport): string {
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
   const hosts = [r.severalHosts, r.severalHostsOnPostgres].filter((h) => h !== undefined);
   if (hosts.length > 0) out.push(...hostsSection(hosts));
+  if (r.longPoll) out.push(...longPollSection(r.longPoll));
   if (r.cachedByStore) out.push(...storeSection(r.cachedByStore));
   out.push(
     "",
@@ -250,7 +251,7 @@ function hostsSection(stores: ReadonlyArray<NonNullable<BenchReport["severalHost
 function storeSection(s: NonNullable<BenchReport["cachedByStore"]>): string[] {
   return [
     "",
-    `7. Cached GetToken by store: the broker (API keys and audit on) on PostgreSQL vs on a SQLite file, ${s.label}, load: h2load`,
+    `8. Cached GetToken by store: the broker (API keys and audit on) on PostgreSQL vs on a SQLite file, ${s.label}, load: h2load`,
     "   (columns as in 1; ratio: median of the rounds' PostgreSQL ÷ SQLite req/s)",
     formatTable(
       ["store", "in flight", "req/s", "mean", "cpu%", "µs/req", "errors"],
@@ -262,6 +263,21 @@ function storeSection(s: NonNullable<BenchReport["cachedByStore"]>): string[] {
       ).map(([store, x]) => [store, s.connections * s.streams, x.rps, x.meanMs, x.serverCpuPct, x.serverCpuUsPerRequest, x.errors]),
     ),
     `ratio ${s.ratio} (rounds ${s.ratios.join(", ")}); CPU ratio ${s.cpuRatio}`,
+  ];
+}
+
+function longPollSection(l: NonNullable<BenchReport["longPoll"]>): string[] {
+  return [
+    "",
+    `7. Long poll: ${l.waiters.toLocaleString("en")} GetToken calls with newer_than and wait ${l.waitMs / 1000} s (gRPC, ${l.callsPerConnection} per HTTP/2 connection, sent 1,000 at a time), ` +
+      "answered by one refresh (ms from ReportExpired sent); the same number of WatchToken streams on the same server before them",
+    formatTable(
+      ["calls", "sent in ms", "upstream calls", "refresh ms", "answer p50", "p99", "max", "wrong", "memory/call: RSS", "heap"],
+      [
+        ["long polls", l.sendMs, l.upstreamCalls, l.refreshMs, l.p50Ms, l.p99Ms, l.maxMs, l.wrong, kb(l.rssPerWaiter), kb(l.heapPerWaiter)],
+        ["WatchToken streams", "", "", "", "", l.streams.p99Ms, "", "", kb(l.streams.rssPerSubscriber), kb(l.streams.heapPerSubscriber)],
+      ],
+    ),
   ];
 }
 

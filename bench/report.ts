@@ -6,6 +6,7 @@ import type { ScaleFigures } from "./scenarios/scale-of-state.js";
 import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
 import type { HostsFigures } from "./scenarios/several-hosts.js";
 import type { StoreFigures } from "./scenarios/cached-by-store.js";
+import type { LongPollFigures } from "./scenarios/long-poll.js";
 
 /** A target of issue 7 and whether this run met it. */
 export interface TargetCheck {
@@ -33,7 +34,9 @@ export interface BenchReport {
   severalHosts?: HostsFigures;
   /** Scenario 6 on PostgreSQL, in the same run (left out where PostgreSQL is not installed). */
   severalHostsOnPostgres?: HostsFigures;
-  /** Scenario 7: cached GetToken on PostgreSQL against SQLite (left out where PostgreSQL is not installed). */
+  /** Scenario 7: the long poll. */
+  longPoll?: LongPollFigures;
+  /** Scenario 8: cached GetToken on PostgreSQL against SQLite (left out where PostgreSQL is not installed). */
   cachedByStore?: StoreFigures;
   targets: TargetCheck[];
 }

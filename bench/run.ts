@@ -1,9 +1,9 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the four scenarios
- * of issue 7, the hostile neighbour of issue 12, and the several hosts and the
- * stores of issue 13 in one run (or those named by `--only`), prints the
- * tables and writes them as JSON (`bench/results/latest.json`, or `--out
- * PATH`). A full run (every scenario, not `--quick`) also writes
+ * of issue 7, the hostile neighbour of issue 12, the several hosts and the
+ * stores of issue 13, and the long poll of issue 16 in one run (or those
+ * named by `--only`), prints the tables and writes them as JSON
+ * (`bench/results/latest.json`, or `--out PATH`). A full run (every scenario, not `--quick`) also writes
  * docs/performance.json and docs/performance.md. `--quick` is a smoke run with
  * tiny counts. The PostgreSQL rows need Debian's `postgresql-15` (the run
  * starts a server of its own on a temporary directory); without it they are
@@ -24,13 +24,14 @@ import { benchFanOut } from "./scenarios/fan-out.js";
 import { benchRefreshStorm } from "./scenarios/refresh-storm.js";
 import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
+import { benchLongPoll } from "./scenarios/long-poll.js";
 import { benchSeveralHosts } from "./scenarios/several-hosts.js";
 import { benchCachedByStore } from "./scenarios/cached-by-store.js";
 import { h2loadMissing } from "./load/h2load.js";
 import { POSTGRES_PACKAGE, postgresInstalled, startPostgres, type PostgresServer } from "./support/postgres-server.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "stores"] as const;
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll", "stores"] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
@@ -99,6 +100,7 @@ async function main(): Promise<number> {
       ...(runs("hosts") && withPostgres
         ? { severalHostsOnPostgres: await benchSeveralHosts(ctx, { name: "PostgreSQL", location: createDatabase }) }
         : {}),
+      ...(runs("long-poll") ? { longPoll: await benchLongPoll(ctx) } : {}),
       ...(runs("stores") && withPostgres ? { cachedByStore: await benchCachedByStore(ctx, createDatabase) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);

@@ -10,6 +10,7 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     ...(r.hostileNeighbour ? hostileTargets(r.hostileNeighbour) : []),
     ...(r.severalHosts ? hostsTargets(r.severalHosts) : []),
     ...(r.severalHostsOnPostgres ? hostsTargets(r.severalHostsOnPostgres) : []),
+    ...(r.longPoll ? longPollTargets(r.longPoll) : []),
     ...(r.cachedByStore ? storeTargets(r.cachedByStore) : []),
   ];
 }
@@ -141,6 +142,25 @@ function storeTargets(s: NonNullable<BenchReport["cachedByStore"]>): TargetCheck
       target: "≥ 0.9",
       measured: `${s.ratio} (rounds ${s.ratios.join(", ")}); CPU ratio ${s.cpuRatio} (${s.postgres.serverCpuUsPerRequest} vs ${s.sqlite.serverCpuUsPerRequest} µs per call)`,
       met: s.ratio >= 0.9 && s.postgres.errors === 0 && s.sqlite.errors === 0,
+    },
+  ];
+}
+
+function longPollTargets(l: NonNullable<BenchReport["longPoll"]>): TargetCheck[] {
+  return [
+    {
+      name: `long poll, ${l.waiters.toLocaleString("en")} waiting calls answered after a refresh, p99`,
+      target: "< 1000 ms, 1 upstream call",
+      measured: `${l.p99Ms} ms (${l.upstreamCalls} upstream call${l.upstreamCalls === 1 ? "" : "s"}, ${l.wrong} wrong or failed; WatchToken streams ${l.streams.p99Ms} ms)`,
+      met: l.p99Ms < 1000 && l.upstreamCalls === 1 && l.wrong === 0,
+    },
+    {
+      name: "long poll, server memory per waiting call",
+      target: "< 10 KB (a WatchToken stream's budget)",
+      measured:
+        `${kb(l.rssPerWaiter)} RSS, ${kb(l.heapPerWaiter)} heap; a WatchToken stream in the same run: ${kb(l.streams.rssPerSubscriber)}, ` +
+        `${kb(l.streams.heapPerSubscriber)} (heap ratio ${(l.heapPerWaiter / l.streams.heapPerSubscriber).toFixed(2)})`,
+      met: l.rssPerWaiter < 10 * 1024 && l.heapPerWaiter < 10 * 1024,
     },
   ];
 }

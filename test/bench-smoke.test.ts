@@ -47,7 +47,7 @@ const isNumber = (n: unknown) => typeof n === "number" && Number.isFinite(n);
 
 // The cached-GetToken scenario's load generator is h2load (Debian's nghttp2-client).
 const noH2load = missingSystemPackage("h2load", "apt-get install nghttp2-client", ["h2load", "--version"]);
-// Scenario 6's second store and scenario 7 need PostgreSQL; without it the bench leaves them out (required in CI).
+// Scenario 6's second store and scenario 8 need PostgreSQL; without it the bench leaves them out (required in CI).
 const noPostgres = missingPostgres();
 
 it.skipIf(noH2load)(
@@ -125,12 +125,20 @@ it.skipIf(noH2load)(
     expectHostile(report.hostileNeighbour!);
 
     // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures,
-    // on a SQLite file and on PostgreSQL; 7. cached GetToken on PostgreSQL against SQLite.
+    // on a SQLite file and on PostgreSQL; 8. cached GetToken on PostgreSQL against SQLite.
     expectSeveralHosts(report.severalHosts, "SQLite");
     expectPostgresRows(report, stderr, { stores: true });
 
+    // 7. Long poll: every waiting call answered by the one refresh, with one upstream call; memory beside the streams'.
+    const poll = report.longPoll!;
+    expect(poll.waiters).toBeGreaterThan(0);
+    expect(poll).toMatchObject({ upstreamCalls: 1, wrong: 0 });
+    for (const k of ["sendMs", "refreshMs", "p50Ms", "p99Ms", "maxMs", "rssPerWaiter", "heapPerWaiter"] as const)
+      expect(isNumber(poll[k]), k).toBe(true);
+    expect(isNumber(poll.streams.heapPerSubscriber) && isNumber(poll.streams.p99Ms)).toBe(true);
+
     // Every target is judged, and the printed table ends with them.
-    expect(report.targets).toHaveLength(noPostgres ? 18 : 22);
+    expect(report.targets).toHaveLength(noPostgres ? 20 : 24);
     for (const t of report.targets) {
       expect(typeof t.met).toBe("boolean");
       expect(stdout).toContain(t.name);
@@ -149,7 +157,8 @@ it.skipIf(noH2load)(
       "4. Scale of state",
       "5. Hostile neighbour",
       "6. Several hosts",
-      ...(noPostgres ? [] : ["7. Cached GetToken by store"]),
+      "7. Long poll",
+      ...(noPostgres ? [] : ["8. Cached GetToken by store"]),
       "Targets",
     ]) {
       expect(stdout).toContain(heading);

@@ -105,6 +105,12 @@ function requests(binary: boolean) {
     rpc: fc.constantFrom("getToken" as const, "reportExpired" as const, "watchToken" as const),
     selector,
     minValidFor: durations(binary),
+    // The long poll: any version (1 is the stored one), and waits that are refused (negative, over 60 s) or short.
+    newerThan: fc.oneof(fc.constantFrom(0n, 1n, 2n), fc.bigInt(0n, 2n ** 64n - 1n)),
+    wait: fc.oneof(
+      durations(binary),
+      fc.integer({ min: 0, max: 200 }).map((ms) => create(DurationSchema, { nanos: ms * 1_000_000 })),
+    ),
     accessToken: fc.string({ unit: "binary", maxLength: 64 }),
     key: fc.constantFrom<keyof typeof keys | "none" | "garbage">("all", "all", "scoped", "scoped", "revoked", "none", "garbage"),
   });
@@ -114,6 +120,8 @@ type Generated = {
   rpc: "getToken" | "reportExpired" | "watchToken";
   selector: { case: "tenantId" | "connectionId"; value: string } | { case: undefined };
   minValidFor: ReturnType<typeof create<typeof DurationSchema>> | undefined;
+  newerThan: bigint;
+  wait: ReturnType<typeof create<typeof DurationSchema>> | undefined;
   accessToken: string;
   key: keyof typeof keys | "none" | "garbage";
 };
@@ -123,7 +131,17 @@ async function send(client: Client<typeof TokenService>, r: Generated): Promise<
   const options = { ...(key ? withKey(key) : {}), timeoutMs: 10_000 };
   switch (r.rpc) {
     case "getToken":
-      return outcome(() => client.getToken({ selector: r.selector, ...(r.minValidFor ? { minValidFor: r.minValidFor } : {}) }, options));
+      return outcome(() =>
+        client.getToken(
+          {
+            selector: r.selector,
+            ...(r.minValidFor ? { minValidFor: r.minValidFor } : {}),
+            newerThan: r.newerThan,
+            ...(r.wait ? { wait: r.wait } : {}),
+          },
+          options,
+        ),
+      );
     case "reportExpired":
       return outcome(() => client.reportExpired({ selector: r.selector, accessToken: r.accessToken }, options));
     case "watchToken":

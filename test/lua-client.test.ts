@@ -5,9 +5,9 @@
  * reached through a loopback stand-in that can reject a token with 401. Then
  * against a broker that requires API keys, the key from TOKENBROKER_KEY.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -17,7 +17,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, tempDir, type BrokerFixture } from "./helpers/broker-fixture.js";
 import { docSnippet, shellCommands } from "./helpers/doc-snippets.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
-import { startSecureBroker, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
+import { CLI } from "./helpers/serve-process.js";
+import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
 
 const LUA = "lua5.1";
 const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [
@@ -238,12 +240,164 @@ describe.skipIf(noLua !== undefined)(`Lua (Iguana) client${noLua ? ` skipped: ${
     });
     expect(step("unreachable")).toMatchObject({
       ok: false,
-      error: expect.stringMatching(/^net\.http\.post: http:\/\/127\.0\.0\.1:1\//) as unknown,
+      error: expect.stringMatching(
+        /^tokenbroker: the broker at http:\/\/127\.0\.0\.1:1 cannot be reached \(net\.http\.post: .*\) and no token was kept$/,
+      ) as unknown,
     });
 
     const times = step("parse_time")!["times"] as Array<{ text: string; seconds: number }>;
     expect(times).toHaveLength(4);
     for (const t of times) expect(t.seconds).toBe(Math.floor(Date.parse(t.text) / 1000));
+  });
+});
+
+/** lua5.1 running a script that reads one command a line and answers each with one JSON line. */
+function startLuaDriver(args: string[]) {
+  const child = spawn(LUA, args, { cwd: root, env: inherited, stdio: ["pipe", "pipe", "pipe"] });
+  let pending = "";
+  let stderr = "";
+  const lines: Array<Record<string, unknown>> = [];
+  let wake: (() => void) | undefined;
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    pending += chunk;
+    for (let at = pending.indexOf("\n"); at >= 0; at = pending.indexOf("\n")) {
+      lines.push(JSON.parse(pending.slice(0, at)) as Record<string, unknown>);
+      pending = pending.slice(at + 1);
+    }
+    wake?.();
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  child.on("close", () => wake?.());
+  let asked = 0;
+  return {
+    /** Sends `command`; resolves with its answer. */
+    async ask(command: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+      const n = asked++;
+      child.stdin.write(`${command}\n`);
+      const deadline = Date.now() + timeoutMs;
+      while (lines.length <= n) {
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no answer to ${command}: ${stderr}`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 100);
+        });
+      }
+      return lines[n]!;
+    },
+    get stdout(): string {
+      return JSON.stringify(lines);
+    },
+    close(): void {
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
+describe.skipIf(noLua !== undefined)(`Lua (Iguana) client's local copy and long poll${noLua ? ` skipped: ${noLua}` : ""}`, () => {
+  let f: BrokerFixture;
+  let dir: ReturnType<typeof tempDir>;
+  let lua: ReturnType<typeof startLuaDriver> | undefined;
+  let api: Awaited<ReturnType<typeof startApiStandIn>> | undefined;
+  let again: BrokerServer | undefined;
+
+  beforeEach(async () => {
+    f = await startBroker();
+    dir = tempDir();
+  });
+  afterEach(async () => {
+    lua?.close();
+    lua = undefined;
+    await api?.close();
+    api = undefined;
+    await again?.close();
+    again = undefined;
+    await f.close();
+    dir.cleanup();
+  });
+
+  it("broker killed: the channel works on its copy until that token expires, then fails naming the broker; broker back: it recovers without a restart", async () => {
+    const store = join(dir.path, "tokenbroker.store");
+    api = await startApiStandIn(f.fake.connectionsUrl, { revokeAt: 0 });
+    lua = startLuaDriver(["test/lua/check_local_copy.lua", f.server.url, f.tenantId, store, api.url]);
+    const stored = (await f.store.tokens.getToken(f.connectionId))!;
+    const v = stored.version;
+
+    // From the broker, kept in the local copy; another channel on the same store reads the copy, not the broker.
+    expect(await lua.ask("call a")).toMatchObject({ ok: true, status: 200, source: "broker", version: v, getToken: 1 });
+    expect(await lua.ask("token b")).toMatchObject({ ok: true, source: "copy", version: v, getToken: 0 });
+    expect(statSync(store).mode & 0o777).toBe(0o600);
+
+    const url = f.server.url;
+    const port = f.server.port;
+    await f.server.close();
+    // 30 s before expiry: within the 60 s margin, so the channel asks the broker, which is gone; the token still works.
+    const leftS = Math.floor(stored.expiresAt / 1000) - Math.floor(Date.now() / 1000);
+    await lua.ask(`advance ${leftS - 30}`);
+    expect(await lua.ask("call a")).toMatchObject({ ok: true, status: 200, source: "away", version: v, valid: true, getToken: 2 });
+    // Backing off: the next message does not try the broker again at once.
+    expect(await lua.ask("call a")).toMatchObject({ ok: true, status: 200, source: "away", getToken: 2 });
+
+    // The token expired: every channel fails, saying which broker it cannot reach.
+    await lua.ask("advance 60");
+    const failed = await lua.ask("call a");
+    expect(failed).toMatchObject({ ok: false });
+    expect(failed["error"]).toMatch(
+      new RegExp(`^tokenbroker: the broker at ${url.replaceAll(".", "\\.")} cannot be reached \\(.*\\) and the last token expired at `),
+    );
+    expect(await lua.ask("token b")).toMatchObject({
+      ok: false,
+      error: expect.stringContaining(`the broker at ${url} cannot be reached`) as unknown,
+    });
+
+    // The broker is back on its port (its clock moved as far as the channel's): the next attempt after the backoff recovers.
+    f.clock.advance((leftS + 30) * 1000);
+    again = await startBrokerServer({
+      port,
+      store: f.store,
+      identity: f.identity,
+      clock: f.clock,
+      refresher: { retryBaseMs: 10, cooldownMs: 10 },
+    });
+    await again.scheduler.stop();
+    await lua.ask("advance 5"); // past the longest backoff (4 s in this script)
+    expect(await lua.ask("call a")).toMatchObject({ ok: true, status: 200, source: "broker", version: v + 1 });
+    expect(await lua.ask("call b")).toMatchObject({ ok: true, status: 200, source: "copy", version: v + 1 });
+    expect(api.requests.map((r) => r.status).every((s) => s === 200)).toBe(true);
+    const fresh = (await f.store.tokens.getToken(f.connectionId))!;
+    expect(lua.stdout.includes(stored.accessToken) || lua.stdout.includes(fresh.accessToken)).toBe(false);
+  });
+
+  it("poll waits for the next token (a refresh answers it within a second) and keeps it in the copy for every channel", async () => {
+    const store = join(dir.path, "tokenbroker.store");
+    lua = startLuaDriver(["test/lua/check_local_copy.lua", f.server.url, f.tenantId, store, f.fake.connectionsUrl]);
+    const first = await lua.ask("token a");
+    expect(first).toMatchObject({ ok: true, source: "broker", getToken: 1 });
+    const v = first["version"] as number;
+
+    const polling = lua.ask("poll a 20", 30_000);
+    await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 5000 }).toBe(1);
+    const current = (await f.store.tokens.getToken(f.connectionId))!;
+    const reported = performance.now();
+    await f.client().reportExpired({ selector: { case: "tenantId", value: f.tenantId }, accessToken: current.accessToken });
+    const polled = await polling;
+    expect(performance.now() - reported).toBeLessThan(1000);
+    expect(polled).toMatchObject({ ok: true, source: "broker", version: v + 1, changed: true, getToken: 2 });
+    expect(await lua.ask("token b")).toMatchObject({ ok: true, source: "copy", version: v + 1, getToken: 0 });
+
+    // Nothing newer: the wait runs out and the token held comes back.
+    const idle = await lua.ask("poll a 1");
+    expect(idle).toMatchObject({ ok: true, version: v + 1, changed: false });
+    expect(idle["tookMs"]).toBeGreaterThanOrEqual(900);
+
+    // Broker gone: poll sleeps until its next attempt and hands back what it holds, without an error.
+    await f.server.close();
+    const away = await lua.ask("poll a 2");
+    expect(away).toMatchObject({ ok: true, version: v + 1, changed: false });
+    const asleep = await lua.ask("poll a 2");
+    expect(asleep).toMatchObject({ ok: true, version: v + 1, changed: false });
+    // At most one attempt per poll while backing off (a loop of polls does not hammer the broker's port).
+    expect((asleep["getToken"] as number) - (away["getToken"] as number)).toBeLessThanOrEqual(1);
   });
 });
 
@@ -399,6 +553,76 @@ describe.skipIf(noLua !== undefined)(
       ]);
       expect(api.requests).toEqual([]);
       for (const run of [none, other]) expect(run.stdout.includes(otherKey) || run.stderr.includes(otherKey)).toBe(false);
+    });
+
+    it("docs/iguana.md from scratch: the tenant and key commands, a keeper channel's long poll, a channel on the local copy", async () => {
+      const dir = tempDir();
+      try {
+        // `tokenbroker` on PATH, as after `npm install -g`, on this broker's database.
+        const bin = join(dir.path, "bin");
+        mkdirSync(bin);
+        writeFileSync(join(bin, "tokenbroker"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+        chmodSync(join(bin, "tokenbroker"), 0o755);
+        const sh = (command: string) =>
+          promisify(execFile)("/bin/sh", ["-c", command], {
+            env: { PATH: `${bin}:${process.env["PATH"] ?? ""}`, TOKENBROKER_DB: f.dbPath },
+            timeout: 20_000,
+          });
+        const [tenants, create, ...more] = shellCommands(docSnippet("docs/iguana.md", "iguana-setup"));
+        expect(more).toEqual([]);
+        expect((await sh(tenants!)).stdout).toMatch(new RegExp(`^${f.tenantId}\\s+active\\s`, "m"));
+        expect(create).toContain("<tenant id>");
+        const made = (await sh(create!.replace("<tenant id>", f.tenantId))).stdout.trim();
+        expect(made).toMatch(/^tbk_[A-Za-z0-9_-]{43}$/);
+
+        const store = join(dir.path, "tokenbroker.db");
+        const fill = (code: string) =>
+          [
+            ["'http://127.0.0.1:50051'", tap.url],
+            ["'<tenant id>'", f.tenantId],
+            ["'tokenbroker.db'", store],
+            ["'https://api.xero.com/api.xro/2.0/Invoices'", f.fake.connectionsUrl],
+          ].reduce((c, [from, to]) => c.replace(from!, `'${to}'`), code);
+        /** A channel as Iguana runs it: its globals, the module on the path, the script loaded once, main() per message. */
+        const channel = (script: string, messages: number) => {
+          const file = join(dir.path, `channel-${Math.random().toString(36).slice(2)}.lua`);
+          writeFileSync(file, fill(script));
+          const runner = [
+            "package.path = 'examples/iguana/?.lua;examples/iguana/shim/?.lua;'..package.path",
+            "net = require 'net'",
+            "json = require 'json'",
+            "util = require 'util'",
+            `dofile(${JSON.stringify(file)})`,
+            ...Array.from({ length: messages }, () => "main('message')"),
+            "print('done')",
+          ].join("\n");
+          return promisify(execFile)(LUA, ["-e", runner], { cwd: root, timeout: 30_000, env: { ...inherited, TOKENBROKER_KEY: made } });
+        };
+
+        const stored = (await f.store.tokens.getToken(f.connectionId))!;
+        // The keeper: its first poll gets the token at once (nothing held), its second waits for the next one.
+        const keeper = channel(docSnippet("docs/iguana.md", "iguana-keeper"), 2);
+        await expect.poll(() => f.server.broker.longPolls.waiting, { timeout: 10_000 }).toBe(1);
+        const reported = performance.now();
+        await f
+          .client()
+          .reportExpired({ selector: { case: "tenantId", value: f.tenantId }, accessToken: stored.accessToken }, withKey(made));
+        const kept = await keeper;
+        expect(performance.now() - reported).toBeLessThan(1500);
+        expect(kept.stderr).toBe("");
+        expect(kept.stdout).toBe(`token version ${stored.version}\ntoken version ${stored.version + 1}\ndone\n`);
+
+        // The channel finds that token in the copy: Xero answers 200, and the broker is not asked.
+        const worked = await channel(docSnippet("docs/iguana.md", "iguana-channel"), 2);
+        expect(worked.stderr).toBe("");
+        expect(worked.stdout).toBe("done\n");
+        expect(tap.requests).toEqual([
+          { method: "GetToken", status: 200, keySha256: sha256(made) },
+          { method: "GetToken", status: 200, keySha256: sha256(made) },
+        ]);
+      } finally {
+        dir.cleanup();
+      }
     });
 
     it("the key stays out of the client table and of errors; unknown keys and ReportExpired with another tenant's key are refused", async () => {

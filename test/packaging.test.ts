@@ -73,8 +73,9 @@ function installTree(workspace: string | undefined): Map<string, string> {
   const found = new Map<string, string>();
   const visit = (node: LsNode) => {
     for (const [name, child] of Object.entries(node.dependencies ?? {})) {
-      if (found.has(name)) continue;
-      found.set(name, child.path!);
+      // An optional peer nobody installs (pg's pg-native) is listed without a folder: it is not installed.
+      if (found.has(name) || child.path === undefined) continue;
+      found.set(name, child.path);
       visit(child);
     }
   };

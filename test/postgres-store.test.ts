@@ -133,7 +133,7 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     const heard: StoreChange[] = [];
     cleanups.push(a.changes!.subscribe((c) => heard.push(c)));
     const { connectionId } = await b.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(), tenants: [tenant(tenantId)] });
-    await until(() => heard.length > 0, 2000, "a to hear of the new connection");
+    await until(() => heard.length > 0, 5000, "a to hear of the new connection");
     const payloads: string[] = [];
     const spy = new pg.Client({ connectionString: url });
     await spy.connect();
@@ -172,10 +172,11 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     const { proxy, url: proxied } = await throughProxy();
     const a = await open(proxied);
     const b = await open();
-    const { connectionId } = await b.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(), tenants: [tenant("t-1")] });
+    // Listening before b commits: a notification that arrives before the subscription would be missed.
     const heard: StoreChange[] = [];
     cleanups.push(a.changes!.subscribe((c) => heard.push(c)));
-    await until(() => heard.length > 0, 2000, "a to hear of the new connection"); // after which a remembers what it reads
+    const { connectionId } = await b.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(), tenants: [tenant("t-1")] });
+    await until(() => heard.length > 0, 5000, "a to hear of the new connection"); // after which a remembers what it reads
     const v1 = (await a.tokens.getToken(connectionId))!;
     expect(await a.connections.findConnectionByTenant("t-1")).toBe(connectionId);
 
@@ -204,7 +205,7 @@ describe.skipIf(skip)("the PostgreSQL store", () => {
     const heard: StoreChange[] = [];
     cleanups.push(a.changes!.subscribe((c) => heard.push(c)));
     const { connectionId } = await b.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(), tenants: [] });
-    await until(() => heard.length > 0, 2000, "a to hear of the new connection");
+    await until(() => heard.length > 0, 5000, "a to hear of the new connection");
     const v1 = (await a.tokens.getToken(connectionId))!;
 
     proxy.freeze();

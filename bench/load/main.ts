@@ -6,6 +6,7 @@ import { serveHost } from "../ipc.js";
 import { createGetTokenCall, type GetTokenCall, type ProtocolName } from "./clients.js";
 import { runClosedLoop, type ClosedLoopOptions, type ClosedLoopResult } from "./closed-loop.js";
 import { prepareStorm, type Storm, type StormOptions, type StormResult } from "./storm.js";
+import { prepareLongPolls, type LongPollRound, type LongPolls, type LongPollsOptions } from "./long-polls.js";
 import { openWatchers, type FanOutRound, type Watchers, type WatchersOptions } from "./watchers.js";
 import { openHostWatchers, type HostWatchers, type HostWatchersOptions } from "./host-watchers.js";
 
@@ -14,6 +15,7 @@ const clients = new Map<string, { call: GetTokenCall; close(): void }>();
 const storms = new Map<string, Storm>();
 let watchers: Watchers | undefined;
 let hostWatchers: HostWatchers | undefined;
+let longPolls: LongPolls | undefined;
 
 /** What the runner can ask of the load process. */
 export const loadHostApi = {
@@ -51,6 +53,22 @@ export const loadHostApi = {
   async fanOutRound(): Promise<FanOutRound> {
     if (!watchers) throw new Error("openWatchers first");
     return watchers.round();
+  },
+  /** Connects the long polls' reporter and reads the current version. */
+  async prepareLongPolls(options: LongPollsOptions): Promise<void> {
+    longPolls = await prepareLongPolls(options);
+  },
+  /** Sends `n` more long polls (they wait on the server). */
+  sendLongPolls(n: number): void {
+    if (!longPolls) throw new Error("prepareLongPolls first");
+    longPolls.send(n);
+  },
+  /** One refresh, timed until it answered every long poll; closes their connections. */
+  async answerLongPolls(): Promise<LongPollRound> {
+    if (!longPolls) throw new Error("prepareLongPolls first");
+    const round = await longPolls.answer();
+    longPolls = undefined;
+    return round;
   },
   /** Cancels the streams. */
   closeWatchers(): void {

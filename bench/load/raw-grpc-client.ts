@@ -29,6 +29,8 @@ export class GrpcCallError extends Error {
 export interface RawGrpcClient {
   /** Asks for the token of `selector`; rejects with a {@link GrpcCallError} on any non-OK outcome. */
   getToken(selector: BenchSelector): Promise<GetTokenResponse>;
+  /** A long poll: GetToken with `newer_than` and `wait`; answered when a newer token is stored or the wait runs out. */
+  longPoll(selector: BenchSelector, newerThan: number, waitMs: number): Promise<GetTokenResponse>;
   /**
    * Opens a WatchToken stream; `onMessage` gets each message as it arrives.
    * Resolves when the stream ends with OK or `signal` cancels it; rejects
@@ -72,6 +74,16 @@ export function createRawGrpcClient(baseUrl: string): RawGrpcClient {
       let body = requests.get(key);
       if (!body) {
         body = envelope(toBinary(GetTokenRequestSchema, create(GetTokenRequestSchema, { selector })));
+        requests.set(key, body);
+      }
+      return unaryCall(session, body);
+    },
+    longPoll(selector, newerThan, waitMs) {
+      const key = `${selector.case}:${selector.value}:${newerThan}:${waitMs}`;
+      let body = requests.get(key);
+      if (!body) {
+        const wait = { seconds: BigInt(Math.floor(waitMs / 1000)), nanos: (waitMs % 1000) * 1_000_000 };
+        body = envelope(toBinary(GetTokenRequestSchema, create(GetTokenRequestSchema, { selector, newerThan: BigInt(newerThan), wait })));
         requests.set(key, body);
       }
       return unaryCall(session, body);

@@ -28,7 +28,7 @@ export interface StoreFigures {
 }
 
 /**
- * Scenario 7: cached GetToken on each store. Two brokers as production runs
+ * Scenario 8: cached GetToken on each store. Two brokers as production runs
  * them (API keys required, audit log on, tokens encrypted), one on a new
  * SQLite file and one on a new database of `postgresUrl`'s server, each in
  * a process of its own, loaded in turn by h2load over gRPC (as scenario 1),

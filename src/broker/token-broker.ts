@@ -6,12 +6,31 @@ import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { abortable, within, type CancelSignal } from "./abortable.js";
+import { LongPolls } from "./long-poll.js";
 import type { RefreshCause, RefreshListener, RefreshWaitListener } from "./refresh-events.js";
 import { Refresher, type RefresherOptions } from "./refresher.js";
 import { WatchHub, type Subscription, type WatchGate } from "./watch-hub.js";
 
 /** Names a token set: exactly one of a tenant id or a connection id. */
 export type Selector = { tenantId: string } | { connectionId: string };
+
+/** Options for {@link TokenBroker.getToken}. */
+export interface GetTokenOptions {
+  /** How long the token must stay valid, ms (default {@link TokenBrokerOptions.defaultMinValidForMs}). */
+  minValidForMs?: number | undefined;
+  /**
+   * Long poll: the version of the token the caller holds. While the stored
+   * version is this one (and the connection active), the call first waits up
+   * to `waitMs` for a newer token or a change of state.
+   */
+  newerThan?: number | undefined;
+  /** Long poll: how long to wait, ms (at most `MAX_LONG_POLL_WAIT_MS`; 0 or unset: no wait). */
+  waitMs?: number | undefined;
+  /** Ends any wait (for a refresh, or a long poll's) with its reason: the caller went away or its deadline passed. */
+  signal?: CancelSignal | undefined;
+  /** Whoever asks (e.g. the hash of an API key): a long poll of an owner the gate refuses ends with the gate's reason. */
+  owner?: string | undefined;
+}
 
 /** Options for {@link TokenBroker}. */
 export interface TokenBrokerOptions {
@@ -50,6 +69,8 @@ export class TokenBroker {
   readonly hub: WatchHub;
   /** Performs the refreshes. */
   readonly refresher: Refresher;
+  /** GetToken calls waiting for a newer token (long polls), on the hub. */
+  readonly longPolls: LongPolls;
   private readonly store: Pick<Store, "tokens" | "connections">;
   private readonly clock: Clock;
   private readonly defaultMinValidForMs: number;
@@ -64,6 +85,7 @@ export class TokenBroker {
     this.validTokenWaitMs = options.validTokenWaitMs ?? 2000;
     this.onWait = options.onWait ?? (() => {});
     this.hub = new WatchHub(options.watchGate);
+    this.longPolls = new LongPolls(this.hub);
     this.refresher = new Refresher(options.store, options.identity, this.hub, this.clock, options.onRefresh, options.refresher);
   }
 
@@ -84,12 +106,32 @@ export class TokenBroker {
    * lifetime, so that a fresh token always qualifies). Refreshes when needed;
    * if the refresh fails transiently while the stored token is still valid,
    * that token is returned.
+   *
+   * With `newerThan` and `waitMs` (a long poll), it first waits while the
+   * stored version is `newerThan`: until a newer token is stored, the state
+   * changes (then it fails as GetToken fails: needs re-authorisation), or
+   * `waitMs` runs out; then it answers as above. The wait is a hub
+   * subscription (see {@link LongPolls}); `signal` ends it.
    */
-  async getToken(
-    selector: Selector,
-    options: { minValidForMs?: number | undefined; signal?: CancelSignal | undefined } = {},
-  ): Promise<TokenRecord> {
+  async getToken(selector: Selector, options: GetTokenOptions = {}): Promise<TokenRecord> {
     const connectionId = await this.resolve(selector);
+    const { newerThan, waitMs } = options;
+    if (newerThan !== undefined && waitMs !== undefined && waitMs > 0) {
+      this.touch(connectionId);
+      // Returned, not awaited: a waiting long poll holds no suspended frame of this function.
+      const minValidForMs = options.minValidForMs ?? this.defaultMinValidForMs;
+      // A stored token that will not stay valid long enough is refreshed at once, not after the wait.
+      const answerNow = (current: TokenRecord) => !this.qualifies(current, minValidForMs);
+      return this.longPolls
+        .wait(connectionId, () => this.current(connectionId), {
+          newerThan,
+          waitMs,
+          signal: options.signal,
+          owner: options.owner,
+          answerNow,
+        })
+        .then((record) => this.validToken(connectionId, minValidForMs, options, record));
+    }
     // `options` is passed on whole: its signal is read only if the caller has to wait for a refresh.
     return this.validToken(connectionId, options.minValidForMs ?? this.defaultMinValidForMs, options);
   }
@@ -261,14 +303,14 @@ export class TokenBroker {
     connectionId: string,
     minValidForMs: number,
     waiting: { readonly signal?: CancelSignal | undefined },
+    /** The stored record, if the caller has just been handed it (a long poll woken by its publish): no second read. */
+    stored?: TokenRecord,
   ): Promise<TokenRecord> {
-    const current = await this.current(connectionId);
+    const current = stored ?? (await this.current(connectionId));
     this.touch(connectionId);
     if (current.state !== "active") throw needsReauthorizationError(connectionId);
-    const lifetime = current.expiresAt - current.obtainedAt;
-    const needed = Math.min(Math.max(0, minValidForMs), lifetime / 2);
+    if (this.qualifies(current, minValidForMs)) return current;
     const now = this.clock.now();
-    if (current.expiresAt - now >= needed) return current;
     const refreshing = this.awaitRefresh(connectionId, "caller", current.version, waiting.signal);
     refreshing.catch(() => {}); // awaited below, unless the caller is served the stored token first
     try {
@@ -287,6 +329,12 @@ export class TokenBroker {
       if (upstreamTrouble && current.expiresAt > this.clock.now()) return current;
       throw e;
     }
+  }
+
+  /** Whether `record` stays valid for `minValidForMs` (capped at half its lifetime, so that a fresh token always does). */
+  private qualifies(record: TokenRecord, minValidForMs: number): boolean {
+    const needed = Math.min(Math.max(0, minValidForMs), (record.expiresAt - record.obtainedAt) / 2);
+    return record.expiresAt - this.clock.now() >= needed;
   }
 
   /** A caller waits for a refresh (shared with every other caller of the moment); the wait is reported. */

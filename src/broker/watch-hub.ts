@@ -190,6 +190,12 @@ export class WatchHub {
   }
 }
 
+/** What hears a {@link Subscription}'s records and its end (see {@link Subscription.attach}). */
+export interface SubscriptionListener {
+  onRecord(record: TokenRecord): void;
+  onEnd(reason: unknown): void;
+}
+
 /**
  * One subscriber's records, pushed to a listener with {@link listen} (no
  * queue, no promise per record: what a server with thousands of subscribers
@@ -198,7 +204,7 @@ export class WatchHub {
  */
 export class Subscription {
   private queue: TokenRecord[] = [];
-  private listener: { onRecord: (r: TokenRecord) => void; onEnd: (reason: unknown) => void } | undefined;
+  private listener: SubscriptionListener | undefined;
   private ended = false;
   private lastVersion = -1;
   private lastState: TokenRecord["state"] | undefined;
@@ -242,11 +248,20 @@ export class Subscription {
    * reason it was ended for, if any (see {@link endReason}).
    */
   listen(onRecord: (record: TokenRecord) => void, onEnd: (reason: unknown) => void): void {
+    this.attach({ onRecord, onEnd });
+  }
+
+  /**
+   * {@link listen} with one object whose methods hear the records and the
+   * end: a subscriber that is already an object (a waiting long poll) holds
+   * no closures for them.
+   */
+  attach(listener: SubscriptionListener): void {
     if (this.ended) {
-      onEnd(this.reason);
+      listener.onEnd(this.reason);
       return;
     }
-    this.listener = { onRecord, onEnd };
+    this.listener = listener;
     const queued = this.queue;
     this.queue = [];
     for (const record of queued) this.push(record);

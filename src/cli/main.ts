@@ -11,6 +11,7 @@ import { revokeCommand } from "./revoke.js";
 import { auditCommand } from "./audit.js";
 import { keygenCommand } from "./keygen.js";
 import { keysCommand } from "./keys.js";
+import { migrateCommand } from "./migrate.js";
 import { rotateKeyCommand } from "./rotate-key.js";
 import { reportFailure } from "./report-failure.js";
 import { DEBUG } from "../settings/server-settings.js";
@@ -26,6 +27,7 @@ const commands: Command[] = [
   disconnectCommand,
   revokeCommand,
   backupCommand,
+  migrateCommand,
   keysCommand,
   keygenCommand,
   rotateKeyCommand,

@@ -9,7 +9,7 @@ const states: ConnectionState[] = ["active", "needs_reauthorization"];
 export interface StateMetricsOptions {
   store: Pick<Store, "tokens">;
   clock: Clock;
-  /** Open WatchToken streams now. */
+  /** Open WatchToken streams (and waiting long polls: both are subscriptions of the hub) now. */
   openWatchStreams: () => number;
 }
 
@@ -22,7 +22,7 @@ export interface StateMetricsOptions {
 export function createStateMetrics(registry: Registry, options: StateMetricsOptions): () => Promise<void> {
   new Gauge({
     name: "tokenbroker_watch_streams",
-    help: "Open WatchToken streams.",
+    help: "Open WatchToken streams, and GetToken long polls waiting for a newer token.",
     registers: [registry],
     collect() {
       this.set(options.openWatchStreams());

@@ -25,6 +25,7 @@ import type { CancelSignal } from "../broker/abortable.js";
 import type { CallGuard, GuardedCall } from "./call-guard.js";
 import { MAX_DEADLINE_MS, clampConnectTimeout } from "./deadline-headers.js";
 import type { FastAnswer, FastCall, FastMethod, FastUnaryMethod, Http2StreamHandler } from "./grpc-fast-path.js";
+import { holdUntilClosed } from "./held-connections.js";
 import type { DualHandler } from "./one-port-server.js";
 
 /**
@@ -272,7 +273,8 @@ abstract class UnaryCall implements FastCall, CancelSignal {
     if (i >= 0) listeners!.splice(i, 1);
   }
 
-  holdConnection(): void {} // a unary call holds nothing past its answer
+  /** Keeps the connection open past its idle timeout until the answer (a long poll waits up to 60 s). */
+  abstract holdConnection(): void;
 
   private abort(reason: unknown): void {
     this.abortReason ??= reason;
@@ -438,6 +440,10 @@ function onClose(this: Carrier): void {
 
 /** A call over HTTP/1.1: Node's request and response objects, which plain connect-node gets too. */
 class H1Call extends UnaryCall {
+  holdConnection(): void {
+    if (!this.res.destroyed) holdUntilClosed(this.req.socket, this.res);
+  }
+
   constructor(
     private readonly req: http.IncomingMessage & Carrier,
     private readonly res: http.ServerResponse & Carrier,
@@ -486,6 +492,11 @@ class H1Call extends UnaryCall {
 
 /** A call over HTTP/2: the stream itself, without Node's compatibility request and response objects. */
 class H2Call extends UnaryCall {
+  holdConnection(): void {
+    const session = this.stream.session;
+    if (session && !this.stream.closed) holdUntilClosed(session, this.stream);
+  }
+
   constructor(
     private readonly stream: http2.ServerHttp2Stream & Carrier,
     private readonly headers: http2.IncomingHttpHeaders,

@@ -15,7 +15,7 @@ export interface ConnectionLimits {
   headersTimeoutMs: number;
   /**
    * A connection without traffic this long is closed, ms (default 120,000),
-   * unless it carries an authenticated WatchToken stream; an HTTP/1.1
+   * unless it carries an authenticated WatchToken stream or a waiting long poll; an HTTP/1.1
    * connection also when no next request came this long after a response.
    */
   idleTimeoutMs: number;

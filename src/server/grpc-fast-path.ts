@@ -20,7 +20,7 @@ export interface FastCall {
   readonly signal: CancelSignal;
   /** The call as the port's guard steps see it (its principal: the caller's key). */
   readonly guarded: GuardedCall;
-  /** Keeps the call's connection open past its idle timeout while the call runs (an authenticated WatchToken stream). */
+  /** Keeps the call's connection open past its idle timeout while the call runs (an authenticated WatchToken stream, a long poll). */
   holdConnection(): void;
 }
 

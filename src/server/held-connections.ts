@@ -5,8 +5,8 @@ import { createContextKey, type StreamRequest, type UnaryRequest } from "@connec
 /**
  * Connections kept open past their idle timeout: those carrying an
  * authenticated WatchToken stream, which sends nothing for hours between two
- * tokens. The owner is the HTTP/2 session, or the socket of an HTTP/1.1
- * connection.
+ * tokens, or a GetToken long poll while it waits (up to 60 s). The owner is
+ * the HTTP/2 session, or the socket of an HTTP/1.1 connection.
  */
 const holds = new WeakMap<object, number>();
 

@@ -11,7 +11,7 @@ import {
   WatchTokenResponseSchema,
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker, TokenSubscription } from "../broker/token-broker.js";
-import { parseAccessToken, parseMinValidFor, parseSelector } from "../service/parse-request.js";
+import { parseAccessToken, parseGetToken, parseSelector } from "../service/parse-request.js";
 import { toConnectError } from "../service/to-connect-error.js";
 import { toProtoToken, toWatchResponse } from "../service/to-proto.js";
 import type { TokenRecord } from "../token-set.js";
@@ -57,15 +57,24 @@ export function tokenServiceFastMethods(options: TokenServiceFastMethodsOptions)
   const getToken: FastUnaryMethod<typeof GetTokenRequestSchema> = {
     kind: "unary",
     input: GetTokenRequestSchema,
-    async handle(request, call) {
+    // Promise callbacks, not an async function: a long poll waiting up to a minute holds no suspended frame.
+    handle(request, call) {
+      let got: Promise<TokenRecord>;
       try {
-        const selector = parseSelector(request.selector);
-        const minValidForMs = parseMinValidFor(request.minValidFor);
-        const record = await options.broker.getToken(selector, { minValidForMs, signal: call.signal });
-        return cached(getTokenAnswers, record, () => create(GetTokenResponseSchema, { token: toProtoToken(record) }));
+        const { selector, minValidForMs, newerThan, waitMs } = parseGetToken(request);
+        // A long poll may send nothing for up to a minute: its connection is not idle meanwhile.
+        if (waitMs > 0) call.holdConnection();
+        const owner = call.guarded.principal?.keyHash;
+        got = options.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: call.signal, owner });
       } catch (e) {
-        throw fail(e);
+        return Promise.reject(fail(e));
       }
+      return got.then(
+        (record) => cached(getTokenAnswers, record, () => create(GetTokenResponseSchema, { token: toProtoToken(record) })),
+        (e: unknown) => {
+          throw fail(e);
+        },
+      );
     },
   };
 

@@ -13,8 +13,9 @@ import {
 } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
 import type { TokenBroker } from "../broker/token-broker.js";
 import { principalKey } from "../server/guard-interceptor.js";
+import { holdKey } from "../server/held-connections.js";
 import type { TokenRecord } from "../token-set.js";
-import { parseAccessToken, parseMinValidFor, parseSelector } from "./parse-request.js";
+import { parseAccessToken, parseGetToken, parseSelector } from "./parse-request.js";
 import { toConnectError } from "./to-connect-error.js";
 import { toProtoToken, toWatchResponse } from "./to-proto.js";
 
@@ -35,9 +36,11 @@ export class TokenServiceImpl implements ServiceImpl<typeof TokenService> {
 
   async getToken(req: GetTokenRequest, ctx: HandlerContext): Promise<GetTokenResponse> {
     try {
-      const selector = parseSelector(req.selector);
-      const minValidForMs = parseMinValidFor(req.minValidFor);
-      const token = await this.broker.getToken(selector, { minValidForMs, signal: ctx.signal });
+      const { selector, minValidForMs, newerThan, waitMs } = parseGetToken(req);
+      // A long poll may send nothing for up to a minute: its connection is not idle meanwhile.
+      if (waitMs > 0) ctx.values.get(holdKey)?.();
+      const owner = ctx.values.get(principalKey)?.keyHash;
+      const token = await this.broker.getToken(selector, { minValidForMs, newerThan, waitMs, signal: ctx.signal, owner });
       let response = this.responses.get(token);
       if (!response) {
         response = create(GetTokenResponseSchema, { token: toProtoToken(token) });

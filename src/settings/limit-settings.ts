@@ -54,7 +54,8 @@ export const IDLE_TIMEOUT = {
   env: "TOKENBROKER_IDLE_TIMEOUT_SECONDS",
   type: positiveNumberValue(),
   default: String(D.idleTimeoutMs / 1000),
-  description: "close a connection without traffic this long (HTTP/2: GOAWAY first), unless it carries an authenticated WatchToken stream",
+  description:
+    "close a connection without traffic this long (HTTP/2: GOAWAY first), unless it carries an authenticated WatchToken stream or a waiting long poll (GetToken with wait)",
 } satisfies Setting<number>;
 
 /** `--max-connections-per-address`. */

@@ -12,6 +12,11 @@ import { StoreUnavailableError, type StoreOptions } from "./store.js";
 export interface PostgresStoreOptions extends StoreOptions {
   /** `postgres://user:password@host:port/database?…`, as libpq takes it. */
   url: string;
+  /**
+   * How its sessions are named in `pg_stat_activity` (default `tokenbroker`,
+   * which is how `tokenbroker migrate` tells that a broker uses a database).
+   */
+  applicationName?: string;
 }
 
 /** Something to run a statement on: the database, or one client inside a transaction. */
@@ -21,6 +26,9 @@ export interface Queryable {
 
 /** The channel every broker sharing a database listens on; a payload is `kind:version:connection id`, never a token. */
 const CHANNEL = "tokenbroker_changes";
+
+/** The `application_name` of a broker's (and a command's) sessions. */
+export const BROKER_APPLICATION_NAME = "tokenbroker";
 
 /** Taken (for the transaction) while migrating, so brokers starting together migrate one after the other. */
 const MIGRATION_LOCK = 7_164_220_315_042_013n;
@@ -81,7 +89,7 @@ export class PostgresDatabase {
     const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.config = {
       connectionString: options.url,
-      application_name: "tokenbroker",
+      application_name: options.applicationName ?? BROKER_APPLICATION_NAME,
       connectionTimeoutMillis: connectTimeoutMs,
       // A server gone silent (a network cut without a reset) fails a query after this, instead of never.
       query_timeout: options.queryTimeoutMs ?? 10_000,

@@ -18,6 +18,14 @@ export interface SqliteStoreOptions extends StoreOptions {
    * Default `"full"`: a committed token set survives a power cut.
    */
   synchronous?: "full" | "off";
+  /**
+   * Holds the file for this connection alone until it closes (SQLite's
+   * `locking_mode=EXCLUSIVE` and a write lock taken at once): opening fails
+   * with `SQLITE_BUSY` while another process has the file open (a broker
+   * serving it), and no other process can read or write it meanwhile. For
+   * `tokenbroker migrate`, which copies the file; never for a broker.
+   */
+  exclusive?: boolean;
 }
 
 /**
@@ -55,6 +63,7 @@ export class SqliteDatabase {
     this.db = new Database(options.path);
     try {
       this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      if (options.exclusive) holdExclusively(this.db);
       checkSchemaVersion(this.db);
       if (isFile(options.path) && !created) tightenDatabaseFiles(options.path, this.logger);
       this.db.pragma("journal_mode = WAL");
@@ -148,6 +157,18 @@ function tightenDatabaseFiles(path: string, logger: Logger): void {
       );
     }
   }
+}
+
+/**
+ * Takes the file's locks for this connection until it closes. In WAL mode
+ * every open connection keeps a shared lock, even idle, so this fails
+ * (`SQLITE_BUSY`, after the busy timeout) while any other process has the
+ * file open; the locks of a process that died go with it.
+ */
+function holdExclusively(db: Database.Database): void {
+  db.pragma("locking_mode = EXCLUSIVE");
+  db.exec("BEGIN EXCLUSIVE");
+  db.exec("COMMIT");
 }
 
 /** Refuses a database written by a newer tokenbroker, before touching it. */

@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tokenbroker/v1/token_service.proto\x12\x0etokenbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x05Token\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12\x39\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\x12\x1d\n\ntenant_ids\x18\x05 \x03(\tR\ttenantIds\x12\x16\n\x06scopes\x18\x06 \x03(\tR\x06scopes\x12\x18\n\x07version\x18\x07 \x01(\x04R\x07version\"\xa2\x01\n\x0fGetTokenRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionId\x12=\n\rmin_valid_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bminValidForB\n\n\x08selector\"?\n\x10GetTokenResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\"\x8b\x01\n\x14ReportExpiredRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionId\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tR\x0b\x61\x63\x63\x65ssTokenB\n\n\x08selector\"b\n\x15ReportExpiredResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\x12\x1c\n\trefreshed\x18\x02 \x01(\x08R\trefreshed\"e\n\x11WatchTokenRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionIdB\n\n\x08selector\"x\n\x12WatchTokenResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32\x1f.tokenbroker.v1.ConnectionStateR\x05state*|\n\x0f\x43onnectionState\x12 \n\x1c\x43ONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONNECTION_STATE_ACTIVE\x10\x01\x12*\n&CONNECTION_STATE_NEEDS_REAUTHORIZATION\x10\x02\x32\x97\x02\n\x0cTokenService\x12R\n\x08GetToken\x12\x1f.tokenbroker.v1.GetTokenRequest\x1a .tokenbroker.v1.GetTokenResponse\"\x03\x90\x02\x01\x12\\\n\rReportExpired\x12$.tokenbroker.v1.ReportExpiredRequest\x1a%.tokenbroker.v1.ReportExpiredResponse\x12U\n\nWatchToken\x12!.tokenbroker.v1.WatchTokenRequest\x1a\".tokenbroker.v1.WatchTokenResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tokenbroker/v1/token_service.proto\x12\x0etokenbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x05Token\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12\x39\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\x12\x1d\n\ntenant_ids\x18\x05 \x03(\tR\ttenantIds\x12\x16\n\x06scopes\x18\x06 \x03(\tR\x06scopes\x12\x18\n\x07version\x18\x07 \x01(\x04R\x07version\"\xf0\x01\n\x0fGetTokenRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionId\x12=\n\rmin_valid_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bminValidFor\x12\x1d\n\nnewer_than\x18\x04 \x01(\x04R\tnewerThan\x12-\n\x04wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x04waitB\n\n\x08selector\"?\n\x10GetTokenResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\"\x8b\x01\n\x14ReportExpiredRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionId\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tR\x0b\x61\x63\x63\x65ssTokenB\n\n\x08selector\"b\n\x15ReportExpiredResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\x12\x1c\n\trefreshed\x18\x02 \x01(\x08R\trefreshed\"e\n\x11WatchTokenRequest\x12\x1d\n\ttenant_id\x18\x01 \x01(\tH\x00R\x08tenantId\x12%\n\rconnection_id\x18\x02 \x01(\tH\x00R\x0c\x63onnectionIdB\n\n\x08selector\"x\n\x12WatchTokenResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x15.tokenbroker.v1.TokenR\x05token\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32\x1f.tokenbroker.v1.ConnectionStateR\x05state*|\n\x0f\x43onnectionState\x12 \n\x1c\x43ONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONNECTION_STATE_ACTIVE\x10\x01\x12*\n&CONNECTION_STATE_NEEDS_REAUTHORIZATION\x10\x02\x32\x97\x02\n\x0cTokenService\x12R\n\x08GetToken\x12\x1f.tokenbroker.v1.GetTokenRequest\x1a .tokenbroker.v1.GetTokenResponse\"\x03\x90\x02\x01\x12\\\n\rReportExpired\x12$.tokenbroker.v1.ReportExpiredRequest\x1a%.tokenbroker.v1.ReportExpiredResponse\x12U\n\nWatchToken\x12!.tokenbroker.v1.WatchTokenRequest\x1a\".tokenbroker.v1.WatchTokenResponse0\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenbroker.v1.token_service_pb2', globals())
@@ -24,22 +24,22 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _TOKENSERVICE.methods_by_name['GetToken']._options = None
   _TOKENSERVICE.methods_by_name['GetToken']._serialized_options = b'\220\002\001'
-  _CONNECTIONSTATE._serialized_start=1069
-  _CONNECTIONSTATE._serialized_end=1193
+  _CONNECTIONSTATE._serialized_start=1147
+  _CONNECTIONSTATE._serialized_end=1271
   _TOKEN._serialized_start=120
   _TOKEN._serialized_end=370
   _GETTOKENREQUEST._serialized_start=373
-  _GETTOKENREQUEST._serialized_end=535
-  _GETTOKENRESPONSE._serialized_start=537
-  _GETTOKENRESPONSE._serialized_end=600
-  _REPORTEXPIREDREQUEST._serialized_start=603
-  _REPORTEXPIREDREQUEST._serialized_end=742
-  _REPORTEXPIREDRESPONSE._serialized_start=744
-  _REPORTEXPIREDRESPONSE._serialized_end=842
-  _WATCHTOKENREQUEST._serialized_start=844
-  _WATCHTOKENREQUEST._serialized_end=945
-  _WATCHTOKENRESPONSE._serialized_start=947
-  _WATCHTOKENRESPONSE._serialized_end=1067
-  _TOKENSERVICE._serialized_start=1196
-  _TOKENSERVICE._serialized_end=1475
+  _GETTOKENREQUEST._serialized_end=613
+  _GETTOKENRESPONSE._serialized_start=615
+  _GETTOKENRESPONSE._serialized_end=678
+  _REPORTEXPIREDREQUEST._serialized_start=681
+  _REPORTEXPIREDREQUEST._serialized_end=820
+  _REPORTEXPIREDRESPONSE._serialized_start=822
+  _REPORTEXPIREDRESPONSE._serialized_end=920
+  _WATCHTOKENREQUEST._serialized_start=922
+  _WATCHTOKENREQUEST._serialized_end=1023
+  _WATCHTOKENRESPONSE._serialized_start=1025
+  _WATCHTOKENRESPONSE._serialized_end=1145
+  _TOKENSERVICE._serialized_start=1274
+  _TOKENSERVICE._serialized_end=1553
 # @@protoc_insertion_point(module_scope)

@@ -50,7 +50,10 @@ class TokenServiceServicer(object):
         """GetToken returns an access token that stays valid for at least
         `min_valid_for`. A stored token that qualifies is returned with no upstream
         call; otherwise the broker refreshes once, however many callers ask at the
-        same moment, and all of them receive the new token.
+        same moment, and all of them receive the new token. With `newer_than` and
+        `wait` it is a long poll: it answers when a newer token is stored (or the
+        state changes, or `wait` runs out), for clients that cannot read a
+        WatchToken stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenbroker/v1/token_service.proto.
  */
 export const file_tokenbroker_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0b2tlbmJyb2tlci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg50b2tlbmJyb2tlci52MSKtAQoFVG9rZW4SFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY29ubmVjdGlvbl9pZBgEIAEoCRISCgp0ZW5hbnRfaWRzGAUgAygJEg4KBnNjb3BlcxgGIAMoCRIPCgd2ZXJzaW9uGAcgASgEIn0KD0dldFRva2VuUmVxdWVzdBITCgl0ZW5hbnRfaWQYASABKAlIABIXCg1jb25uZWN0aW9uX2lkGAIgASgJSAASMAoNbWluX3ZhbGlkX2ZvchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKCghzZWxlY3RvciI4ChBHZXRUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUudG9rZW5icm9rZXIudjEuVG9rZW4iZgoUUmVwb3J0RXhwaXJlZFJlcXVlc3QSEwoJdGVuYW50X2lkGAEgASgJSAASFwoNY29ubmVjdGlvbl9pZBgCIAEoCUgAEhQKDGFjY2Vzc190b2tlbhgDIAEoCUIKCghzZWxlY3RvciJQChVSZXBvcnRFeHBpcmVkUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS50b2tlbmJyb2tlci52MS5Ub2tlbhIRCglyZWZyZXNoZWQYAiABKAgiTQoRV2F0Y2hUb2tlblJlcXVlc3QSEwoJdGVuYW50X2lkGAEgASgJSAASFwoNY29ubmVjdGlvbl9pZBgCIAEoCUgAQgoKCHNlbGVjdG9yImoKEldhdGNoVG9rZW5SZXNwb25zZRIkCgV0b2tlbhgBIAEoCzIVLnRva2VuYnJva2VyLnYxLlRva2VuEi4KBXN0YXRlGAIgASgOMh8udG9rZW5icm9rZXIudjEuQ29ubmVjdGlvblN0YXRlKnwKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQ09OTkVDVElPTl9TVEFURV9BQ1RJVkUQARIqCiZDT05ORUNUSU9OX1NUQVRFX05FRURTX1JFQVVUSE9SSVpBVElPThACMpcCCgxUb2tlblNlcnZpY2USUgoIR2V0VG9rZW4SHy50b2tlbmJyb2tlci52MS5HZXRUb2tlblJlcXVlc3QaIC50b2tlbmJyb2tlci52MS5HZXRUb2tlblJlc3BvbnNlIgOQAgESXAoNUmVwb3J0RXhwaXJlZBIkLnRva2VuYnJva2VyLnYxLlJlcG9ydEV4cGlyZWRSZXF1ZXN0GiUudG9rZW5icm9rZXIudjEuUmVwb3J0RXhwaXJlZFJlc3BvbnNlElUKCldhdGNoVG9rZW4SIS50b2tlbmJyb2tlci52MS5XYXRjaFRva2VuUmVxdWVzdBoiLnRva2VuYnJva2VyLnYxLldhdGNoVG9rZW5SZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiJ0b2tlbmJyb2tlci92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg50b2tlbmJyb2tlci52MSKtAQoFVG9rZW4SFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY29ubmVjdGlvbl9pZBgEIAEoCRISCgp0ZW5hbnRfaWRzGAUgAygJEg4KBnNjb3BlcxgGIAMoCRIPCgd2ZXJzaW9uGAcgASgEIroBCg9HZXRUb2tlblJlcXVlc3QSEwoJdGVuYW50X2lkGAEgASgJSAASFwoNY29ubmVjdGlvbl9pZBgCIAEoCUgAEjAKDW1pbl92YWxpZF9mb3IYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKbmV3ZXJfdGhhbhgEIAEoBBInCgR3YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgoKCHNlbGVjdG9yIjgKEEdldFRva2VuUmVzcG9uc2USJAoFdG9rZW4YASABKAsyFS50b2tlbmJyb2tlci52MS5Ub2tlbiJmChRSZXBvcnRFeHBpcmVkUmVxdWVzdBITCgl0ZW5hbnRfaWQYASABKAlIABIXCg1jb25uZWN0aW9uX2lkGAIgASgJSAASFAoMYWNjZXNzX3Rva2VuGAMgASgJQgoKCHNlbGVjdG9yIlAKFVJlcG9ydEV4cGlyZWRSZXNwb25zZRIkCgV0b2tlbhgBIAEoCzIVLnRva2VuYnJva2VyLnYxLlRva2VuEhEKCXJlZnJlc2hlZBgCIAEoCCJNChFXYXRjaFRva2VuUmVxdWVzdBITCgl0ZW5hbnRfaWQYASABKAlIABIXCg1jb25uZWN0aW9uX2lkGAIgASgJSABCCgoIc2VsZWN0b3IiagoSV2F0Y2hUb2tlblJlc3BvbnNlEiQKBXRva2VuGAEgASgLMhUudG9rZW5icm9rZXIudjEuVG9rZW4SLgoFc3RhdGUYAiABKA4yHy50b2tlbmJyb2tlci52MS5Db25uZWN0aW9uU3RhdGUqfAoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIbChdDT05ORUNUSU9OX1NUQVRFX0FDVElWRRABEioKJkNPTk5FQ1RJT05fU1RBVEVfTkVFRFNfUkVBVVRIT1JJWkFUSU9OEAIylwIKDFRva2VuU2VydmljZRJSCghHZXRUb2tlbhIfLnRva2VuYnJva2VyLnYxLkdldFRva2VuUmVxdWVzdBogLnRva2VuYnJva2VyLnYxLkdldFRva2VuUmVzcG9uc2UiA5ACARJcCg1SZXBvcnRFeHBpcmVkEiQudG9rZW5icm9rZXIudjEuUmVwb3J0RXhwaXJlZFJlcXVlc3QaJS50b2tlbmJyb2tlci52MS5SZXBvcnRFeHBpcmVkUmVzcG9uc2USVQoKV2F0Y2hUb2tlbhIhLnRva2VuYnJva2VyLnYxLldhdGNoVG9rZW5SZXF1ZXN0GiIudG9rZW5icm9rZXIudjEuV2F0Y2hUb2tlblJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Token is one access token of a token set, as handed to channels.
@@ -114,6 +114,26 @@ export type GetTokenRequest = Message<"tokenbroker.v1.GetTokenRequest"> & {
    * @generated from field: google.protobuf.Duration min_valid_for = 3;
    */
   minValidFor?: Duration | undefined;
+
+  /**
+   * Long poll: the `version` of the token the caller holds. While the stored
+   * version is this one, the call waits (up to `wait`) for the next token or a
+   * change of state, then answers as GetToken always does. Any other stored
+   * version (newer, or older after the token set was imported again) is
+   * answered at once. Unset (0) never waits.
+   *
+   * @generated from field: uint64 newer_than = 4;
+   */
+  newerThan: bigint;
+
+  /**
+   * Long poll: how long to wait for a token newer than `newer_than`; at most
+   * 60 s (more is INVALID_ARGUMENT). When it runs out, the current token is
+   * returned. Unset (or zero) never waits.
+   *
+   * @generated from field: google.protobuf.Duration wait = 5;
+   */
+  wait?: Duration | undefined;
 };
 
 /**
@@ -332,7 +352,10 @@ export const TokenService: GenService<{
    * GetToken returns an access token that stays valid for at least
    * `min_valid_for`. A stored token that qualifies is returned with no upstream
    * call; otherwise the broker refreshes once, however many callers ask at the
-   * same moment, and all of them receive the new token.
+   * same moment, and all of them receive the new token. With `newer_than` and
+   * `wait` it is a long poll: it answers when a newer token is stored (or the
+   * state changes, or `wait` runs out), for clients that cannot read a
+   * WatchToken stream.
    *
    * @generated from rpc tokenbroker.v1.TokenService.GetToken
    */
