@@ -14,8 +14,10 @@ export function formatReport(r: BenchReport): string {
   if (r.fanOut) out.push(...fanOutSection(r.fanOut));
   if (r.scaleOfState) out.push(...scaleSection(r.scaleOfState));
   if (r.hostileNeighbour) out.push(...hostileSection(r.hostileNeighbour));
-  if (r.severalHosts) out.push(...hostsSection(r.severalHosts));
+  const hosts = [r.severalHosts, r.severalHostsOnPostgres].filter((h) => h !== undefined);
+  if (hosts.length > 0) out.push(...hostsSection(hosts));
   if (r.longPoll) out.push(...longPollSection(r.longPoll));
+  if (r.cachedByStore) out.push(...storeSection(r.cachedByStore));
   out.push(
     "",
     "Targets",
@@ -205,15 +207,16 @@ function hostileSection(h: NonNullable<BenchReport["hostileNeighbour"]>): string
   ];
 }
 
-function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
-  const rec = h.recovery;
+function hostsSection(stores: ReadonlyArray<NonNullable<BenchReport["severalHosts"]>>): string[] {
+  const h = stores[0]!;
   return [
     "",
-    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one ${h.store} store; ${h.callers.toLocaleString("en")} callers ` +
-      `spread over them at expiry (fake Xero answering after ${h.upstreamLatencyMs} ms), ${h.watchersPerHost} WatchToken streams on each ` +
-      "(delivery: ms after the committing host's refresh log line)",
+    `6. Several hosts: ${h.hosts} \`tokenbroker serve\` processes on 127.0.0.1-3 sharing one store (${stores.map((x) => x.store).join(", then ")}); ` +
+      `${h.callers.toLocaleString("en")} callers spread over them at expiry (fake Xero answering after ${h.upstreamLatencyMs} ms), ` +
+      `${h.watchersPerHost} WatchToken streams on each (delivery: ms after the committing host's refresh log line)`,
     formatTable(
       [
+        "store",
         "round",
         "upstream calls",
         "committed by",
@@ -223,19 +226,43 @@ function hostsSection(h: NonNullable<BenchReport["severalHosts"]>): string[] {
         "token versions",
         "errors",
       ],
-      h.rounds.map((x, i) => [
-        i + 1,
-        x.upstreamCalls,
-        `host ${x.committedBy}`,
-        ...x.deliveryP99Ms,
-        x.deliveryMaxMs,
-        x.lastServedMs,
-        x.versions,
-        x.errors,
-      ]),
+      stores.flatMap((x) =>
+        x.rounds.map((y, i) => [
+          i === 0 ? x.store : "",
+          i + 1,
+          y.upstreamCalls,
+          `host ${y.committedBy}`,
+          ...y.deliveryP99Ms,
+          y.deliveryMaxMs,
+          y.lastServedMs,
+          y.versions,
+          y.errors,
+        ]),
+      ),
     ),
-    `lease holder SIGKILLed while Xero held its request (lease ${rec.leaseTtlS} s, upstream timeout ${rec.upstreamTimeoutMs} ms): ` +
-      `another host committed ${rec.recoveryMs} ms after the kill; ${rec.upstreamCalls} upstream calls for that expiry; invalid_grant: ${h.invalidGrants}`,
+    ...stores.map(
+      ({ store, recovery: rec, invalidGrants }) =>
+        `${store}: lease holder SIGKILLed while Xero held its request (lease ${rec.leaseTtlS} s, upstream timeout ${rec.upstreamTimeoutMs} ms): ` +
+        `another host committed ${rec.recoveryMs} ms after the kill; ${rec.upstreamCalls} upstream calls for that expiry; invalid_grant: ${invalidGrants}`,
+    ),
+  ];
+}
+
+function storeSection(s: NonNullable<BenchReport["cachedByStore"]>): string[] {
+  return [
+    "",
+    `8. Cached GetToken by store: the broker (API keys and audit on) on PostgreSQL vs on a SQLite file, ${s.label}, load: h2load`,
+    "   (columns as in 1; ratio: median of the rounds' PostgreSQL ÷ SQLite req/s)",
+    formatTable(
+      ["store", "in flight", "req/s", "mean", "cpu%", "µs/req", "errors"],
+      (
+        [
+          ["PostgreSQL", s.postgres],
+          ["SQLite", s.sqlite],
+        ] as const
+      ).map(([store, x]) => [store, s.connections * s.streams, x.rps, x.meanMs, x.serverCpuPct, x.serverCpuUsPerRequest, x.errors]),
+    ),
+    `ratio ${s.ratio} (rounds ${s.ratios.join(", ")}); CPU ratio ${s.cpuRatio}`,
   ];
 }
 

@@ -5,6 +5,7 @@ import type { StormFigures } from "./scenarios/refresh-storm.js";
 import type { ScaleFigures } from "./scenarios/scale-of-state.js";
 import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
 import type { HostsFigures } from "./scenarios/several-hosts.js";
+import type { StoreFigures } from "./scenarios/cached-by-store.js";
 import type { LongPollFigures } from "./scenarios/long-poll.js";
 
 /** A target of issue 7 and whether this run met it. */
@@ -29,8 +30,14 @@ export interface BenchReport {
   fanOut?: FanOutFigures;
   scaleOfState?: ScaleFigures;
   hostileNeighbour?: HostileFigures;
+  /** Scenario 6 on a SQLite file. */
   severalHosts?: HostsFigures;
+  /** Scenario 6 on PostgreSQL, in the same run (left out where PostgreSQL is not installed). */
+  severalHostsOnPostgres?: HostsFigures;
+  /** Scenario 7: the long poll. */
   longPoll?: LongPollFigures;
+  /** Scenario 8: cached GetToken on PostgreSQL against SQLite (left out where PostgreSQL is not installed). */
+  cachedByStore?: StoreFigures;
   targets: TargetCheck[];
 }
 

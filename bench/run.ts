@@ -1,11 +1,14 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the four scenarios
- * of issue 7, the hostile neighbour of issue 12 and the long poll of issue 16 in one run (or those named
- * by `--only`), prints the tables and writes them as JSON
- * (`bench/results/latest.json`, or `--out PATH`). A full run (every scenario,
- * not `--quick`) also writes docs/performance.json and docs/performance.md.
- * `--quick` is a smoke run with tiny counts. The server under test and the
- * load generator run in separate processes, so they never share an event loop.
+ * of issue 7, the hostile neighbour of issue 12, the several hosts and the
+ * stores of issue 13, and the long poll of issue 16 in one run (or those
+ * named by `--only`), prints the tables and writes them as JSON
+ * (`bench/results/latest.json`, or `--out PATH`). A full run (every scenario, not `--quick`) also writes
+ * docs/performance.json and docs/performance.md. `--quick` is a smoke run with
+ * tiny counts. The PostgreSQL rows need Debian's `postgresql-15` (the run
+ * starts a server of its own on a temporary directory); without it they are
+ * left out, with one line saying so. The server under test and the load
+ * generator run in separate processes, so they never share an event loop.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -23,10 +26,12 @@ import { benchScaleOfState } from "./scenarios/scale-of-state.js";
 import { benchHostileNeighbour } from "./scenarios/hostile-neighbour.js";
 import { benchLongPoll } from "./scenarios/long-poll.js";
 import { benchSeveralHosts } from "./scenarios/several-hosts.js";
+import { benchCachedByStore } from "./scenarios/cached-by-store.js";
 import { h2loadMissing } from "./load/h2load.js";
+import { POSTGRES_PACKAGE, postgresInstalled, startPostgres, type PostgresServer } from "./support/postgres-server.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll"] as const;
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll", "stores"] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
@@ -58,7 +63,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const runs = (name: ScenarioName) => only.includes(name);
-  const missing = runs("cached") ? h2loadMissing() : undefined;
+  const missing = runs("cached") || runs("stores") ? h2loadMissing() : undefined;
   if (missing) {
     process.stderr.write(`${missing}\n`);
     return 2;
@@ -69,6 +74,16 @@ async function main(): Promise<number> {
   const load = await startLoadHost();
   const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)}s`.padStart(6);
   const ctx: BenchContext = { quick: values.quick, load, progress: (line) => process.stderr.write(`${elapsed()}  ${line}\n`) };
+  // One PostgreSQL server for the run, started when a scenario first needs it; a new database for each use.
+  const withPostgres = (runs("hosts") || runs("stores")) && postgresInstalled();
+  if ((runs("hosts") || runs("stores")) && !withPostgres) {
+    process.stderr.write(`${POSTGRES_PACKAGE.what} is missing (${POSTGRES_PACKAGE.install}): the PostgreSQL rows are left out\n`);
+  }
+  let postgres: Promise<PostgresServer> | undefined;
+  const createDatabase = async () => {
+    postgres ??= startPostgres();
+    return (await postgres).createDatabase();
+  };
   try {
     const figures = {
       machine: machine(),
@@ -82,7 +97,11 @@ async function main(): Promise<number> {
       ...(runs("scale") ? { scaleOfState: await benchScaleOfState(ctx) } : {}),
       ...(runs("hostile") ? { hostileNeighbour: await benchHostileNeighbour(ctx) } : {}),
       ...(runs("hosts") ? { severalHosts: await benchSeveralHosts(ctx) } : {}),
+      ...(runs("hosts") && withPostgres
+        ? { severalHostsOnPostgres: await benchSeveralHosts(ctx, { name: "PostgreSQL", location: createDatabase }) }
+        : {}),
       ...(runs("long-poll") ? { longPoll: await benchLongPoll(ctx) } : {}),
+      ...(runs("stores") && withPostgres ? { cachedByStore: await benchCachedByStore(ctx, createDatabase) } : {}),
     };
     figures.durationS = Math.round((performance.now() - started) / 1000);
     figures.loadAverage.end = loadAverage();
@@ -98,6 +117,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await load.stop();
+    (await postgres?.catch(() => undefined))?.destroy();
   }
 }
 

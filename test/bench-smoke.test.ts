@@ -11,7 +11,9 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import type { BenchReport } from "../bench/report.js";
 import type { HostileFigures } from "../bench/scenarios/hostile-neighbour.js";
 import type { HostsFigures } from "../bench/scenarios/several-hosts.js";
+import type { StoreFigures } from "../bench/scenarios/cached-by-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
+import { missingPostgres } from "./helpers/postgres-server.js";
 import { missingSystemPackage } from "./helpers/system-requirement.js";
 
 // `npm test` compiles src and bench to dist/ before vitest runs; run `npm run build` first when running this file alone.
@@ -32,7 +34,7 @@ function runBench(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: numbe
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
     child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 80_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
     child.once("error", reject);
     child.once("exit", (code) => {
       clearTimeout(timer);
@@ -45,10 +47,12 @@ const isNumber = (n: unknown) => typeof n === "number" && Number.isFinite(n);
 
 // The cached-GetToken scenario's load generator is h2load (Debian's nghttp2-client).
 const noH2load = missingSystemPackage("h2load", "apt-get install nghttp2-client", ["h2load", "--version"]);
+// Scenario 6's second store and scenario 8 need PostgreSQL; without it the bench leaves them out (required in CI).
+const noPostgres = missingPostgres();
 
 it.skipIf(noH2load)(
   "bench --quick prints a row for every scenario, writes them as JSON, and profiles every process",
-  { timeout: 90_000 },
+  { timeout: 130_000 },
   async () => {
     const out = join(dir.path, "latest.json");
     const profiles = join(dir.path, "profiles");
@@ -120,8 +124,10 @@ it.skipIf(noH2load)(
     // 5. Hostile neighbour: the callers' figures are numbers, the flood is accounted for stream by stream.
     expectHostile(report.hostileNeighbour!);
 
-    // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures.
-    expectSeveralHosts(report.severalHosts);
+    // 6. Several hosts: one upstream refresh per expiry and the SIGKILL recovery are correctness figures,
+    // on a SQLite file and on PostgreSQL; 8. cached GetToken on PostgreSQL against SQLite.
+    expectSeveralHosts(report.severalHosts, "SQLite");
+    expectPostgresRows(report, stderr, { stores: true });
 
     // 7. Long poll: every waiting call answered by the one refresh, with one upstream call; memory beside the streams'.
     const poll = report.longPoll!;
@@ -132,7 +138,7 @@ it.skipIf(noH2load)(
     expect(isNumber(poll.streams.heapPerSubscriber) && isNumber(poll.streams.p99Ms)).toBe(true);
 
     // Every target is judged, and the printed table ends with them.
-    expect(report.targets).toHaveLength(20);
+    expect(report.targets).toHaveLength(noPostgres ? 20 : 24);
     for (const t of report.targets) {
       expect(typeof t.met).toBe("boolean");
       expect(stdout).toContain(t.name);
@@ -152,6 +158,7 @@ it.skipIf(noH2load)(
       "5. Hostile neighbour",
       "6. Several hosts",
       "7. Long poll",
+      ...(noPostgres ? [] : ["8. Cached GetToken by store"]),
       "Targets",
     ]) {
       expect(stdout).toContain(heading);
@@ -172,8 +179,9 @@ function expectHostile(h: HostileFigures): void {
   expect(f.slowSockets).toBeGreaterThan(0);
 }
 
-function expectSeveralHosts(h: HostsFigures | undefined): void {
-  if (!h) throw new Error("no severalHosts in the report");
+function expectSeveralHosts(h: HostsFigures | undefined, store: string): void {
+  if (!h) throw new Error(`no several hosts on ${store} in the report`);
+  expect(h.store).toBe(store);
   expect(h.hosts).toBe(3);
   expect(h.rounds.length).toBeGreaterThan(0);
   for (const r of h.rounds) {
@@ -188,18 +196,44 @@ function expectSeveralHosts(h: HostsFigures | undefined): void {
   expect(h.invalidGrants).toBe(0);
 }
 
-it("bench --only hosts runs the several hosts alone", { timeout: 60_000 }, async () => {
+/** The PostgreSQL rows where PostgreSQL is installed; else none, and one line that says why. */
+function expectPostgresRows(report: BenchReport, stderr: string, ran: { stores: boolean }): void {
+  if (noPostgres) {
+    expect(report.severalHostsOnPostgres).toBeUndefined();
+    expect(report.cachedByStore).toBeUndefined();
+    expect(stderr).toContain("PostgreSQL 15 is missing (apt-get install postgresql-15): the PostgreSQL rows are left out");
+    return;
+  }
+  expectSeveralHosts(report.severalHostsOnPostgres, "PostgreSQL");
+  if (ran.stores) expectStores(report.cachedByStore);
+  else expect(report.cachedByStore).toBeUndefined();
+}
+
+function expectStores(s: StoreFigures | undefined): void {
+  if (!s) throw new Error("no cachedByStore in the report");
+  for (const side of [s.postgres, s.sqlite]) {
+    expect(side.requests).toBeGreaterThan(0);
+    expect(side.errors).toBe(0);
+    for (const k of ["rps", "meanMs", "serverCpuPct", "serverCpuUsPerRequest", "dataBytesPerRequest"] as const)
+      expect(isNumber(side[k]), k).toBe(true);
+  }
+  expect(s.ratio).toBeGreaterThan(0);
+}
+
+it("bench --only hosts runs the several hosts alone, on SQLite and on PostgreSQL", { timeout: 100_000 }, async () => {
   const out = join(dir.path, "hosts.json");
   const { code, stdout, stderr } = await runBench(["--quick", "--only", "hosts", "--out", out], {});
   expect(code, stderr).toBe(0);
-  const report = JSON.parse(readFileSync(out, "utf8"));
+  const report = JSON.parse(readFileSync(out, "utf8")) as BenchReport;
   expect(Object.keys(report)).not.toContain("refreshStorm");
-  expectSeveralHosts(report.severalHosts);
-  expect(report.targets.map((t: { name: string }) => t.name)).toEqual([
-    "several hosts, upstream refreshes (150 callers over 3 hosts at expiry)",
-    "several hosts, every host's watchers after the commit, p99",
-    "several hosts, lease holder SIGKILLed at Xero: another host commits",
-  ]);
+  expectSeveralHosts(report.severalHosts, "SQLite");
+  expectPostgresRows(report, stderr, { stores: false });
+  const targets = (store: string) => [
+    `several hosts on ${store}, upstream refreshes (150 callers over 3 hosts at expiry)`,
+    `several hosts on ${store}, every host's watchers after the commit, p99`,
+    `several hosts on ${store}, lease holder SIGKILLed at Xero: another host commits`,
+  ];
+  expect(report.targets.map((t) => t.name)).toEqual([...targets("SQLite"), ...(noPostgres ? [] : targets("PostgreSQL"))]);
   expect(stdout).toContain("6. Several hosts");
   expect(stdout + stderr).not.toMatch(/eyJ[\w-]{20,}/);
 });

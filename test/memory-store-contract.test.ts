@@ -83,6 +83,23 @@ describe.each(stores)("the $name store", ({ open, skip }) => {
     expect((await store.tryAcquireLease(connectionId, "D", 30_000)).acquired).toBe(true);
   });
 
+  it("a lease stamped a moment after another host's 'now' is held: only a clock gone back by more than a lease is taken over", async () => {
+    // Host B reads its clock, then its statement waits (a busy pool, a busy core) while host A takes the lease
+    // stamped a few ms later: B's "now" is before A's acquired_at, which is ordinary concurrency, not a clock jump.
+    const { clock, store, connectionId } = await setUp();
+    const taken = clock.now();
+    expect(await store.tryAcquireLease(connectionId, "A", 4000)).toEqual({ acquired: true });
+    clock.set(taken - 50);
+    expect((await store.tryAcquireLease(connectionId, "B", 4000)).acquired).toBe(false);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
+    clock.set(taken - 4000);
+    expect((await store.tryAcquireLease(connectionId, "B", 4000)).acquired).toBe(false);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([]);
+    clock.set(taken - 4001);
+    expect(await store.listLapsedLeases(clock.now())).toEqual([connectionId]);
+    expect((await store.tryAcquireLease(connectionId, "B", 4000)).acquired).toBe(true);
+  });
+
   it("only the lease holder commits, from the stored version; the commit releases the lease", async () => {
     const { clock, store, connectionId } = await setUp();
     await store.tryAcquireLease(connectionId, "A", 30_000);

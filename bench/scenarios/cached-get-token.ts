@@ -4,8 +4,9 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { toJson } from "@bufbuild/protobuf";
 import { GetTokenRequestSchema, TokenSchema, TokenService } from "../../gen/ts/tokenbroker/v1/token_service_pb.js";
-import { cpuPercent, startServerHost, type BenchContext } from "../context.js";
-import { runH2load, type H2loadLoad, type H2loadResult } from "../load/h2load.js";
+import { startServerHost, type BenchContext } from "../context.js";
+import type { H2loadLoad } from "../load/h2load.js";
+import { pairedRounds, type PairedSide } from "../load/paired-rounds.js";
 import type { PlainServerUrls } from "../server/plain-host.js";
 import { median, round } from "../stats.js";
 
@@ -48,21 +49,7 @@ const PROTOCOLS: Record<
 };
 
 /** What one server did over one protocol, all rounds pooled. */
-export interface CachedSide {
-  /** Requests answered per second (all rounds' requests over all rounds' windows). */
-  rps: number;
-  /** Mean time per request as h2load saw it, ms (h2load reports no percentiles). */
-  meanMs: number;
-  /** Server process CPU, percent of one core. */
-  serverCpuPct: number;
-  /** Server process CPU time per answered request, µs. */
-  serverCpuUsPerRequest: number;
-  requests: number;
-  /** Requests not answered 2xx, or that failed on the wire. */
-  errors: number;
-  /** Response body bytes per request, as h2load counted them (the same answer on both sides). */
-  dataBytesPerRequest: number;
-}
+export type CachedSide = PairedSide;
 
 /** One row of the cached-GetToken table. */
 export interface CachedRow {
@@ -118,7 +105,6 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
 
     const rounds = ctx.quick ? 1 : 5;
     const load = (h1: boolean): H2loadLoad => ({ connections: h1 ? 16 : 2, streams: h1 ? 1 : 8, durationS: ctx.quick ? 0.3 : 2 });
-    const warmup = (h1: boolean): H2loadLoad => ({ ...load(h1), durationS: ctx.quick ? 0.1 : 0.5 });
     const rows: CachedRow[] = [];
     for (const protocol of Object.keys(PROTOCOLS) as CachedProtocol[]) {
       const p = PROTOCOLS[protocol];
@@ -138,26 +124,12 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
         ...headers,
       };
       const h2request = (url: string) => ({ url: `${url}/${TokenService.typeName}/GetToken`, h1: p.h1, headers: requestHeaders, body });
-      const runs = { broker: [] as Run[], plain: [] as Run[] };
-      for (let r = 0; r < rounds; r++) {
-        const order = r % 2 === 0 ? (["broker", "plain"] as const) : (["plain", "broker"] as const);
-        for (const which of order) {
-          const host = which === "broker" ? brokerHost : plainHost;
-          await runH2load(h2request(urls[which]), warmup(p.h1));
-          const before = await host.call("cpu");
-          const result = await runH2load(h2request(urls[which]), load(p.h1));
-          const after = await host.call("cpu");
-          runs[which].push({
-            result,
-            cpuPct: cpuPercent(before, after),
-            cpuUs: after.cpuUs - before.cpuUs,
-            durationS: load(p.h1).durationS,
-          });
-        }
-      }
-      const ratios = runs.broker.map((b, i) => round(b.result.rps / runs.plain[i]!.result.rps, 3));
-      const perCall = (r: Run) => r.cpuUs / Math.max(1, r.result.done);
-      const cpuRatios = runs.broker.map((b, i) => perCall(runs.plain[i]!) / perCall(b));
+      const paired = await pairedRounds(
+        { host: brokerHost, request: h2request(urls.broker) },
+        { host: plainHost, request: h2request(urls.plain) },
+        { rounds, load: load(p.h1), warmupS: ctx.quick ? 0.1 : 0.5 },
+      );
+      const ratios = paired.ratios;
       const l = load(p.h1);
       const row: CachedRow = {
         protocol,
@@ -165,11 +137,11 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
         plainServer: p.plainLabel,
         connections: l.connections,
         streams: l.streams,
-        broker: combine(runs.broker),
-        plain: combine(runs.plain),
+        broker: paired.a,
+        plain: paired.b,
         ratio: round(median(ratios), 3),
         ratios,
-        cpuRatio: round(median(cpuRatios), 3),
+        cpuRatio: round(median(paired.cpuRatios), 3),
       };
       ctx.progress(
         `cached GetToken ${row.label}: broker ${row.broker.rps}/s (${row.broker.serverCpuUsPerRequest} µs CPU), ${p.plainLabel} ${row.plain.rps}/s (${row.plain.serverCpuUsPerRequest} µs), ratio ${row.ratio} [${ratios.join(", ")}], CPU ratio ${row.cpuRatio}`,
@@ -181,13 +153,6 @@ export async function benchCachedGetToken(ctx: BenchContext): Promise<CachedRow[
     await brokerHost.stop();
     await plainHost.stop();
   }
-}
-
-interface Run {
-  result: H2loadResult;
-  cpuPct: number;
-  cpuUs: number;
-  durationS: number;
 }
 
 function transportFor(protocol: CachedProtocol, baseUrl: string): Transport {
@@ -205,19 +170,4 @@ async function expectToken(
 ): Promise<void> {
   const { token } = await createClient(TokenService, transport).getToken(request, { headers });
   if (!token || JSON.stringify(toJson(TokenSchema, token)) !== JSON.stringify(expected)) throw new Error(`${what}: not the broker's token`);
-}
-
-/** Pools the rounds of one server. */
-function combine(runs: Run[]): CachedSide {
-  const requests = runs.reduce((n, r) => n + r.result.done, 0);
-  const seconds = runs.reduce((n, r) => n + r.result.done / r.result.rps, 0);
-  return {
-    rps: round(requests / seconds, 0),
-    meanMs: round(runs.reduce((n, r) => n + r.result.meanMs * r.result.done, 0) / Math.max(1, requests), 3),
-    serverCpuPct: round(runs.reduce((n, r) => n + r.cpuPct, 0) / runs.length, 0),
-    serverCpuUsPerRequest: round(runs.reduce((n, r) => n + r.cpuUs, 0) / Math.max(1, requests), 0),
-    requests,
-    errors: runs.reduce((n, r) => n + r.result.failed, 0),
-    dataBytesPerRequest: round(runs.reduce((n, r) => n + r.result.dataBytesPerRequest, 0) / runs.length, 0),
-  };
 }

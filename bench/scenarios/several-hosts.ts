@@ -22,7 +22,7 @@ const UPSTREAM_TIMEOUT_MS = 3000;
 
 /** One storm at expiry over the three hosts. */
 export interface HostsRound {
-  /** Calls to the fake Xero's token endpoint during the storm (must be 1). */
+  /** Calls to the fake Xero's token endpoint for this expiry, the storm's or a scheduler's just before it (must be 1). */
   upstreamCalls: number;
   /** The host (1–3) that committed the refresh. */
   committedBy: number;
@@ -137,8 +137,10 @@ export async function benchSeveralHosts(ctx: BenchContext, store: SharedStore = 
       const { token } = await clients[0]!.reportExpired({ selector, accessToken: current!.accessToken });
       await watchLoad.call("hostArrivals", Number(token!.version));
       await upstream.call("setLatency", upstreamLatencyMs);
-      await delay(Math.max(0, timestampMs(token!.expiresAt!) - Date.now()) + 20);
+      // Counted from before the expiry: a host's scheduler may refresh just before it, and then the storm finds the new token.
       const before = await upstream.call("tokenEndpointCalls");
+      const logged = hosts.map((h) => h.logs().length);
+      await delay(Math.max(0, timestampMs(token!.expiresAt!) - Date.now()) + 20);
       const storms = await Promise.all(urls.map((_, i) => ctx.load.call("fireStorm", `hosts-${i}`)));
       const upstreamCalls = (await upstream.call("tokenEndpointCalls")) - before;
       await upstream.call("setLatency", 0);
@@ -156,6 +158,7 @@ export async function benchSeveralHosts(ctx: BenchContext, store: SharedStore = 
         errors: storms.reduce((n, s) => n + s.errors, 0),
       };
       rounds.push(figures);
+      if (upstreamCalls !== 1 || figures.errors > 0) ctx.progress(`several hosts ${r + 1} missed: ${refreshTrouble(hosts, logged)}`);
       ctx.progress(
         `several hosts ${r + 1}: ${callers} callers over 3 hosts, ${upstreamCalls} upstream call(s), host ${figures.committedBy} committed; ` +
           `watchers' p99 after the commit per host ${figures.deliveryP99Ms.join(", ")} ms`,
@@ -232,6 +235,20 @@ function committedOrNot(hosts: readonly ServeProcess[], version: number): { host
     if (line) return { host, at: Number(line["time"]) };
   }
   return undefined;
+}
+
+/** What the hosts logged about their refreshes and errors since `from` (a count of lines per host): outcomes and error messages, never a token. */
+function refreshTrouble(hosts: readonly ServeProcess[], from: readonly number[]): string {
+  const seen = new Map<string, number>();
+  for (const [i, h] of hosts.entries()) {
+    for (const line of h.logs().slice(from[i])) {
+      const event = String(line["event"] ?? line["msg"] ?? "");
+      if (event !== "refresh" && Number(line["level"]) < 40) continue;
+      const what = `host ${i + 1} ${event}${line["outcome"] ? ` ${String(line["outcome"])}` : ""}${line["error"] ? `: ${String(line["error"])}` : ""}`;
+      seen.set(what, (seen.get(what) ?? 0) + 1);
+    }
+  }
+  return [...seen].map(([what, n]) => (n > 1 ? `${what} (×${n})` : what)).join("; ") || "nothing logged";
 }
 
 function committed(hosts: readonly ServeProcess[], version: number): { host: number; at: number } {

@@ -13,7 +13,7 @@ import { startBrokerServer, type BrokerServer, type BrokerServerOptions } from "
 import { createAuditLog, type AuditLog } from "../../src/audit/audit-log.js";
 import { generateApiKey, hashApiKey } from "../../src/auth/api-key.js";
 import { createAuthenticator } from "../../src/auth/authenticator.js";
-import { openSqliteStore } from "../../src/store/sqlite-store.js";
+import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/store.js";
 import { createOidcIdentityServer } from "../../src/upstream/oidc-identity-server.js";
 import { identityServerOptions } from "@tokenbroker/fake-xero";
@@ -24,6 +24,8 @@ export interface BenchBrokerOptions {
   clock: "system" | "manual";
   /** API keys required and an audit log, as `tokenbroker serve` runs by default; one key is made for the bench's callers. */
   auth?: boolean;
+  /** Where the store is, as `--db` takes it (a `postgres://` URL of an empty database); by default a new SQLite file. */
+  store?: string;
 }
 
 /** A broker with a fake Xero and one imported grant, in this process. */
@@ -45,9 +47,10 @@ export interface BenchBroker {
 
 /**
  * Starts the real broker server (`startBrokerServer`, as `tokenbroker serve`
- * wires it, without API keys) on a loopback port, against a fake Xero in a
- * process of its own, with an encrypted SQLite file in a temporary directory
- * and one imported grant of two tenants.
+ * wires it, without API keys unless `auth`) on a loopback port, against a fake
+ * Xero in a process of its own, with tokens encrypted in a new SQLite file in
+ * a temporary directory (or the store at `options.store`) and one imported
+ * grant of two tenants.
  */
 export async function startBenchBroker(options: BenchBrokerOptions): Promise<BenchBroker> {
   const clock = options.clock === "manual" ? new ManualClock() : systemClock;
@@ -61,7 +64,7 @@ export async function startBenchBroker(options: BenchBrokerOptions): Promise<Ben
   let audit: AuditLog | undefined;
   try {
     // Tokens encrypted at rest, as `tokenbroker serve` stores them.
-    store = openSqliteStore({ path: join(dir, "bench.db"), clock, encryption: createTokenCipher([randomBytes(32)]) });
+    store = await openStore(options.store ?? join(dir, "bench.db"), { clock, encryption: createTokenCipher([randomBytes(32)]) });
     const identity = createOidcIdentityServer({ ...identityServerOptions(fake), clock });
     const refreshToken = await upstream.call("addGrant", ["Bench Org A", "Bench Org B"]);
     const imported = await importRefreshToken(store, identity, refreshToken);

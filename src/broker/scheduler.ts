@@ -170,13 +170,21 @@ export class Scheduler {
   /** A token set changed by another process reaches this process's watchers. */
   private propagate(t: TokenState): void {
     const key = `${t.version}:${t.state}`;
-    const previous = this.seen.get(t.connectionId);
-    this.seen.set(t.connectionId, key);
+    if (this.seen.get(t.connectionId) === key) return;
+    if (this.broker.hub.count(t.connectionId) === 0) {
+      this.seen.set(t.connectionId, key);
+      return;
+    }
     // Subscriptions skip versions they have delivered, so pushing on the first pass is harmless.
-    if (previous === key || this.broker.hub.count(t.connectionId) === 0) return;
     this.tokens
       .getToken(t.connectionId)
-      .then((record) => record && this.broker.hub.publish(record))
+      .then((record) => {
+        if (!record) return;
+        // Seen only once read as new as listed: a read cache not yet told of the commit (PostgreSQL: its
+        // notification still on the way) answers the old record, and the next poll must try again.
+        if (record.version >= t.version) this.seen.set(t.connectionId, `${record.version}:${record.state}`);
+        this.broker.hub.publish(record);
+      })
       .catch(this.onError);
   }
 }

@@ -64,8 +64,9 @@ export class PostgresTokenSets implements TokenSetStore {
          expires_at = excluded.expires_at,
          fence = CASE WHEN refresh_leases.holder = excluded.holder THEN refresh_leases.fence ELSE excluded.fence END
        WHERE refresh_leases.expires_at <= $3 OR refresh_leases.holder = $2
-         -- taken "in the future": the clock went back, so the expiry cannot be trusted either
-         OR refresh_leases.acquired_at > $3
+         -- taken further "in the future" than a lease lasts: the clock went back, so the expiry cannot be trusted
+         -- either (a lease stamped a moment after $3 is another host's, taken while this statement waited)
+         OR refresh_leases.acquired_at - $3 > refresh_leases.expires_at - refresh_leases.acquired_at
        RETURNING fence`,
         [connectionId, holder, now, now + ttlMs],
       );
@@ -140,7 +141,7 @@ export class PostgresTokenSets implements TokenSetStore {
   async listLapsedLeases(now: number): Promise<string[]> {
     const { rows } = await this.#db.query<{ id: string }>(
       `SELECT l.connection_id AS id FROM refresh_leases l JOIN connections c ON c.id = l.connection_id
-       WHERE c.state = 'active' AND (l.expires_at <= $1 OR l.acquired_at > $1)`,
+       WHERE c.state = 'active' AND (l.expires_at <= $1 OR l.acquired_at - $1 > l.expires_at - l.acquired_at)`,
       [now],
     );
     return rows.map((r) => r.id);

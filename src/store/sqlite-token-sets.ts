@@ -44,14 +44,15 @@ export class SqliteTokenSets implements TokenSetStore {
          ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
            expires_at = excluded.expires_at
          WHERE refresh_leases.expires_at <= @now OR refresh_leases.holder = @holder
-           -- taken "in the future": the clock went back, so the expiry cannot be trusted either
-           OR refresh_leases.acquired_at > @now`,
+           -- taken further "in the future" than a lease lasts: the clock went back, so the expiry cannot be trusted
+           -- either (a lease stamped a moment after @now is another process's, taken while this one waited for the lock)
+           OR refresh_leases.acquired_at - @now > refresh_leases.expires_at - refresh_leases.acquired_at`,
       ),
       lease: db.prepare(`SELECT holder, expires_at FROM refresh_leases WHERE connection_id = ?`),
       releaseLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ? AND holder = ?`),
       lapsed: db.prepare(
         `SELECT l.connection_id AS id FROM refresh_leases l JOIN connections c ON c.id = l.connection_id
-         WHERE c.state = 'active' AND (l.expires_at <= @now OR l.acquired_at > @now)`,
+         WHERE c.state = 'active' AND (l.expires_at <= @now OR l.acquired_at - @now > l.expires_at - l.acquired_at)`,
       ),
       states: db.prepare(
         `SELECT c.id AS connectionId, s.version, c.state, s.expires_at AS expiresAt, s.obtained_at AS obtainedAt,

@@ -95,7 +95,9 @@ export interface TokenSetStore {
   /**
    * Claims the right to refresh a connection for `ttlMs`. Only one holder at a
    * time across every process sharing the store; a lapsed lease can be taken
-   * over. The lease also records that a refresh is under way, so that one
+   * over, and so can one stamped later than now by more than it lasts (the
+   * clock went back; a lease stamped a moment later is another process's,
+   * taken while this call waited). The lease also records that a refresh is under way, so that one
    * interrupted by a crash is found and finished after a restart.
    */
   tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult>;
@@ -109,7 +111,7 @@ export interface TokenSetStore {
    * lease (a lapsed lease nobody took over still counts as held).
    */
   commitRefresh(connectionId: string, holder: string, fromVersion: number, tokenSet: NewTokenSet): Promise<TokenRecord>;
-  /** Connections with a lease that has lapsed (or was taken at a time later than `now`: the clock went back): a refresh that was interrupted. */
+  /** Connections with a lease that has lapsed (or was taken later than `now` by more than it lasts: the clock went back): a refresh that was interrupted. */
   listLapsedLeases(now: number): Promise<string[]>;
   /** The timing and version of every token set, without secrets: what the scheduler decides on, and how it notices refreshes made by other processes. */
   listTokenStates(): Promise<TokenState[]>;

@@ -113,8 +113,8 @@ export class MemoryTokenStore implements TokenStore {
   async tryAcquireLease(connectionId: string, holder: string, ttlMs: number): Promise<LeaseResult> {
     const now = this.clock.now();
     const lease = this.leases.get(connectionId);
-    // As the SQLite store: free, lapsed, already ours, or taken "in the future" (the clock went back).
-    if (!lease || lease.expiresAt <= now || lease.holder === holder || lease.acquiredAt > now) {
+    // As the SQLite store: free, lapsed, already ours, or taken further "in the future" than a lease lasts (the clock went back).
+    if (!lease || lease.expiresAt <= now || lease.holder === holder || wentBack(lease, now)) {
       this.leases.set(connectionId, { holder, acquiredAt: now, expiresAt: now + ttlMs });
       this.counts.leasesTaken++;
       return { acquired: true };
@@ -157,7 +157,7 @@ export class MemoryTokenStore implements TokenStore {
 
   async listLapsedLeases(now: number): Promise<string[]> {
     return [...this.leases]
-      .filter(([id, l]) => this.rows.get(id)?.state === "active" && (l.expiresAt <= now || l.acquiredAt > now))
+      .filter(([id, l]) => this.rows.get(id)?.state === "active" && (l.expiresAt <= now || wentBack(l, now)))
       .map(([id]) => id);
   }
 
@@ -238,4 +238,9 @@ function toRecord(row: Row): TokenRecord {
 
 function notInMemory(method: string): Promise<never> {
   return Promise.reject(new Error(`MemoryTokenStore.${method} is not implemented: use the SQLite store`));
+}
+
+/** Whether a lease was stamped further after `now` than it lasts: the clock went back (a moment after is another holder's, taken meanwhile). */
+function wentBack(lease: { acquiredAt: number; expiresAt: number }, now: number): boolean {
+  return lease.acquiredAt - now > lease.expiresAt - lease.acquiredAt;
 }

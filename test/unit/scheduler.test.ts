@@ -3,7 +3,8 @@
  * 30-day keep-alive, recovery of a refresh interrupted by a crash, and stopping.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { Scheduler } from "../../src/broker/scheduler.js";
+import { Scheduler } from "../../src/broker/scheduler.js";
+import type { TokenRecord } from "../../src/token-set.js";
 import { startCore, TENANT, type CoreFixture } from "../helpers/core-fixture.js";
 
 let f: CoreFixture;
@@ -182,6 +183,33 @@ describe("watchers", () => {
     await f.advance(5000);
     expect(seen).toEqual([1, 2]);
     sub.close();
+    await b.broker.close();
+  });
+
+  it("a poll that lists the new version before this process's read cache has it still delivers it, at the next poll", async () => {
+    // A read cache not yet told of another process's commit (PostgreSQL: its notification still on the way)
+    // answers the old record right after the listing showed the new version.
+    let stale: TokenRecord | undefined;
+    const tokens: ConstructorParameters<typeof Scheduler>[1] = {
+      listTokenStates: () => f.store.listTokenStates(),
+      listLapsedLeases: (now) => f.store.listLapsedLeases(now),
+      getToken: async (id) => stale ?? f.store.getToken(id),
+    };
+    const s = new Scheduler(f.broker, tokens, f.clock);
+    const seen: number[] = [];
+    const sub = f.broker.subscribe(byTenant, (r) => seen.push(r.version));
+    s.start();
+    await f.advance(1000);
+    stale = await f.store.getToken(f.connectionId);
+    const b = f.process("process-b");
+    await b.broker.reportExpired(byTenant, stale!.accessToken);
+    await f.advance(250);
+    expect(seen).toEqual([1]);
+    stale = undefined; // the cache hears of the commit
+    await f.advance(250);
+    expect(seen).toEqual([1, 2]);
+    sub.close();
+    await s.stop();
     await b.broker.close();
   });
 });
