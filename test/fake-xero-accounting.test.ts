@@ -235,7 +235,7 @@ describe("fake Xero accounting API: Xero's limits", () => {
     const { token, tenantIds } = await connected(xero, ["Org A", "Org B"]);
     const [a, b] = tenantIds as [string, string];
 
-    const remaining: Array<string | null> = [];
+    const remaining: Array<string | null | undefined> = [];
     for (let i = 0; i < 3; i++) {
       remaining.push(limitHeaders(await api(xero, "Organisation", { token, tenantId: a })).min);
       clock.advance(400);
