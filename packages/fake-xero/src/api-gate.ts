@@ -35,7 +35,8 @@ export async function admitTenantCall(
   const grant = authorize(ctx, req, res);
   if (!grant) return undefined;
   const wanted = req.headers["xero-tenant-id"];
-  const tenant = typeof wanted === "string" ? grant.tenants.find((t) => t.tenantId === wanted.trim().toLowerCase()) : undefined;
+  const id = typeof wanted === "string" ? wanted.trim().toLowerCase() : undefined;
+  const tenant = id ? grant.tenants.find((t) => t.tenantId.toLowerCase() === id) : undefined;
   if (!tenant) {
     sendJson(res, 403, problem(403, "Forbidden", "AuthenticationUnsuccessful"));
     return undefined;

@@ -98,19 +98,27 @@ interface TenantState {
   rateLimited: RateLimitedCounts;
   minute: SlidingWindow;
   day: SlidingWindow;
-  hold?: { until: number; problem: RateLimitProblem };
+  hold?: Hold;
+}
+
+interface AppState {
+  calls: number;
+  rateLimited: RateLimitedCounts;
+  minute: SlidingWindow;
+  hold?: Hold;
+}
+
+/** An injected 429: until when (ms), and which problem it names. */
+interface Hold {
+  until: number;
+  problem: RateLimitProblem;
 }
 
 /** Creates a limiter with `limits` over Xero's defaults; `now` is the clock in ms. */
 export function createRateLimiter(limits: Partial<XeroApiLimits>, now: () => number): RateLimiter {
   let current: XeroApiLimits = checkLimits({ ...XERO_API_LIMITS, ...limits });
   let tenants = new Map<string, TenantState>();
-  let app = {
-    calls: 0,
-    rateLimited: zeros(),
-    minute: new SlidingWindow(),
-    hold: undefined as { until: number; problem: RateLimitProblem } | undefined,
-  };
+  let app: AppState = { calls: 0, rateLimited: zeros(), minute: new SlidingWindow() };
 
   const tenant = (tenantId: string): TenantState => {
     let t = tenants.get(tenantId);
@@ -158,20 +166,7 @@ export function createRateLimiter(limits: Partial<XeroApiLimits>, now: () => num
         if (admitted) t.admittedInFlight--;
       };
 
-      const refusal = ((): { problem: RateLimitProblem; ms: number } | undefined => {
-        if (app.hold && at < app.hold.until) return { problem: app.hold.problem, ms: app.hold.until - at };
-        if (t?.hold && at < t.hold.until) return { problem: t.hold.problem, ms: t.hold.until - at };
-        if (t) {
-          if (t.day.count(at, dayMs) >= current.tenantCallsPerDay)
-            return { problem: "day", ms: t.day.msUntilBelow(current.tenantCallsPerDay, at, dayMs) };
-          if (t.minute.count(at, minuteMs) >= current.tenantCallsPerMinute)
-            return { problem: "minute", ms: t.minute.msUntilBelow(current.tenantCallsPerMinute, at, minuteMs) };
-          if (t.admittedInFlight >= current.tenantCallsInFlight) return { problem: "concurrent", ms: 1000 };
-        }
-        if (app.minute.count(at, minuteMs) >= current.appCallsPerMinute)
-          return { problem: "appminute", ms: app.minute.msUntilBelow(current.appCallsPerMinute, at, minuteMs) };
-        return undefined;
-      })();
+      const refusal = refusalOf(current, app, t, at);
 
       if (!refusal) {
         admitted = true;
@@ -215,17 +210,43 @@ export function createRateLimiter(limits: Partial<XeroApiLimits>, now: () => num
         throw new FakeXeroError("invalid_argument", `invalid retryAfterS: ${String(hold.retryAfterS)}`);
       if (!RATE_LIMIT_PROBLEMS.includes(hold.problem))
         throw new FakeXeroError("invalid_argument", `invalid problem: ${String(hold.problem)}`);
-      const hold_ = { until: now() + hold.retryAfterS * 1000, problem: hold.problem };
-      if (hold.tenantId === undefined) app.hold = hold_;
-      else tenant(hold.tenantId).hold = hold_;
+      const held: Hold = { until: now() + hold.retryAfterS * 1000, problem: hold.problem };
+      if (hold.tenantId === undefined) app.hold = held;
+      else tenant(hold.tenantId).hold = held;
     },
 
     reset() {
       // Calls in flight now keep their own state object, so releasing them later leaves the new counts alone.
       tenants = new Map();
-      app = { calls: 0, rateLimited: zeros(), minute: new SlidingWindow(), hold: undefined };
+      app = { calls: 0, rateLimited: zeros(), minute: new SlidingWindow() };
     },
   };
+}
+
+/**
+ * Why a call at `at` must be refused, and for how long (ms), or undefined:
+ * injected holds first, then the tenant's day, minute and concurrent limits,
+ * then the app's minute.
+ */
+function refusalOf(
+  limits: XeroApiLimits,
+  app: AppState,
+  t: TenantState | undefined,
+  at: number,
+): { problem: RateLimitProblem; ms: number } | undefined {
+  const { minuteMs, dayMs } = limits;
+  if (app.hold && at < app.hold.until) return { problem: app.hold.problem, ms: app.hold.until - at };
+  if (t?.hold && at < t.hold.until) return { problem: t.hold.problem, ms: t.hold.until - at };
+  if (t) {
+    if (t.day.count(at, dayMs) >= limits.tenantCallsPerDay)
+      return { problem: "day", ms: t.day.msUntilBelow(limits.tenantCallsPerDay, at, dayMs) };
+    if (t.minute.count(at, minuteMs) >= limits.tenantCallsPerMinute)
+      return { problem: "minute", ms: t.minute.msUntilBelow(limits.tenantCallsPerMinute, at, minuteMs) };
+    if (t.admittedInFlight >= limits.tenantCallsInFlight) return { problem: "concurrent", ms: 1000 };
+  }
+  if (app.minute.count(at, minuteMs) >= limits.appCallsPerMinute)
+    return { problem: "appminute", ms: app.minute.msUntilBelow(limits.appCallsPerMinute, at, minuteMs) };
+  return undefined;
 }
 
 function zeros(): RateLimitedCounts {
