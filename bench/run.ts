@@ -35,7 +35,7 @@ import { POSTGRES_PACKAGE, postgresInstalled, startPostgres, type PostgresServer
 const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll", "stores"] as const;
 /**
  * Scenarios run only when `--only` names them: "xero-proxy" needs the Xero
- * API proxy of issue 14 (`tokenbroker serve --api-url`), being written on
+ * API proxy of issue 14 (`/xero/{path}`, `TOKENBROKER_API_URL`), being written on
  * another branch; it joins the default list once the proxy is merged.
  */
 const OPT_IN = ["xero-proxy"] as const;
