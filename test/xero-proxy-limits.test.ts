@@ -5,7 +5,7 @@
  * the fake Xero's own counters say how many calls it saw in flight at once
  * and how many 429s it sent.
  *
- * They need the proxy (src/proxy/, `serve --api-url`) and the quota keeper
+ * They need the proxy (src/proxy/, `TOKENBROKER_API_URL`) and the quota keeper
  * wired into `serve`; until both are merged they skip with one line.
  */
 import { existsSync } from "node:fs";
