@@ -212,6 +212,20 @@ describe("fake Xero accounting API: who may call", () => {
     expect(xero.appApiUsage().calls).toBe(0);
   });
 
+  it("expireAccessTokens ends every token issued so far with TokenExpired; a token issued after it works", async () => {
+    const xero = await start();
+    const { token, tenantIds } = await connected(xero, ["Org A"]);
+    const tenantId = tenantIds[0]!;
+    expect((await api(xero, "Organisation", { token, tenantId })).status).toBe(200);
+    expect(xero.expireAccessTokens()).toBe(1);
+    const expired = await api(xero, "Organisation", { token, tenantId });
+    expect(expired.status).toBe(401);
+    expect(String(expired.body["Detail"])).toMatch(/^TokenExpired: /);
+    const fresh = await connected(xero, ["Org B"]);
+    expect((await api(xero, "Organisation", { token: fresh.token, tenantId: fresh.tenantIds[0]! })).status).toBe(200);
+    expect(xero.expireAccessTokens()).toBe(1);
+  });
+
   it("answers 403 AuthenticationUnsuccessful for a tenant outside the token's grant, or none", async () => {
     const xero = await start();
     const mine = await connected(xero, ["Mine"]);

@@ -136,6 +136,12 @@ export interface FakeXero {
   injectRateLimit(hold: InjectedRateLimit): void;
   /** Forgets API counts, limit windows and injected 429s (not the limits, the delay or the data). */
   resetApiUsage(): void;
+  /**
+   * Every access token issued so far gets 401 `TokenExpired` from now on, as
+   * when Xero's clock passes a token's expiry before its holder's does (tokens
+   * issued later are valid); returns how many were ended.
+   */
+  expireAccessTokens(): number;
   /** The invoices of a tenant, oldest first (empty if its API was never called). */
   invoices(tenantId: string): InvoiceJson[];
   /** Resolves after the server stopped (also destroys open sockets). */
@@ -286,6 +292,9 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     },
     resetApiUsage() {
       api.limiter.reset();
+    },
+    expireAccessTokens() {
+      return ctx.tokens.expireIssued();
     },
     invoices(tenantId) {
       return structuredClone(api.existingBook(tenantId)?.invoices ?? []);
