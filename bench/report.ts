@@ -7,6 +7,7 @@ import type { HostileFigures } from "./scenarios/hostile-neighbour.js";
 import type { HostsFigures } from "./scenarios/several-hosts.js";
 import type { StoreFigures } from "./scenarios/cached-by-store.js";
 import type { LongPollFigures } from "./scenarios/long-poll.js";
+import type { XeroProxyFigures } from "./scenarios/xero-proxy.js";
 
 /** A target of issue 7 and whether this run met it. */
 export interface TargetCheck {
@@ -38,6 +39,8 @@ export interface BenchReport {
   longPoll?: LongPollFigures;
   /** Scenario 8: cached GetToken on PostgreSQL against SQLite (left out where PostgreSQL is not installed). */
   cachedByStore?: StoreFigures;
+  /** Issue 14: the Xero API proxy against a direct call to the same fake Xero API (only with `--only xero-proxy` for now). */
+  xeroProxy?: XeroProxyFigures;
   targets: TargetCheck[];
 }
 

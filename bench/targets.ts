@@ -12,6 +12,24 @@ export function checkTargets(r: Omit<BenchReport, "targets">): TargetCheck[] {
     ...(r.severalHostsOnPostgres ? hostsTargets(r.severalHostsOnPostgres) : []),
     ...(r.longPoll ? longPollTargets(r.longPoll) : []),
     ...(r.cachedByStore ? storeTargets(r.cachedByStore) : []),
+    ...(r.xeroProxy ? xeroProxyTargets(r.xeroProxy) : []),
+  ];
+}
+
+function xeroProxyTargets(x: NonNullable<BenchReport["xeroProxy"]>): TargetCheck[] {
+  return [
+    {
+      name: "Xero API proxy, added latency (p50 proxied − p50 direct, sequential calls)",
+      target: "< 1 ms",
+      measured: `${x.addedP50Ms} ms (${x.proxied.p50Ms} vs ${x.direct.p50Ms} ms; p99 ${x.proxied.p99Ms} vs ${x.direct.p99Ms} ms)`,
+      met: x.addedP50Ms < 1,
+    },
+    {
+      name: `Xero API proxy ÷ direct req/s (POST /Invoices, ${x.connections} HTTP/1.1 connections)`,
+      target: "≥ 0.9",
+      measured: `${x.ratio} (rounds ${x.ratios.join(", ")}; ${x.proxied.rps} vs ${x.direct.rps}/s); 429s from the fake Xero: ${x.upstream429s}`,
+      met: x.ratio >= 0.9 && x.proxied.errors === 0 && x.direct.errors === 0 && x.upstream429s === 0,
+    },
   ];
 }
 

@@ -33,6 +33,14 @@ Options:
   --duration SECONDS  how long to run (default 60; 0 runs until Ctrl-C)
   --lifetime SECONDS  access-token lifetime at the fake Xero (default 20)
   --listen HOST:PORT  where the broker listens (default 127.0.0.1:50051, or a free port if taken)
+
+Xero's call limits at the fake Xero API (default Xero's own); a channel that
+gets a 429 waits its Retry-After:
+  --xero-in-flight N         calls in flight per organisation (default 5)
+  --xero-per-minute N        calls a minute per organisation (default 60)
+  --xero-per-day N           calls a day per organisation (default 5000)
+  --xero-app-per-minute N    calls a minute for the app, all organisations (default 10000)
+  --xero-minute SECONDS      length of Xero's "minute", to watch the limits quicker (default 60)
   -h, --help          show this help
 `,
   async run(args, io) {
@@ -43,6 +51,11 @@ Options:
         duration: { type: "string" },
         lifetime: { type: "string" },
         listen: { type: "string" },
+        "xero-in-flight": { type: "string" },
+        "xero-per-minute": { type: "string" },
+        "xero-per-day": { type: "string" },
+        "xero-app-per-minute": { type: "string" },
+        "xero-minute": { type: "string" },
       },
       allowPositionals: false,
     });
@@ -51,9 +64,18 @@ Options:
     const lifetimeS = positiveNumber("--lifetime", values.lifetime, 20);
     if (lifetimeS < 4) throw new ConfigError("--lifetime must be at least 4 seconds");
     const listen = parseListen(values.listen ?? "127.0.0.1:50051");
+    const count = (flag: string, value: string | undefined, fallback: number) =>
+      Math.max(1, Math.round(positiveNumber(flag, value, fallback)));
+    const apiLimits = {
+      tenantCallsInFlight: count("--xero-in-flight", values["xero-in-flight"], 5),
+      tenantCallsPerMinute: count("--xero-per-minute", values["xero-per-minute"], 60),
+      tenantCallsPerDay: count("--xero-per-day", values["xero-per-day"], 5000),
+      appCallsPerMinute: count("--xero-app-per-minute", values["xero-app-per-minute"], 10_000),
+      minuteMs: Math.round(positiveNumber("--xero-minute", values["xero-minute"], 60) * 1000),
+    };
     const say = (line: string) => io.out.write(`${line}\n`);
 
-    const fake = await startFakeXero({ accessTokenLifetimeSeconds: lifetimeS });
+    const fake = await startFakeXero({ accessTokenLifetimeSeconds: lifetimeS, apiLimits });
     const grant = fake.addGrant({ tenants: [{ tenantName: "Demo Company (AU)" }, { tenantName: "Demo Company (NZ)" }] });
     const dir = mkdtempSync(join(tmpdir(), "tokenbroker-demo-"));
     const store = await openStore(join(dir, "demo.db"));
@@ -77,7 +99,7 @@ Options:
     say(`  -H 'content-type: application/json' -d '{"tenantId":"${tenantId}"}'`);
     say(`starting ${channels} channels (half gRPC over HTTP/2, half Connect JSON over HTTP/1.1)...\n`);
 
-    const stats = { getToken: 0, apiOk: 0, api401: 0, errors: 0, pushes: 0 };
+    const stats = { getToken: 0, apiOk: 0, api401: 0, api429: 0, errors: 0, pushes: 0 };
     const stop = new AbortController();
     setMaxListeners(channels + 10, stop.signal); // every channel waits on it
     const grpc = createClient(TokenService, createGrpcTransport({ baseUrl: server.url }));
@@ -102,7 +124,7 @@ Options:
       const secs = Math.round((Date.now() - started) / 1000);
       say(
         `[${String(secs).padStart(3)}s] ${channels} channels: ${stats.getToken.toLocaleString("en")} tokens handed out, ` +
-          `${stats.apiOk.toLocaleString("en")} API calls accepted, ${stats.errors} errors | ` +
+          `${stats.apiOk.toLocaleString("en")} API calls accepted, ${stats.api429.toLocaleString("en")} refused by Xero's limits (429), ${stats.errors} errors | ` +
           `Xero token endpoint: ${token} refresh${token === 1 ? "" : "es"}`,
       );
     };
@@ -139,7 +161,7 @@ async function channel(
   client: Client<typeof TokenService>,
   tenantId: string,
   apiUrl: string,
-  stats: { getToken: number; apiOk: number; api401: number; errors: number },
+  stats: { getToken: number; apiOk: number; api401: number; api429: number; errors: number },
   signal: AbortSignal,
 ): Promise<void> {
   while (!signal.aborted) {
@@ -153,6 +175,9 @@ async function channel(
       if (res.status === 401) {
         stats.api401++;
         await client.reportExpired({ selector: { case: "tenantId", value: tenantId }, accessToken: token?.accessToken ?? "" });
+      } else if (res.status === 429) {
+        stats.api429++;
+        await sleep(Number(res.headers.get("retry-after") ?? 1) * 1000, signal);
       } else if (res.ok) {
         stats.apiOk++;
       } else {

@@ -5,7 +5,7 @@
  * must not run on the broker's event loop and be counted as the broker's.
  */
 import { serveHost } from "../ipc.js";
-import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
+import { startFakeXero, type FakeXero, type TenantApiUsage, type XeroApiLimits } from "@tokenbroker/fake-xero";
 
 let fake: FakeXero | undefined;
 
@@ -24,9 +24,9 @@ export interface UpstreamInfo {
 
 /** What the server host can ask of the upstream process. */
 export const upstreamHostApi = {
-  /** Starts the fake Xero on a loopback port. */
-  async start(): Promise<UpstreamInfo> {
-    fake = await startFakeXero();
+  /** Starts the fake Xero on a loopback port (with its API limits over Xero's defaults). */
+  async start(options: { apiLimits?: Partial<XeroApiLimits> } = {}): Promise<UpstreamInfo> {
+    fake = await startFakeXero(options.apiLimits ? { apiLimits: options.apiLimits } : {});
     return { issuer: fake.issuer, connectionsUrl: fake.connectionsUrl, clientId: fake.clientId, clientSecret: fake.clientSecret };
   },
   /** Adds one user's grant with `tenantNames`; resolves with its refresh token. */
@@ -44,6 +44,10 @@ export const upstreamHostApi = {
   /** `expires_in` of the access tokens issued from now on, s. */
   setAccessTokenLifetime(seconds: number): void {
     theFake().setAccessTokenLifetime(seconds);
+  },
+  /** What the fake's accounting API saw of one tenant (calls, most in flight, 429s by problem). */
+  apiUsage(tenantId: string): TenantApiUsage {
+    return theFake().apiUsage(tenantId);
   },
   /** invalid_grant answers so far (a refresh token spent twice outside its grace period, among others). */
   invalidGrants(): number {

@@ -38,6 +38,8 @@ export interface AccessTokenIssuer {
   mint(grant: GrantView, refreshToken: string): TokenResponseBody;
   /** Checks a bearer access token: signed here, minted here, and not expired. */
   check(accessToken: string): BearerCheck;
+  /** Makes every access token minted so far expired from now on (tokens minted later are not); returns how many. */
+  expireIssued(): number;
 }
 
 /** ID tokens live 5 minutes, like Xero's. */
@@ -47,6 +49,7 @@ const ID_TOKEN_LIFETIME_SECONDS = 300;
 export function createAccessTokenIssuer(options: AccessTokenIssuerOptions): AccessTokenIssuer {
   const { signer, issuer, clientId, now, scopes } = options;
   const minted = new Map<string, string>(); // jti -> grantId
+  const expiredEarly = new Map<string, number>(); // jti -> when expireIssued() ended it, ms
 
   return {
     mint(grant, refreshToken) {
@@ -102,8 +105,21 @@ export function createAccessTokenIssuer(options: AccessTokenIssuerOptions): Acce
       const grantId = typeof jti === "string" ? minted.get(jti) : undefined;
       const exp = claims?.["exp"];
       if (grantId === undefined || typeof exp !== "number") return { ok: false, reason: "invalid" };
+      const endedAt = expiredEarly.get(jti as string);
+      if (endedAt !== undefined) return { ok: false, reason: "expired", expiredAt: endedAt };
       if (now() >= exp * 1000) return { ok: false, reason: "expired", expiredAt: exp * 1000 };
       return { ok: true, grantId };
+    },
+
+    expireIssued() {
+      const at = now();
+      let count = 0;
+      for (const jti of minted.keys()) {
+        if (expiredEarly.has(jti)) continue;
+        expiredEarly.set(jti, at);
+        count++;
+      }
+      return count;
     },
   };
 }

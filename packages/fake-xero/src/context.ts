@@ -1,4 +1,5 @@
 import type { AccessTokenIssuer, TokenResponseBody } from "./access-tokens.js";
+import type { ApiState } from "./api-state.js";
 import type { CodeBook } from "./authorization-codes.js";
 import type { GrantBook } from "./grants.js";
 import type { JwtSigner } from "./jwt.js";
@@ -60,4 +61,6 @@ export interface FakeXeroContext {
   readonly closing: AbortSignal;
   /** Token-endpoint delay in ms. */
   latencyMs: number;
+  /** The accounting API: limits, counts, delay and data. */
+  readonly api: ApiState;
 }

@@ -3,11 +3,14 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAccessTokenIssuer, type TokenResponseBody } from "./access-tokens.js";
 import { createCodeBook } from "./authorization-codes.js";
+import type { InvoiceJson } from "./accounting-data.js";
+import { createApiState } from "./api-state.js";
 import type { FakeXeroContext, OrganisationRecord, TokenEndpointFailure } from "./context.js";
 import { PATHS } from "./discovery.js";
 import { FakeXeroError } from "./errors.js";
 import { createGrantBook, type GrantView, type TenantInit } from "./grants.js";
 import { createJwtSigner } from "./jwt.js";
+import type { AppApiUsage, InjectedRateLimit, TenantApiUsage, XeroApiLimits } from "./rate-limits.js";
 import { createFakeXeroHandler } from "./routes.js";
 
 /** Options for {@link startFakeXero}. */
@@ -43,6 +46,14 @@ export interface FakeXeroOptions {
   organisations?: TenantInit[];
   /** How long an authorization code may wait to be redeemed; default 300, as Xero. */
   authorizationCodeLifetimeSeconds?: number;
+  /**
+   * Limits of the accounting API and `/connections`, over Xero's defaults
+   * (5 in flight, 60 a minute and 5,000 a day per tenant, 10,000 a minute per app;
+   * a 60,000 ms minute, an 86,400,000 ms day), e.g. `{ tenantCallsPerMinute: 10, minuteMs: 2000 }`.
+   */
+  apiLimits?: Partial<XeroApiLimits>;
+  /** Delay before an admitted API call is answered, ms (it stays in flight meanwhile, so calls overlap); default 0. */
+  apiLatencyMs?: number;
 }
 
 /** An organisation users can choose on the consent page. */
@@ -77,6 +88,8 @@ export interface FakeXero {
   readonly issuer: string;
   /** issuer + "/connections". */
   readonly connectionsUrl: string;
+  /** Origin of the API (`/connections`, `/api.xro/2.0/...`): what `TOKENBROKER_API_URL` points at. The same origin as the issuer. */
+  readonly apiUrl: string;
   readonly clientId: string;
   readonly clientSecret: string;
   /** Token-endpoint calls so far (every POST to /connect/token, whatever the outcome). */
@@ -105,6 +118,32 @@ export interface FakeXero {
   setAccessTokenLifetime(seconds: number): void;
   /** The next n token-endpoint calls fail with this HTTP status and OAuth error body (e.g. 503, or 429 with retryAfterSeconds, or 400 "invalid_grant", or 401 "invalid_client"), or with `{ reset: true }` are cut off without an answer (a connection reset). */
   failNext(n: number, failure: TokenEndpointFailure): void;
+  /** The API limits in force. */
+  readonly apiLimits: Readonly<XeroApiLimits>;
+  /** Changes some API limits from now on (counts so far are kept). */
+  setApiLimits(limits: Partial<XeroApiLimits>): void;
+  /** Delay before an admitted API call is answered, ms. */
+  setApiLatency(ms: number): void;
+  /** What the API saw of one tenant: calls, in flight now, most in flight ever, 429s by problem. */
+  apiUsage(tenantId: string): TenantApiUsage;
+  /** What the API saw of the whole app (all tenants and `/connections`): calls, 429s by problem. */
+  appApiUsage(): AppApiUsage;
+  /**
+   * From now until `retryAfterS` has passed, every call to `tenantId` (or, without
+   * it, every API call of the app) gets 429 with `X-Rate-Limit-Problem: problem`
+   * and a `Retry-After` of the seconds left, as a real Xero 429 does.
+   */
+  injectRateLimit(hold: InjectedRateLimit): void;
+  /** Forgets API counts, limit windows and injected 429s (not the limits, the delay or the data). */
+  resetApiUsage(): void;
+  /**
+   * Every access token issued so far gets 401 `TokenExpired` from now on, as
+   * when Xero's clock passes a token's expiry before its holder's does (tokens
+   * issued later are valid); returns how many were ended.
+   */
+  expireAccessTokens(): number;
+  /** The invoices of a tenant, oldest first (empty if its API was never called). */
+  invoices(tenantId: string): InvoiceJson[];
   /** Resolves after the server stopped (also destroys open sockets). */
   close(): Promise<void>;
 }
@@ -131,6 +170,8 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
   const latencyMs = nonNegative("latencyMs", options.latencyMs ?? 0);
   const codeLifetimeSeconds = nonNegative("authorizationCodeLifetimeSeconds", options.authorizationCodeLifetimeSeconds ?? 300);
   let lifetime = nonNegative("accessTokenLifetimeSeconds", options.accessTokenLifetimeSeconds ?? 1800);
+  const apiLatencyMs = nonNegative("apiLatencyMs", options.apiLatencyMs ?? 0);
+  const api = createApiState({ limits: options.apiLimits ?? {}, latencyMs: apiLatencyMs, now });
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid("port", port);
 
@@ -168,6 +209,7 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     failures: [],
     closing: closing.signal,
     latencyMs,
+    api,
   };
   server.on("request", createFakeXeroHandler(ctx));
   let closed: Promise<void> | undefined;
@@ -175,6 +217,7 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
   return {
     issuer,
     connectionsUrl: issuer + PATHS.connections,
+    apiUrl: issuer,
     clientId,
     clientSecret,
     get tokenEndpointCalls() {
@@ -228,6 +271,33 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
         throw invalid("status", failure.status);
       }
       for (let i = 0; i < n; i++) ctx.failures.push({ ...failure });
+    },
+    get apiLimits() {
+      return api.limiter.limits;
+    },
+    setApiLimits(limits) {
+      api.limiter.setLimits(limits);
+    },
+    setApiLatency(ms) {
+      api.latencyMs = nonNegative("apiLatencyMs", ms);
+    },
+    apiUsage(tenantId) {
+      return api.limiter.usage(tenantId);
+    },
+    appApiUsage() {
+      return api.limiter.appUsage();
+    },
+    injectRateLimit(hold) {
+      api.limiter.inject(hold);
+    },
+    resetApiUsage() {
+      api.limiter.reset();
+    },
+    expireAccessTokens() {
+      return ctx.tokens.expireIssued();
+    },
+    invoices(tenantId) {
+      return structuredClone(api.existingBook(tenantId)?.invoices ?? []);
     },
     close() {
       closed ??= new Promise<void>((resolve) => {

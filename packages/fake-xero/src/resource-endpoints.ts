@@ -15,12 +15,10 @@ export interface ConnectionJson {
   updatedDateUtc: string;
 }
 
-/** `GET /connections[?authEventId=...]`: the tenants of the access token's grant. */
-export function handleListConnections(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse, url: URL): void {
-  const grant = authorize(ctx, req, res);
-  if (!grant) return;
+/** The body of `GET /connections[?authEventId=...]`: the tenants of the access token's grant. */
+export function listConnections(grant: GrantView, url: URL): ConnectionJson[] {
   const authEventId = url.searchParams.get("authEventId");
-  const list: ConnectionJson[] = grant.tenants
+  return grant.tenants
     .filter((t) => authEventId === null || t.authEventId === authEventId)
     .map((t) => {
       const date = new Date(t.createdAt).toISOString();
@@ -34,7 +32,6 @@ export function handleListConnections(ctx: FakeXeroContext, req: IncomingMessage
         updatedDateUtc: date,
       };
     });
-  sendJson(res, 200, list);
 }
 
 /** `DELETE /connections/{id}`: disconnects one tenant of the access token's grant. */
@@ -60,7 +57,7 @@ export function handleUserinfo(ctx: FakeXeroContext, req: IncomingMessage, res: 
 }
 
 /** The grant behind the request's bearer token, or undefined after answering 401 like Xero's API. */
-function authorize(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse): GrantView | undefined {
+export function authorize(ctx: FakeXeroContext, req: IncomingMessage, res: ServerResponse): GrantView | undefined {
   const token = bearerToken(req);
   const check = token === undefined ? undefined : ctx.tokens.check(token);
   const grant = check?.ok ? ctx.grants.getGrant(check.grantId) : undefined;
@@ -74,6 +71,6 @@ function authorize(ctx: FakeXeroContext, req: IncomingMessage, res: ServerRespon
 }
 
 /** Xero's API error body (RFC 7807 problem details with capitalised names). */
-function problem(status: number, title: string, detail: string): Record<string, unknown> {
+export function problem(status: number, title: string, detail: string): Record<string, unknown> {
   return { Type: null, Title: title, Status: status, Detail: detail, Instance: randomUUID(), Extensions: {} };
 }

@@ -3,7 +3,9 @@ import type { FakeXeroContext } from "./context.js";
 import { handleAuthorizeGet, handleAuthorizePost } from "./authorize-endpoint.js";
 import { openidConfiguration, PATHS } from "./discovery.js";
 import { sendJson, sendText } from "./http-util.js";
-import { handleDeleteConnection, handleListConnections, handleUserinfo } from "./resource-endpoints.js";
+import { accountingRoute } from "./accounting-endpoints.js";
+import { handleListConnections } from "./connections-endpoint.js";
+import { handleDeleteConnection, handleUserinfo } from "./resource-endpoints.js";
 import { handleRevocation, handleToken } from "./token-endpoint.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
@@ -30,6 +32,8 @@ export function createFakeXeroHandler(ctx: FakeXeroContext): (req: IncomingMessa
   const route = (path: string): Partial<Record<string, Handler>> | undefined => {
     const exact = routes.get(path);
     if (exact) return exact;
+    const accounting = accountingRoute(ctx, path);
+    if (accounting) return accounting;
     const id = path.startsWith(`${PATHS.connections}/`) ? path.slice(PATHS.connections.length + 1) : "";
     if (!id || id.includes("/")) return undefined;
     return { DELETE: (req, res) => handleDeleteConnection(ctx, req, res, decodeURIComponent(id)) };
