@@ -1,12 +1,11 @@
 import type { AgentOptions } from "node:https";
-import type { Registry } from "prom-client";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Authorizer } from "../auth/authorize.js";
 import type { TokenBroker } from "../broker/token-broker.js";
 import type { Logger } from "../logger.js";
 import { unlimitedBudget, type CallBudget } from "../quota/call-budget.js";
 import type { HttpRoute } from "../server/http-routes.js";
-import { createProxyMetrics } from "./proxy-metrics.js";
+import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import { createTargetResolver } from "./proxy-target.js";
 import { createUpstreamClient } from "./upstream-call.js";
 import { createXeroProxyRoute } from "./xero-proxy.js";
@@ -34,7 +33,7 @@ export interface XeroProxyDependencies {
   callBudget: CallBudget | undefined;
   authorizer: Authorizer | undefined;
   audit: AuditLog | undefined;
-  registry: Registry;
+  metrics: ProxyMetrics;
   logger: Logger;
 }
 
@@ -59,7 +58,7 @@ export function createXeroProxy(options: XeroProxyOptions, deps: XeroProxyDepend
     upstream,
     replayMaxBytes: options.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES,
     audit: deps.audit,
-    metrics: createProxyMetrics(deps.registry),
+    metrics: deps.metrics,
     logger: deps.logger,
   });
   return { route, close: () => upstream.close() };

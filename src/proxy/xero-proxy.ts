@@ -9,7 +9,7 @@ import type { CallBudget, CallPermit } from "../quota/call-budget.js";
 import { sendJson, type HttpRequest, type HttpResponse, type HttpRoute } from "../server/http-routes.js";
 import { downstreamResponseHeaders, upstreamRequestHeaders } from "./forward-headers.js";
 import { refusalOf, type ProxyRefusal } from "./proxy-answers.js";
-import type { ProxyMetrics } from "./proxy-metrics.js";
+import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import { isConnectionsPath, PROXY_PREFIX, type TargetResolver } from "./proxy-target.js";
 import { readReplayableBody, type ProxyBody } from "./replayable-body.js";
 import { UpstreamCallError, type UpstreamClient } from "./upstream-call.js";
@@ -89,7 +89,8 @@ async function handle(options: XeroProxyRouteOptions, req: HttpRequest, res: Htt
   const call: CallRecord = { method, principal: undefined, tenantId: undefined, detail: method };
   const abort = new AbortController();
   const onClose = () => {
-    if (!res.writableFinished) abort.abort(new UpstreamCallError("aborted", "the caller went away"));
+    // writableEnded, not writableFinished: HTTP/2's compatibility layer reports a reset stream as finished.
+    if (!res.writableEnded) abort.abort(new UpstreamCallError("aborted", "the caller went away"));
   };
   res.once("close", onClose);
   try {

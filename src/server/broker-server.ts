@@ -195,7 +195,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
       callBudget: options.callBudget,
       authorizer: security.authorizer,
       audit: options.audit,
-      registry: metrics.registry,
+      metrics: metrics.proxy,
       logger,
     });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
