@@ -19,7 +19,7 @@ export interface XeroProxyOptions {
    * server's endpoints when they share the API's origin (the fake Xero's do).
    */
   refused?: readonly (URL | string)[];
-  /** Request bodies up to this many bytes are held for a retry after a 401 (default 1 MiB, `TOKENBROKER_PROXY_REPLAY_MAX_BYTES`). */
+  /** Request bodies up to this many bytes are held for a retry after a 401 (default 1 MiB; `TOKENBROKER_PROXY_REPLAY_KIB` in serve). */
   replayMaxBytes?: number;
   /** No byte from Xero this long ends a call: 504 before its headers, cut off after, ms (default 60 000). */
   timeoutMs?: number;
