@@ -10,6 +10,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createXeroFetch } from "../packages/client/src/index.js";
 import { QuotaExceededError, unlimitedBudget, type CallBudget } from "../src/quota/call-budget.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
 import { captureLog, type LogCapture } from "./helpers/log-capture.js";
@@ -305,12 +306,12 @@ describe("what it refuses", () => {
     expect(api.requests.length).toBe(before + 1);
   });
 
-  it("refuses browsers (Origin, Sec-Fetch-Mode) with 403, and a TRACE with 405", async () => {
+  it("refuses browsers (Origin, Sec-Fetch-Site) with 403, and a TRACE with 405", async () => {
     const before = api.requests.length;
     const a = await h1(base(), "GET", "/xero/api.xro/2.0/Invoices", { ...auth(all, f.tenantId), origin: "https://evil.example" });
     expect(a.status).toBe(403);
     expect(json(a)["code"]).toBe("browser_refused");
-    expect((await h1(base(), "GET", "/xero/connections", { ...auth(all, f.tenantId), "sec-fetch-mode": "cors" })).status).toBe(403);
+    expect((await h1(base(), "GET", "/xero/connections", { ...auth(all, f.tenantId), "sec-fetch-site": "same-origin" })).status).toBe(403);
     expect((await h1(base(), "TRACE", "/xero/connections", auth(all, f.tenantId))).status).toBe(405);
     expect(api.requests.length).toBe(before);
   });
@@ -495,6 +496,31 @@ describe("/connections at the fake Xero, and a port without keys", () => {
   it("still refuses browsers on a port without keys", async () => {
     const a = await h1(open.url, "GET", "/xero/connections", { "xero-tenant-id": f.tenantId, origin: "http://evil.example" });
     expect(a.status).toBe(403);
+  });
+});
+
+describe("the client's createXeroFetch", () => {
+  it("calls Xero through the proxy with the key and tenant, and Xero's 401 is handled by the broker", async () => {
+    const stale = await currentToken();
+    api.handler = (req, res, rec) => {
+      const expired = req.headers.authorization === `Bearer ${stale}`;
+      res.writeHead(expired ? 401 : 200, { "content-type": "application/json" });
+      res.end(expired ? "{}" : JSON.stringify({ url: rec.url, tenant: req.headers["xero-tenant-id"], body: rec.body.toString() }));
+    };
+    const xero = createXeroFetch({ baseUrl: base(), apiKey: onlyA, tenantId: f.tenantId });
+    const refreshes = f.fake.refreshes;
+    const res = await xero("api.xro/2.0/Invoices?page=1", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ Type: "ACCREC" }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ url: "/api.xro/2.0/Invoices?page=1", tenant: f.tenantId, body: '{"Type":"ACCREC"}' });
+    expect(f.fake.refreshes - refreshes).toBe(1);
+    seenTokens.add(stale);
+    // Another organisation per call; the key's scope still applies.
+    expect((await xero("/api.xro/2.0/Invoices", { tenantId: tenantB })).status).toBe(403);
+    await expect(xero("https://evil.example/")).rejects.toThrow(TypeError);
   });
 });
 

@@ -53,7 +53,7 @@ interface CallRecord {
  * over HTTP/1.1 or HTTP/2:
  *
  * 1. is refused 403 when it comes from a browser (`Origin` or
- *    `Sec-Fetch-Mode`): channels are programs, and a web page must not reach
+ *    `Sec-Fetch-Site`, which every browser sends and Node's `fetch` does not): channels are programs, and a web page must not reach
  *    Xero through a broker on a developer's loopback;
  * 2. is checked for where it goes (400: see `createTargetResolver`);
  * 3. is authenticated by the channel's own API key, `authorization: Bearer
@@ -94,11 +94,11 @@ async function handle(options: XeroProxyRouteOptions, req: HttpRequest, res: Htt
   };
   res.once("close", onClose);
   try {
-    if (req.headers.origin !== undefined || req.headers["sec-fetch-mode"] !== undefined) {
+    if (req.headers.origin !== undefined || req.headers["sec-fetch-site"] !== undefined) {
       return refuse(options, res, call, {
         status: 403,
         code: "browser_refused",
-        message: "the Xero API proxy serves programs, not browsers (the request carries Origin or Sec-Fetch-Mode)",
+        message: "the Xero API proxy serves programs, not browsers (the request carries Origin or Sec-Fetch-Site)",
       });
     }
     const target = options.target(req.url ?? "");
