@@ -39,7 +39,9 @@ afterAll(async () => {
 
 function run(command: string, args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((done, reject) =>
-    execFile(command, args, { env: { PATH: process.env["PATH"] ?? "", ...env }, timeout: 10_000 }, (e, stdout) => (e ? reject(e) : done(stdout))),
+    execFile(command, args, { env: { PATH: process.env["PATH"] ?? "", ...env }, timeout: 10_000 }, (e, stdout) =>
+      e ? reject(e) : done(stdout),
+    ),
   );
 }
 
@@ -60,7 +62,10 @@ describe("docs/proxy.md", () => {
   });
 
   it("runs the createXeroFetch example", async () => {
-    const source = fill(docSnippet("docs/proxy.md", "proxy-fetch")).replace('"@tokenbroker/client"', JSON.stringify(pathToFileURL(CLIENT_ENTRY).href));
+    const source = fill(docSnippet("docs/proxy.md", "proxy-fetch")).replace(
+      '"@tokenbroker/client"',
+      JSON.stringify(pathToFileURL(CLIENT_ENTRY).href),
+    );
     const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
     const dir = tempDir();
     try {
