@@ -161,7 +161,8 @@ async function handle(options: XeroProxyRouteOptions, req: HttpRequest, res: Htt
           );
           return undefined;
         });
-        if (renewed) {
+        // The same token back (it was not the one stored, and the stored one is as old): sending again would get 401 again.
+        if (renewed && renewed.token.accessToken !== token.accessToken) {
           await discard(upstream);
           upstream = await send(renewed.token.accessToken);
         }
