@@ -205,6 +205,28 @@ describe("forwarding", () => {
     }
   });
 
+  it("streams a body over the replay bound to Xero whole, over HTTP/1.1 (with its length) and HTTP/2 (without)", async () => {
+    api.handler = (_req, res, rec) => res.end(String(rec.body.length));
+    const body = Buffer.alloc(600 * 1024, 7);
+    for (const [send, length] of [
+      [h1, String(body.length)],
+      [h2, undefined],
+    ] as const) {
+      const before = api.requests.length;
+      const a = await send(
+        base(),
+        "POST",
+        "/xero/api.xro/2.0/Invoices/1/Attachments/a.bin",
+        { ...auth(all, f.tenantId), "content-type": "application/octet-stream" },
+        body,
+      );
+      expect(a.body.toString()).toBe(String(body.length));
+      const r = api.requests[before]!;
+      expect(r.body.equals(body)).toBe(true);
+      expect(r.headers["content-length"]).toBe(length);
+    }
+  });
+
   it.each(["1.1", "2"])("streams a large answer over HTTP/%s: the first bytes arrive before Xero has finished", async (version) => {
     let finish!: () => void;
     const finished = new Promise<void>((r) => (finish = r));
