@@ -62,13 +62,22 @@ const RPC_PATHS = [
   "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 ];
 const PAGE_PATHS = ["/", "/healthz", "/readyz", "/livez", "/metrics", "/connect", "/oauth/callback", "/login", "/logout"];
+/** The Xero API proxy: real paths and ways out of it (answered 400 before any key is looked at). */
+const PROXY_PATHS = [
+  "/xero/connections",
+  "/xero/api.xro/2.0/Invoices",
+  "/xero/../connect/token",
+  "/xero/%2e%2e/connect/token",
+  "/xero//x",
+  "/xero/",
+];
 
 /** Request targets: the corpus, known paths with generated queries, generated paths. */
 function targets(): fc.Arbitrary<string> {
   const segment = fc.stringMatching(/^[A-Za-z0-9._~%:@!$&'()*+,;=\-\\[\]{}|^`"<> ]{0,12}$/);
   return fc.oneof(
     { arbitrary: fc.constantFrom(...KILLER_TARGETS), weight: 3 },
-    { arbitrary: fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS), weight: 8 },
+    { arbitrary: fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS, ...PROXY_PATHS), weight: 8 },
     fc.tuple(fc.constantFrom(...RPC_PATHS, ...PAGE_PATHS), fc.string({ unit: "binary-ascii", maxLength: 40 })).map(([p, q]) => `${p}?${q}`),
     fc.constantFrom(...PAGE_PATHS).map((p) => `${p}?state=${"s".repeat(8)}&code=x&error=access_denied&connected=%ZZ&moved=1`),
     fc.array(segment, { minLength: 0, maxLength: 6 }).map((s) => `/${s.join("/")}`),
@@ -127,6 +136,9 @@ function headerSets(key: () => string): fc.Arbitrary<Array<[string, string]>> {
       ["http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"],
       ["te", "trailers"],
       ["x-forwarded-for", "1.2.3.4"],
+      ["xero-tenant-id", "00000000-0000-0000-0000-000000000000"],
+      ["xero-tenant-id", ""],
+      ["origin", "http://evil.example"],
     ),
     fc.constantFrom(...CONTENT_TYPES).map((v): [string, string] => ["content-type", v]),
     fc.constant(null).map((): [string, string] => ["authorization", `Bearer ${key()}`]),

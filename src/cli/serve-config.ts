@@ -9,6 +9,8 @@ import { DB_POOL_SIZE, LISTEN, LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE } from "../
 import { flagOptions, readSetting, settingName, type SettingsSource } from "../settings/setting.js";
 import { UPSTREAM_TIMEOUT_MS } from "../settings/upstream-settings.js";
 import { limitsFromFlags } from "./limit-options.js";
+import { proxyFromEnv } from "./proxy-config.js";
+import type { XeroProxyOptions } from "../proxy/create-proxy.js";
 import { serveSecurityFromFlags, type ServeSecurityConfig } from "./security-options.js";
 import { dbPath } from "./store-options.js";
 
@@ -38,6 +40,8 @@ export interface ServeConfig {
   limits: ConnectionLimits;
   /** Reads the TLS files and the encryption keys. */
   security: ServeSecurityConfig;
+  /** The Xero API proxy at `/xero/*`; undefined when `TOKENBROKER_PROXY` is off. */
+  proxy: XeroProxyOptions | undefined;
 }
 
 /**
@@ -65,6 +69,7 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
   const notifications = notificationsFromEnv(env);
   const limits = limitsFromFlags(values, env);
   const security = serveSecurityFromFlags(values, env, listen.host);
+  const proxy = proxyFromEnv(env, upstream);
   return {
     listen,
     db: dbPath(values.db, env),
@@ -80,5 +85,6 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
     notifications,
     limits,
     security,
+    proxy,
   };
 }

@@ -43,6 +43,10 @@ Callers need an API key (\`tokenbroker keys create\`), sent as
 
 Metrics: GET /metrics on the same port (Prometheus text format).
 
+Xero API proxy: /xero/{path} on the same port forwards a channel's call
+(its API key in authorization, the organisation in xero-tenant-id) to
+TOKENBROKER_API_URL with the organisation's access token (docs/proxy.md).
+
 Memory: run it as npm start and deploy/tokenbroker.service do, with
   NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=512"
 Under load, V8's defaults take 55-90 MB more (npm run bench, scenario 4).
@@ -89,6 +93,7 @@ starts Xero's consent flow, which comes back to the redirect URI.
         audit: security.audit,
         ...(securityConfig.tls ? { tls: securityConfig.tls } : {}),
         limits,
+        ...(config.proxy ? { proxy: config.proxy } : {}),
       });
     } catch (e) {
       await security.close();

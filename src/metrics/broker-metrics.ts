@@ -7,6 +7,7 @@ import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { createMetricsRoute } from "./metrics-route.js";
 import { processMetricsRegistry } from "./process-metrics.js";
+import { createProxyMetrics, type ProxyMetrics } from "./proxy-metrics.js";
 import { createRefreshMetrics } from "./refresh-metrics.js";
 import { createServedMetrics } from "./served-metrics.js";
 import { createStateMetrics } from "./state-metrics.js";
@@ -32,6 +33,8 @@ export interface BrokerMetrics {
   readonly onWait: RefreshWaitListener;
   /** Counts tokens served: a step of the port's guard (see `createCallGuard`). */
   readonly servedStep: GuardStep;
+  /** Calls to the Xero API proxy, fed by the proxy. */
+  readonly proxy: ProxyMetrics;
   /** `identity`, with each upstream call timed. */
   timeIdentity<T extends IdentityServer>(identity: T): T;
   /** `GET /metrics` on the broker's port. */
@@ -51,6 +54,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
   const refresh = createRefreshMetrics(registry);
   const served = createServedMetrics(registry);
   const timeIdentity = createUpstreamMetrics(registry);
+  const proxy = createProxyMetrics(registry);
   const updateState = createStateMetrics(registry, options);
   const exposed = options.processMetrics === false ? registry : Registry.merge([registry, processMetricsRegistry()]);
   const scrape = async () => {
@@ -62,6 +66,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
     onRefresh: refresh.onRefresh,
     onWait: refresh.onWait,
     servedStep: served.step,
+    proxy,
     timeIdentity,
     route: createMetricsRoute(scrape),
     scrape,

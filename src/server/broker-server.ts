@@ -39,6 +39,8 @@ import { healthHttpRoutes } from "../health/health-http-routes.js";
 import { createHealthService } from "../health/health-service.js";
 import { createBrokerMetrics } from "../metrics/broker-metrics.js";
 import { createNotifier, type Notifier, type NotifierOptions } from "../notify/notifier.js";
+import type { CallBudget } from "../quota/call-budget.js";
+import { createXeroProxy, type XeroProxyOptions } from "../proxy/create-proxy.js";
 
 /** Options for {@link startBrokerServer}. */
 export interface BrokerServerOptions {
@@ -93,6 +95,14 @@ export interface BrokerServerOptions {
    * whatever protocol and path serves it.
    */
   guardSteps?: readonly GuardStep[];
+  /**
+   * Serve the Xero API proxy at `/xero/*` (see docs/proxy.md): calls with the
+   * channel's API key go to `apiUrl` with the tenant's access token. Off
+   * without it.
+   */
+  proxy?: XeroProxyOptions;
+  /** The proxy's budget of calls to Xero per organisation and app (default `unlimitedBudget`: no limit). */
+  callBudget?: CallBudget;
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -177,6 +187,17 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     ...(options.consent ? { consent: options.consent } : {}),
     ...(options.audit ? { audit: options.audit } : {}),
   });
+  // The Xero API proxy: its own API-key check (the channel's key, not an admin session), so not behind guardRoutes.
+  const proxy =
+    options.proxy &&
+    createXeroProxy(options.proxy, {
+      broker,
+      callBudget: options.callBudget,
+      authorizer: security.authorizer,
+      audit: options.audit,
+      metrics: metrics.proxy,
+      logger,
+    });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
   const onRequestFailure: RequestFailure = (e, request) =>
     logger.error({ ...errorFields(e), event: "request_failed", ...request }, "request failed");
@@ -205,7 +226,10 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     contextValues: (req) => createContextValues().set(holdKey, holdOf(req)).set(guardedCallKey, guardedCallOf(req)),
     // Anything that is not an RPC: health, metrics, pages.
     fallback: routeHttp(
-      security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]),
+      [
+        ...(proxy ? [proxy.route] : []),
+        ...security.guardRoutes([...healthHttpRoutes(health), metrics.route, ...(options.httpRoutes ?? []), ...web.routes]),
+      ],
       onRequestFailure,
     ),
   });
@@ -288,6 +312,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
         timers.forEach(clearTimeout);
         shutdown.abort(new ConnectError("tokenbroker is shutting down", Code.Unavailable));
         server.destroyAll();
+        proxy?.close();
         logger.info({ event: "stopped" }, "tokenbroker stopped");
       })();
       return closing;

@@ -12,7 +12,8 @@ export type HttpResponse = Parameters<HttpHandler>[1];
 
 /** A plain-HTTP route served beside the RPCs on the same port (health, metrics, pages). */
 export interface HttpRoute {
-  method: "GET" | "POST" | "HEAD";
+  /** The method served (GET also serves HEAD); `*` serves every method (the Xero API proxy). */
+  method: "GET" | "POST" | "HEAD" | "*";
   /** Exact path, or a prefix ending in `/*`. */
   path: string;
   handle: HttpHandler;
@@ -28,7 +29,7 @@ export function routeHttp(routes: HttpRoute[], onFailure: RequestFailure = () =>
   return (req, res) => {
     const { path } = requestTarget(req);
     const matching = routes.filter((r) => (r.path.endsWith("/*") ? path.startsWith(r.path.slice(0, -1)) : r.path === path));
-    const route = matching.find((r) => r.method === req.method || (req.method === "HEAD" && r.method === "GET"));
+    const route = matching.find((r) => r.method === req.method || r.method === "*" || (req.method === "HEAD" && r.method === "GET"));
     if (route) {
       const result: unknown = route.handle(req, res);
       if (result instanceof Promise) result.catch((e: unknown) => failRequest(req, res, e, onFailure));

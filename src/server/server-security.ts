@@ -3,6 +3,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { createAuditStep } from "../audit/audit-step.js";
 import { createAuthStep } from "../auth/auth-step.js";
 import type { Authenticator } from "../auth/authenticator.js";
+import { createAuthorizer, type Authorizer } from "../auth/authorize.js";
 import { adminOf, createAdminGate } from "../auth/require-admin.js";
 import type { RefreshEvent } from "../broker/refresh-events.js";
 import type { WatchGate } from "../broker/watch-hub.js";
@@ -56,6 +57,8 @@ export interface ServerSecurity {
    * without API keys.
    */
   watchGate: WatchGate | undefined;
+  /** The API-key and scope decisions of the port, for the routes that are not RPCs (the Xero API proxy); undefined without API keys. */
+  authorizer: Authorizer | undefined;
 }
 
 /** Options for {@link createServerSecurity}. */
@@ -75,14 +78,11 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
   const steps: GuardStep[] = [];
   if (options.logger) steps.push(createDebugLineStep(options.logger));
   if (audit) steps.push(createAuditStep(audit));
-  if (auth) {
-    steps.push(
-      createAuthStep({
-        authenticator: auth.authenticator,
-        tenantsOfConnection: async (id) => (await options.store.tokens.getToken(id))?.tenantIds,
-      }),
-    );
-  }
+  const authorizerOptions = auth && {
+    authenticator: auth.authenticator,
+    tenantsOfConnection: async (id: string) => (await options.store.tokens.getToken(id))?.tenantIds,
+  };
+  if (authorizerOptions) steps.push(createAuthStep(authorizerOptions));
   const gate =
     auth &&
     createAdminGate({
@@ -117,6 +117,7 @@ export function createServerSecurity(options: ServerSecurityOptions): ServerSecu
     };
   return {
     steps,
+    authorizer: authorizerOptions && createAuthorizer(authorizerOptions),
     guardRoutes(routes) {
       if (!gate) return routes;
       return [...routes.map((r) => (isPublic(r.path) ? r : { ...r, handle: gate.requireAdmin(audited(r)) })), ...gate.routes];

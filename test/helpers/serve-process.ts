@@ -43,6 +43,8 @@ export function fakeEnv(fake: FakeXero, extra: Record<string, string> = {}): Nod
     TOKENBROKER_CLIENT_ID: fake.clientId,
     TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
     TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
+    // The Xero API proxy (/xero/*) calls the fake's API (its /connections), never the real Xero.
+    TOKENBROKER_API_URL: fake.issuer,
     ...extra,
   };
 }
