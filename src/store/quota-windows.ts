@@ -155,7 +155,10 @@ export function summarizeUsage(
   const byTenant = new Map<string, { minute: number; day: number; lastHour: number[]; heldUntil?: number }>();
   const entry = (tenantId: string) => {
     let e = byTenant.get(tenantId);
-    if (!e) byTenant.set(tenantId, (e = { minute: 0, day: 0, lastHour: new Array<number>(WINDOW_BUCKETS.m).fill(0) }));
+    if (!e) {
+      e = { minute: 0, day: 0, lastHour: new Array<number>(WINDOW_BUCKETS.m).fill(0) };
+      byTenant.set(tenantId, e);
+    }
     return e;
   };
   let appMinute = 0;
