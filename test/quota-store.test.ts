@@ -119,7 +119,11 @@ describe.each(backends)("quota store on $name", (backend) => {
       });
       expect((await claim(store, "org-b", {}, START + 60_000)).granted).toBe(true);
       await store.quota.release(randomUUID(), { tenantId: "org-b", limits: OPEN, hold: { limit: "app_minute", until: START + 20_000 } });
-      expect(await claim(store, "org-c", {}, START + 60_000)).toMatchObject({ limit: "app_minute", retryAt: START + 20_000, heldByXero: true });
+      expect(await claim(store, "org-c", {}, START + 60_000)).toMatchObject({
+        limit: "app_minute",
+        retryAt: START + 20_000,
+        heldByXero: true,
+      });
       expect(await claim(store, undefined, {}, START + 60_000)).toMatchObject({ limit: "app_minute", heldByXero: true });
       clock.set(START + 20_000);
       expect((await claim(store, "org-c", {}, START + 60_000)).granted).toBe(true);
