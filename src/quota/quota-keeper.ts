@@ -10,7 +10,7 @@ import { feedbackOf } from "./xero-feedback.js";
 export interface CallBudgetOptions {
   /** Where the budgets are counted: `Store.quota`, shared by every broker on the database. */
   store: QuotaStore;
-  /** Xero's limits for this app's tier (`TOKENBROKER_TENANT_CALLS_*`, `TOKENBROKER_APP_CALLS_PER_MINUTE`). */
+  /** Xero's limits for this app's tier (`TOKENBROKER_TENANT_CALLS_IN_FLIGHT`, `_PER_MINUTE`, `_PER_DAY`, `TOKENBROKER_APP_CALLS_PER_MINUTE`). */
   limits: QuotaLimits;
   /** The longest a call waits in its queue before the broker answers 429 itself, ms (`TOKENBROKER_QUOTA_WAIT_MS`). */
   maxWaitMs: number;

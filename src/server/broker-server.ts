@@ -39,6 +39,7 @@ import { healthHttpRoutes } from "../health/health-http-routes.js";
 import { createHealthService } from "../health/health-service.js";
 import { createBrokerMetrics } from "../metrics/broker-metrics.js";
 import { createNotifier, type Notifier, type NotifierOptions } from "../notify/notifier.js";
+import type { QuotaKeeper } from "../quota/quota-keeper.js";
 
 /** Options for {@link startBrokerServer}. */
 export interface BrokerServerOptions {
@@ -93,6 +94,11 @@ export interface BrokerServerOptions {
    * whatever protocol and path serves it.
    */
   guardSteps?: readonly GuardStep[];
+  /**
+   * The quota keeper (`createCallBudget`): its metrics at `/metrics` and its
+   * column on the status page. The caller creates and closes it.
+   */
+  quota?: QuotaKeeper;
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -132,6 +138,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     store: options.store,
     clock,
     openWatchStreams: () => broker.hub.size,
+    quota: options.quota,
     ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
   });
   const notifier = createNotifier({ ...options.notifications, store: options.store, logger });
@@ -176,6 +183,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     logger,
     ...(options.consent ? { consent: options.consent } : {}),
     ...(options.audit ? { audit: options.audit } : {}),
+    quota: options.quota,
   });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
   const onRequestFailure: RequestFailure = (e, request) =>

@@ -2,6 +2,7 @@
 import { CONSENT_SETTINGS } from "./consent-settings.js";
 import { LIMIT_SETTINGS } from "./limit-settings.js";
 import { NOTIFY_SETTINGS } from "./notify-settings.js";
+import { QUOTA_SETTINGS } from "./quota-settings.js";
 import { REFRESH_SETTINGS } from "./refresh-settings.js";
 import { ACCESS_SETTINGS, ENCRYPTION_SETTINGS } from "./security-settings.js";
 import { DB, DEBUG, SERVER_SETTINGS } from "./server-settings.js";
@@ -16,6 +17,7 @@ export const SERVE_SETTINGS = [
   ...ACCESS_SETTINGS,
   ...LIMIT_SETTINGS,
   ...UPSTREAM_SETTINGS,
+  ...QUOTA_SETTINGS,
   ...NOTIFY_SETTINGS,
   ...CONSENT_SETTINGS,
 ] as const;
