@@ -24,13 +24,15 @@ export function createQuotaMetrics(registry: Registry, keeper: QuotaKeeper): () 
         this.set({ tenant_id: t.tenantId, window: "minute" }, Math.max(0, keeper.limits.perMinute - t.minute));
         this.set({ tenant_id: t.tenantId, window: "day" }, Math.max(0, keeper.limits.perDay - t.day));
       }
-      app.set(Math.max(0, keeper.limits.appPerMinute - usage.appMinute));
     },
   });
-  const app = new Gauge({
+  new Gauge({
     name: "tokenbroker_quota_app_remaining_calls",
     help: "Calls the app may still make in the minute window, every organisation together.",
     registers: [registry],
+    async collect() {
+      this.set(Math.max(0, keeper.limits.appPerMinute - (await keeper.usage()).appMinute));
+    },
   });
   new Gauge({
     name: "tokenbroker_quota_queued_calls",

@@ -1,6 +1,5 @@
 import type { QuotaLimits, TenantQuotaUsage } from "../store/quota-store.js";
 import { html, type SafeHtml } from "./html.js";
-import { countdownText } from "./durations.js";
 
 /** What the status page shows of Xero's call limits: the limits kept and every organisation's counts. */
 export interface QuotaView {
@@ -15,7 +14,7 @@ const HEIGHT = 20;
 /**
  * One organisation's quota cell: its calls in the last hour as a sparkline
  * (a bar per minute, the current one last) and the calls left in the minute
- * and the day; a hold of Xero's in red with its countdown.
+ * and the day; a hold of Xero's in red, with how long it lasts.
  */
 export function quotaCell(usage: TenantQuotaUsage | undefined, view: QuotaView, now: number): SafeHtml {
   const lastHour = usage?.lastHour ?? [];
@@ -26,7 +25,7 @@ export function quotaCell(usage: TenantQuotaUsage | undefined, view: QuotaView, 
   return html`<td class="quota">${sparkline(lastHour, calls)}
     <span class="calls">${calls} call${calls === 1 ? "" : "s"} in the last hour</span><br>
     <span class="${minuteLeft === 0 ? "warn" : "muted"} left">${minuteLeft}/${view.limits.perMinute} left this minute, ${dayLeft}/${view.limits.perDay} today</span>${
-      held !== undefined && html`<br><span class="error held">held by Xero's 429 for ${countdownText(held)}</span>`
+      held !== undefined && html`<br><span class="error held">held by Xero's 429 for ${Math.ceil(held / 1000)} s</span>`
     }</td>`;
 }
 
