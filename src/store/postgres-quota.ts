@@ -124,12 +124,18 @@ function countColumns(writes: readonly BucketWrite[]): unknown[][] {
  * Takes the organisation's advisory lock, then the app's, for the
  * transaction: every claim and every release that learns takes them in this
  * order, in one statement (PostgreSQL evaluates a select list in order).
+ * The same statement lets the transaction commit without waiting for the
+ * disk (`synchronous_commit` off, for it alone): the locks are held until
+ * the commit, and counts need not survive a crash of the server (Xero's
+ * remaining headers put a lost one back); without it every claim of every
+ * host would hold the app's lock through a WAL flush.
  */
 async function lock(client: Queryable, scope: string | null): Promise<void> {
+  const relaxed = "set_config('synchronous_commit', 'off', true)";
   await client.query(
     scope === null
-      ? `SELECT pg_advisory_xact_lock(hashtextextended($1, ${LOCK_SEED}))`
-      : `SELECT pg_advisory_xact_lock(hashtextextended($2, ${LOCK_SEED})), pg_advisory_xact_lock(hashtextextended($1, ${LOCK_SEED}))`,
+      ? `SELECT ${relaxed}, pg_advisory_xact_lock(hashtextextended($1, ${LOCK_SEED}))`
+      : `SELECT ${relaxed}, pg_advisory_xact_lock(hashtextextended($2, ${LOCK_SEED})), pg_advisory_xact_lock(hashtextextended($1, ${LOCK_SEED}))`,
     scope === null ? [APP_SCOPE] : [APP_SCOPE, scope],
   );
 }
