@@ -16,9 +16,10 @@ export interface CallBudgetOptions {
   maxWaitMs: number;
   clock?: Clock;
   /**
-   * How often a waiting queue asks the store again, ms (default 100): what
-   * notices a slot freed, or a hold lifted, by another broker (this
-   * broker's own releases are noticed at once).
+   * How often a queue waiting for calls in flight asks the store again, ms
+   * (default 100): what notices a slot freed by another broker (this
+   * broker's own releases are noticed at once). A queue waiting for a
+   * count or a hold to pass asks when it passes, or every ten of these.
    */
   recheckMs?: number;
   /** How long a call-in-flight slot lasts if its holder dies without releasing it, ms (default 120 000). */
@@ -175,6 +176,7 @@ export function createCallBudget(options: CallBudgetOptions): QuotaKeeper {
     if (q.timer) clearTimeout(q.timer);
     q.timer = undefined;
     q.running = true;
+    let delay = recheckMs;
     void (async () => {
       try {
         while (q.waiters.length > 0 && !closed) {
@@ -206,13 +208,17 @@ export function createCallBudget(options: CallBudgetOptions): QuotaKeeper {
           refuseHopeless(q, answer, 0);
           if (q.waiters[0] !== w) continue; // the head was refused: the next one asks
           if (q.again) continue; // a slot was freed meanwhile
+          // A count or a hold frees at a known time, nothing frees it sooner: ask then (at most every 10 rechecks meanwhile).
+          if (answer.limit !== "concurrent" || answer.heldByXero) {
+            delay = Math.min(Math.max(answer.retryAt - clock.now(), recheckMs), 10 * recheckMs);
+          }
           break;
         }
       } finally {
         q.running = false;
         if (q.waiters.length === 0) queues.delete(q.tenantId);
         else if (!closed) {
-          q.timer = setTimeout(() => pump(q), recheckMs);
+          q.timer = setTimeout(() => pump(q), delay);
           q.timer.unref?.();
         }
       }
