@@ -2,6 +2,7 @@ import { ConfigError, upstreamFromEnv, type ListenAddress, type UpstreamConfig }
 import { consentFromEnv, type ConsentConfig } from "../consent/consent-config.js";
 import { notificationsFromEnv } from "../notify/notify-config.js";
 import type { NotifierOptions } from "../notify/notifier.js";
+import { quotaConfigFrom, type QuotaConfig } from "../quota/quota-config.js";
 import type { ConnectionLimits } from "../server/connection-limits.js";
 import { SERVE_SETTINGS } from "../settings/all-settings.js";
 import { KEEPALIVE_DAYS, LEAD_TIME, LEASE_TTL } from "../settings/refresh-settings.js";
@@ -38,6 +39,8 @@ export interface ServeConfig {
   logFormat: "json" | "pretty";
   notifications: NotifierOptions;
   limits: ConnectionLimits;
+  /** Xero's call limits the quota keeper keeps, and the longest wait. */
+  quota: QuotaConfig;
   /** Reads the TLS files and the encryption keys. */
   security: ServeSecurityConfig;
   /** The Xero API proxy at `/xero/*`; undefined when `TOKENBROKER_PROXY` is off. */
@@ -68,6 +71,7 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
   const logFormat = readSetting(LOG_FORMAT, source);
   const notifications = notificationsFromEnv(env);
   const limits = limitsFromFlags(values, env);
+  const quota = quotaConfigFrom(source);
   const security = serveSecurityFromFlags(values, env, listen.host);
   const proxy = proxyFromEnv(env, upstream);
   return {
@@ -84,6 +88,7 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
     logFormat,
     notifications,
     limits,
+    quota,
     security,
     proxy,
   };

@@ -11,6 +11,7 @@ import { checkEncryptionKeys, startServeSecurity } from "./security-options.js";
 import { openStoreOrExplain } from "./store-options.js";
 import { SERVE_FLAGS, serveConfigFrom } from "./serve-config.js";
 import type { RefresherOptions } from "../broker/refresher.js";
+import { createCallBudget } from "../quota/quota-keeper.js";
 
 /**
  * What a test entry (test/helpers/serve-with-fault-hooks.mjs) may hand `serveCommand.run` beside the usual io:
@@ -69,6 +70,8 @@ starts Xero's consent flow, which comes back to the redirect URI.
       throw e;
     }
     const security = startServeSecurity(securityConfig, store, logger, env);
+    // Xero's call limits, shared through the store with every broker on it.
+    const quota = createCallBudget({ store: store.quota, ...config.quota, logger });
     const identity = identityFromConfig(upstream);
     // Listening for signals before the port opens: a SIGTERM sent as soon as "listening" is logged must stop
     // the server gracefully, not kill the process by the signal's default action.
@@ -94,8 +97,10 @@ starts Xero's consent flow, which comes back to the redirect URI.
         ...(securityConfig.tls ? { tls: securityConfig.tls } : {}),
         limits,
         ...(config.proxy ? { proxy: config.proxy } : {}),
+        quota,
       });
     } catch (e) {
+      quota.close();
       await security.close();
       await store.close();
       const code = (e as { code?: string }).code;
@@ -109,6 +114,8 @@ starts Xero's consent flow, which comes back to the redirect URI.
     const signal = await stopped;
     logger.info({ event: "signal", signal }, `received ${signal}, shutting down`);
     await server.close();
+    quota.close();
+    await quota.idle();
     await security.close();
     await store.close();
     return 0;

@@ -5,10 +5,12 @@ import type { Clock } from "../clock.js";
 import type { HttpRoute } from "../server/http-routes.js";
 import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
+import type { QuotaKeeper } from "../quota/quota-keeper.js";
 import { createMetricsRoute } from "./metrics-route.js";
 import { processMetricsRegistry } from "./process-metrics.js";
 import { createProxyMetrics, type ProxyMetrics } from "./proxy-metrics.js";
 import { createRefreshMetrics } from "./refresh-metrics.js";
+import { createQuotaMetrics } from "./quota-metrics.js";
 import { createServedMetrics } from "./served-metrics.js";
 import { createStateMetrics } from "./state-metrics.js";
 import { createUpstreamMetrics } from "./upstream-metrics.js";
@@ -21,6 +23,8 @@ export interface BrokerMetricsOptions {
   openWatchStreams: () => number;
   /** Include the default process metrics (default true). */
   processMetrics?: boolean;
+  /** The quota keeper, whose calls left, queue and 429s are shown too. */
+  quota?: QuotaKeeper | undefined;
 }
 
 /** One server's metrics and the hooks that feed them. */
@@ -56,6 +60,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
   const timeIdentity = createUpstreamMetrics(registry);
   const proxy = createProxyMetrics(registry);
   const updateState = createStateMetrics(registry, options);
+  if (options.quota) createQuotaMetrics(registry, options.quota);
   const exposed = options.processMetrics === false ? registry : Registry.merge([registry, processMetricsRegistry()]);
   const scrape = async () => {
     await updateState();

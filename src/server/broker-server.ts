@@ -41,6 +41,7 @@ import { createBrokerMetrics } from "../metrics/broker-metrics.js";
 import { createNotifier, type Notifier, type NotifierOptions } from "../notify/notifier.js";
 import type { CallBudget } from "../quota/call-budget.js";
 import { createXeroProxy, type XeroProxyOptions } from "../proxy/create-proxy.js";
+import type { QuotaKeeper } from "../quota/quota-keeper.js";
 
 /** Options for {@link startBrokerServer}. */
 export interface BrokerServerOptions {
@@ -101,8 +102,13 @@ export interface BrokerServerOptions {
    * without it.
    */
   proxy?: XeroProxyOptions;
-  /** The proxy's budget of calls to Xero per organisation and app (default `unlimitedBudget`: no limit). */
+  /** The proxy's budget of calls to Xero per organisation and app (default: `quota`, else `unlimitedBudget`: no limit). */
   callBudget?: CallBudget;
+  /**
+   * The quota keeper (`createCallBudget`): its metrics at `/metrics` and its
+   * column on the status page. The caller creates and closes it.
+   */
+  quota?: QuotaKeeper;
 }
 
 /** A running broker; see {@link startBrokerServer}. */
@@ -142,6 +148,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     store: options.store,
     clock,
     openWatchStreams: () => broker.hub.size,
+    quota: options.quota,
     ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
   });
   const notifier = createNotifier({ ...options.notifications, store: options.store, logger });
@@ -186,13 +193,14 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     logger,
     ...(options.consent ? { consent: options.consent } : {}),
     ...(options.audit ? { audit: options.audit } : {}),
+    quota: options.quota,
   });
   // The Xero API proxy: its own API-key check (the channel's key, not an admin session), so not behind guardRoutes.
   const proxy =
     options.proxy &&
     createXeroProxy(options.proxy, {
       broker,
-      callBudget: options.callBudget,
+      callBudget: options.callBudget ?? options.quota,
       authorizer: security.authorizer,
       audit: options.audit,
       metrics: metrics.proxy,

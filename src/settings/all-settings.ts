@@ -3,6 +3,7 @@ import { CONSENT_SETTINGS } from "./consent-settings.js";
 import { LIMIT_SETTINGS } from "./limit-settings.js";
 import { NOTIFY_SETTINGS } from "./notify-settings.js";
 import { PROXY_SETTINGS } from "./proxy-settings.js";
+import { QUOTA_SETTINGS } from "./quota-settings.js";
 import { REFRESH_SETTINGS } from "./refresh-settings.js";
 import { ACCESS_SETTINGS, ENCRYPTION_SETTINGS } from "./security-settings.js";
 import { DB, DEBUG, SERVER_SETTINGS } from "./server-settings.js";
@@ -18,6 +19,7 @@ export const SERVE_SETTINGS = [
   ...LIMIT_SETTINGS,
   ...UPSTREAM_SETTINGS,
   ...PROXY_SETTINGS,
+  ...QUOTA_SETTINGS,
   ...NOTIFY_SETTINGS,
   ...CONSENT_SETTINGS,
 ] as const;

@@ -35,12 +35,22 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
 export const LEFT_BEHIND = "refresh_leases";
 
 /**
+ * Xero's call limits as counted (slots, calls per bucket, 429 holds) are not
+ * copied either: the copy runs while no broker runs, so every slot belongs
+ * to a process that is gone, and the minute windows and most holds have
+ * passed by the time a broker starts on PostgreSQL. Only the day's count is
+ * lost, and Xero's `X-DayLimit-Remaining` on the first answer for each
+ * organisation puts it back (a day hold lost is taken again at Xero's next 429).
+ */
+export const QUOTA_TABLES = ["quota_slots", "quota_calls", "quota_holds"] as const;
+
+/**
  * The SQLite schema version (`user_version`) and the PostgreSQL one
  * (`tokenbroker_migrations`) whose tables {@link COPIED_TABLES} maps one to
  * the other. A new migration on either side must be looked at here: the
  * copy refuses to run until these say it was.
  */
-export const KNOWN_SCHEMAS = { sqlite: 3, postgres: 1 } as const;
+export const KNOWN_SCHEMAS = { sqlite: 4, postgres: 2 } as const;
 
 /** The stored (not generated) columns of `table` in the SQLite database, in their order. */
 export function sqliteColumns(db: Database.Database, table: string): string[] {

@@ -5,6 +5,7 @@ import {
   columnMismatch,
   KNOWN_SCHEMAS,
   LEFT_BEHIND,
+  QUOTA_TABLES,
   postgresColumns,
   sqliteColumns,
   type CopiedTable,
@@ -139,7 +140,7 @@ function openSource(path: string, busyTimeoutMs: number): SqliteDatabase {
 }
 
 async function copy(source: Database.Database, client: Queryable, to: string, force: boolean): Promise<MigrationReport> {
-  const all = [...COPIED_TABLES.map((t) => t.name), LEFT_BEHIND];
+  const all = [...COPIED_TABLES.map((t) => t.name), LEFT_BEHIND, ...QUOTA_TABLES];
   const unknown = (
     source.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).pluck().all() as string[]
   ).filter((t) => !all.includes(t));

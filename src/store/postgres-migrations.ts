@@ -94,4 +94,28 @@ export const postgresMigrations: readonly string[] = [
   );
   CREATE INDEX audit_log_by_time ON audit_log(at);
   `,
+  // 2: Xero's call limits shared by every broker on the database, as SQLite's migration 4.
+  `
+  CREATE TABLE quota_slots (
+    slot_id    text COLLATE "C" PRIMARY KEY,
+    scope      text COLLATE "C" NOT NULL,
+    expires_at bigint NOT NULL
+  );
+  CREATE INDEX quota_slots_by_scope ON quota_slots(scope, expires_at);
+
+  CREATE TABLE quota_calls (
+    scope text COLLATE "C" NOT NULL,
+    unit  text NOT NULL CHECK (unit IN ('s', 'm', 'h')),
+    start bigint NOT NULL,
+    calls bigint NOT NULL DEFAULT 0,
+    extra bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, unit, start)
+  );
+
+  CREATE TABLE quota_holds (
+    scope   text COLLATE "C" PRIMARY KEY,
+    problem text NOT NULL,
+    until   bigint NOT NULL
+  );
+  `,
 ];

@@ -3,6 +3,7 @@ import { createPostgresAuditLog } from "./postgres-audit-log.js";
 import { PostgresConnections } from "./postgres-connections.js";
 import { PostgresConsents } from "./postgres-consents.js";
 import { PostgresDatabase, type PostgresStoreOptions } from "./postgres-database.js";
+import { createPostgresQuota } from "./postgres-quota.js";
 import { PostgresTokenSets } from "./postgres-token-sets.js";
 import { postgresBackupAdvice } from "./store-location.js";
 import type { Store, StoreChange } from "./store.js";
@@ -27,6 +28,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       consents: new PostgresConsents(db),
       apiKeys,
       auditLog: createPostgresAuditLog(db),
+      quota: createPostgresQuota(db),
       changes: {
         subscribe(listener: (change: StoreChange) => void) {
           return db.onChange((change) => {

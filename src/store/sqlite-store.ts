@@ -3,6 +3,7 @@ import { createSqliteAuditLog } from "./sqlite-audit-log.js";
 import { SqliteConnections } from "./sqlite-connections.js";
 import { SqliteConsents } from "./sqlite-consents.js";
 import { SqliteDatabase, type SqliteStoreOptions } from "./sqlite-database.js";
+import { createSqliteQuota } from "./sqlite-quota.js";
 import { SqliteTokenSets } from "./sqlite-token-sets.js";
 import type { Store } from "./store.js";
 
@@ -27,6 +28,7 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
     consents: new SqliteConsents(sqlite),
     apiKeys: createSqliteApiKeys(sqlite),
     auditLog: createSqliteAuditLog(sqlite),
+    quota: createSqliteQuota(sqlite),
     async ping() {
       sqlite.ping();
     },

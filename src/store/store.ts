@@ -5,6 +5,7 @@ import type { ApiKeyStore } from "./api-key-store.js";
 import type { AuditStore } from "./audit-store.js";
 import type { ConnectionStore } from "./connection-store.js";
 import type { ConsentStore } from "./consent-store.js";
+import type { QuotaStore } from "./quota-store.js";
 import type { TokenSetStore } from "./token-set-store.js";
 
 /**
@@ -24,6 +25,8 @@ export interface Store {
   readonly apiKeys: ApiKeyStore;
   /** The audit log. */
   readonly auditLog: AuditStore;
+  /** Xero's call limits as counted by every broker sharing the store (the quota keeper's). */
+  readonly quota: QuotaStore;
   /**
    * Changes committed by any process sharing the store, as they happen:
    * what pushes another host's refresh to this process's watchers at once.

@@ -3,6 +3,7 @@ import { REFRESH_TOKEN_LIFETIME_MS } from "../token-set.js";
 import { ageText, COUNTDOWN_SCRIPT, countdownText } from "./durations.js";
 import { html, type SafeHtml } from "./html.js";
 import type { PageParts } from "./page.js";
+import { quotaCell, type QuotaView } from "./quota-cell.js";
 
 /** What the status page shows. */
 export interface StatusPageModel {
@@ -13,6 +14,8 @@ export interface StatusPageModel {
   connectPath: string;
   /** The connection a consent just stored: announced and highlighted. */
   connected?: string | undefined;
+  /** Xero's call limits and each organisation's calls, when the broker keeps them (a column of the tenant tables). */
+  quota?: QuotaView | undefined;
 }
 
 /**
@@ -71,19 +74,20 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
     <dt>Last refresh</dt><dd>${c.lastRefreshAt === undefined ? html`<span class="muted">never</span>` : timeAgo(c.lastRefreshAt, m.now)}</dd>
     <dt>Last error</dt><dd class="last-error">${c.lastError === undefined ? html`<span class="muted">none</span>` : html`<span class="error">${c.lastError}</span>`}</dd>
   </dl>
-  ${tenantTable(c.tenants)}
+  ${tenantTable(c.tenants, m)}
 </section>`;
 }
 
-function tenantTable(tenants: TenantSummary[]): SafeHtml {
+function tenantTable(tenants: TenantSummary[], m: StatusPageModel): SafeHtml {
   if (tenants.length === 0) return html`<p class="muted">No tenants: the grant reaches no organisation.</p>`;
+  const quota = m.quota;
   return html`<table class="tenants">
-    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th></tr></thead>
+    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th>${quota && html`<th>Calls to Xero</th>`}</tr></thead>
     <tbody>${tenants.map(
       (t) => html`
       <tr class="${t.state}" data-tenant-id="${t.tenantId}"><td>${t.tenantName ?? ""}</td><td><code>${t.tenantId}</code></td><td>${t.tenantType ?? ""}</td><td>${
         t.state === "gone" ? "gone (no longer listed by Xero)" : "active"
-      }</td></tr>`,
+      }</td>${quota && quotaCell(quota.tenants.get(t.tenantId), quota, m.now)}</tr>`,
     )}
     </tbody>
   </table>`;

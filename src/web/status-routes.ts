@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from "../clock.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
+import type { QuotaKeeper } from "../quota/quota-keeper.js";
 import type { Store } from "../store/store.js";
 import type { HttpRoute } from "../server/http-routes.js";
 import { requestTarget } from "../server/request-target.js";
@@ -16,6 +17,8 @@ export interface StatusRoutesOptions {
   clock?: Clock;
   /** Where a failure to read the store is logged. */
   logger?: Logger;
+  /** The quota keeper: each organisation's calls in the last hour and calls left (a column of the tenant tables). */
+  quota?: Pick<QuotaKeeper, "limits" | "usage"> | undefined;
 }
 
 /** The status page, `GET /`. */
@@ -33,8 +36,10 @@ export function statusRoutes(options: StatusRoutesOptions): HttpRoute[] {
         const nonce = newNonce();
         let page: PageParts;
         try {
-          const connections = await options.store.connections.listConnections();
-          page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected });
+          const [connections, usage] = await Promise.all([options.store.connections.listConnections(), options.quota?.usage()]);
+          const quota = options.quota &&
+            usage && { limits: options.quota.limits, tenants: new Map(usage.tenants.map((t) => [t.tenantId, t])) };
+          page = renderStatusPage({ connections, now: clock.now(), connectPath: CONNECT_PATH, connected, quota });
         } catch (e) {
           (options.logger ?? silentLogger).error(errorFields(e), "status page failed");
           const failed = renderErrorPage({

@@ -7,7 +7,7 @@ import type { HttpRoute } from "../server/http-routes.js";
 import type { Store } from "../store/store.js";
 import type { IdentityServer } from "../upstream/identity-server.js";
 import { CONNECT_PATH, consentRoutes } from "./consent-routes.js";
-import { STATUS_PATH, statusRoutes } from "./status-routes.js";
+import { STATUS_PATH, statusRoutes, type StatusRoutesOptions } from "./status-routes.js";
 
 /** How the broker asks for consent. */
 export interface ConsentSettings {
@@ -33,6 +33,8 @@ export interface WebRoutesOptions {
   consent?: ConsentSettings;
   /** Where each stored consent is recorded (the connection and its tenants). */
   audit?: AuditLog;
+  /** The quota keeper, whose counts the status page shows per organisation. */
+  quota?: StatusRoutesOptions["quota"];
 }
 
 /** The pages of the broker's port, and the consent flow they use once the server listens. */
@@ -54,7 +56,12 @@ export function createWebRoutes(options: WebRoutesOptions): WebRoutes {
   };
   return {
     routes: [
-      ...statusRoutes({ store: options.store, clock: options.clock, ...(options.logger ? { logger: options.logger } : {}) }),
+      ...statusRoutes({
+        store: options.store,
+        clock: options.clock,
+        quota: options.quota,
+        ...(options.logger ? { logger: options.logger } : {}),
+      }),
       ...consentRoutes({
         consent,
         callbackPath,
