@@ -1,4 +1,5 @@
 import { migration3Security } from "./migration-3-security.js";
+import { migration4CustomConnections } from "./migration-4-custom-connections.js";
 
 /**
  * Schema migrations, applied in order. The database's `user_version` records
@@ -70,4 +71,6 @@ export const migrations: readonly string[] = [
   `,
   // 3: client API keys, the audit log, and each token set's encryption key id.
   migration3Security,
+  // 4: custom connections: their name and client id (the client secret is the token set's sealed refresh_token).
+  migration4CustomConnections,
 ];

@@ -94,4 +94,10 @@ export const postgresMigrations: readonly string[] = [
   );
   CREATE INDEX audit_log_by_time ON audit_log(at);
   `,
+  // 2: custom connections, as SQLite's migration 4: their name and client id (the client secret is the token
+  // set's sealed refresh_token).
+  `
+  ALTER TABLE connections ADD COLUMN custom_name text COLLATE "C" UNIQUE;
+  ALTER TABLE connections ADD COLUMN client_id text;
+  `,
 ];
