@@ -1,5 +1,6 @@
 import type { AccessTokenIssuer, TokenResponseBody } from "./access-tokens.js";
 import type { CodeBook } from "./authorization-codes.js";
+import type { CustomAppRecord } from "./client-credentials.js";
 import type { GrantBook } from "./grants.js";
 import type { JwtSigner } from "./jwt.js";
 
@@ -29,6 +30,8 @@ export interface FakeXeroCounters {
   invalidGrants: number;
   /** Successful authorization_code grants. */
   codeExchanges: number;
+  /** Successful client_credentials grants (custom connections). */
+  clientCredentialsGrants: number;
 }
 
 /** An organisation a user can choose on the consent page. */
@@ -46,6 +49,8 @@ export interface FakeXeroContext {
   readonly scopes: readonly string[];
   readonly signer: JwtSigner;
   readonly grants: GrantBook<TokenResponseBody>;
+  /** Custom connection apps (client_credentials), by client id. */
+  readonly customApps: Map<string, CustomAppRecord>;
   readonly tokens: AccessTokenIssuer;
   /** Authorization codes issued by the consent page. */
   readonly codes: CodeBook;

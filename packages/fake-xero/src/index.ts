@@ -8,6 +8,7 @@
 export {
   DEFAULT_SCOPES,
   startFakeXero,
+  type FakeCustomConnection,
   type FakeGrant,
   type FakeOrganisation,
   type FakeTenant,
