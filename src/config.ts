@@ -28,8 +28,19 @@ export interface UpstreamConfig {
   timeoutMs: number;
 }
 
+/** Where the identity server is, without the broker's own client: what `custom add` needs (it brings its own). */
+export type IssuerConfig = Omit<UpstreamConfig, "clientId" | "clientSecret">;
+
 /** Reads the upstream settings from the environment. */
 export function upstreamFromEnv(env: NodeJS.ProcessEnv): UpstreamConfig {
+  const source: SettingsSource = { flags: {}, env };
+  const clientId = readSetting(CLIENT_ID, source);
+  const clientSecret = readSetting(CLIENT_SECRET, source);
+  return { ...issuerFromEnv(env), clientId, clientSecret };
+}
+
+/** Reads where the identity server is (issuer, connections endpoint, timeout) from the environment. */
+export function issuerFromEnv(env: NodeJS.ProcessEnv): IssuerConfig {
   const source: SettingsSource = { flags: {}, env };
   const allowInsecureIssuer = readSetting(ALLOW_INSECURE_ISSUER, source) ?? false;
   const issuer = readSetting(ISSUER, source);
@@ -44,8 +55,6 @@ export function upstreamFromEnv(env: NodeJS.ProcessEnv): UpstreamConfig {
       );
     }
   }
-  const clientId = readSetting(CLIENT_ID, source);
-  const clientSecret = readSetting(CLIENT_SECRET, source);
   const timeoutMs = readSetting(UPSTREAM_TIMEOUT_MS, source);
-  return { issuer, connectionsUrl, clientId, clientSecret, allowInsecureIssuer, timeoutMs };
+  return { issuer, connectionsUrl, allowInsecureIssuer, timeoutMs };
 }

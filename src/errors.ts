@@ -1,3 +1,5 @@
+import type { CustomConnection } from "./token-set.js";
+
 /**
  * Why a broker operation failed, in the broker's own terms. The transport
  * maps each kind to a gRPC status code; nothing here knows about HTTP.
@@ -43,12 +45,25 @@ export function isBrokerError(e: unknown, kind?: BrokerErrorKind): e is BrokerEr
   return e instanceof BrokerError && (kind === undefined || e.kind === kind);
 }
 
-/** The error for a connection whose refresh token Xero rejected, saying how to recover. */
-export function needsReauthorizationError(connectionId: string): BrokerError {
+/** The error for a connection whose refresh token (or, for a custom connection, client secret) Xero rejected, saying how to recover. */
+export function needsReauthorizationError(connectionId: string, custom?: CustomConnection): BrokerError {
+  if (custom) return new BrokerError("needs_reauthorization", `connection ${connectionId} ${customReauthorizationAdvice(custom)}`);
   return new BrokerError(
     "needs_reauthorization",
     `connection ${connectionId} needs re-authorisation: Xero rejected its refresh token (invalid_grant). ` +
       `Re-authorise it: click "Re-authorise" on the status page (or run \`tokenbroker connect\`) and sign in to Xero as the same user, ` +
       `or pipe a new refresh token of that user into \`tokenbroker import\``,
+  );
+}
+
+/**
+ * What a custom connection whose client id or secret Xero rejected needs: said the same way by GetToken, the
+ * status page and `tokenbroker connections` (it is the connection's last error). Names no secret.
+ */
+export function customReauthorizationAdvice(custom: CustomConnection): string {
+  return (
+    `(custom connection ${JSON.stringify(custom.name)}) needs re-authorisation: Xero rejected its client id or secret ` +
+    `(invalid_client; was the secret rotated?). Run \`tokenbroker custom add --name ${JSON.stringify(custom.name)} ` +
+    `--client-id ${custom.clientId}\` again and give it the app's current client secret on standard input`
   );
 }

@@ -10,7 +10,11 @@ export type ConnectionState = "active" | "needs_reauthorization";
 export interface TokenSet {
   /** Bearer token for Xero's API. */
   accessToken: string;
-  /** Single-use refresh token: every refresh returns a new one. */
+  /**
+   * What obtains the next access token. For a user's grant, the single-use refresh token (every refresh returns a
+   * new one); for a custom connection ({@link TokenRecord.custom}), the app's client secret, which renewal never
+   * changes. Sealed at rest either way.
+   */
   refreshToken: string;
   /** The OpenID Connect id token of the last token response, if any. */
   idToken: string | undefined;
@@ -53,6 +57,19 @@ export interface TokenRecord extends TokenSet {
   state: ConnectionState;
   /** Tenant ids that share this token set. */
   tenantIds: string[];
+  /** Set for a custom connection: renewed with the `client_credentials` grant, `refreshToken` being the client secret. */
+  custom?: CustomConnection;
+}
+
+/**
+ * A Xero custom connection: an app of its own for one organisation, renewed with the `client_credentials` grant
+ * (its client id and secret; no refresh token, no user). Not secret: the client secret is the token set's `refreshToken`.
+ */
+export interface CustomConnection {
+  /** The operator's name for it (`tokenbroker custom add --name`). */
+  name: string;
+  /** The custom connection app's client id. */
+  clientId: string;
 }
 
 /** A freshly obtained token set, from a refresh or an import. */

@@ -51,6 +51,7 @@ async function setUp(answers: Answer[]) {
         });
       });
     },
+    clientCredentials: () => Promise.reject(new Error("not used")),
     listConnections: () => Promise.resolve([]),
     authorizationUrl: () => Promise.reject(new Error("not used")),
     exchangeCode: () => Promise.reject(new Error("not used")),

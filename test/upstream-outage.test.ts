@@ -244,6 +244,7 @@ describe("token endpoint outage", () => {
     let wrong: IdentityServer | undefined;
     const lazy: IdentityServer = {
       refresh: (refreshToken) => wrong!.refresh(refreshToken),
+      clientCredentials: (credentials) => wrong!.clientCredentials(credentials),
       listConnections: (accessToken) => wrong!.listConnections(accessToken),
       authorizationUrl: (request) => wrong!.authorizationUrl(request),
       exchangeCode: (exchange) => wrong!.exchangeCode(exchange),

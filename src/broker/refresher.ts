@@ -1,12 +1,12 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.js";
-import { BrokerError, needsReauthorizationError } from "../errors.js";
+import { BrokerError, customReauthorizationAdvice, needsReauthorizationError } from "../errors.js";
 import type { Store } from "../store/store.js";
 import { LeaseLostError } from "../store/token-set-store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
-import { UpstreamError, type IdentityServer } from "../upstream/identity-server.js";
+import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../upstream/identity-server.js";
 import { abortable, sleep } from "./abortable.js";
 import { backoffDelay } from "./backoff.js";
 import type { RefreshCause, RefreshListener, RefreshOutcome } from "./refresh-events.js";
@@ -164,7 +164,7 @@ export class Refresher {
         report("already_fresh", current.version);
         return current;
       }
-      if (current.state === "needs_reauthorization") throw needsReauthorizationError(connectionId);
+      if (current.state === "needs_reauthorization") throw needsReauthorizationError(connectionId, current.custom);
       if (this.stopped) throw shuttingDown(connectionId);
       this.checkCooldown(connectionId);
 
@@ -197,7 +197,7 @@ export class Refresher {
         if (this.stopped) await giveUp("shutting down");
         attempts++;
         try {
-          const obtained = await this.requestAbandonedAtDeadline((signal) => this.identity.refresh(leased.refreshToken, { signal }));
+          const obtained = await this.requestAbandonedAtDeadline((signal) => this.renew(leased, signal));
           upstreamRefreshes++;
           await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
@@ -229,6 +229,14 @@ export class Refresher {
             this.hub.publish(marked);
             report("invalid_grant", marked.version, e.message);
             throw needsReauthorizationError(connectionId);
+          }
+          if (e.kind === "invalid_client" && leased.custom) {
+            // A custom connection's own app was rejected (its secret rotated at Xero): this connection alone is affected.
+            await this.store.connections.markNeedsReauthorization(connectionId, customReauthorizationAdvice(leased.custom));
+            const marked = await this.load(connectionId);
+            this.hub.publish(marked);
+            report("invalid_client", marked.version, e.message);
+            throw needsReauthorizationError(connectionId, leased.custom);
           }
           if (e.kind === "invalid_client") {
             this.misconfiguration = e.message;
@@ -281,6 +289,18 @@ export class Refresher {
     } finally {
       this.abandon.signal.removeEventListener("abort", abandon);
     }
+  }
+
+  /**
+   * One request for the next token set: a refresh-token grant for a user's grant; for a custom connection, the
+   * `client_credentials` grant with its own app's credentials (the client secret, kept as the record's
+   * `refreshToken`, stays as it is).
+   */
+  private async renew(record: TokenRecord, signal: AbortSignal): Promise<ObtainedTokenSet> {
+    if (!record.custom) return this.identity.refresh(record.refreshToken, { signal });
+    const credentials = { clientId: record.custom.clientId, clientSecret: record.refreshToken };
+    const obtained = await this.identity.clientCredentials(credentials, { signal });
+    return { ...obtained, refreshToken: record.refreshToken };
   }
 
   private async load(connectionId: string): Promise<TokenRecord> {

@@ -149,7 +149,7 @@ export class TokenBroker {
     const connectionId = await this.resolve(selector);
     const current = await this.current(connectionId);
     this.touch(connectionId);
-    if (current.state !== "active") throw needsReauthorizationError(connectionId);
+    if (current.state !== "active") throw needsReauthorizationError(connectionId, current.custom);
     if (!sameToken(current.accessToken, accessToken)) {
       const token = await this.validToken(connectionId, this.defaultMinValidForMs, options);
       return { token, refreshed: false };
@@ -308,7 +308,7 @@ export class TokenBroker {
   ): Promise<TokenRecord> {
     const current = stored ?? (await this.current(connectionId));
     this.touch(connectionId);
-    if (current.state !== "active") throw needsReauthorizationError(connectionId);
+    if (current.state !== "active") throw needsReauthorizationError(connectionId, current.custom);
     if (this.qualifies(current, minValidForMs)) return current;
     const now = this.clock.now();
     const refreshing = this.awaitRefresh(connectionId, "caller", current.version, waiting.signal);

@@ -5,10 +5,10 @@ import { terminalSafe } from "./terminal-text.js";
 /** A connection as `tokenbroker connections` prints it: no secret. */
 export function describeConnection(c: ConnectionSummary, now: number): string {
   const lines = [
-    `connection ${c.connectionId}  ${stateLabel(c.state)}  ${c.userName ?? c.xeroUserId ?? "(unknown user)"}`,
-    `  xero user      ${c.xeroUserId ?? "unknown"}`,
+    `connection ${c.connectionId}  ${stateLabel(c.state)}  ${c.custom ? `custom connection ${c.custom.name}` : (c.userName ?? c.xeroUserId ?? "(unknown user)")}`,
+    c.custom ? `  client id      ${c.custom.clientId} (client credentials)` : `  xero user      ${c.xeroUserId ?? "unknown"}`,
     `  access token   ${c.state === "active" ? `${iso(c.expiresAt)} (${countdownText(c.expiresAt - now)})` : "none until re-authorised"}, version ${c.version}`,
-    `  refresh token  issued ${iso(c.refreshTokenIssuedAt)} (${ageText(now - c.refreshTokenIssuedAt)} old)`,
+    ...(c.custom ? [] : [`  refresh token  issued ${iso(c.refreshTokenIssuedAt)} (${ageText(now - c.refreshTokenIssuedAt)} old)`]),
     `  authorised     ${iso(c.authorizedAt)} (${ageText(now - c.authorizedAt)} ago)`,
     `  last refresh   ${c.lastRefreshAt === undefined ? "never" : `${iso(c.lastRefreshAt)} (${ageText(now - c.lastRefreshAt)} ago)`}`,
     `  last error     ${c.lastError ?? "none"}`,
@@ -35,6 +35,7 @@ export function connectionJson(c: ConnectionSummary): Record<string, unknown> {
     authorisedAt: iso(c.authorizedAt),
     lastRefreshAt: c.lastRefreshAt === undefined ? null : iso(c.lastRefreshAt),
     lastError: c.lastError ?? null,
+    ...(c.custom ? { custom: { name: c.custom.name, clientId: c.custom.clientId } } : {}),
     tenants: c.tenants.map(tenantJson),
   };
 }

@@ -5,6 +5,7 @@ import { importCommand } from "./import.js";
 import { serveCommand } from "./serve.js";
 import { connectCommand } from "./connect.js";
 import { connectionsCommand } from "./connections.js";
+import { customCommand } from "./custom.js";
 import { tenantsCommand } from "./tenants.js";
 import { disconnectCommand } from "./disconnect.js";
 import { revokeCommand } from "./revoke.js";
@@ -23,6 +24,7 @@ const commands: Command[] = [
   importCommand,
   connectCommand,
   connectionsCommand,
+  customCommand,
   tenantsCommand,
   disconnectCommand,
   revokeCommand,

@@ -44,6 +44,13 @@ ${settingsHelp(UPSTREAM_COMMAND_SETTINGS)}
       await checkEncryptionKeys(store, encryption.cipher);
       const summary = (await store.connections.listConnections()).find((c) => c.connectionId === connectionId);
       if (!summary) throw new ConfigError(`connection ${connectionId} is not stored; see tokenbroker connections`);
+      if (summary.custom) {
+        // Its renewal credential is the app's client secret, which must never reach a revocation endpoint.
+        throw new ConfigError(
+          `connection ${connectionId} is a custom connection: it has no grant to revoke; ` +
+            `forget it with tokenbroker custom remove, and disable the app at Xero`,
+        );
+      }
       // Hold the refresh lease: the refresh token read next stays the live one until it is revoked.
       const holder = `${hostname()}:${process.pid}:revoke`;
       const deadline = Date.now() + LEASE_WAIT_MS;

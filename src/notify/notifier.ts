@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { customReauthorizationAdvice } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Store } from "../store/store.js";
 import type { TokenState } from "../store/token-set-store.js";
@@ -70,11 +71,13 @@ export function createNotifier(options: NotifierOptions & { store: Pick<Store, "
     const dies = state.refreshTokenIssuedAt + REFRESH_TOKEN_LIFETIME_MS;
     const id = state.connectionId;
     const message =
-      type === "connection.needs_reauthorization"
-        ? `connection ${id} needs re-authorisation: Xero rejected its refresh token. Pipe a new refresh token of the same Xero user into \`tokenbroker import\``
-        : type === "connection.recovered"
-          ? `connection ${id} is active again`
-          : `connection ${id}: its refresh token dies in ${Math.max(0, (dies - now) / DAY_MS).toFixed(1)} days unless it is refreshed`;
+      type === "connection.needs_reauthorization" && summary?.custom
+        ? `connection ${id} ${customReauthorizationAdvice(summary.custom)}`
+        : type === "connection.needs_reauthorization"
+          ? `connection ${id} needs re-authorisation: Xero rejected its refresh token. Pipe a new refresh token of the same Xero user into \`tokenbroker import\``
+          : type === "connection.recovered"
+            ? `connection ${id} is active again`
+            : `connection ${id}: its refresh token dies in ${Math.max(0, (dies - now) / DAY_MS).toFixed(1)} days unless it is refreshed`;
     return {
       id: randomUUID(),
       type,

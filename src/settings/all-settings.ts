@@ -8,7 +8,7 @@ import { REFRESH_SETTINGS } from "./refresh-settings.js";
 import { ACCESS_SETTINGS, ENCRYPTION_SETTINGS } from "./security-settings.js";
 import { DB, DEBUG, SERVER_SETTINGS } from "./server-settings.js";
 import type { Setting } from "./setting.js";
-import { UPSTREAM_SETTINGS } from "./upstream-settings.js";
+import { ALLOW_INSECURE_ISSUER, CONNECTIONS_URL, ISSUER, UPSTREAM_SETTINGS, UPSTREAM_TIMEOUT_MS } from "./upstream-settings.js";
 
 /** The settings `tokenbroker serve` reads, in `--help` order. */
 export const SERVE_SETTINGS = [
@@ -26,6 +26,16 @@ export const SERVE_SETTINGS = [
 
 /** The settings of the commands that reach Xero and the stored tokens: `import`, `disconnect`, `revoke`. */
 export const UPSTREAM_COMMAND_SETTINGS = [DB, ...ENCRYPTION_SETTINGS, ...UPSTREAM_SETTINGS] as const;
+
+/** The settings of `tokenbroker custom`: the store, and the identity server without the broker's own client (a custom connection brings its own). */
+export const CUSTOM_COMMAND_SETTINGS = [
+  DB,
+  ...ENCRYPTION_SETTINGS,
+  ISSUER,
+  CONNECTIONS_URL,
+  UPSTREAM_TIMEOUT_MS,
+  ALLOW_INSECURE_ISSUER,
+] as const;
 
 /** The settings of `tokenbroker connect`. */
 export const CONNECT_SETTINGS = [...UPSTREAM_COMMAND_SETTINGS, ...CONSENT_SETTINGS] as const;

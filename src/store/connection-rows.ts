@@ -25,6 +25,8 @@ export interface SummaryRow {
   refresh_token_issued_at: number;
   last_refresh_at: number | null;
   last_error: string | null;
+  custom_name: string | null;
+  client_id: string | null;
 }
 
 /** A tenant row as the token logic sees it. */
@@ -57,5 +59,6 @@ export function toConnectionSummaries(rows: readonly SummaryRow[], tenants: read
     lastRefreshAt: r.last_refresh_at ?? undefined,
     lastError: r.last_error ?? undefined,
     tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
+    ...(r.custom_name !== null && r.client_id !== null ? { custom: { name: r.custom_name, clientId: r.client_id } } : {}),
   }));
 }

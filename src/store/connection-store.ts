@@ -1,4 +1,4 @@
-import type { ConnectionState, NewTokenSet, Tenant, TenantState } from "../token-set.js";
+import type { ConnectionState, CustomConnection, NewTokenSet, Tenant, TenantState } from "../token-set.js";
 
 /** What an import or a consent hands to the store. */
 export interface SaveConnectionInput {
@@ -10,6 +10,11 @@ export interface SaveConnectionInput {
   tokenSet: NewTokenSet;
   /** The tenants the grant reaches. */
   tenants: Tenant[];
+  /**
+   * Set for a custom connection (then `xeroUserId` is ignored and `tokenSet.refreshToken` is its client secret):
+   * the custom connection of the same name is replaced (its client id too) and becomes active again.
+   */
+  custom?: CustomConnection;
 }
 
 /** A tenant as listed for operators: whether Xero still lists it for the grant. */
@@ -34,6 +39,8 @@ export interface ConnectionSummary {
   lastRefreshAt: number | undefined;
   lastError: string | undefined;
   tenants: TenantSummary[];
+  /** Set for a custom connection (client credentials). */
+  custom?: CustomConnection;
 }
 
 /**
@@ -44,7 +51,10 @@ export interface ConnectionSummary {
 export interface ConnectionStore {
   /** The connection that serves this tenant, or undefined. When several grants reach the tenant, the most recently authorised active one wins. */
   findConnectionByTenant(tenantId: string): Promise<string | undefined>;
-  /** Stores a newly authorised or imported grant; the same Xero user replaces their earlier token set (and becomes active again). */
+  /**
+   * Stores a newly authorised or imported grant; the same Xero user replaces their earlier token set (and becomes
+   * active again), as does a custom connection of the same name.
+   */
   saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }>;
   /** Adds or updates tenants of a connection. */
   saveTenants(connectionId: string, tenants: Tenant[]): Promise<void>;

@@ -1,5 +1,6 @@
 import { migration3Security } from "./migration-3-security.js";
 import { migration4Quota } from "./migration-4-quota.js";
+import { migration5CustomConnections } from "./migration-5-custom-connections.js";
 
 /**
  * Schema migrations, applied in order. The database's `user_version` records
@@ -73,4 +74,6 @@ export const migrations: readonly string[] = [
   migration3Security,
   // 4: Xero's call limits shared by every broker on the file: slots, counts, holds.
   migration4Quota,
+  // 5: custom connections: their name and client id (the client secret is the token set's sealed refresh_token).
+  migration5CustomConnections,
 ];

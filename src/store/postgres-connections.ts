@@ -39,7 +39,19 @@ export class PostgresConnections implements ConnectionStore {
       let existing: string | undefined;
       let created = false;
       let connectionId: string;
-      if (input.xeroUserId !== undefined) {
+      if (input.custom) {
+        // A custom connection is found by its name: the same statement creates it or brings it back with new credentials.
+        const { rows } = await client.query<{ id: string; created: boolean }>(
+          `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at, custom_name, client_id)
+           VALUES ($1, NULL, $2, $3, $3, $4, $5)
+           ON CONFLICT (custom_name) DO UPDATE SET state = 'active', authorised_at = $3, last_error = NULL, client_id = $5
+           RETURNING id, (xmax = 0) AS created`,
+          [randomUUID(), input.userName ?? null, now, input.custom.name, input.custom.clientId],
+        );
+        connectionId = rows[0]!.id;
+        created = rows[0]!.created;
+        if (!created) existing = connectionId;
+      } else if (input.xeroUserId !== undefined) {
         // One statement that either creates the user's connection or finds it, whoever else saves the same user now.
         const { rows } = await client.query<{ id: string; created: boolean }>(
           `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at) VALUES ($1, $2, $3, $4, $4)
@@ -138,7 +150,7 @@ export class PostgresConnections implements ConnectionStore {
   async listConnections(): Promise<ConnectionSummary[]> {
     const { rows } = await this.#db.query<SummaryRow>(
       `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
-         c.last_refresh_at, c.last_error
+         c.last_refresh_at, c.last_error, c.custom_name, c.client_id
        FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
     );
     const { rows: tenants } = await this.#db.query<TenantRow>(`SELECT * FROM tenants ORDER BY created_at, tenant_id`);

@@ -118,4 +118,10 @@ export const postgresMigrations: readonly string[] = [
     until   bigint NOT NULL
   );
   `,
+  // 3: custom connections, as SQLite's migration 5: their name and client id (the client secret is the token
+  // set's sealed refresh_token).
+  `
+  ALTER TABLE connections ADD COLUMN custom_name text COLLATE "C" UNIQUE;
+  ALTER TABLE connections ADD COLUMN client_id text;
+  `,
 ];

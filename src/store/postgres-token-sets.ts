@@ -14,7 +14,7 @@ import {
 
 /** One connection's token set as a {@link TokenRow}, by connection id (`$1`). */
 export const POSTGRES_SELECT_TOKEN = `SELECT s.connection_id, s.access_token, s.refresh_token, s.id_token, s.token_type, s.scope,
-     s.expires_at, s.obtained_at, s.refresh_token_issued_at, s.version, c.state,
+     s.expires_at, s.obtained_at, s.refresh_token_issued_at, s.version, c.state, c.custom_name, c.client_id,
      (SELECT string_agg(tenant_id, chr(31) ORDER BY created_at, tenant_id) FROM tenants
       WHERE connection_id = s.connection_id AND state = 'active') AS tenant_ids
    FROM token_sets s JOIN connections c ON c.id = s.connection_id

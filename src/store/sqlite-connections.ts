@@ -21,14 +21,15 @@ export class SqliteConnections implements ConnectionStore {
          ORDER BY c.state = 'active' DESC, c.authorised_at DESC LIMIT 1`,
       ),
       connectionByUser: db.prepare(`SELECT id FROM connections WHERE xero_user_id = ?`),
+      connectionByCustomName: db.prepare(`SELECT id FROM connections WHERE custom_name = ?`),
       tokenVersion: db.prepare(`SELECT version FROM token_sets WHERE connection_id = ?`).pluck(),
       insertConnection: db.prepare(
-        `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at)
-         VALUES (@id, @user, @user_name, @now, @now)`,
+        `INSERT INTO connections (id, xero_user_id, user_name, created_at, authorised_at, custom_name, client_id)
+         VALUES (@id, @user, @user_name, @now, @now, @custom_name, @client_id)`,
       ),
       reauthorize: db.prepare(
         `UPDATE connections SET state = 'active', authorised_at = @now, last_error = NULL,
-           user_name = COALESCE(@user_name, user_name) WHERE id = @id`,
+           user_name = COALESCE(@user_name, user_name), client_id = COALESCE(@client_id, client_id) WHERE id = @id`,
       ),
       replaceToken: db.prepare(
         `INSERT OR REPLACE INTO token_sets
@@ -50,7 +51,7 @@ export class SqliteConnections implements ConnectionStore {
       setError: db.prepare(`UPDATE connections SET last_error = @error WHERE id = @id`),
       summaries: db.prepare(
         `SELECT c.id, c.xero_user_id, c.user_name, c.authorised_at, c.state, s.version, s.expires_at, s.refresh_token_issued_at,
-           c.last_refresh_at, c.last_error
+           c.last_refresh_at, c.last_error, c.custom_name, c.client_id
          FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
       ),
       allTenants: db.prepare(`SELECT * FROM tenants ORDER BY created_at, tenant_id`),
@@ -74,20 +75,27 @@ export class SqliteConnections implements ConnectionStore {
     const now = this.#sqlite.clock.now();
     const cipher = this.#sqlite.cipher;
     return this.#sqlite.write(() => {
-      const existing =
-        input.xeroUserId === undefined ? undefined : (this.#stmt.connectionByUser.get(input.xeroUserId) as { id: string } | undefined);
+      const custom = input.custom;
+      const xeroUserId = custom ? undefined : input.xeroUserId;
+      const existing = custom
+        ? (this.#stmt.connectionByCustomName.get(custom.name) as { id: string } | undefined)
+        : xeroUserId === undefined
+          ? undefined
+          : (this.#stmt.connectionByUser.get(xeroUserId) as { id: string } | undefined);
       const connectionId = existing?.id ?? randomUUID();
       if (existing) {
-        this.#stmt.reauthorize.run({ id: connectionId, now, user_name: input.userName ?? null });
+        this.#stmt.reauthorize.run({ id: connectionId, now, user_name: input.userName ?? null, client_id: custom?.clientId ?? null });
         const version = this.#stmt.tokenVersion.get(connectionId) as number | undefined;
         this.#stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, (version ?? 0) + 1), cipher));
         this.#stmt.deleteLease.run(connectionId);
       } else {
         this.#stmt.insertConnection.run({
           id: connectionId,
-          user: input.xeroUserId ?? null,
+          user: xeroUserId ?? null,
           user_name: input.userName ?? null,
           now,
+          custom_name: custom?.name ?? null,
+          client_id: custom?.clientId ?? null,
         });
         this.#stmt.replaceToken.run(sealTokenColumns(tokenParams(connectionId, input.tokenSet, 1), cipher));
       }

@@ -13,7 +13,7 @@ import {
 } from "./token-set-store.js";
 
 /** One connection's token set as a {@link TokenRow}, by connection id. */
-const SELECT_TOKEN = `SELECT s.*, c.state,
+const SELECT_TOKEN = `SELECT s.*, c.state, c.custom_name, c.client_id,
      (SELECT group_concat(tenant_id, char(31)) FROM
        (SELECT tenant_id FROM tenants WHERE connection_id = s.connection_id AND state = 'active'
         ORDER BY created_at, tenant_id)) AS tenant_ids

@@ -18,6 +18,9 @@ export interface TokenRow {
   version: number;
   state: ConnectionState;
   tenant_ids: string | null;
+  /** The connection's custom-connection name and client id (both null for a user's grant). */
+  custom_name: string | null;
+  client_id: string | null;
 }
 
 /** The named parameters of a `token_sets` row (secrets in clear: seal them before writing). */
@@ -51,6 +54,7 @@ export function toRecord(row: TokenRow): TokenRecord {
     version: row.version,
     state: row.state,
     tenantIds: row.tenant_ids ? row.tenant_ids.split("\u001f") : [],
+    ...(row.custom_name !== null && row.client_id !== null ? { custom: { name: row.custom_name, clientId: row.client_id } } : {}),
   };
 }
 
@@ -58,6 +62,7 @@ export function toRecord(row: TokenRow): TokenRecord {
 export function freezeRecord(record: TokenRecord): TokenRecord {
   Object.freeze(record.scopes);
   Object.freeze(record.tenantIds);
+  if (record.custom) Object.freeze(record.custom);
   return Object.freeze(record);
 }
 

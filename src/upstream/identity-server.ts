@@ -24,6 +24,13 @@ export interface ObtainedTokenSet extends NewTokenSet {
   userName: string | undefined;
 }
 
+/** A custom connection app's own credentials, for the `client_credentials` grant. */
+export interface ClientCredentials {
+  clientId: string;
+  /** Secret: never logged, never in an error message. */
+  clientSecret: string;
+}
+
 /** What {@link IdentityServer.authorizationUrl} puts in the authorization request. */
 export interface AuthorizationRequest {
   /** Where the issuer sends the browser back; must be registered with the app. */
@@ -58,6 +65,12 @@ export interface IdentityServer {
    * closed) and the call fails; the identity server may still have spent the refresh token.
    */
   refresh(refreshToken: string, options?: { signal?: AbortSignal | undefined }): Promise<ObtainedTokenSet>;
+  /**
+   * Obtains an access token with the `client_credentials` grant and the given app's own credentials (HTTP Basic),
+   * as a Xero custom connection is renewed. No refresh token is issued: the result's `refreshToken` is empty. When
+   * `signal` aborts, the request is abandoned. A rejected id or secret is an `invalid_client` {@link UpstreamError}.
+   */
+  clientCredentials(credentials: ClientCredentials, options?: { signal?: AbortSignal | undefined }): Promise<ObtainedTokenSet>;
   /**
    * The tenants the access token's grant reaches (Xero's connections endpoint);
    * with `authEventId`, only those that consent connected.

@@ -1,7 +1,14 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as oidc from "openid-client";
 import { systemClock, type Clock } from "../clock.js";
-import type { AuthorizationRequest, CodeExchange, IdentityServer, ObtainedTokenSet, XeroConnection } from "./identity-server.js";
+import type {
+  AuthorizationRequest,
+  ClientCredentials,
+  CodeExchange,
+  IdentityServer,
+  ObtainedTokenSet,
+  XeroConnection,
+} from "./identity-server.js";
 import { UpstreamError } from "./identity-server.js";
 import { readJwtClaims, stringClaim } from "./jwt-claims.js";
 import { parseConnections } from "./parse-connections.js";
@@ -78,6 +85,31 @@ export function createOidcIdentityServer(options: OidcIdentityServerOptions): Id
       }
       // A server that does not rotate keeps the old refresh token alive.
       return toObtained(response, sentAt, refreshToken);
+    },
+
+    async clientCredentials(credentials: ClientCredentials, call: { signal?: AbortSignal | undefined } = {}): Promise<ObtainedTokenSet> {
+      const { signal } = call;
+      const requests = <T>(fn: () => Promise<T>) => (signal ? callerSignal.run(signal, fn) : fn());
+      // The discovery document is the broker's (cached); the client is the custom connection's own app.
+      const discovered = await requests(discover);
+      const config = new oidc.Configuration(
+        discovered.serverMetadata(),
+        credentials.clientId,
+        undefined,
+        oidc.ClientSecretBasic(credentials.clientSecret),
+      );
+      config.timeout = timeoutMs / 1000;
+      config[oidc.customFetch] = fetchWithCallerSignal;
+      if (options.allowInsecure) oidc.allowInsecureRequests(config);
+      const sentAt = clock.now();
+      let response: Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>;
+      try {
+        response = await requests(() => oidc.clientCredentialsGrant(config));
+      } catch (e) {
+        if (signal?.aborted) throw new UpstreamError("transient", "client credentials: abandoned", undefined, { cause: e });
+        throw classify(e, "client credentials");
+      }
+      return toObtained(response, sentAt, "");
     },
 
     async listConnections(accessToken: string, filter: { authEventId?: string | undefined } = {}): Promise<XeroConnection[]> {

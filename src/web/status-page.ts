@@ -54,8 +54,11 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
   <h2><span class="user">${who(c)}</span> ${stateBadge(c)}</h2>
   ${
     c.state === "needs_reauthorization" &&
-    html`<div class="reauth"><a class="button" href="${m.connectPath}">Re-authorise</a>
-    <span>Xero rejected this connection's refresh token. Sign in to Xero as ${who(c)} to bring it back.</span></div>`
+    (c.custom
+      ? html`<div class="reauth"><span>Xero rejected this custom connection's client id or secret (was the secret rotated?).
+    Run <code>tokenbroker custom add --name ${JSON.stringify(c.custom.name)} --client-id ${c.custom.clientId}</code> again with the app's current secret.</span></div>`
+      : html`<div class="reauth"><a class="button" href="${m.connectPath}">Re-authorise</a>
+    <span>Xero rejected this connection's refresh token. Sign in to Xero as ${who(c)} to bring it back.</span></div>`)
   }
   <dl>
     <dt>Connection</dt><dd><code>${c.connectionId}</code></dd>
@@ -65,11 +68,15 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
         ? html`<span class="countdown${remaining <= 0 ? " expired" : ""}" data-remaining-ms="${remaining}">${countdownText(remaining)}</span>`
         : html`<span class="muted">none can be issued until re-authorised</span>`
     } <span class="muted">(version ${c.version})</span></dd>
-    <dt>Refresh token</dt><dd class="${rtLeft < 15 * 86_400_000 ? "warn" : ""}">${ageText(rtAge)} old${
-      rtLeft > 0
-        ? html` <span class="muted">(unused, it would expire in ${ageText(rtLeft)})</span>`
-        : html` <span class="error">(past Xero's 60 days)</span>`
-    }</dd>
+    ${
+      c.custom
+        ? html`<dt>Custom connection</dt><dd>client credentials, client id <code>${c.custom.clientId}</code></dd>`
+        : html`<dt>Refresh token</dt><dd class="${rtLeft < 15 * 86_400_000 ? "warn" : ""}">${ageText(rtAge)} old${
+            rtLeft > 0
+              ? html` <span class="muted">(unused, it would expire in ${ageText(rtLeft)})</span>`
+              : html` <span class="error">(past Xero's 60 days)</span>`
+          }</dd>`
+    }
     <dt>Authorised</dt><dd>${timeAgo(c.authorizedAt, m.now)}</dd>
     <dt>Last refresh</dt><dd>${c.lastRefreshAt === undefined ? html`<span class="muted">never</span>` : timeAgo(c.lastRefreshAt, m.now)}</dd>
     <dt>Last error</dt><dd class="last-error">${c.lastError === undefined ? html`<span class="muted">none</span>` : html`<span class="error">${c.lastError}</span>`}</dd>
@@ -99,6 +106,7 @@ function stateBadge(c: ConnectionSummary): SafeHtml {
 }
 
 function who(c: ConnectionSummary): string {
+  if (c.custom) return `custom connection ${c.custom.name}`;
   return c.userName ?? c.xeroUserId ?? `connection ${c.connectionId}`;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { Clock } from "../../src/clock.js";
 import type { NewTokenSet } from "../../src/token-set.js";
-import { UpstreamError, type IdentityServer, type ObtainedTokenSet } from "../../src/upstream/identity-server.js";
+import { UpstreamError, type ClientCredentials, type IdentityServer, type ObtainedTokenSet } from "../../src/upstream/identity-server.js";
 
 /** Options for {@link MemoryIdentityServer}. */
 export interface MemoryIdentityOptions {
@@ -31,6 +31,10 @@ export class MemoryIdentityServer implements IdentityServer {
   abandoned = 0;
   /** Refresh tokens presented after their grace period had ended. */
   graceViolations = 0;
+  /** Every call of `clientCredentials` (a custom connection's renewal), answered or not. */
+  clientCredentialsCalls = 0;
+  /** Custom connection apps: client id to its current secret. */
+  private readonly customApps = new Map<string, string>();
   private readonly issued = new Map<string, IssuedRefreshToken>();
   private readonly failures: UpstreamError[] = [];
   private held: Array<() => void> | undefined;
@@ -100,6 +104,22 @@ export class MemoryIdentityServer implements IdentityServer {
     known.spent = { at: now, answer };
     this.refreshes++;
     return answer;
+  }
+
+  /** Registers (or gives a new secret to) a custom connection app, which `clientCredentials` then accepts. */
+  setCustomApp(clientId: string, clientSecret: string): void {
+    this.customApps.set(clientId, clientSecret);
+  }
+
+  async clientCredentials(credentials: ClientCredentials, options: { signal?: AbortSignal | undefined } = {}): Promise<ObtainedTokenSet> {
+    this.clientCredentialsCalls++;
+    if (this.held) await this.waitForRelease(options.signal);
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+    if (this.customApps.get(credentials.clientId) !== credentials.clientSecret) {
+      throw new UpstreamError("invalid_client", "client credentials: the client id or secret was rejected (invalid_client)");
+    }
+    return { ...this.mint(), refreshToken: "" };
   }
 
   listConnections(): Promise<never> {

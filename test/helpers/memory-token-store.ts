@@ -14,7 +14,7 @@ import { LeaseLostError, type LeaseResult, type TokenSetStore, type TokenState }
 
 /** The two parts of the store the token logic uses, as one object (what the memory store implements). */
 export type TokenStore = TokenSetStore & ConnectionStore;
-import type { ConnectionState, NewTokenSet, Tenant, TokenRecord, TokenSet } from "../../src/token-set.js";
+import type { ConnectionState, CustomConnection, NewTokenSet, Tenant, TokenRecord, TokenSet } from "../../src/token-set.js";
 
 interface Row {
   connectionId: string;
@@ -26,6 +26,8 @@ interface Row {
   tenants: Tenant[];
   lastRefreshAt: number | undefined;
   lastError: string | undefined;
+  /** Set for a custom connection (found again by its name). */
+  custom?: CustomConnection;
 }
 
 interface Lease {
@@ -82,9 +84,15 @@ export class MemoryTokenStore implements TokenStore {
 
   async saveConnection(input: SaveConnectionInput): Promise<{ connectionId: string; created: boolean }> {
     const now = this.clock.now();
-    const existing = input.xeroUserId === undefined ? undefined : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
+    const custom = input.custom;
+    const existing = custom
+      ? [...this.rows.values()].find((r) => r.custom?.name === custom.name)
+      : input.xeroUserId === undefined
+        ? undefined
+        : [...this.rows.values()].find((r) => r.xeroUserId === input.xeroUserId);
     if (existing) {
       Object.assign(existing, { state: "active", authorizedAt: now, tokenSet: { ...input.tokenSet }, lastError: undefined });
+      if (custom) existing.custom = { ...custom };
       existing.version++;
       this.leases.delete(existing.connectionId);
       this.mergeTenants(existing, input.tenants);
@@ -100,6 +108,7 @@ export class MemoryTokenStore implements TokenStore {
       tenants: [],
       lastRefreshAt: undefined,
       lastError: undefined,
+      ...(custom ? { custom: { ...custom } } : {}),
     };
     this.mergeTenants(row, input.tenants);
     this.rows.set(row.connectionId, row);
@@ -185,6 +194,7 @@ export class MemoryTokenStore implements TokenStore {
       lastRefreshAt: r.lastRefreshAt,
       lastError: r.lastError,
       tenants: r.tenants.map((t) => ({ ...t, state: "active" as const, goneAt: undefined })),
+      ...(r.custom ? { custom: { ...r.custom } } : {}),
     }));
   }
 
@@ -233,6 +243,7 @@ function toRecord(row: Row): TokenRecord {
     version: row.version,
     state: row.state,
     tenantIds: row.tenants.map((t) => t.tenantId),
+    ...(row.custom ? { custom: { ...row.custom } } : {}),
   });
 }
 

@@ -41,6 +41,10 @@ export interface OidcProviderHarness {
   readonly tokenEndpointErrors: readonly TokenEndpointError[];
   /** Grants revoked so far (e.g. by refresh-token reuse). */
   readonly revokedGrants: number;
+  /** With `customConnectionClient`: a second confidential client that may use only the `client_credentials` grant (as a Xero custom connection app). */
+  readonly customClient: { clientId: string; clientSecret: string } | undefined;
+  /** Access tokens issued by the `client_credentials` grant so far. */
+  readonly clientCredentialsGrants: number;
   /**
    * Mint a grant for `accountId` with scopes `"openid offline_access"` (plus
    * any `extraScopes`) and return its first refresh token, as if the user had
@@ -61,8 +65,10 @@ export interface TokenEndpointError {
 
 /** Options for {@link startOidcProvider}. */
 export interface StartOidcProviderOptions {
-  /** Access-token lifetime in seconds (`ttl.AccessToken`); default 60. */
+  /** Access-token lifetime in seconds (`ttl.AccessToken`, and `ttl.ClientCredentials`); default 60. */
   accessTokenTtlSeconds?: number;
+  /** Also register a client for the `client_credentials` grant (see {@link OidcProviderHarness.customClient}). */
+  customConnectionClient?: boolean;
 }
 
 const FOURTEEN_DAYS = 14 * 24 * 60 * 60;
@@ -129,6 +135,9 @@ export async function startOidcProvider(options: StartOidcProviderOptions = {}):
 
   const clientId = `client-${randomUUID()}`;
   const clientSecret = randomBytes(32).toString("base64url");
+  const customClient = options.customConnectionClient
+    ? { clientId: `custom-${randomUUID()}`, clientSecret: randomBytes(32).toString("base64url") }
+    : undefined;
 
   const server: Server = createServer();
   await new Promise<void>((resolve, reject) => {
@@ -158,10 +167,22 @@ export async function startOidcProvider(options: StartOidcProviderOptions = {}):
               redirect_uris: ["http://127.0.0.1/cb"],
               response_types: ["code"],
             },
+            ...(customClient
+              ? [
+                  {
+                    client_id: customClient.clientId,
+                    client_secret: customClient.clientSecret,
+                    token_endpoint_auth_method: "client_secret_basic",
+                    grant_types: ["client_credentials"],
+                    redirect_uris: [],
+                    response_types: [],
+                  },
+                ]
+              : []),
           ],
           cookies: { keys: [randomBytes(32).toString("base64url")] },
           // No interactive login: grants are minted programmatically.
-          features: { devInteractions: { enabled: false } },
+          features: { devInteractions: { enabled: false }, clientCredentials: { enabled: customClient !== undefined } },
           routes: { token: TOKEN_PATH },
           findAccount: (_ctx: unknown, sub: string): Account => ({
             accountId: sub,
@@ -172,6 +193,7 @@ export async function startOidcProvider(options: StartOidcProviderOptions = {}):
           clientBasedCORS: () => false,
           ttl: {
             AccessToken: accessTokenTtl,
+            ClientCredentials: accessTokenTtl,
             AuthorizationCode: 60,
             IdToken: 300,
             RefreshToken: FOURTEEN_DAYS,
@@ -204,6 +226,10 @@ export async function startOidcProvider(options: StartOidcProviderOptions = {}):
   provider.on("grant.revoked", () => {
     revokedGrants += 1;
   });
+  let clientCredentialsGrants = 0;
+  provider.on("client_credentials.saved", () => {
+    clientCredentialsGrants += 1;
+  });
   server.on("request", provider.callback());
 
   let closing: Promise<void> | undefined;
@@ -220,6 +246,10 @@ export async function startOidcProvider(options: StartOidcProviderOptions = {}):
     },
     get revokedGrants() {
       return revokedGrants;
+    },
+    customClient,
+    get clientCredentialsGrants() {
+      return clientCredentialsGrants;
     },
     async mintRefreshToken(accountId: string, extraScopes: readonly string[] = []): Promise<string> {
       const client = await provider.Client.find(clientId);

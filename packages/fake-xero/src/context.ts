@@ -1,6 +1,7 @@
 import type { AccessTokenIssuer, TokenResponseBody } from "./access-tokens.js";
 import type { ApiState } from "./api-state.js";
 import type { CodeBook } from "./authorization-codes.js";
+import type { CustomAppRecord } from "./client-credentials.js";
 import type { GrantBook } from "./grants.js";
 import type { JwtSigner } from "./jwt.js";
 
@@ -30,6 +31,8 @@ export interface FakeXeroCounters {
   invalidGrants: number;
   /** Successful authorization_code grants. */
   codeExchanges: number;
+  /** Successful client_credentials grants (custom connections). */
+  clientCredentialsGrants: number;
 }
 
 /** An organisation a user can choose on the consent page. */
@@ -47,6 +50,8 @@ export interface FakeXeroContext {
   readonly scopes: readonly string[];
   readonly signer: JwtSigner;
   readonly grants: GrantBook<TokenResponseBody>;
+  /** Custom connection apps (client_credentials), by client id. */
+  readonly customApps: Map<string, CustomAppRecord>;
   readonly tokens: AccessTokenIssuer;
   /** Authorization codes issued by the consent page. */
   readonly codes: CodeBook;

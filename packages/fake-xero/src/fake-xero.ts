@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAccessTokenIssuer, type TokenResponseBody } from "./access-tokens.js";
@@ -70,6 +70,15 @@ export interface FakeTenant {
   authEventId: string;
 }
 
+/** A custom connection app registered with {@link FakeXero.addCustomConnection}. */
+export interface FakeCustomConnection {
+  clientId: string;
+  /** Its current secret. */
+  clientSecret: string;
+  /** Its one organisation. */
+  tenant: FakeTenant;
+}
+
 /** One user's grant (token set). */
 export interface FakeGrant {
   grantId: string;
@@ -102,6 +111,15 @@ export interface FakeXero {
   readonly invalidGrants: number;
   /** Authorization codes redeemed for a token set so far. */
   readonly codeExchanges: number;
+  /** Successful client_credentials grants (custom connections) so far. */
+  readonly clientCredentialsGrants: number;
+  /**
+   * Registers a custom connection app (Xero's client_credentials grant for one organisation): its own client id and
+   * secret (random unless given) and one tenant. Its access tokens list that tenant at `/connections`.
+   */
+  addCustomConnection(init?: { clientId?: string; clientSecret?: string; tenant?: TenantInit }): FakeCustomConnection;
+  /** Gives a custom connection app a new secret (random unless given), as rotating it at Xero does: the old one gets invalid_client. */
+  rotateCustomConnectionSecret(clientId: string, newSecret?: string): string;
   /** The organisations the consent page offers. */
   readonly organisations: readonly FakeOrganisation[];
   /** Offers one more organisation on the consent page. */
@@ -195,6 +213,7 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     clientSecret,
     scopes,
     signer,
+    customApps: new Map(),
     grants: createGrantBook<TokenResponseBody>({
       now,
       graceRetry,
@@ -202,7 +221,7 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
       refreshTokenLifetimeSeconds,
     }),
     tokens: createAccessTokenIssuer({ signer, issuer, clientId, now, scopes, accessTokenLifetimeSeconds: () => lifetime }),
-    counters: { tokenEndpointCalls: 0, refreshes: 0, graceViolations: 0, invalidGrants: 0, codeExchanges: 0 },
+    counters: { tokenEndpointCalls: 0, refreshes: 0, graceViolations: 0, invalidGrants: 0, codeExchanges: 0, clientCredentialsGrants: 0 },
     codes: createCodeBook({ now, lifetimeSeconds: codeLifetimeSeconds }),
     organisations: (options.organisations ?? DEMO_ORGANISATIONS).map(organisation),
     lastUser: "demo@example.com",
@@ -235,8 +254,25 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
     get codeExchanges() {
       return ctx.counters.codeExchanges;
     },
+    get clientCredentialsGrants() {
+      return ctx.counters.clientCredentialsGrants;
+    },
     get organisations() {
       return ctx.organisations.map((o) => ({ ...o }));
+    },
+    addCustomConnection(init = {}) {
+      const clientId = init.clientId ?? randomUUID().replaceAll("-", "").toUpperCase();
+      if (ctx.customApps.has(clientId) || clientId === ctx.clientId) throw invalid("clientId", clientId);
+      const clientSecret = init.clientSecret ?? randomBytes(36).toString("base64url");
+      const grant = ctx.grants.addGrant({ userId: `custom-connection:${clientId}`, tenants: [init.tenant ?? {}] });
+      ctx.customApps.set(clientId, { clientId, clientSecret, grantId: grant.grantId });
+      return { clientId, clientSecret, tenant: toFakeTenant(grant.tenants[0]!) };
+    },
+    rotateCustomConnectionSecret(clientId, newSecret) {
+      const app = ctx.customApps.get(clientId);
+      if (!app) throw new FakeXeroError("invalid_argument", `no custom connection app ${clientId}`);
+      app.clientSecret = newSecret ?? randomBytes(36).toString("base64url");
+      return app.clientSecret;
     },
     addOrganisation(init = {}) {
       const added = organisation(init);

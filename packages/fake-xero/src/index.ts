@@ -10,6 +10,7 @@
 export {
   DEFAULT_SCOPES,
   startFakeXero,
+  type FakeCustomConnection,
   type FakeGrant,
   type FakeOrganisation,
   type FakeTenant,

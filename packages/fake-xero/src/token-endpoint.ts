@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXeroContext, TokenEndpointHttpFailure } from "./context.js";
 import { handleAuthorizationCodeGrant } from "./authorize-endpoint.js";
+import { handleClientCredentialsGrant } from "./client-credentials.js";
 import { authenticateClient, readBody, sendJson, sendText } from "./http-util.js";
 
 /** Token responses must never be cached (RFC 6749 §5.1). */
@@ -25,6 +26,8 @@ export async function handleToken(ctx: FakeXeroContext, req: IncomingMessage, re
   if (failure) return sendFailure(res, failure);
   if (body === undefined) return sendJson(res, 413, { error: "invalid_request" }, NO_STORE);
   const form = new URLSearchParams(body);
+  // A custom connection authenticates as its own app, not as the one the fake was started with.
+  if (form.get("grant_type") === "client_credentials") return handleClientCredentialsGrant(ctx, req, form, res);
   if (!authenticateClient(req, form, ctx)) return sendJson(res, 401, { error: "invalid_client" }, NO_STORE);
 
   const grantType = form.get("grant_type");
