@@ -40,7 +40,7 @@ export const LEFT_BEHIND = "refresh_leases";
  * the other. A new migration on either side must be looked at here: the
  * copy refuses to run until these say it was.
  */
-export const KNOWN_SCHEMAS = { sqlite: 3, postgres: 1 } as const;
+export const KNOWN_SCHEMAS = { sqlite: 4, postgres: 2 } as const;
 
 /** The stored (not generated) columns of `table` in the SQLite database, in their order. */
 export function sqliteColumns(db: Database.Database, table: string): string[] {

@@ -1,4 +1,5 @@
 import { migration3Security } from "./migration-3-security.js";
+import { migration4TenantChecks } from "./migration-4-tenant-checks.js";
 
 /**
  * Schema migrations, applied in order. The database's `user_version` records
@@ -70,4 +71,6 @@ export const migrations: readonly string[] = [
   `,
   // 3: client API keys, the audit log, and each token set's encryption key id.
   migration3Security,
+  // 4: when each connection's organisations were last re-read from Xero, and each tenant last listed.
+  migration4TenantChecks,
 ];

@@ -1,3 +1,5 @@
+import { postgresMigration2TenantChecks } from "./migration-4-tenant-checks.js";
+
 /**
  * The PostgreSQL schema's migrations, applied in order; the
  * `tokenbroker_migrations` table records which ran. A migration is never
@@ -94,4 +96,6 @@ export const postgresMigrations: readonly string[] = [
   );
   CREATE INDEX audit_log_by_time ON audit_log(at);
   `,
+  // 2: as SQLite's migration 4: when each connection's organisations were last re-read, and each tenant last listed.
+  postgresMigration2TenantChecks,
 ];

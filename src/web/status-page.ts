@@ -71,18 +71,24 @@ function connection(c: ConnectionSummary, m: StatusPageModel): SafeHtml {
     <dt>Last refresh</dt><dd>${c.lastRefreshAt === undefined ? html`<span class="muted">never</span>` : timeAgo(c.lastRefreshAt, m.now)}</dd>
     <dt>Last error</dt><dd class="last-error">${c.lastError === undefined ? html`<span class="muted">none</span>` : html`<span class="error">${c.lastError}</span>`}</dd>
   </dl>
-  ${tenantTable(c.tenants)}
+  ${tenantTable(c.tenants, m.now)}
 </section>`;
 }
 
-function tenantTable(tenants: TenantSummary[]): SafeHtml {
+function tenantTable(tenants: TenantSummary[], now: number): SafeHtml {
   if (tenants.length === 0) return html`<p class="muted">No tenants: the grant reaches no organisation.</p>`;
   return html`<table class="tenants">
-    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th></tr></thead>
+    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th><th>Last checked at Xero</th></tr></thead>
     <tbody>${tenants.map(
       (t) => html`
       <tr class="${t.state}" data-tenant-id="${t.tenantId}"><td>${t.tenantName ?? ""}</td><td><code>${t.tenantId}</code></td><td>${t.tenantType ?? ""}</td><td>${
-        t.state === "gone" ? "gone (no longer listed by Xero)" : "active"
+        t.state === "gone" ? html`<span class="error">removed at Xero</span> <span class="muted">(no longer in its grant's connections list)</span>` : "active"
+      }</td><td class="checked">${
+        t.state === "gone" && t.goneAt !== undefined
+          ? timeAgo(t.goneAt, now)
+          : t.checkedAt === undefined
+            ? html`<span class="muted">not yet</span>`
+            : timeAgo(t.checkedAt, now)
       }</td></tr>`,
     )}
     </tbody>
