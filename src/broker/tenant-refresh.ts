@@ -95,7 +95,7 @@ export class TenantRefresh {
     this.timer.unref();
   }
 
-  /** Stops the timer and waits for the re-reads under way. */
+  /** Stops the timer and waits for the re-reads under way; {@link tick} and {@link recheck} still work when called. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
@@ -128,7 +128,6 @@ export class TenantRefresh {
   private async pass(): Promise<void> {
     try {
       for (const c of await this.store.connections.listTenantChecks()) {
-        if (this.stopped) return;
         if (this.due(c.connectionId, c.claimedAt)) await this.once(c.connectionId, "periodic", this.intervalMs, c);
       }
       await this.endRemovedWatchers();
