@@ -58,7 +58,12 @@ export function needsReauthorizationError(connectionId: string): BrokerError {
  * it (the organisation was disconnected at Xero, deleted, or reset to a new
  * tenant id): `not_found`, with a message unlike "not connected".
  */
-export function tenantRemovedError(removed: { tenantId: string; tenantName?: string | undefined; connectionId: string; goneAt: number }): BrokerError {
+export function tenantRemovedError(removed: {
+  tenantId: string;
+  tenantName?: string | undefined;
+  connectionId: string;
+  goneAt: number;
+}): BrokerError {
   const name = removed.tenantName ? ` (${removed.tenantName})` : "";
   return new BrokerError(
     "not_found",

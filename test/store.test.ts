@@ -340,7 +340,12 @@ describe.each(backends)("Store on $name", (backend) => {
     expect(await store.connections.findConnectionByTenant("t-2")).toBeUndefined();
     expect(await store.connections.findConnectionByTenant("t-3")).toBe(connectionId);
     expect((await store.tokens.getToken(connectionId))?.tenantIds).toEqual(["t-1", "t-3"]);
-    expect(await store.connections.findRemovedTenant("t-2")).toEqual({ connectionId, tenantId: "t-2", tenantName: "Org t-2", goneAt: checkedAt });
+    expect(await store.connections.findRemovedTenant("t-2")).toEqual({
+      connectionId,
+      tenantId: "t-2",
+      tenantName: "Org t-2",
+      goneAt: checkedAt,
+    });
     const [summary] = await store.connections.listConnections();
     expect(summary?.tenants.map((t) => [t.tenantId, t.state, t.checkedAt, t.goneAt])).toEqual([
       ["t-1", "active", checkedAt, undefined],
@@ -359,7 +364,9 @@ describe.each(backends)("Store on $name", (backend) => {
     const { connectionId } = await a.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
     const [seen] = await b.connections.listTenantChecks();
     expect(seen).toEqual({ connectionId, claimedAt: undefined });
-    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).connections.claimTenantCheck(connectionId, undefined)));
+    const claims = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).connections.claimTenantCheck(connectionId, undefined)),
+    );
     expect(claims.filter(Boolean)).toHaveLength(1);
     const [after] = await a.connections.listTenantChecks();
     expect(after?.claimedAt).toBe(clock.now());

@@ -148,12 +148,7 @@ export class TenantRefresh {
     return now >= this.startedAt + spread * this.intervalMs;
   }
 
-  private once(
-    connectionId: string,
-    cause: TenantCheckEvent["cause"],
-    minGapMs: number,
-    known?: TenantCheckState,
-  ): Promise<RecheckResult> {
+  private once(connectionId: string, cause: TenantCheckEvent["cause"], minGapMs: number, known?: TenantCheckState): Promise<RecheckResult> {
     let run = this.running.get(connectionId);
     if (!run) {
       run = this.check(connectionId, cause, minGapMs, known).finally(() => this.running.delete(connectionId));

@@ -12,7 +12,8 @@ export function createTenantCheckMetrics(registry: Registry): TenantCheckListene
     labelNames: ["cause", "outcome"] as const,
     registers: [registry],
   });
-  for (const cause of ["periodic", "recheck"]) for (const outcome of ["checked", "no_valid_token", "failed"]) checks.inc({ cause, outcome }, 0);
+  for (const cause of ["periodic", "recheck"])
+    for (const outcome of ["checked", "no_valid_token", "failed"]) checks.inc({ cause, outcome }, 0);
   const changes = new Counter({
     name: "tokenbroker_tenant_changes_total",
     help: "Tenants found removed at Xero (change=removed) or newly listed for a grant (change=added) by the re-read.",

@@ -86,10 +86,10 @@ export function createNotifier(options: NotifierOptions & { store: Pick<Store, "
           "copied database that still holds the refresh token and stop it; then re-authorise the connection (the status page's " +
           '"Re-authorise", or `tokenbroker connect`). tokenbroker does not retry it.'
         : type === "connection.needs_reauthorization"
-        ? `connection ${id} needs re-authorisation: Xero rejected its refresh token. Pipe a new refresh token of the same Xero user into \`tokenbroker import\``
-        : type === "connection.recovered"
-          ? `connection ${id} is active again`
-          : `connection ${id}: its refresh token dies in ${Math.max(0, (dies - now) / DAY_MS).toFixed(1)} days unless it is refreshed`;
+          ? `connection ${id} needs re-authorisation: Xero rejected its refresh token. Pipe a new refresh token of the same Xero user into \`tokenbroker import\``
+          : type === "connection.recovered"
+            ? `connection ${id} is active again`
+            : `connection ${id}: its refresh token dies in ${Math.max(0, (dies - now) / DAY_MS).toFixed(1)} days unless it is refreshed`;
     return {
       id: randomUUID(),
       type,

@@ -21,7 +21,10 @@ export function tenantCheckLog(logger: Logger, event: TenantCheckEvent): void {
     );
   }
   if (event.outcome === "failed") {
-    logger.warn({ event: "tenant_check", connectionId, cause, outcome: event.outcome, error: event.error }, "re-reading the organisations failed");
+    logger.warn(
+      { event: "tenant_check", connectionId, cause, outcome: event.outcome, error: event.error },
+      "re-reading the organisations failed",
+    );
   } else {
     logger.debug({ event: "tenant_check", connectionId, cause, outcome: event.outcome }, `organisations re-read: ${event.outcome}`);
   }

@@ -182,7 +182,9 @@ export class PostgresConnections implements ConnectionStore {
       [tenantId],
     );
     const row = rows[0];
-    return row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at };
+    return (
+      row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at }
+    );
   }
 
   async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {

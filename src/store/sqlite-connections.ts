@@ -78,7 +78,9 @@ export class SqliteConnections implements ConnectionStore {
       ),
       stampChecked: db.prepare(`UPDATE tenants SET checked_at = @now WHERE connection_id = @connection_id AND tenant_id = @tenant_id`),
       stampConnectionChecked: db.prepare(`UPDATE connections SET tenants_checked_at = @now WHERE id = @id`),
-      tenantChecks: db.prepare(`SELECT id AS connectionId, tenants_checked_at AS claimedAt FROM connections WHERE state = 'active' ORDER BY id`),
+      tenantChecks: db.prepare(
+        `SELECT id AS connectionId, tenants_checked_at AS claimedAt FROM connections WHERE state = 'active' ORDER BY id`,
+      ),
       claimCheck: db.prepare(
         `UPDATE connections SET tenants_checked_at = @now WHERE id = @id AND state = 'active' AND tenants_checked_at IS @seen`,
       ),
@@ -174,7 +176,9 @@ export class SqliteConnections implements ConnectionStore {
     const row = this.#stmt.removedTenant.get(tenantId) as
       | { connection_id: string; tenant_id: string; tenant_name: string | null; gone_at: number }
       | undefined;
-    return row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at };
+    return (
+      row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at }
+    );
   }
 
   async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {

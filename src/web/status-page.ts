@@ -82,7 +82,9 @@ function tenantTable(tenants: TenantSummary[], now: number): SafeHtml {
     <tbody>${tenants.map(
       (t) => html`
       <tr class="${t.state}" data-tenant-id="${t.tenantId}"><td>${t.tenantName ?? ""}</td><td><code>${t.tenantId}</code></td><td>${t.tenantType ?? ""}</td><td>${
-        t.state === "gone" ? html`<span class="error">removed at Xero</span> <span class="muted">(no longer in its grant's connections list)</span>` : "active"
+        t.state === "gone"
+          ? html`<span class="error">removed at Xero</span> <span class="muted">(no longer in its grant's connections list)</span>`
+          : "active"
       }</td><td class="checked">${
         t.state === "gone" && t.goneAt !== undefined
           ? timeAgo(t.goneAt, now)
