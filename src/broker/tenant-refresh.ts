@@ -168,7 +168,7 @@ export class TenantRefresh {
       this.listener({ connectionId, cause, outcome, removed, added, ...(error === undefined ? {} : { error }) });
     try {
       const record = await this.store.tokens.getToken(connectionId);
-      if (!record || record.state !== "active") return none;
+      if (record?.state !== "active") return none;
       if (record.expiresAt - this.clock.now() < this.validityMarginMs) {
         report("no_valid_token");
         return none;
