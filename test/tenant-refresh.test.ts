@@ -133,6 +133,17 @@ describe("organisations added or removed at Xero", () => {
     expect((await rejection(getToken(orgB))).code).toBe(Code.NotFound);
   });
 
+  it("a grant that lists no organisation (revoked at Xero) marks none removed: the refresh finds the revocation", async () => {
+    f.fake.revokeGrant(grant.grantId);
+    f.clock.advance(INTERVAL);
+    await f.server.tenants.tick();
+    expect(events.map((e) => [e.outcome, e.removed.length])).toEqual([["failed", 0]]);
+    expect(events[0]!.error).toMatch(/lists no organisation/);
+    expect([...(await getToken(orgA)).token!.tenantIds].sort()).toEqual([orgA, orgB].sort());
+    f.clock.set((await f.store.tokens.getToken(connectionId))!.expiresAt + 1000);
+    expect((await rejection(getToken(orgA))).code).toBe(Code.FailedPrecondition);
+  });
+
   it("recheck (the API proxy's 403): re-reads at once, one read for a burst, at most once a minute", async () => {
     await disconnectAtXero(orgB);
     f.clock.advance(MINUTE);
@@ -143,7 +154,8 @@ describe("organisations added or removed at Xero", () => {
     expect(events.map((e) => [e.cause, e.outcome])).toEqual([["recheck", "checked"]]);
     expect(await f.server.tenants.recheck(connectionId)).toEqual({ checked: false, removed: [], added: [] });
     f.clock.advance(MINUTE);
-    expect(await f.server.tenants.recheck(connectionId)).toEqual({ checked: true, removed: [], added: [] });
+    expect(await f.server.tenants.recheckTenant(orgA)).toEqual({ checked: true, removed: [], added: [] });
+    expect(await f.server.tenants.recheckTenant("no-such-tenant")).toEqual({ checked: false, removed: [], added: [] });
     expect((await rejection(getToken(orgB))).rawMessage).toMatch(/disconnected at Xero/);
   });
 

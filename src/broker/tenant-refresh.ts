@@ -125,6 +125,15 @@ export class TenantRefresh {
     return this.once(connectionId, "recheck", this.minRecheckMs);
   }
 
+  /**
+   * {@link recheck} for the connection that serves `tenantId` (what a 403 for that tenant names); `checked:
+   * false` when no connection serves it.
+   */
+  async recheckTenant(tenantId: string): Promise<RecheckResult> {
+    const connectionId = await this.store.connections.findConnectionByTenant(tenantId).catch(() => undefined);
+    return connectionId === undefined ? { checked: false, removed: [], added: [] } : this.recheck(connectionId);
+  }
+
   private async pass(): Promise<void> {
     try {
       for (const c of await this.store.connections.listTenantChecks()) {
@@ -179,6 +188,12 @@ export class TenantRefresh {
       // One broker of those sharing the store: the claim is a compare-and-set on what was just read.
       if (!(await this.store.connections.claimTenantCheck(connectionId, claim.claimedAt))) return none;
       const listed = (await this.identity.listConnections(record.accessToken)).map(toTenant);
+      if (listed.length === 0) {
+        // Xero lists nothing when the grant was revoked (or lost its last organisation, which ends it too): that
+        // is the refresh's to find (needs re-authorisation), not a reason to call every organisation removed.
+        report("failed", [], [], "Xero lists no organisation for this grant (revoked?): left to the next refresh");
+        return none;
+      }
       const { gone, added } = await this.store.connections.syncTenants(connectionId, listed);
       const goneAt = this.clock.now();
       for (const t of gone) {
