@@ -16,7 +16,7 @@ import { createTokenCipher } from "../src/crypto/token-cipher.js";
 import { openStore } from "../src/store/open-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { clientOf, oneLine } from "./helpers/cli-sandbox.js";
-import { missingPostgres, type PostgresServer } from "./helpers/postgres-server.js";
+import { missingPostgres, type PostgresServer, withPassword } from "./helpers/postgres-server.js";
 import { withRawDatabase } from "./helpers/raw-database.js";
 import { fakeEnv, killAllServe, runCli, startServe } from "./helpers/serve-process.js";
 import { usePostgres } from "./helpers/store-backends.js";
@@ -104,8 +104,7 @@ describe.skipIf(skip)("tokenbroker migrate", () => {
     fake = await startFakeXero();
     const f = fake;
     dir = tempDir();
-    const password = `pw-${randomBytes(8).toString("hex")}`;
-    const to = (await server.createDatabase()).replace("postgres@", `postgres:${password}@`);
+    const { url: to, password } = withPassword(await server.createDatabase());
     const from = join(dir.path, "tokenbroker.db");
     const outputs: string[] = [];
     const cli = async (args: string[], input = "") => {

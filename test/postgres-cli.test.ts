@@ -4,9 +4,7 @@
  * password (the test server trusts loopback, so any is accepted): it shows in no output of any command.
  */
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { startFakeXero, type FakeXero } from "@tokenbroker/fake-xero";
@@ -17,8 +15,8 @@ import { openStore } from "../src/store/open-store.js";
 import { tempDir } from "./helpers/broker-fixture.js";
 import { clientOf } from "./helpers/cli-sandbox.js";
 import { consentAtXero, hop, openInBrowser } from "./helpers/consent-driver.js";
-import { missingPostgres, type PostgresServer } from "./helpers/postgres-server.js";
-import { CLI, fakeEnv, killAllServe, runCli, startServe, until } from "./helpers/serve-process.js";
+import { missingPostgres, type PostgresServer, withPassword } from "./helpers/postgres-server.js";
+import { CLI, fakeEnv, freePort, killAllServe, runCli, startServe, until } from "./helpers/serve-process.js";
 import { usePostgres } from "./helpers/store-backends.js";
 
 const skip = missingPostgres();
@@ -32,14 +30,6 @@ afterEach(async () => {
   dir?.cleanup();
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe.skipIf(skip)("the CLI on PostgreSQL", () => {
   let server: PostgresServer;
   beforeAll(async () => {
@@ -50,8 +40,7 @@ describe.skipIf(skip)("the CLI on PostgreSQL", () => {
     fake = await startFakeXero();
     const f = fake;
     dir = tempDir();
-    const password = `pw-${randomBytes(8).toString("hex")}`;
-    const db = (await server.createDatabase()).replace("postgres@", `postgres:${password}@`);
+    const { url: db, password } = withPassword(await server.createDatabase());
     const outputs: string[] = [];
     const cli = async (args: string[], input = "", extra: Record<string, string> = {}) => {
       const r = await runCli(args, fakeEnv(f, extra), input);

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readJsonLines, runNodeScript, type CommandResult, type LogLine } from "../support/child-output.js";
+
+export type { LogLine };
 
 /** The compiled CLI. */
 export const CLI = new URL("../../src/cli/main.js", import.meta.url).pathname;
-
-/** One JSON log line of a `tokenbroker serve` process. */
-export type LogLine = Record<string, unknown>;
 
 /** A `tokenbroker serve` child and its JSON log lines. */
 export interface ServeProcess {
@@ -21,31 +21,24 @@ export interface ServeProcess {
 export async function startServeProcess(args: string[], env: NodeJS.ProcessEnv): Promise<ServeProcess> {
   const child = spawn(process.execPath, [CLI, "serve", ...args], { env, stdio: ["ignore", "ignore", "pipe"] });
   const lines: LogLine[] = [];
-  let partial = "";
+  let stderr = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("tokenbroker serve did not start within 15 s")), 15_000);
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      partial += chunk;
-      const complete = partial.split("\n");
-      partial = complete.pop()!;
-      for (const text of complete) {
-        let line: LogLine;
-        try {
-          line = JSON.parse(text) as LogLine;
-        } catch {
-          continue;
-        }
+    readJsonLines(
+      child.stderr!,
+      (line) => {
         lines.push(line);
         if (line["event"] === "listening") {
           clearTimeout(timer);
           resolve(String(line["url"]));
         }
-      }
-    });
+      },
+      (chunk) => (stderr = (stderr + chunk).slice(-500)),
+    );
     void exited.then(() => {
       clearTimeout(timer);
-      reject(new Error(`tokenbroker serve exited (${child.exitCode ?? child.signalCode}) before listening: ${partial.slice(0, 500)}`));
+      reject(new Error(`tokenbroker serve exited (${child.exitCode ?? child.signalCode}) before listening: ${stderr}`));
     });
   });
   return {
@@ -63,18 +56,6 @@ export async function startServeProcess(args: string[], env: NodeJS.ProcessEnv):
 }
 
 /** Runs the CLI to completion with `input` on its standard input. */
-export async function runCli(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  input = "",
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  child.stdin.on("error", () => {});
-  child.stdin.end(input);
-  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-  return { code, stdout, stderr };
+export function runCli(args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<CommandResult> {
+  return runNodeScript(CLI, args, env, input);
 }

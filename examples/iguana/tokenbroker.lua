@@ -39,6 +39,16 @@
 -- held and waits up to Wait seconds (at most 60) for it: a channel (or one
 -- channel for all, through a shared store) can run it in a loop to have the next
 -- token before the current one expires. Nothing here logs or prints a token.
+--
+-- Through the broker's Xero API proxy, a channel never holds a token at all,
+-- and every channel calling one organisation shares its call limits:
+--
+--   local Body, Code, Headers = tokenbroker.xero{broker='http://tokenbroker.local:50051',
+--      key=os.getenv('TOKENBROKER_KEY'), tenant='<tenant id>', path='api.xro/2.0/Invoices'}
+--
+-- (or Xero:xero{path=...} with a client from tokenbroker.new). The broker adds
+-- the token, refreshes it on a 401, and answers 429 with Retry-After itself
+-- when the organisation's budget is spent (see docs/proxy.md).
 
 local tokenbroker = {}
 
@@ -67,6 +77,16 @@ local function parseTime(Text)
 end
 tokenbroker.parseTime = parseTime
 
+-- Visible ASCII only (no header injection); an empty key sends none.
+local function checkedKey(Key, Where)
+   if Key == nil then return nil end
+   if type(Key) ~= 'string' then error(Where..': key must be a string', 3) end
+   Key = Key:match('^%s*(.-)%s*$')
+   if Key:find('[^\33-\126]') then error(Where..': key is not an API key (visible ASCII characters only)', 3) end
+   if Key == '' then return nil end
+   return Key
+end
+
 --- Creates a client for one tenant.
 -- Config.broker  the broker's base URL, e.g. 'http://127.0.0.1:50051'
 -- Config.tenant  the Xero tenant id (sent as xero-tenant-id)
@@ -79,14 +99,8 @@ tokenbroker.parseTime = parseTime
 -- Config.random  the jitter's random numbers in [0, 1) (default math.random)
 function tokenbroker.new(Config)
    assert(type(Config) == 'table' and Config.broker and Config.tenant, 'tokenbroker.new{broker=, tenant=} is required')
-   local Key = Config.key
-   if Key ~= nil then
-      -- Never echo the key: it is a secret. Visible ASCII only (no header injection).
-      if type(Key) ~= 'string' then error('tokenbroker.new: key must be a string', 2) end
-      Key = Key:match('^%s*(.-)%s*$')
-      if Key:find('[^\33-\126]') then error('tokenbroker.new: key is not an API key (visible ASCII characters only)', 2) end
-      if Key == '' then Key = nil end
-   end
+   -- Never echo the key: it is a secret.
+   local Key = checkedKey(Config.key, 'tokenbroker.new')
    local Backoff = Config.backoff or {}
    local Self = setmetatable({
       broker = (Config.broker:gsub('/+$', '')),
@@ -285,6 +299,59 @@ function Client:call(Args)
    if Code ~= 401 then return Body, Code, Headers end
    T = self:reportExpired(T.accessToken)
    return send(Args, self.tenant, T)
+end
+
+-- The proxy's path: 'api.xro/2.0/Invoices' or '/api.xro/2.0/Invoices', with `query` ({where='...'}) percent-encoded.
+local function proxyUrl(Broker, Path, Query)
+   if type(Path) ~= 'string' or Path == '' then error('tokenbroker.xero: path is required, e.g. path=\'api.xro/2.0/Invoices\'', 3) end
+   local Url = Broker..'/xero/'..Path:gsub('^/+', '')
+   if Query then
+      local Parts = {}
+      for K, V in pairs(Query) do
+         local function enc(X) return (tostring(X):gsub('[^%w%-%._~]', function(C) return ('%%%02X'):format(C:byte()) end)) end
+         Parts[#Parts + 1] = enc(K)..'='..enc(V)
+      end
+      table.sort(Parts)
+      if #Parts > 0 then Url = Url..(Url:find('?', 1, true) and '&' or '?')..table.concat(Parts, '&') end
+   end
+   return Url
+end
+
+--- Calls the Xero API through the broker's proxy: Args = {broker=, key=, tenant=, path=,
+-- method='GET', query=, headers=, body=, timeout=}. The broker adds the token (and refreshes it on a
+-- 401) and keeps the organisation's call limits; the channel never sees a token. Returns body, code,
+-- headers like net.http: Xero's answer, or the broker's own (401/403 for the key, 429 with
+-- Retry-After when the organisation's budget is spent, 502/504 when Xero cannot be reached).
+-- Raises an error naming the broker's URL (never the key) when the broker cannot be reached.
+function tokenbroker.xero(Args)
+   assert(type(Args) == 'table' and Args.broker and Args.path, 'tokenbroker.xero{broker=, path=} is required')
+   local Broker = Args.broker:gsub('/+$', '')
+   local Headers = { Accept = 'application/json' }
+   for K, V in pairs(Args.headers or {}) do
+      local Name = tostring(K):lower()
+      if Name ~= 'authorization' and Name ~= 'xero-tenant-id' then Headers[K] = V end
+   end
+   local Key = checkedKey(Args.key, 'tokenbroker.xero')
+   if Key then Headers['Authorization'] = 'Bearer '..Key end
+   if Args.tenant then Headers['xero-tenant-id'] = Args.tenant end
+   if Args.body and not Headers['Content-Type'] and not Headers['content-type'] then Headers['Content-Type'] = 'application/json' end
+   local Method = (Args.method or 'GET'):lower()
+   local Send = net.http[Method]
+   if not Send then error('tokenbroker.xero: net.http has no method '..Method, 2) end
+   local Sent, Body, Code, ResponseHeaders = pcall(Send, {url=proxyUrl(Broker, Args.path, Args.query), headers=Headers,
+      body=Args.body, timeout=Args.timeout or 60, live=true})
+   if not Sent then
+      error(('tokenbroker: the broker at %s cannot be reached (%s)'):format(Broker, tostring(Body):sub(1, 200)), 0)
+   end
+   return Body, Code, ResponseHeaders
+end
+
+--- Calls the Xero API through the broker's proxy for this client's tenant (see tokenbroker.xero).
+function Client:xero(Args)
+   local Call = {}
+   for K, V in pairs(Args) do Call[K] = V end
+   Call.broker, Call.key, Call.tenant = self.broker, Keys[self], Args.tenant or self.tenant
+   return tokenbroker.xero(Call)
 end
 
 return tokenbroker

@@ -1,16 +1,7 @@
-import type { ApiKeyRecord, ApiKeyStore } from "./api-key-store.js";
+import { type KeyRow, toKeyRecord } from "./api-key-rows.js";
+import type { ApiKeyStore } from "./api-key-store.js";
 import { DuplicateKeyNameError } from "./api-key-store.js";
 import type { PostgresDatabase } from "./postgres-database.js";
-
-interface KeyRow {
-  key_hash: string;
-  name: string;
-  tenants: string;
-  role: "client" | "admin";
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
 
 /**
  * {@link ApiKeyStore} in PostgreSQL's `api_keys` table. `isActive` must
@@ -50,7 +41,7 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
     async findActive(keyHash) {
       if (keyHash.includes("\u0000")) return undefined;
       const { rows } = await db.query<KeyRow>(`SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, [keyHash]);
-      return rows[0] && toRecord(rows[0]);
+      return rows[0] && toKeyRecord(rows[0]);
     },
     isActive(keyHash) {
       return active.has(keyHash);
@@ -83,7 +74,7 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
     },
     async list() {
       const { rows } = await db.query<KeyRow>(`SELECT * FROM api_keys ORDER BY created_at, name`);
-      return rows.map(toRecord);
+      return rows.map(toKeyRecord);
     },
     async revoke(name, at) {
       const revoked = await db.transaction(async (client, notify) => {
@@ -97,17 +88,5 @@ export async function createPostgresApiKeys(db: PostgresDatabase): Promise<ApiKe
       for (const hash of revoked) active.delete(hash);
       return revoked.length > 0;
     },
-  };
-}
-
-function toRecord(row: KeyRow): ApiKeyRecord {
-  return {
-    name: row.name,
-    keyHash: row.key_hash,
-    tenants: row.tenants === "*" ? "*" : (JSON.parse(row.tenants) as string[]),
-    role: row.role,
-    createdAt: row.created_at,
-    lastUsedAt: row.last_used_at ?? undefined,
-    revokedAt: row.revoked_at ?? undefined,
   };
 }

@@ -1,16 +1,7 @@
+import { type AuditRow, toAuditEntry } from "./audit-rows.js";
 import type { AuditEntry } from "../audit/audit-log.js";
 import type { AuditQuery, AuditStore } from "./audit-store.js";
 import type { PostgresDatabase } from "./postgres-database.js";
-
-interface AuditRow {
-  at: number;
-  actor: string | null;
-  action: string;
-  tenant_id: string | null;
-  connection_id: string | null;
-  outcome: string;
-  detail: string | null;
-}
 
 /** {@link AuditStore} in PostgreSQL's `audit_log` table: one statement a batch. */
 export function createPostgresAuditLog(db: PostgresDatabase): AuditStore {
@@ -40,15 +31,7 @@ export function createPostgresAuditLog(db: PostgresDatabase): AuditStore {
          ORDER BY at DESC, id DESC LIMIT $2`,
         [query.since ?? 0, query.limit ?? 100],
       );
-      return rows.reverse().map((r) => ({
-        at: r.at,
-        actor: r.actor ?? undefined,
-        action: r.action,
-        tenantId: r.tenant_id ?? undefined,
-        connectionId: r.connection_id ?? undefined,
-        outcome: r.outcome,
-        detail: r.detail ?? undefined,
-      }));
+      return rows.reverse().map(toAuditEntry);
     },
   };
 }

@@ -1,41 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
-import type {
-  ConnectionStore,
-  ConnectionSummary,
-  RemovedTenant,
-  SaveConnectionInput,
-  TenantCheckState,
-  TenantSummary,
-} from "./connection-store.js";
+import type { Tenant } from "../token-set.js";
+import { type SummaryRow, type TenantRow, toConnectionSummaries, toTenant } from "./connection-rows.js";
+import type { ConnectionStore, ConnectionSummary, RemovedTenant, SaveConnectionInput, TenantCheckState } from "./connection-store.js";
 import type { PostgresDatabase, Queryable } from "./postgres-database.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import { tokenParams } from "./token-rows.js";
-
-interface TenantRow {
-  connection_id: string;
-  tenant_id: string;
-  xero_connection_id: string | null;
-  tenant_name: string | null;
-  tenant_type: string | null;
-  auth_event_id: string | null;
-  state: TenantState;
-  gone_at: number | null;
-  checked_at: number | null;
-}
-
-interface SummaryRow {
-  id: string;
-  xero_user_id: string | null;
-  user_name: string | null;
-  authorised_at: number;
-  state: ConnectionState;
-  version: number;
-  expires_at: number;
-  refresh_token_issued_at: number;
-  last_refresh_at: number | null;
-  last_error: string | null;
-}
 
 /**
  * {@link ConnectionStore} in PostgreSQL's `connections` and `tenants` tables
@@ -207,19 +176,7 @@ export class PostgresConnections implements ConnectionStore {
        FROM connections c JOIN token_sets s ON s.connection_id = c.id ORDER BY c.created_at, c.id`,
     );
     const { rows: tenants } = await this.#db.query<TenantRow>(`SELECT * FROM tenants ORDER BY created_at, tenant_id`);
-    return rows.map((r) => ({
-      connectionId: r.id,
-      xeroUserId: r.xero_user_id ?? undefined,
-      userName: r.user_name ?? undefined,
-      authorizedAt: r.authorised_at,
-      state: r.state,
-      version: r.version,
-      expiresAt: r.expires_at,
-      refreshTokenIssuedAt: r.refresh_token_issued_at,
-      lastRefreshAt: r.last_refresh_at ?? undefined,
-      lastError: r.last_error ?? undefined,
-      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
-    }));
+    return toConnectionSummaries(rows, tenants);
   }
 
   async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
@@ -251,18 +208,4 @@ async function upsertTenants(client: Queryable, connectionId: string, tenants: T
       [connectionId, t.tenantId, t.xeroConnectionId ?? null, t.tenantName ?? null, t.tenantType ?? null, t.authEventId ?? null, now],
     );
   }
-}
-
-function toTenantSummary(row: TenantRow): TenantSummary {
-  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined, checkedAt: row.checked_at ?? undefined };
-}
-
-function toTenant(row: TenantRow): Tenant {
-  return {
-    tenantId: row.tenant_id,
-    xeroConnectionId: row.xero_connection_id ?? undefined,
-    tenantName: row.tenant_name ?? undefined,
-    tenantType: row.tenant_type ?? undefined,
-    authEventId: row.auth_event_id ?? undefined,
-  };
 }

@@ -1,5 +1,5 @@
-import { timingSafeEqual } from "node:crypto";
 import type { ConsentStore } from "./consent-store.js";
+import { type AuthorizationRow, FORGET_AUTHORIZATIONS_AFTER_MS, sameBrowser, toAuthorizationStatus } from "./consent-rows.js";
 import {
   LINK_PREFIX,
   type AuthorizationStatus,
@@ -8,20 +8,6 @@ import {
   type TakenAuthorization,
 } from "./pending-authorization.js";
 import type { PostgresDatabase } from "./postgres-database.js";
-
-/** Pending authorisations are forgotten this long after they expired. */
-const FORGET_AUTHORIZATIONS_AFTER_MS = 24 * 60 * 60_000;
-
-interface AuthorizationRow {
-  state: string;
-  code_verifier: string;
-  browser_hash: string | null;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  connection_id: string | null;
-  error: string | null;
-}
 
 /**
  * {@link ConsentStore} in PostgreSQL's `oauth_states` table. A state is taken
@@ -86,16 +72,6 @@ export class PostgresConsents implements ConsentStore {
     const { rows } = await this.#db.query<AuthorizationRow>(`SELECT * FROM oauth_states WHERE state = $1`, [state]);
     const row = rows[0];
     if (!row) return undefined;
-    const status: AuthorizationStatus["status"] =
-      row.connection_id !== null ? "done" : row.error !== null ? "failed" : now >= row.expires_at ? "expired" : "pending";
-    return { status, connectionId: row.connection_id ?? undefined, error: row.error ?? undefined, expiresAt: row.expires_at };
+    return toAuthorizationStatus(row, now);
   }
-}
-
-/** The consent's browser is the one asking: a real browser hash (not a link's, not none), compared in constant time. */
-function sameBrowser(stored: string | null, asking: string | undefined): boolean {
-  if (stored === null || asking === undefined || stored.startsWith(LINK_PREFIX)) return false;
-  const a = Buffer.from(stored);
-  const b = Buffer.from(asking);
-  return a.length === b.length && timingSafeEqual(a, b);
 }

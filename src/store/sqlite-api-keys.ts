@@ -1,16 +1,7 @@
-import type { ApiKeyRecord, ApiKeyStore } from "./api-key-store.js";
+import { type KeyRow, toKeyRecord } from "./api-key-rows.js";
+import type { ApiKeyStore } from "./api-key-store.js";
 import { DuplicateKeyNameError } from "./api-key-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-
-interface KeyRow {
-  key_hash: string;
-  name: string;
-  tenants: string;
-  role: "client" | "admin";
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
 
 /** {@link ApiKeyStore} in the `api_keys` table. Writes of keys leave the read cache of token sets alone. */
 export function createSqliteApiKeys(sqlite: SqliteDatabase): ApiKeyStore {
@@ -28,7 +19,7 @@ export function createSqliteApiKeys(sqlite: SqliteDatabase): ApiKeyStore {
   return {
     async findActive(keyHash) {
       const row = stmt.find.get(keyHash) as KeyRow | undefined;
-      return row && toRecord(row);
+      return row && toKeyRecord(row);
     },
     isActive(keyHash) {
       return stmt.active.get(keyHash) !== undefined;
@@ -53,22 +44,10 @@ export function createSqliteApiKeys(sqlite: SqliteDatabase): ApiKeyStore {
       }
     },
     async list() {
-      return (stmt.list.all() as KeyRow[]).map(toRecord);
+      return (stmt.list.all() as KeyRow[]).map(toKeyRecord);
     },
     async revoke(name, at) {
       return stmt.revoke.run({ name, at }).changes > 0;
     },
-  };
-}
-
-function toRecord(row: KeyRow): ApiKeyRecord {
-  return {
-    name: row.name,
-    keyHash: row.key_hash,
-    tenants: row.tenants === "*" ? "*" : (JSON.parse(row.tenants) as string[]),
-    role: row.role,
-    createdAt: row.created_at,
-    lastUsedAt: row.last_used_at ?? undefined,
-    revokedAt: row.revoked_at ?? undefined,
   };
 }

@@ -1,16 +1,7 @@
+import { type AuditRow, toAuditEntry } from "./audit-rows.js";
 import { sameAuditEntry, type AuditEntry } from "../audit/audit-log.js";
 import type { AuditQuery, AuditStore } from "./audit-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-
-interface AuditRow {
-  at: number;
-  actor: string | null;
-  action: string;
-  tenant_id: string | null;
-  connection_id: string | null;
-  outcome: string;
-  detail: string | null;
-}
 
 /**
  * {@link AuditStore} in the `audit_log` table: one transaction a batch, and
@@ -54,15 +45,7 @@ export function createSqliteAuditLog(sqlite: SqliteDatabase): AuditStore {
     },
     async read(query: AuditQuery = {}) {
       const rows = recent.all(query.since ?? 0, query.limit ?? 100) as AuditRow[];
-      return rows.reverse().map((r) => ({
-        at: r.at,
-        actor: r.actor ?? undefined,
-        action: r.action,
-        tenantId: r.tenant_id ?? undefined,
-        connectionId: r.connection_id ?? undefined,
-        outcome: r.outcome,
-        detail: r.detail ?? undefined,
-      }));
+      return rows.reverse().map(toAuditEntry);
     },
   };
 }

@@ -1,41 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { ConnectionState, Tenant, TenantState } from "../token-set.js";
-import type {
-  ConnectionStore,
-  ConnectionSummary,
-  RemovedTenant,
-  SaveConnectionInput,
-  TenantCheckState,
-  TenantSummary,
-} from "./connection-store.js";
+import type { Tenant } from "../token-set.js";
+import { type SummaryRow, type TenantRow, toConnectionSummaries, toTenant } from "./connection-rows.js";
+import type { ConnectionStore, ConnectionSummary, RemovedTenant, SaveConnectionInput, TenantCheckState } from "./connection-store.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 import { tokenParams } from "./token-rows.js";
-
-interface TenantRow {
-  connection_id: string;
-  tenant_id: string;
-  xero_connection_id: string | null;
-  tenant_name: string | null;
-  tenant_type: string | null;
-  auth_event_id: string | null;
-  state: TenantState;
-  gone_at: number | null;
-  checked_at: number | null;
-}
-
-interface SummaryRow {
-  id: string;
-  xero_user_id: string | null;
-  user_name: string | null;
-  authorised_at: number;
-  state: ConnectionState;
-  version: number;
-  expires_at: number;
-  refresh_token_issued_at: number;
-  last_refresh_at: number | null;
-  last_error: string | null;
-}
 
 /** {@link ConnectionStore} in the `connections` and `tenants` tables (a new grant's token set in `token_sets`). */
 export class SqliteConnections implements ConnectionStore {
@@ -195,19 +164,7 @@ export class SqliteConnections implements ConnectionStore {
   async listConnections(): Promise<ConnectionSummary[]> {
     const rows = this.#stmt.summaries.all() as SummaryRow[];
     const tenants = this.#stmt.allTenants.all() as TenantRow[];
-    return rows.map((r) => ({
-      connectionId: r.id,
-      xeroUserId: r.xero_user_id ?? undefined,
-      userName: r.user_name ?? undefined,
-      authorizedAt: r.authorised_at,
-      state: r.state,
-      version: r.version,
-      expiresAt: r.expires_at,
-      refreshTokenIssuedAt: r.refresh_token_issued_at,
-      lastRefreshAt: r.last_refresh_at ?? undefined,
-      lastError: r.last_error ?? undefined,
-      tenants: tenants.filter((t) => t.connection_id === r.id).map(toTenantSummary),
-    }));
+    return toConnectionSummaries(rows, tenants);
   }
 
   async removeTenant(connectionId: string, tenantId: string): Promise<boolean> {
@@ -231,18 +188,4 @@ export class SqliteConnections implements ConnectionStore {
       });
     }
   }
-}
-
-function toTenantSummary(row: TenantRow): TenantSummary {
-  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined, checkedAt: row.checked_at ?? undefined };
-}
-
-function toTenant(row: TenantRow): Tenant {
-  return {
-    tenantId: row.tenant_id,
-    xeroConnectionId: row.xero_connection_id ?? undefined,
-    tenantName: row.tenant_name ?? undefined,
-    tenantType: row.tenant_type ?? undefined,
-    authEventId: row.auth_event_id ?? undefined,
-  };
 }

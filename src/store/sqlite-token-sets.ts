@@ -121,7 +121,7 @@ export class SqliteTokenSets implements TokenSetStore {
 
   async reencrypt(options: ReencryptOptions): Promise<ReencryptResult> {
     try {
-      return reencryptTokenSets(this.#sqlite.db, options);
+      return await reencryptTokenSets(this.#sqlite.db, options);
     } finally {
       this.#sqlite.reads.forget();
     }

@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXero } from "@tokenbroker/fake-xero";
+import { readJsonLines, runNodeScript, type CommandResult, type LogLine } from "../../bench/support/child-output.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running a file alone.
 /** The compiled CLI. */
@@ -11,8 +12,7 @@ export const CLI = join(import.meta.dirname, "..", "..", "dist", "src", "cli", "
 /** The test-only serve entry with refresh pauses (TOKENBROKER_TEST_PAUSE_*); not shipped. */
 export const SERVE_WITH_FAULT_HOOKS = join(import.meta.dirname, "serve-with-fault-hooks.mjs");
 
-/** One JSON log line of a broker process. */
-export type LogLine = Record<string, unknown>;
+export type { LogLine };
 
 /** A `tokenbroker serve` child process. */
 export interface ServeProcess {
@@ -86,19 +86,9 @@ export async function startServe(options: {
   let stderr = "";
   const lines: LogLine[] = [];
   const waiters = new Set<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
-  let partial = "";
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-    partial += chunk;
-    const complete = partial.split("\n");
-    partial = complete.pop()!;
-    for (const text of complete) {
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        continue;
-      }
+  readJsonLines(
+    child.stderr!,
+    (line) => {
       lines.push(line);
       for (const w of waiters) {
         if (w.match(line)) {
@@ -106,8 +96,9 @@ export async function startServe(options: {
           w.resolve(line);
         }
       }
-    }
-  });
+    },
+    (chunk) => (stderr += chunk),
+  );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on("close", (code, signal) => resolve({ code, signal })),
   );
@@ -156,22 +147,8 @@ export async function killAllServe(): Promise<void> {
 }
 
 /** Runs the CLI to completion; `input` goes to its standard input. */
-export async function runCli(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  input = "",
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  child.stdin.on("error", () => {}); // it may exit before reading
-  child.stdin.end(input);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  clearTimeout(timer);
-  return { code, stdout, stderr };
+export function runCli(args: string[], env: NodeJS.ProcessEnv, input = ""): Promise<CommandResult> {
+  return runNodeScript(CLI, args, env, input);
 }
 
 /** Runs `tokenbroker import` with the refresh token on stdin; resolves with the connection id. */
