@@ -67,3 +67,23 @@ export function customReauthorizationAdvice(custom: CustomConnection): string {
     `--client-id ${custom.clientId}\` again and give it the app's current client secret on standard input`
   );
 }
+
+/**
+ * The error for a tenant that Xero no longer lists for the grant that served
+ * it (the organisation was disconnected at Xero, deleted, or reset to a new
+ * tenant id): `not_found`, with a message unlike "not connected".
+ */
+export function tenantRemovedError(removed: {
+  tenantId: string;
+  tenantName?: string | undefined;
+  connectionId: string;
+  goneAt: number;
+}): BrokerError {
+  const name = removed.tenantName ? ` (${removed.tenantName})` : "";
+  return new BrokerError(
+    "not_found",
+    `tenant ${removed.tenantId}${name} was disconnected at Xero: the connections list of connection ${removed.connectionId} ` +
+      `no longer has it (noticed at ${new Date(removed.goneAt).toISOString()}). Connect the organisation again ` +
+      `("Connect" on the status page, or \`tokenbroker connect\`); a demo company that was reset has a new tenant id`,
+  );
+}

@@ -131,7 +131,7 @@ describe("tokenbroker connections and tenants", () => {
     const tenants = await run(["tenants"], env());
     expect(tenants.code).toBe(0);
     const rows = tenants.stdout.trim().split("\n");
-    expect(rows[0]).toMatch(/^TENANT\s+STATE\s+NAME\s+CONNECTION\s+CONNECTION STATE\s+USER$/);
+    expect(rows[0]).toMatch(/^TENANT\s+STATE\s+NAME\s+CONNECTION\s+CONNECTION STATE\s+USER\s+LAST CHECKED$/);
     expect(rows.filter((r) => r.startsWith(nz.tenantId))).toHaveLength(2); // reachable through both grants
     expect(rows.find((r) => r.startsWith(uk.tenantId))).toMatch(
       new RegExp(`active\\s+Demo Company \\(UK\\)\\s+${bob}\\s+needs-re-authorisation\\s+bob@example.com`),

@@ -323,4 +323,59 @@ describe.each(backends)("Store on $name", (backend) => {
     clock.advance(1000);
     expect(await store.tokens.listLapsedLeases(clock.now())).not.toContain(d);
   });
+
+  it("syncTenants marks removed tenants gone and adds new ones, stamping when each was listed; findRemovedTenant explains the miss", async () => {
+    const store = await open();
+    const { connectionId } = await store.connections.saveConnection({
+      xeroUserId: "u",
+      tokenSet: tokenSet(clock.now()),
+      tenants: [tenant("t-1"), tenant("t-2")],
+    });
+    expect(await store.connections.findRemovedTenant("t-2")).toBeUndefined();
+    clock.advance(MINUTE);
+    const checkedAt = clock.now();
+    const { gone, added } = await store.connections.syncTenants(connectionId, [tenant("t-1"), tenant("t-3", "Demo reset")]);
+    expect(gone.map((t) => t.tenantId)).toEqual(["t-2"]);
+    expect(added.map((t) => t.tenantId)).toEqual(["t-3"]);
+    expect(await store.connections.findConnectionByTenant("t-2")).toBeUndefined();
+    expect(await store.connections.findConnectionByTenant("t-3")).toBe(connectionId);
+    expect((await store.tokens.getToken(connectionId))?.tenantIds).toEqual(["t-1", "t-3"]);
+    expect(await store.connections.findRemovedTenant("t-2")).toEqual({
+      connectionId,
+      tenantId: "t-2",
+      tenantName: "Org t-2",
+      goneAt: checkedAt,
+    });
+    const [summary] = await store.connections.listConnections();
+    expect(summary?.tenants.map((t) => [t.tenantId, t.state, t.checkedAt, t.goneAt])).toEqual([
+      ["t-1", "active", checkedAt, undefined],
+      ["t-2", "gone", undefined, checkedAt],
+      ["t-3", "active", checkedAt, undefined],
+    ]);
+    // Listed again: active again, and no longer explained as removed.
+    const again = await store.connections.syncTenants(connectionId, [tenant("t-1"), tenant("t-2"), tenant("t-3")]);
+    expect(again).toEqual({ gone: [], added: [tenant("t-2")] });
+    expect(await store.connections.findRemovedTenant("t-2")).toBeUndefined();
+  });
+
+  it("claimTenantCheck: of brokers claiming the same re-read at once, exactly one wins; the next claim needs the new value", async () => {
+    const a = await open();
+    const b = await open();
+    const { connectionId } = await a.connections.saveConnection({ xeroUserId: "u", tokenSet: tokenSet(clock.now()), tenants: [] });
+    const [seen] = await b.connections.listTenantChecks();
+    expect(seen).toEqual({ connectionId, claimedAt: undefined });
+    const claims = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).connections.claimTenantCheck(connectionId, undefined)),
+    );
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    const [after] = await a.connections.listTenantChecks();
+    expect(after?.claimedAt).toBe(clock.now());
+    expect(await b.connections.claimTenantCheck(connectionId, undefined)).toBe(false);
+    clock.advance(MINUTE);
+    expect(await b.connections.claimTenantCheck(connectionId, after!.claimedAt)).toBe(true);
+    // A connection that needs re-authorisation is not re-read.
+    await a.connections.markNeedsReauthorization(connectionId, "invalid_grant");
+    expect(await a.connections.listTenantChecks()).toEqual([]);
+    expect(await a.connections.claimTenantCheck(connectionId, clock.now())).toBe(false);
+  });
 });

@@ -57,7 +57,7 @@ describe("names from Xero on the terminal", () => {
     const tenants = await runCli(["tenants"], env);
     expect(tenants.code, tenants.stderr).toBe(0);
     expect(tenants.stdout).not.toMatch(CONTROL);
-    expect(tenants.stdout).toMatch(new RegExp(`^\\S+\\s+active\\s+${CLEAN_ORG}\\s+\\S+\\s+active\\s+${CLEAN_USER}$`, "m"));
+    expect(tenants.stdout).toMatch(new RegExp(`^\\S+\\s+active\\s+${CLEAN_ORG}\\s+\\S+\\s+active\\s+${CLEAN_USER}\\s+\\S+$`, "m"));
   });
 
   it("--json keeps the names as Xero sent them, every control character escaped", async () => {

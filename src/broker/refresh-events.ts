@@ -40,6 +40,12 @@ export interface RefreshEvent {
    * refresh token was spent twice for one expiry.
    */
   spentElsewhere?: true;
+  /**
+   * Set with `invalid_grant` when the refused refresh token was one the brokers never sent and the grant is
+   * still alive (its access token still lists tenants): another client holding a copy of the refresh token
+   * spent it. The connection needs re-authorisation; an operator should find that client.
+   */
+  spentByAnotherClient?: true;
   /** Safe description of the last error, if any. */
   error?: string;
 }

@@ -68,6 +68,8 @@ export class Refresher {
   private readonly stopping = new AbortController();
   /** Aborted at the shutdown deadline ({@link drain}): the requests still in flight are abandoned. */
   private readonly abandon = new AbortController();
+  /** The version whose refresh token this process sent without committing an answer, by connection (see {@link spentByAnotherClient}). */
+  private readonly sentUncommitted = new Map<string, number>();
 
   constructor(
     private readonly store: Pick<Store, "tokens" | "connections">,
@@ -144,7 +146,7 @@ export class Refresher {
     let attempts = 0;
     let fromVersion = seenVersion;
     let upstreamRefreshes = 0;
-    const report = (outcome: RefreshOutcome, version: number, error?: string, spentElsewhere = false) =>
+    const report = (outcome: RefreshOutcome, version: number, error?: string, spentElsewhere = false, spentByAnotherClient = false) =>
       this.listener({
         connectionId,
         cause,
@@ -155,6 +157,7 @@ export class Refresher {
         fromVersion,
         upstreamRefreshes,
         ...(spentElsewhere ? { spentElsewhere: true as const } : {}),
+        ...(spentByAnotherClient ? { spentByAnotherClient: true as const } : {}),
         ...(error === undefined ? {} : { error }),
       });
 
@@ -185,6 +188,9 @@ export class Refresher {
         continue;
       }
       fromVersion = leased.version;
+      // Whether this process already sent this version's refresh token (a refresh that failed transiently or was
+      // abandoned at a shutdown): then an invalid_grant may answer our own earlier use, not another client's.
+      const sentBefore = this.sentUncommitted.get(connectionId) === leased.version;
       await this.testHooks.afterLease?.(connectionId);
       /** Ends this refresh for the shutdown: nothing committed, the lease released for the next holder. */
       const giveUp = async (why: string): Promise<never> => {
@@ -197,12 +203,14 @@ export class Refresher {
         if (this.stopped) await giveUp("shutting down");
         attempts++;
         try {
+          this.sentUncommitted.set(connectionId, leased.version);
           const obtained = await this.requestAbandonedAtDeadline((signal) => this.renew(leased, signal));
           upstreamRefreshes++;
           await this.testHooks.beforeCommit?.(connectionId);
           const { xeroUserId: _u, authEventId: _a, ...tokenSet } = obtained;
           const record = await this.store.tokens.commitRefresh(connectionId, this.holderId, leased.version, tokenSet);
           this.failures.delete(connectionId);
+          this.sentUncommitted.delete(connectionId);
           this.misconfiguration = undefined;
           this.hub.publish(record);
           report("ok", record.version);
@@ -224,10 +232,13 @@ export class Refresher {
             throw e;
           }
           if (e.kind === "invalid_grant") {
-            await this.store.connections.markNeedsReauthorization(connectionId, e.message);
+            this.sentUncommitted.delete(connectionId);
+            const ownUseExcluded = attempts === 1 && !sentBefore && cause !== "recovery";
+            const copySpent = ownUseExcluded && (await this.spentByAnotherClient(leased));
+            await this.store.connections.markNeedsReauthorization(connectionId, copySpent ? SPENT_BY_ANOTHER_CLIENT : e.message);
             const marked = await this.load(connectionId);
             this.hub.publish(marked);
-            report("invalid_grant", marked.version, e.message);
+            report("invalid_grant", marked.version, copySpent ? SPENT_BY_ANOTHER_CLIENT : e.message, false, copySpent);
             throw needsReauthorizationError(connectionId);
           }
           if (e.kind === "invalid_client" && leased.custom) {
@@ -303,6 +314,24 @@ export class Refresher {
     return { ...obtained, refreshToken: record.refreshToken };
   }
 
+  /**
+   * After an invalid_grant for a refresh token this broker never sent: asks the connections list with the
+   * access token of the same token set while it is still valid. Listed tenants mean the grant is alive, so
+   * the refresh token was not revoked but spent by someone else holding a copy of it. An expired access
+   * token, a refusal or an empty list: a revocation, as before. (Any earlier use by the brokers themselves,
+   * e.g. a request sent before a crash, was less than an access token's lifetime ago: inside Xero's grace
+   * period, within which Xero accepts the same refresh token again.)
+   */
+  private async spentByAnotherClient(leased: TokenRecord): Promise<boolean> {
+    if (leased.expiresAt <= this.clock.now()) return false;
+    try {
+      const listed = await this.requestAbandonedAtDeadline(() => this.identity.listConnections(leased.accessToken));
+      return listed.length > 0;
+    } catch {
+      return false;
+    }
+  }
+
   private async load(connectionId: string): Promise<TokenRecord> {
     return readStoredToken(this.store.tokens, connectionId);
   }
@@ -330,6 +359,12 @@ export class Refresher {
     this.failures.set(connectionId, { count, at: this.clock.now(), waitMs: wait, error });
   }
 }
+
+/** The connection's last error when its refresh token was spent by another client (no secrets). */
+export const SPENT_BY_ANOTHER_CLIENT =
+  "Xero refused the refresh token (invalid_grant) although tokenbroker never used it and the grant is still alive: " +
+  "another client holding a copy of this refresh token spent it (an old script, a second integration or a copied database). " +
+  "Find and stop that client, then re-authorise the connection";
 
 /** What the callers of a refresh ended by the shutdown get. */
 function shuttingDown(connectionId: string): BrokerError {

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { systemClock, type Clock } from "../clock.js";
-import { BrokerError, isBrokerError, needsReauthorizationError } from "../errors.js";
+import { BrokerError, isBrokerError, needsReauthorizationError, tenantRemovedError } from "../errors.js";
 import type { Store } from "../store/store.js";
 import { readStoredToken } from "./stored-token.js";
 import type { TokenRecord } from "../token-set.js";
@@ -93,7 +93,11 @@ export class TokenBroker {
   async resolve(selector: Selector): Promise<string> {
     if ("tenantId" in selector) {
       const id = await this.store.connections.findConnectionByTenant(selector.tenantId);
-      if (id === undefined) throw new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
+      if (id === undefined) {
+        // Only on a miss: a tenant Xero stopped listing is told apart from one never connected.
+        const removed = await this.store.connections.findRemovedTenant(selector.tenantId);
+        throw removed ? tenantRemovedError(removed) : new BrokerError("not_found", `tenant ${selector.tenantId} is not connected`);
+      }
       return id;
     }
     // Whether the connection exists is learnt from the read every caller makes next
@@ -254,7 +258,7 @@ export class TokenBroker {
   ): Promise<Subscription | undefined> {
     const connectionId = await this.resolve(selector);
     if (handle.closed) return undefined;
-    const sub = this.hub.subscribe(connectionId, owner);
+    const sub = this.hub.subscribe(connectionId, owner, "tenantId" in selector ? selector.tenantId : undefined);
     handle.subscription = sub;
     let first: TokenRecord;
     try {

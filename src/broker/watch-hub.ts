@@ -47,9 +47,9 @@ export class WatchHub {
    * Starts receiving the connection's updates. Close the subscription when
    * done. `owner` names whoever opened it, for the gate.
    */
-  subscribe(connectionId: string, owner?: string): Subscription {
+  subscribe(connectionId: string, owner?: string, tenantId?: string): Subscription {
     const gated = this.gate && owner !== undefined ? owner : undefined;
-    const sub = new Subscription(this, connectionId, gated);
+    const sub = new Subscription(this, connectionId, gated, tenantId);
     if (this.isClosed) {
       sub.end();
       return sub;
@@ -127,6 +127,22 @@ export class WatchHub {
       const reason = this.refusal(owner);
       if (reason !== undefined) this.endOwner(owner, reason);
     }
+  }
+
+  /** Ends with `reason` every subscription of the connection opened for `tenantId` (the tenant was removed at Xero); returns how many. */
+  endTenant(connectionId: string, tenantId: string, reason: unknown): number {
+    const set = this.subscribers.get(connectionId);
+    if (!set) return 0;
+    const ending = [...set].filter((sub) => sub.tenantId === tenantId);
+    for (const sub of ending) sub.close(reason);
+    return ending.length;
+  }
+
+  /** The tenant ids this connection's open subscriptions were opened for. */
+  tenantsWatched(connectionId: string): Set<string> {
+    const ids = new Set<string>();
+    for (const sub of this.subscribers.get(connectionId) ?? []) if (sub.tenantId !== undefined) ids.add(sub.tenantId);
+    return ids;
   }
 
   /** Ends every subscription of `owner` with `reason`. */
@@ -217,6 +233,8 @@ export class Subscription {
     readonly connectionId: string,
     /** Whoever opened it, checked by the hub's gate (undefined: not gated). */
     readonly owner: string | undefined,
+    /** The tenant it was opened for, if it named one (see {@link WatchHub.endTenant}). */
+    readonly tenantId: string | undefined = undefined,
   ) {}
 
   /** Why the subscription was ended (e.g. its key was revoked), or undefined: closed by its reader, or the hub shut down. */

@@ -17,9 +17,16 @@ export function describeConnection(c: ConnectionSummary, now: number): string {
   return lines.map(terminalSafe).join("\n");
 }
 
-/** `tenant <id>  <name>` with `(gone)` for a tenant Xero no longer lists. */
+/** `tenant <id>  <name>` with `(removed at Xero <when>)` for a tenant Xero no longer lists. */
 export function describeTenant(t: TenantSummary): string {
-  return terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}${t.state === "gone" ? "  (gone)" : ""}`);
+  const note = t.state === "gone" ? `  (removed at Xero${t.goneAt === undefined ? "" : ` ${iso(t.goneAt)}`})` : "";
+  return terminalSafe(`tenant ${t.tenantId}  ${t.tenantName ?? ""}${note}`);
+}
+
+/** When Xero last listed the tenant, or when it was found removed: one ISO time, or "not yet". */
+export function lastCheckedText(t: TenantSummary): string {
+  if (t.state === "gone" && t.goneAt !== undefined) return iso(t.goneAt);
+  return t.checkedAt === undefined ? "not yet" : iso(t.checkedAt);
 }
 
 /** A connection for `--json`: times as ISO strings, no secret. */
@@ -48,6 +55,8 @@ export function tenantJson(t: TenantSummary): Record<string, unknown> {
     tenantType: t.tenantType ?? null,
     state: t.state,
     goneAt: t.goneAt === undefined ? null : iso(t.goneAt),
+    removedAtXero: t.state === "gone",
+    checkedAt: t.checkedAt === undefined ? null : iso(t.checkedAt),
     xeroConnectionId: t.xeroConnectionId ?? null,
   };
 }

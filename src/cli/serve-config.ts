@@ -5,7 +5,7 @@ import type { NotifierOptions } from "../notify/notifier.js";
 import { quotaConfigFrom, type QuotaConfig } from "../quota/quota-config.js";
 import type { ConnectionLimits } from "../server/connection-limits.js";
 import { SERVE_SETTINGS } from "../settings/all-settings.js";
-import { KEEPALIVE_DAYS, LEAD_TIME, LEASE_TTL } from "../settings/refresh-settings.js";
+import { KEEPALIVE_DAYS, LEAD_TIME, LEASE_TTL, TENANT_CHECK_INTERVAL } from "../settings/refresh-settings.js";
 import { DB_POOL_SIZE, LISTEN, LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE } from "../settings/server-settings.js";
 import { flagOptions, readSetting, settingName, type SettingsSource } from "../settings/setting.js";
 import { UPSTREAM_TIMEOUT_MS } from "../settings/upstream-settings.js";
@@ -34,6 +34,8 @@ export interface ServeConfig {
   leadTimeMs: number;
   keepAliveAfterMs: number;
   leaseTtlMs: number;
+  /** How often each connection's organisations are re-read from Xero, ms. */
+  tenantCheckIntervalMs: number;
   shutdownGraceMs: number;
   logLevel: string;
   logFormat: "json" | "pretty";
@@ -83,6 +85,7 @@ export function serveConfigFrom(values: ServeFlagValues, env: NodeJS.ProcessEnv)
     leadTimeMs,
     keepAliveAfterMs,
     leaseTtlMs,
+    tenantCheckIntervalMs: 1000 * readSetting(TENANT_CHECK_INTERVAL, source),
     shutdownGraceMs,
     logLevel,
     logFormat,

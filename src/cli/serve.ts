@@ -91,6 +91,7 @@ starts Xero's consent flow, which comes back to the redirect URI.
         shutdownGraceMs,
         consent,
         refresher: { leaseTtlMs, ...testHooksOf(io) },
+        tenantRefresh: { intervalMs: config.tenantCheckIntervalMs },
         notifications,
         ...(security.auth ? { auth: security.auth } : {}),
         audit: security.audit,

@@ -1,7 +1,7 @@
 import { DB } from "../settings/server-settings.js";
 import { settingsHelp } from "../settings/settings-help.js";
 import type { Command } from "./command.js";
-import { stateLabel, tenantJson } from "./describe-connection.js";
+import { lastCheckedText, stateLabel, tenantJson } from "./describe-connection.js";
 import { listStored } from "./list-stored.js";
 import { terminalJson, terminalSafe } from "./terminal-text.js";
 
@@ -12,8 +12,11 @@ export const tenantsCommand: Command = {
   help: `Usage: tokenbroker tenants [options]
 
 Lists every tenant (Xero organisation) in the database, one a line: tenant
-id, state (active, or gone once Xero no longer lists it), name, connection
-and that connection's state. A tenant reachable through two users' grants
+id, state (active, or removed-at-xero once Xero no longer lists it for the
+grant), name, connection, that connection's state and user, and when Xero's
+connections list last listed the tenant (a running broker re-reads each
+connection's organisations every TOKENBROKER_TENANT_CHECK_INTERVAL_SECONDS;
+for a removed one: when that was noticed). A tenant reachable through two users' grants
 is listed once per connection; GetToken uses the most recently authorised
 active one. Prints no token or secret.
 
@@ -37,11 +40,17 @@ ${settingsHelp([DB])}
       }
       if (rows.length === 0) return "no tenants: run tokenbroker connect";
       const table = [
-        ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER"],
+        ["TENANT", "STATE", "NAME", "CONNECTION", "CONNECTION STATE", "USER", "LAST CHECKED"],
         ...rows.map(({ c, t }) =>
-          [t.tenantId, t.state, t.tenantName ?? "", c.connectionId, stateLabel(c.state), c.userName ?? c.xeroUserId ?? ""].map(
-            terminalSafe,
-          ),
+          [
+            t.tenantId,
+            t.state === "gone" ? "removed-at-xero" : t.state,
+            t.tenantName ?? "",
+            c.connectionId,
+            stateLabel(c.state),
+            c.userName ?? c.xeroUserId ?? "",
+            lastCheckedText(t),
+          ].map(terminalSafe),
         ),
       ];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));

@@ -13,6 +13,8 @@ import { createRefreshMetrics } from "./refresh-metrics.js";
 import { createQuotaMetrics } from "./quota-metrics.js";
 import { createServedMetrics } from "./served-metrics.js";
 import { createStateMetrics } from "./state-metrics.js";
+import { createTenantCheckMetrics } from "./tenant-check-metrics.js";
+import type { TenantCheckListener } from "../broker/tenant-refresh.js";
 import { createUpstreamMetrics } from "./upstream-metrics.js";
 
 /** Options for {@link createBrokerMetrics}. */
@@ -35,6 +37,8 @@ export interface BrokerMetrics {
   readonly onRefresh: RefreshListener;
   /** Feed the broker's wait events here. */
   readonly onWait: RefreshWaitListener;
+  /** Feed the re-reads of organisations here. */
+  readonly onTenantCheck: TenantCheckListener;
   /** Counts tokens served: a step of the port's guard (see `createCallGuard`). */
   readonly servedStep: GuardStep;
   /** Calls to the Xero API proxy, fed by the proxy. */
@@ -70,6 +74,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions): BrokerMetric
     registry,
     onRefresh: refresh.onRefresh,
     onWait: refresh.onWait,
+    onTenantCheck: createTenantCheckMetrics(registry),
     servedStep: served.step,
     proxy,
     timeIdentity,

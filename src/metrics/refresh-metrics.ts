@@ -39,10 +39,17 @@ export function createRefreshMetrics(registry: Registry): RefreshMetrics {
     registers: [registry],
   });
 
+  const spentByAnotherClient = new Counter({
+    name: "tokenbroker_refresh_token_spent_elsewhere_total",
+    help: "Refresh tokens Xero refused although tokenbroker never used them while their grant was still alive: another client holding a copy spent them (each needs re-authorisation).",
+    registers: [registry],
+  });
+
   const tracker = new RefreshesPerExpiry();
   return {
     onRefresh(event) {
       refreshes.inc({ cause: event.cause, outcome: event.outcome });
+      if (event.spentByAnotherClient) spentByAnotherClient.inc();
       const count = tracker.record(event);
       if (count !== undefined) perExpiry.set({ connection_id: event.connectionId }, count);
     },

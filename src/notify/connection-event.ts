@@ -7,7 +7,12 @@ export type ConnectionEventType =
   /** The refresh token is close to its 60-day death and has not been refreshed. */
   | "connection.refresh_token_expiring"
   /** A connection that needed re-authorisation is active again (re-imported). */
-  | "connection.recovered";
+  | "connection.recovered"
+  /**
+   * Xero refused a refresh token tokenbroker never used while the grant is still alive: another client holding a
+   * copy of it spent it. The connection needs re-authorisation, and that client must be found.
+   */
+  | "connection.refresh_token_spent_elsewhere";
 
 /**
  * The JSON body of a notification webhook. No token or secret: ids, names,

@@ -34,6 +34,8 @@ export interface XeroProxyDependencies {
   authorizer: Authorizer | undefined;
   audit: AuditLog | undefined;
   metrics: ProxyMetrics;
+  /** Told of a tenant Xero answered 403 for (see `XeroProxyRouteOptions.onForbidden`). */
+  onForbidden?: (tenantId: string) => void;
   logger: Logger;
 }
 
@@ -59,6 +61,7 @@ export function createXeroProxy(options: XeroProxyOptions, deps: XeroProxyDepend
     replayMaxBytes: options.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES,
     audit: deps.audit,
     metrics: deps.metrics,
+    onForbidden: deps.onForbidden,
     logger: deps.logger,
   });
   return { route, close: () => upstream.close() };

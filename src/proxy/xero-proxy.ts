@@ -31,6 +31,12 @@ export interface XeroProxyRouteOptions {
   /** One `xero_call` entry per call. */
   audit?: AuditLog | undefined;
   metrics?: ProxyMetrics | undefined;
+  /**
+   * Told of a tenant Xero answered 403 for (the organisation may have been
+   * disconnected at Xero or reset): re-reads its grant's organisations at once
+   * (`TenantRefresh.recheckTenant`, at most once a minute per connection).
+   */
+  onForbidden?: ((tenantId: string) => void) | undefined;
   logger: Logger;
 }
 
@@ -171,6 +177,7 @@ async function handle(options: XeroProxyRouteOptions, req: HttpRequest, res: Htt
         options.broker.reportExpired(selector, token.accessToken).catch(() => {});
       }
     }
+    if (upstream.statusCode === 403 && call.tenantId !== undefined && !appLevel) options.onForbidden?.(call.tenantId);
     await respond(options, req, res, call, upstream);
   } catch (e) {
     // The caller went away (while the body was read, a token or permit awaited, or Xero called): nobody to answer.

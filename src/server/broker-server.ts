@@ -5,6 +5,8 @@ import { systemClock, type Clock } from "../clock.js";
 import { whenAborted } from "../broker/abortable.js";
 import type { RefresherOptions } from "../broker/refresher.js";
 import { Scheduler, type SchedulerOptions } from "../broker/scheduler.js";
+import { TenantRefresh, type TenantRefreshOptions } from "../broker/tenant-refresh.js";
+import { tenantCheckLog } from "./tenant-check-log.js";
 import { TokenBroker } from "../broker/token-broker.js";
 import { errorFields, silentLogger, type Logger } from "../logger.js";
 import { TokenServiceImpl } from "../service/token-service.js";
@@ -59,6 +61,8 @@ export interface BrokerServerOptions {
   defaultMinValidForMs?: number;
   refresher?: RefresherOptions;
   scheduler?: SchedulerOptions;
+  /** The re-read of each connection's organisations from Xero (default every hour). */
+  tenantRefresh?: TenantRefreshOptions;
   /** Largest request message accepted, bytes (default 64 KiB). */
   readMaxBytes?: number;
   /** Plain-HTTP routes served on the same port beside the RPCs (health, metrics, pages). */
@@ -118,6 +122,8 @@ export interface BrokerServer {
   readonly port: number;
   readonly broker: TokenBroker;
   readonly scheduler: Scheduler;
+  /** Re-reads each connection's organisations; `recheck(connectionId)` is for a 403 from Xero's API. */
+  readonly tenants: TenantRefresh;
   /** The authorization-code flow behind `/connect` and the redirect URI. */
   readonly consent: ConsentFlow;
   /** Serving or not, and why: read by `grpc.health.v1.Health` and `/readyz`. */
@@ -164,6 +170,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
       logger[level]({ event: "refresh", ...event }, `refresh ${event.outcome}`);
       metrics.onRefresh(event);
       security.onRefresh(event);
+      notifier.onRefresh(event);
     },
     onWait: metrics.onWait,
     // A revoked key's WatchToken streams end with UNAUTHENTICATED, and get nothing after the revocation.
@@ -178,6 +185,14 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     onPass: (states, now) => {
       notifier.onPass(states, now);
       options.scheduler?.onPass?.(states, now);
+    },
+  });
+  const tenants = new TenantRefresh(options.store, metrics.timeIdentity(options.identity), broker.hub, clock, {
+    ...options.tenantRefresh,
+    listener: (event) => {
+      tenantCheckLog(logger, event);
+      metrics.onTenantCheck(event);
+      options.tenantRefresh?.listener?.(event);
     },
   });
   const service = new TokenServiceImpl(broker, (e) => logger.error(errorFields(e), "internal error"));
@@ -204,6 +219,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
       authorizer: security.authorizer,
       audit: options.audit,
       metrics: metrics.proxy,
+      onForbidden: (tenantId) => void tenants.recheckTenant(tenantId),
       logger,
     });
   // A request whose handler failed: that request alone is answered 500 (or INTERNAL), logged once here.
@@ -283,6 +299,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     onLimit: limitLog(logger),
   });
   scheduler.start();
+  tenants.start();
   const host = server.host.includes(":") ? `[${server.host}]` : server.host;
   const url = `${options.tls ? "https" : "http"}://${host}:${server.port}`;
   logger.info({ event: "listening", url }, `tokenbroker listening on ${url}`);
@@ -294,6 +311,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
     port: server.port,
     broker,
     scheduler,
+    tenants,
     consent,
     health,
     notifier,
@@ -313,6 +331,7 @@ export async function startBrokerServer(options: BrokerServerOptions): Promise<B
         server.stopAccepting();
         broker.refresher.stop(); // no upstream attempt starts from now on
         await scheduler.stop();
+        await tenants.stop();
         await notifier.close();
         await broker.close(refreshDeadline.signal);
         server.closeGracefully();

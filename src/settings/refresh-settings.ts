@@ -45,5 +45,18 @@ export const LEASE_TTL = {
     "this long after it began, plus at most 1 s; must exceed TOKENBROKER_UPSTREAM_TIMEOUT_MS",
 } satisfies Setting<number>;
 
+/** `--tenant-check-interval`, in seconds. */
+export const TENANT_CHECK_INTERVAL = {
+  section: REFRESH,
+  flag: "--tenant-check-interval",
+  placeholder: "SECONDS",
+  env: "TOKENBROKER_TENANT_CHECK_INTERVAL_SECONDS",
+  type: positiveNumberValue(),
+  default: "3600",
+  description:
+    "re-read each connection's organisations from Xero's connections list this often (spread out, one broker per " +
+    "connection, with a still-valid access token): organisations removed at Xero are marked removed, new ones served",
+} satisfies Setting<number>;
+
 /** Every setting of this section, in `--help` order. */
-export const REFRESH_SETTINGS = [LEAD_TIME, KEEPALIVE_DAYS, LEASE_TTL] as const;
+export const REFRESH_SETTINGS = [LEAD_TIME, KEEPALIVE_DAYS, LEASE_TTL, TENANT_CHECK_INTERVAL] as const;

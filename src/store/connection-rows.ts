@@ -11,6 +11,8 @@ export interface TenantRow {
   auth_event_id: string | null;
   state: TenantState;
   gone_at: number | null;
+  /** When Xero's connections list last listed it (migration 4; PostgreSQL's 2). */
+  checked_at: number | null;
 }
 
 /** A connection joined with its token set's version and times, as `listConnections` reads it on both stores. */
@@ -42,7 +44,7 @@ export function toTenant(row: TenantRow): Tenant {
 
 /** A tenant row with its state, for listings. */
 export function toTenantSummary(row: TenantRow): TenantSummary {
-  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined };
+  return { ...toTenant(row), state: row.state, goneAt: row.gone_at ?? undefined, checkedAt: row.checked_at ?? undefined };
 }
 
 /** The connections of `listConnections`, each with its tenants (`tenants` in any order of connection). */

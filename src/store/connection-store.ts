@@ -20,8 +20,26 @@ export interface SaveConnectionInput {
 /** A tenant as listed for operators: whether Xero still lists it for the grant. */
 export interface TenantSummary extends Tenant {
   state: TenantState;
-  /** When it vanished from the grant's connections list, ms since the epoch. */
+  /** When it vanished from the grant's connections list (removed at Xero), ms since the epoch. */
   goneAt: number | undefined;
+  /** When Xero's connections list last listed it, ms since the epoch (undefined: not read since it was stored). */
+  checkedAt: number | undefined;
+}
+
+/** When a connection's tenants were last re-read from Xero (see {@link ConnectionStore.claimTenantCheck}). */
+export interface TenantCheckState {
+  connectionId: string;
+  /** When a broker last claimed the re-read (started it), ms since the epoch; undefined: never. */
+  claimedAt: number | undefined;
+}
+
+/** A tenant that Xero stopped listing for its grant (see {@link ConnectionStore.findRemovedTenant}). */
+export interface RemovedTenant {
+  connectionId: string;
+  tenantId: string;
+  tenantName: string | undefined;
+  /** When the broker noticed, ms since the epoch. */
+  goneAt: number;
 }
 
 /** A connection as listed for operators: no secrets. */
@@ -61,9 +79,27 @@ export interface ConnectionStore {
   /**
    * Stores a grant's full tenant list as Xero returned it: listed tenants are
    * added or updated (and active again), tenants of the connection missing
-   * from the list are marked gone. Returns the ones newly marked gone.
+   * from the list are marked gone; every listed one is stamped as checked now.
+   * Returns the ones newly marked gone and the ones newly added (or active again).
    */
-  syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }>;
+  syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[]; added: Tenant[] }>;
+  /**
+   * Every active connection with when its tenants' re-read was last claimed:
+   * what the periodic re-read decides on. No secrets.
+   */
+  listTenantChecks(): Promise<TenantCheckState[]>;
+  /**
+   * Claims the re-read of an active connection's tenants: a compare-and-set
+   * that stamps the claim with the store's clock only while it is still
+   * `seenClaimedAt` (what {@link listTenantChecks} said). True for exactly one
+   * of the brokers sharing the store that try with the same value.
+   */
+  claimTenantCheck(connectionId: string, seenClaimedAt: number | undefined): Promise<boolean>;
+  /**
+   * The tenant marked gone most recently, when no connection serves it:
+   * explains a `not_found` for a tenant removed at Xero. Undefined otherwise.
+   */
+  findRemovedTenant(tenantId: string): Promise<RemovedTenant | undefined>;
   /** Marks the connection as needing re-authorisation and releases any refresh lease. */
   markNeedsReauthorization(connectionId: string, reason: string): Promise<void>;
   /** Records the last error shown to operators (no secrets). */

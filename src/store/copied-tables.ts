@@ -50,7 +50,7 @@ export const QUOTA_TABLES = ["quota_slots", "quota_calls", "quota_holds"] as con
  * the other. A new migration on either side must be looked at here: the
  * copy refuses to run until these say it was.
  */
-export const KNOWN_SCHEMAS = { sqlite: 5, postgres: 3 } as const;
+export const KNOWN_SCHEMAS = { sqlite: 6, postgres: 4 } as const;
 
 /** The stored (not generated) columns of `table` in the SQLite database, in their order. */
 export function sqliteColumns(db: Database.Database, table: string): string[] {

@@ -1,6 +1,7 @@
 import { migration3Security } from "./migration-3-security.js";
 import { migration4Quota } from "./migration-4-quota.js";
 import { migration5CustomConnections } from "./migration-5-custom-connections.js";
+import { migration6TenantChecks } from "./migration-6-tenant-checks.js";
 
 /**
  * Schema migrations, applied in order. The database's `user_version` records
@@ -76,4 +77,6 @@ export const migrations: readonly string[] = [
   migration4Quota,
   // 5: custom connections: their name and client id (the client secret is the token set's sealed refresh_token).
   migration5CustomConnections,
+  // 6: when each connection's organisations were last re-read from Xero, and each tenant last listed.
+  migration6TenantChecks,
 ];

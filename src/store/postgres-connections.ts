@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Tenant } from "../token-set.js";
 import { type SummaryRow, type TenantRow, toConnectionSummaries, toTenant } from "./connection-rows.js";
-import type { ConnectionStore, ConnectionSummary, SaveConnectionInput } from "./connection-store.js";
+import type { ConnectionStore, ConnectionSummary, RemovedTenant, SaveConnectionInput, TenantCheckState } from "./connection-store.js";
 import type { PostgresDatabase, Queryable } from "./postgres-database.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import { tokenParams } from "./token-rows.js";
@@ -112,26 +112,60 @@ export class PostgresConnections implements ConnectionStore {
     });
   }
 
-  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
+  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[]; added: Tenant[] }> {
     const now = this.#db.clock.now();
     return this.#db.transaction(async (client, notify) => {
-      await upsertTenants(client, connectionId, tenants, now);
-      const listed = new Set(tenants.map((t) => t.tenantId));
-      const { rows } = await client.query<TenantRow>(
-        `SELECT * FROM tenants WHERE connection_id = $1 AND state = 'active' ORDER BY created_at, tenant_id`,
+      const { rows: active } = await client.query<{ tenant_id: string }>(
+        `SELECT tenant_id FROM tenants WHERE connection_id = $1 AND state = 'active' FOR UPDATE`,
         [connectionId],
       );
-      const vanished = rows.filter((t) => !listed.has(t.tenant_id));
-      for (const t of vanished) {
-        await client.query(`UPDATE tenants SET state = 'gone', gone_at = $3 WHERE connection_id = $1 AND tenant_id = $2`, [
-          connectionId,
-          t.tenant_id,
-          now,
-        ]);
-      }
+      const before = new Set(active.map((t) => t.tenant_id));
+      await upsertTenants(client, connectionId, tenants, now);
+      const listed = tenants.map((t) => t.tenantId);
+      await client.query(`UPDATE tenants SET checked_at = $3 WHERE connection_id = $1 AND tenant_id = ANY($2::text[])`, [
+        connectionId,
+        listed,
+        now,
+      ]);
+      await client.query(`UPDATE connections SET tenants_checked_at = $2 WHERE id = $1`, [connectionId, now]);
+      const { rows: vanished } = await client.query<TenantRow>(
+        `UPDATE tenants SET state = 'gone', gone_at = $3
+         WHERE connection_id = $1 AND state = 'active' AND NOT (tenant_id = ANY($2::text[])) RETURNING *`,
+        [connectionId, listed, now],
+      );
       notify({ kind: "connection", connectionId, version: 0 });
-      return { gone: vanished.map(toTenant) };
+      return { gone: vanished.map(toTenant), added: tenants.filter((t) => !before.has(t.tenantId)) };
     });
+  }
+
+  async listTenantChecks(): Promise<TenantCheckState[]> {
+    const { rows } = await this.#db.query<{ id: string; tenants_checked_at: number | null }>(
+      `SELECT id, tenants_checked_at FROM connections WHERE state = 'active' ORDER BY id`,
+    );
+    return rows.map((r) => ({ connectionId: r.id, claimedAt: r.tenants_checked_at ?? undefined }));
+  }
+
+  async claimTenantCheck(connectionId: string, seenClaimedAt: number | undefined): Promise<boolean> {
+    // Not in what the read cache remembers: no notification.
+    const { rowCount } = await this.#db.query(
+      `UPDATE connections SET tenants_checked_at = $2
+       WHERE id = $1 AND state = 'active' AND tenants_checked_at IS NOT DISTINCT FROM $3::bigint`,
+      [connectionId, this.#db.clock.now(), seenClaimedAt ?? null],
+    );
+    return rowCount === 1;
+  }
+
+  async findRemovedTenant(tenantId: string): Promise<RemovedTenant | undefined> {
+    if (tenantId.includes("\u0000")) return undefined;
+    const { rows } = await this.#db.query<{ connection_id: string; tenant_id: string; tenant_name: string | null; gone_at: number }>(
+      `SELECT connection_id, tenant_id, tenant_name, gone_at FROM tenants WHERE tenant_id = $1 AND state = 'gone'
+       ORDER BY gone_at DESC LIMIT 1`,
+      [tenantId],
+    );
+    const row = rows[0];
+    return (
+      row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at }
+    );
   }
 
   async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {

@@ -1,3 +1,5 @@
+import { postgresMigration4TenantChecks } from "./migration-6-tenant-checks.js";
+
 /**
  * The PostgreSQL schema's migrations, applied in order; the
  * `tokenbroker_migrations` table records which ran. A migration is never
@@ -124,4 +126,6 @@ export const postgresMigrations: readonly string[] = [
   ALTER TABLE connections ADD COLUMN custom_name text COLLATE "C" UNIQUE;
   ALTER TABLE connections ADD COLUMN client_id text;
   `,
+  // 4: as SQLite's migration 6: when each connection's organisations were last re-read, and each tenant last listed.
+  postgresMigration4TenantChecks,
 ];

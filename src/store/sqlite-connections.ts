@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Tenant } from "../token-set.js";
 import { type SummaryRow, type TenantRow, toConnectionSummaries, toTenant } from "./connection-rows.js";
-import type { ConnectionStore, ConnectionSummary, SaveConnectionInput } from "./connection-store.js";
+import type { ConnectionStore, ConnectionSummary, RemovedTenant, SaveConnectionInput, TenantCheckState } from "./connection-store.js";
 import { sealTokenColumns } from "./sealed-token-columns.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 import { tokenParams } from "./token-rows.js";
@@ -45,6 +45,18 @@ export class SqliteConnections implements ConnectionStore {
            xero_connection_id = excluded.xero_connection_id, tenant_name = excluded.tenant_name,
            tenant_type = excluded.tenant_type, auth_event_id = excluded.auth_event_id,
            state = 'active', gone_at = NULL`,
+      ),
+      stampChecked: db.prepare(`UPDATE tenants SET checked_at = @now WHERE connection_id = @connection_id AND tenant_id = @tenant_id`),
+      stampConnectionChecked: db.prepare(`UPDATE connections SET tenants_checked_at = @now WHERE id = @id`),
+      tenantChecks: db.prepare(
+        `SELECT id AS connectionId, tenants_checked_at AS claimedAt FROM connections WHERE state = 'active' ORDER BY id`,
+      ),
+      claimCheck: db.prepare(
+        `UPDATE connections SET tenants_checked_at = @now WHERE id = @id AND state = 'active' AND tenants_checked_at IS @seen`,
+      ),
+      removedTenant: db.prepare(
+        `SELECT connection_id, tenant_id, tenant_name, gone_at FROM tenants WHERE tenant_id = ? AND state = 'gone'
+         ORDER BY gone_at DESC LIMIT 1`,
       ),
       deleteLease: db.prepare(`DELETE FROM refresh_leases WHERE connection_id = ?`),
       setState: db.prepare(`UPDATE connections SET state = @state, last_error = @error WHERE id = @id`),
@@ -109,15 +121,41 @@ export class SqliteConnections implements ConnectionStore {
     this.#sqlite.write(() => this.upsertTenants(connectionId, tenants, now));
   }
 
-  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[] }> {
+  async syncTenants(connectionId: string, tenants: Tenant[]): Promise<{ gone: Tenant[]; added: Tenant[] }> {
     const now = this.#sqlite.clock.now();
     return this.#sqlite.write(() => {
+      const before = new Set((this.#stmt.activeTenants.all(connectionId) as TenantRow[]).map((t) => t.tenant_id));
       this.upsertTenants(connectionId, tenants, now);
+      for (const t of tenants) this.#stmt.stampChecked.run({ connection_id: connectionId, tenant_id: t.tenantId, now });
+      this.#stmt.stampConnectionChecked.run({ id: connectionId, now });
       const listed = new Set(tenants.map((t) => t.tenantId));
       const vanished = (this.#stmt.activeTenants.all(connectionId) as TenantRow[]).filter((t) => !listed.has(t.tenant_id));
       for (const t of vanished) this.#stmt.markTenantGone.run({ connection_id: connectionId, tenant_id: t.tenant_id, now });
-      return { gone: vanished.map(toTenant) };
+      return { gone: vanished.map(toTenant), added: tenants.filter((t) => !before.has(t.tenantId)) };
     });
+  }
+
+  async listTenantChecks(): Promise<TenantCheckState[]> {
+    return (this.#stmt.tenantChecks.all() as Array<{ connectionId: string; claimedAt: number | null }>).map((r) => ({
+      connectionId: r.connectionId,
+      claimedAt: r.claimedAt ?? undefined,
+    }));
+  }
+
+  async claimTenantCheck(connectionId: string, seenClaimedAt: number | undefined): Promise<boolean> {
+    return this.#sqlite.write(() => {
+      const now = this.#sqlite.clock.now();
+      return this.#stmt.claimCheck.run({ id: connectionId, now, seen: seenClaimedAt ?? null }).changes === 1;
+    });
+  }
+
+  async findRemovedTenant(tenantId: string): Promise<RemovedTenant | undefined> {
+    const row = this.#stmt.removedTenant.get(tenantId) as
+      | { connection_id: string; tenant_id: string; tenant_name: string | null; gone_at: number }
+      | undefined;
+    return (
+      row && { connectionId: row.connection_id, tenantId: row.tenant_id, tenantName: row.tenant_name ?? undefined, goneAt: row.gone_at }
+    );
   }
 
   async markNeedsReauthorization(connectionId: string, reason: string): Promise<void> {

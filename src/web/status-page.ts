@@ -89,11 +89,19 @@ function tenantTable(tenants: TenantSummary[], m: StatusPageModel): SafeHtml {
   if (tenants.length === 0) return html`<p class="muted">No tenants: the grant reaches no organisation.</p>`;
   const quota = m.quota;
   return html`<table class="tenants">
-    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th>${quota && html`<th>Calls to Xero</th>`}</tr></thead>
+    <thead><tr><th>Organisation</th><th>Tenant id</th><th>Type</th><th>State</th><th>Last checked at Xero</th>${quota && html`<th>Calls to Xero</th>`}</tr></thead>
     <tbody>${tenants.map(
       (t) => html`
       <tr class="${t.state}" data-tenant-id="${t.tenantId}"><td>${t.tenantName ?? ""}</td><td><code>${t.tenantId}</code></td><td>${t.tenantType ?? ""}</td><td>${
-        t.state === "gone" ? "gone (no longer listed by Xero)" : "active"
+        t.state === "gone"
+          ? html`<span class="error">removed at Xero</span> <span class="muted">(no longer in its grant's connections list)</span>`
+          : "active"
+      }</td><td class="checked">${
+        t.state === "gone" && t.goneAt !== undefined
+          ? timeAgo(t.goneAt, m.now)
+          : t.checkedAt === undefined
+            ? html`<span class="muted">not yet</span>`
+            : timeAgo(t.checkedAt, m.now)
       }</td>${quota && quotaCell(quota.tenants.get(t.tenantId), quota, m.now)}</tr>`,
     )}
     </tbody>

@@ -95,6 +95,7 @@ export async function startBroker(options: BrokerFixtureOptions = {}): Promise<B
     ...options.server,
   });
   await server.scheduler.stop(); // tests drive the scheduler by hand
+  await server.tenants.stop(); // and the re-read of organisations (server.tenants.tick())
   return {
     fake,
     clock,

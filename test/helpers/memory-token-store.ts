@@ -193,7 +193,7 @@ export class MemoryTokenStore implements TokenStore {
       refreshTokenIssuedAt: r.tokenSet.refreshTokenIssuedAt,
       lastRefreshAt: r.lastRefreshAt,
       lastError: r.lastError,
-      tenants: r.tenants.map((t) => ({ ...t, state: "active" as const, goneAt: undefined })),
+      tenants: r.tenants.map((t) => ({ ...t, state: "active" as const, goneAt: undefined, checkedAt: undefined })),
       ...(r.custom ? { custom: { ...r.custom } } : {}),
     }));
   }
@@ -202,8 +202,17 @@ export class MemoryTokenStore implements TokenStore {
 
   async close(): Promise<void> {}
 
-  syncTenants(): Promise<{ gone: Tenant[] }> {
+  syncTenants(): Promise<{ gone: Tenant[]; added: Tenant[] }> {
     return notInMemory("syncTenants");
+  }
+  listTenantChecks(): Promise<never> {
+    return notInMemory("listTenantChecks");
+  }
+  claimTenantCheck(): Promise<boolean> {
+    return notInMemory("claimTenantCheck");
+  }
+  async findRemovedTenant(): Promise<undefined> {
+    return undefined;
   }
   removeTenant(): Promise<boolean> {
     return notInMemory("removeTenant");
