@@ -32,20 +32,13 @@ import { h2loadMissing } from "./load/h2load.js";
 import { POSTGRES_PACKAGE, postgresInstalled, startPostgres, type PostgresServer } from "./support/postgres-server.js";
 
 /** The scenarios by the names `--only` takes, in the order they run. */
-const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll", "stores"] as const;
-/**
- * Scenarios run only when `--only` names them: "xero-proxy" needs the Xero
- * API proxy of issue 14 (`/xero/{path}`, `TOKENBROKER_API_URL`), being written on
- * another branch; it joins the default list once the proxy is merged.
- */
-const OPT_IN = ["xero-proxy"] as const;
-type ScenarioName = (typeof SCENARIOS)[number] | (typeof OPT_IN)[number];
+const SCENARIOS = ["cached", "storm", "fan-out", "scale", "hostile", "hosts", "long-poll", "stores", "xero-proxy"] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only NAMES] [--out PATH]
 
   --quick       smoke run: tiny counts and short windows (figures not meaningful)
   --only NAMES  run only these scenarios, comma-separated: ${SCENARIOS.join(", ")}
-                (or ${OPT_IN.join(", ")}, not run by default: it needs the Xero API proxy)
   --out PATH    where to write the JSON (default bench/results/latest.json)
 
 A full run (no --quick, no --only) also writes docs/performance.json and docs/performance.md.
@@ -65,7 +58,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const only = values.only === undefined ? [...SCENARIOS] : values.only.split(",").map((n) => n.trim());
-  const unknown = only.filter((n) => !([...SCENARIOS, ...OPT_IN] as readonly string[]).includes(n));
+  const unknown = only.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
   if (unknown.length > 0) {
     process.stderr.write(`unknown scenario ${unknown.join(", ")}\n${USAGE}`);
     return 2;

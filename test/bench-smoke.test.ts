@@ -137,8 +137,19 @@ it.skipIf(noH2load)(
       expect(isNumber(poll[k]), k).toBe(true);
     expect(isNumber(poll.streams.heapPerSubscriber) && isNumber(poll.streams.p99Ms)).toBe(true);
 
+    // 9. The Xero API proxy against direct calls to the same fake API: every call answered 2xx, none refused by
+    // the fake's limits (set out of reach), figures for both sides.
+    const proxy = report.xeroProxy!;
+    expect(proxy.upstream429s).toBe(0);
+    for (const side of [proxy.direct, proxy.proxied, proxy.remote.direct, proxy.remote.proxied]) {
+      expect(side.errors).toBe(0);
+      expect(side.requests).toBeGreaterThan(0);
+      for (const k of ["p50Ms", "p99Ms", "rps"] as const) expect(isNumber(side[k]), k).toBe(true);
+    }
+    expect(isNumber(proxy.ratio) && isNumber(proxy.remote.ratio) && isNumber(proxy.addedP50Ms)).toBe(true);
+
     // Every target is judged, and the printed table ends with them.
-    expect(report.targets).toHaveLength(noPostgres ? 20 : 24);
+    expect(report.targets).toHaveLength(noPostgres ? 22 : 26);
     for (const t of report.targets) {
       expect(typeof t.met).toBe("boolean");
       expect(stdout).toContain(t.name);

@@ -45,6 +45,10 @@ export const upstreamHostApi = {
   setAccessTokenLifetime(seconds: number): void {
     theFake().setAccessTokenLifetime(seconds);
   },
+  /** The accounting API's answer delay from now on, ms. */
+  setApiLatency(ms: number): void {
+    theFake().setApiLatency(ms);
+  },
   /** What the fake's accounting API saw of one tenant (calls, most in flight, 429s by problem). */
   apiUsage(tenantId: string): TenantApiUsage {
     return theFake().apiUsage(tenantId);

@@ -196,7 +196,9 @@ export async function startFakeXero(options: FakeXeroOptions = {}): Promise<Fake
   const signer = await createJwtSigner();
   const closing = new AbortController();
   const server = createServer();
-  server.keepAliveTimeout = 1000;
+  // Above Node's 1 s margin: an http.Agent does not reuse a connection whose server says `Keep-Alive: timeout=1`
+  // (so with 1000 every call through the broker's proxy opened a new connection). `close()` ends idle ones at once.
+  server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e) => reject(new FakeXeroError("listen_failed", `cannot listen on ${host}:${port}`, { cause: e })));
     server.listen(port, host, resolve);
