@@ -20,6 +20,8 @@ import { missingSystemPackage } from "./helpers/system-requirement.js";
 import { startSecureBroker, withKey, type SecureBrokerFixture } from "./helpers/secure-broker.js";
 import { CLI } from "./helpers/serve-process.js";
 import { startBrokerServer, type BrokerServer } from "../src/server/broker-server.js";
+import { createAuthenticator } from "../src/auth/authenticator.js";
+import { createCallBudget, type QuotaKeeper } from "../src/quota/quota-keeper.js";
 
 const LUA = "lua5.1";
 const noLua = missingSystemPackage("Lua 5.1 with LuaSocket", "apt-get install lua5.1 lua-socket", [
@@ -662,3 +664,56 @@ describe.skipIf(noLua !== undefined)(
     });
   },
 );
+
+describe.skipIf(noLua !== undefined)(`Lua (Iguana) channel through the broker's Xero API proxy${noLua ? ` skipped: ${noLua}` : ""}`, () => {
+  let f: SecureBrokerFixture;
+  let proxied: BrokerServer | undefined;
+  let quota: QuotaKeeper | undefined;
+  afterEach(async () => {
+    await proxied?.close();
+    quota?.close();
+    await f.close();
+  });
+
+  it("tokenbroker.xero{} and Client:xero{} call Xero with no token in the channel; the broker's 429 comes back with Retry-After", async () => {
+    f = await startSecureBroker();
+    const key = f.createKey("iguana-proxy", [f.tenantId]);
+    // Three calls a minute for the organisation: the fourth is held back by the broker, not sent to Xero.
+    quota = createCallBudget({
+      store: f.store.quota,
+      limits: { inFlight: 5, perMinute: 3, perDay: 1000, appPerMinute: 1000 },
+      maxWaitMs: 200,
+    });
+    proxied = await startBrokerServer({
+      port: 0,
+      store: f.store,
+      identity: f.identity,
+      auth: { authenticator: createAuthenticator({ keys: f.store.apiKeys }) },
+      proxy: { apiUrl: f.fake.apiUrl, refused: [`${f.fake.issuer}/connect`, `${f.fake.issuer}/identity`] },
+      quota,
+    });
+    await proxied.scheduler.stop();
+    const run = await runLua(["test/lua/check_proxy.lua", proxied.url, f.tenantId], { TOKENBROKER_KEY: key });
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const step = (name: string) => run.lines.find((l) => l["step"] === name);
+    expect(step("organisation")).toMatchObject({ code: 200, name: expect.any(String) as unknown });
+    expect(step("invoice")).toEqual({ step: "invoice", code: 200, contact: "Lua Channel", getToken: 0 });
+    expect(step("listed")).toEqual({ step: "listed", code: 200 });
+    expect(step("held_back")).toMatchObject({ code: 429, problem: "minute" });
+    expect(step("held_back")!["retryAfter"]).toBeGreaterThan(0);
+    expect(step("unknown_key")).toEqual({ step: "unknown_key", code: 401 });
+    expect(step("unreachable")).toEqual({
+      step: "unreachable",
+      ok: false,
+      keyInError: false,
+      error: expect.stringMatching(/^tokenbroker: the broker at http:\/\/127\.0\.0\.1:1 cannot be reached \(/) as unknown,
+    });
+    // Xero got three calls, never a 429, and the invoice the channel posted.
+    const usage = f.fake.apiUsage(f.tenantId);
+    expect(usage.calls).toBe(3);
+    expect(Object.values(usage.rateLimited).reduce((n, x) => n + x, 0)).toBe(0);
+    expect(f.fake.invoices(f.tenantId).some((i) => i.Contact.Name === "Lua Channel")).toBe(true);
+    expect(run.stdout.includes(key)).toBe(false);
+  });
+});
