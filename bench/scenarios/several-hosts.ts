@@ -1,3 +1,4 @@
+import { fakeXeroEnv } from "../support/fake-xero-env.js";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -100,17 +101,11 @@ export async function benchSeveralHosts(ctx: BenchContext, store: SharedStore = 
   try {
     const fake = await upstream.call("start");
     await upstream.call("setAccessTokenLifetime", TOKEN_LIFETIME_S);
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env["PATH"] ?? "",
-      TOKENBROKER_ISSUER: fake.issuer,
-      TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-      TOKENBROKER_CLIENT_ID: fake.clientId,
-      TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-      TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
+    const env = fakeXeroEnv(fake, {
       TOKENBROKER_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
       TOKENBROKER_UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
       TOKENBROKER_LEASE_TTL_SECONDS: String(LEASE_TTL_S),
-    };
+    });
     const db = await store.location(dir);
     const imported = await runCli(["import", "--db", db, "--json"], env, `${await upstream.call("addGrant", ["Bench Org A"])}\n`);
     if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);

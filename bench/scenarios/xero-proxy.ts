@@ -1,3 +1,4 @@
+import { fakeXeroEnv } from "../support/fake-xero-env.js";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -71,21 +72,14 @@ export async function benchXeroProxy(ctx: BenchContext): Promise<XeroProxyFigure
   let serve: ServeProcess | undefined;
   try {
     const fake = await upstream.call("start", { apiLimits: UNLIMITED });
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env["PATH"] ?? "",
-      TOKENBROKER_ISSUER: fake.issuer,
-      TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-      TOKENBROKER_CLIENT_ID: fake.clientId,
-      TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-      TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
+    const env = fakeXeroEnv(fake, {
       TOKENBROKER_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-      TOKENBROKER_API_URL: fake.issuer,
       // The broker's own budget out of reach too: this measures forwarding, not the quota keeper's refusals.
       TOKENBROKER_TENANT_CALLS_IN_FLIGHT: "1000",
       TOKENBROKER_TENANT_CALLS_PER_MINUTE: "100000000",
       TOKENBROKER_TENANT_CALLS_PER_DAY: "1000000000",
       TOKENBROKER_APP_CALLS_PER_MINUTE: "1000000000",
-    };
+    });
     const db = join(dir, "bench.db");
     const imported = await runCli(["import", "--db", db, "--json"], env, `${await upstream.call("addGrant", ["Bench Org A"])}\n`);
     if (imported.code !== 0) throw new Error(`import failed: ${imported.stderr}`);

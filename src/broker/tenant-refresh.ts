@@ -1,10 +1,11 @@
+import { tenantOf } from "../upstream/parse-connections.js";
 import { createHash } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { tenantRemovedError } from "../errors.js";
 import type { TenantCheckState } from "../store/connection-store.js";
 import type { Store } from "../store/store.js";
 import type { Tenant } from "../token-set.js";
-import type { IdentityServer, XeroConnection } from "../upstream/identity-server.js";
+import type { IdentityServer } from "../upstream/identity-server.js";
 import type { WatchHub } from "./watch-hub.js";
 
 /** Options for {@link TenantRefresh}. */
@@ -187,7 +188,7 @@ export class TenantRefresh {
       if (claim.claimedAt !== undefined && this.clock.now() - claim.claimedAt < minGapMs) return none;
       // One broker of those sharing the store: the claim is a compare-and-set on what was just read.
       if (!(await this.store.connections.claimTenantCheck(connectionId, claim.claimedAt))) return none;
-      const listed = (await this.identity.listConnections(record.accessToken)).map(toTenant);
+      const listed = (await this.identity.listConnections(record.accessToken)).map(tenantOf);
       if (listed.length === 0) {
         // Xero lists nothing when the grant was revoked (or lost its last organisation, which ends it too): that
         // is the refresh's to find (needs re-authorisation), not a reason to call every organisation removed.
@@ -221,14 +222,4 @@ export class TenantRefresh {
       }
     }
   }
-}
-
-function toTenant(c: XeroConnection): Tenant {
-  return {
-    tenantId: c.tenantId,
-    xeroConnectionId: c.id,
-    tenantName: c.tenantName,
-    tenantType: c.tenantType,
-    authEventId: c.authEventId,
-  };
 }

@@ -1,6 +1,7 @@
+import { tenantOf } from "../upstream/parse-connections.js";
 import type { Store } from "../store/store.js";
 import type { Tenant } from "../token-set.js";
-import type { IdentityServer, ObtainedTokenSet, XeroConnection } from "../upstream/identity-server.js";
+import type { IdentityServer, ObtainedTokenSet } from "../upstream/identity-server.js";
 
 /** What {@link storeGrant} stored. */
 export interface StoredGrant {
@@ -37,7 +38,7 @@ export async function storeGrant(
   const { connectionId, created } = await store.connections.saveConnection({ xeroUserId, userName, tokenSet, tenants: [] });
   const result: StoredGrant = { connectionId, created, xeroUserId, tenants: [], added: [], gone: [] };
   try {
-    const all = (await identity.listConnections(tokenSet.accessToken)).map(toTenant);
+    const all = (await identity.listConnections(tokenSet.accessToken)).map(tenantOf);
     const { gone } = await store.connections.syncTenants(connectionId, all);
     result.tenants = all;
     result.gone = gone;
@@ -45,20 +46,10 @@ export async function storeGrant(
       const event = options.addedBy;
       const added = await identity.listConnections(tokenSet.accessToken, { authEventId: event });
       // Filtered here too: a proxy or an older server may ignore the query parameter.
-      result.added = added.filter((c) => c.authEventId === event).map(toTenant);
+      result.added = added.filter((c) => c.authEventId === event).map(tenantOf);
     }
   } catch (e) {
     result.tenantsError = e instanceof Error ? e.message : "unknown error";
   }
   return result;
-}
-
-function toTenant(c: XeroConnection): Tenant {
-  return {
-    tenantId: c.tenantId,
-    xeroConnectionId: c.id,
-    tenantName: c.tenantName,
-    tenantType: c.tenantType,
-    authEventId: c.authEventId,
-  };
 }

@@ -1,3 +1,4 @@
+import type { Tenant } from "../token-set.js";
 import type { XeroConnection } from "./identity-server.js";
 import { UpstreamError } from "./identity-server.js";
 
@@ -22,4 +23,15 @@ export function parseConnections(body: unknown): XeroConnection[] {
       authEventId: typeof e["authEventId"] === "string" ? e["authEventId"] : undefined,
     };
   });
+}
+
+/** One entry of Xero's connections list as the tenant the store keeps. */
+export function tenantOf(c: XeroConnection): Tenant {
+  return {
+    tenantId: c.tenantId,
+    xeroConnectionId: c.id,
+    tenantName: c.tenantName,
+    tenantType: c.tenantType,
+    authEventId: c.authEventId,
+  };
 }

@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { FakeXero } from "@tokenbroker/fake-xero";
+import { fakeXeroEnv } from "../../bench/support/fake-xero-env.js";
 import { readJsonLines, runNodeScript, type CommandResult, type LogLine } from "../../bench/support/child-output.js";
 
 // `npm test` compiles src to dist/ before vitest runs; run `npm run build` first when running a file alone.
@@ -36,17 +37,7 @@ const running = new Set<ServeProcess>();
 
 /** The environment of a CLI child talking to `fake`, and nothing of the developer's TOKENBROKER_* settings. */
 export function fakeEnv(fake: FakeXero, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env["PATH"] ?? "",
-    TOKENBROKER_ISSUER: fake.issuer,
-    TOKENBROKER_CONNECTIONS_URL: fake.connectionsUrl,
-    TOKENBROKER_CLIENT_ID: fake.clientId,
-    TOKENBROKER_CLIENT_SECRET: fake.clientSecret,
-    TOKENBROKER_ALLOW_INSECURE_ISSUER: "1",
-    // The Xero API proxy (/xero/*) calls the fake's API (its /connections), never the real Xero.
-    TOKENBROKER_API_URL: fake.issuer,
-    ...extra,
-  };
+  return fakeXeroEnv(fake, extra);
 }
 
 /** A loopback port that was free a moment ago (for a process that must be told its port before it starts). */
